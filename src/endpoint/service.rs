@@ -1,0 +1,221 @@
+//! [`MetricsEndpoint`]: the `/metrics` service.
+
+use std::convert::Infallible;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use http::{header, HeaderValue, Method, Request, Response, StatusCode};
+use tower::Service;
+
+use super::body::MetricsBody;
+use super::format::Format;
+use crate::registry::Initialized;
+use crate::{BuildError, MetricsRegistry};
+
+/// The default path of the endpoint.
+pub const DEFAULT_PATH: &str = "/metrics";
+
+/// Answers scrapes: on `GET` of its path it runs the registry's collectors and encodes
+/// the registry; `HEAD` gets the same headers without running anything; other methods
+/// get `405 Method Not Allowed` with `Allow: GET, HEAD`, and other paths `404`.
+///
+/// The [`MetricsLayer`](crate::MetricsLayer) serves it on the application's own
+/// listener; as a standalone [`tower::Service`] it serves a separate, internal one.
+/// Building it initialises the registry (runs the providers), like building the layer.
+///
+/// ```
+/// use tower_prometheus::{MetricsEndpoint, MetricsRegistry};
+///
+/// # fn main() -> Result<(), tower_prometheus::BuildError> {
+/// let registry = MetricsRegistry::new();
+/// let endpoint = MetricsEndpoint::builder(&registry).path("/internal/metrics").build()?;
+/// assert_eq!(endpoint.path(), "/internal/metrics");
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct MetricsEndpoint {
+    shared: Arc<EndpointShared>,
+}
+
+struct EndpointShared {
+    path: String,
+    registry: MetricsRegistry,
+    initialized: Arc<Initialized>,
+}
+
+impl MetricsEndpoint {
+    /// The endpoint at [`DEFAULT_PATH`].
+    pub fn new(registry: &MetricsRegistry) -> Result<Self, BuildError> {
+        Self::builder(registry).build()
+    }
+
+    /// A builder, to choose the path.
+    pub fn builder(registry: &MetricsRegistry) -> MetricsEndpointBuilder {
+        MetricsEndpointBuilder {
+            registry: registry.clone(),
+            path: DEFAULT_PATH.to_string(),
+        }
+    }
+
+    /// The path it answers on.
+    pub fn path(&self) -> &str {
+        &self.shared.path
+    }
+
+    /// Whether `request` is addressed to this endpoint.
+    pub(crate) fn matches<B>(&self, request: &Request<B>) -> bool {
+        request.uri().path() == self.shared.path
+    }
+
+    /// Runs the collectors and encodes the registry: the body of a scrape.
+    pub async fn render(&self, format: Format) -> Result<Vec<u8>, ScrapeError> {
+        let shared = &*self.shared;
+        shared.initialized.collectors().run(&shared.registry).await;
+        format
+            .encode(shared.initialized.registry())
+            .map_err(|_| ScrapeError::Encode)
+    }
+
+    /// The response to a request known to be addressed to this endpoint.
+    pub(crate) fn respond<B>(&self, request: &Request<B>) -> EndpointFuture {
+        let method = request.method().clone();
+        let endpoint = self.clone();
+        EndpointFuture {
+            inner: Box::pin(async move { endpoint.answer(&method).await }),
+        }
+    }
+
+    async fn answer(&self, method: &Method) -> Response<MetricsBody> {
+        let format = Format::PrometheusText;
+        match *method {
+            Method::GET => match self.render(format).await {
+                Ok(body) => ok_response(format, MetricsBody::new(body)),
+                Err(error) => plain_response(StatusCode::INTERNAL_SERVER_ERROR, error.to_string()),
+            },
+            Method::HEAD => ok_response(format, MetricsBody::empty()),
+            _ => {
+                let mut response = plain_response(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "method not allowed: the metrics endpoint answers GET and HEAD\n".into(),
+                );
+                response
+                    .headers_mut()
+                    .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+                response
+            }
+        }
+    }
+}
+
+fn ok_response(format: Format, body: MetricsBody) -> Response<MetricsBody> {
+    let mut response = Response::new(body);
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(format.content_type()),
+    );
+    response
+}
+
+fn plain_response(status: StatusCode, message: String) -> Response<MetricsBody> {
+    let mut response = Response::new(MetricsBody::new(message));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}
+
+impl fmt::Debug for MetricsEndpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MetricsEndpoint")
+            .field("path", &self.shared.path)
+            .field("registry", &self.shared.registry)
+            .finish()
+    }
+}
+
+impl<B> Service<Request<B>> for MetricsEndpoint {
+    type Response = Response<MetricsBody>;
+    type Error = Infallible;
+    type Future = EndpointFuture;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        if self.matches(&request) {
+            return self.respond(&request);
+        }
+        EndpointFuture {
+            inner: Box::pin(std::future::ready(plain_response(
+                StatusCode::NOT_FOUND,
+                format!("not found: metrics are served at {}\n", self.shared.path),
+            ))),
+        }
+    }
+}
+
+/// Builds a [`MetricsEndpoint`].
+#[derive(Debug)]
+#[must_use]
+pub struct MetricsEndpointBuilder {
+    registry: MetricsRegistry,
+    path: String,
+}
+
+impl MetricsEndpointBuilder {
+    /// The path to answer on (default [`DEFAULT_PATH`]).
+    pub fn path(mut self, path: impl Into<String>) -> Self {
+        self.path = path.into();
+        self
+    }
+
+    /// Initialises the registry (runs its providers, once) and builds the endpoint.
+    pub fn build(self) -> Result<MetricsEndpoint, BuildError> {
+        if !self.path.starts_with('/') {
+            return Err(BuildError::InvalidPath(self.path));
+        }
+        let initialized = self.registry.init()?;
+        Ok(MetricsEndpoint {
+            shared: Arc::new(EndpointShared {
+                path: self.path,
+                registry: self.registry,
+                initialized,
+            }),
+        })
+    }
+}
+
+/// Why a scrape could not be encoded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ScrapeError {
+    /// A metric failed to encode itself.
+    #[error("encoding the registry failed: a metric returned an error from its encoder")]
+    Encode,
+}
+
+/// The future of an endpoint response.
+pub struct EndpointFuture {
+    inner: Pin<Box<dyn Future<Output = Response<MetricsBody>> + Send>>,
+}
+
+impl fmt::Debug for EndpointFuture {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EndpointFuture").finish_non_exhaustive()
+    }
+}
+
+impl Future for EndpointFuture {
+    type Output = Result<Response<MetricsBody>, Infallible>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.inner.as_mut().poll(cx).map(Ok)
+    }
+}

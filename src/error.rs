@@ -1,0 +1,17 @@
+//! Errors of building the layer and the endpoint.
+
+use crate::RegistryError;
+
+/// Why a [`MetricsLayer`](crate::MetricsLayer) or
+/// [`MetricsEndpoint`](crate::MetricsEndpoint) could not be built.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum BuildError {
+    /// Initialising the registry failed, or a default family was replaced by a metric
+    /// of another type.
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    /// The endpoint path is not an absolute path.
+    #[error("invalid metrics endpoint path `{0}`: it must start with `/`")]
+    InvalidPath(String),
+}

@@ -1,0 +1,228 @@
+//! The default HTTP families, and the per-route series the layer records into.
+//!
+//! A request resolves its `(method, route)` once, at its start, to a [`RouteSeries`]
+//! (a lock-free probe of a table that holds one entry per route seen). The route series
+//! keeps its in-flight gauge and a few `(status, counter, histogram)` slots, so ending
+//! the request touches no map: it scans a handful of slots for its status.
+
+use std::borrow::Cow;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use prometheus_client::registry::Unit;
+
+use super::labels::{ActiveRequestLabels, HttpLabels, HttpMethod};
+use crate::metrics::{Buckets, Counter, Family, Gauge, Histogram, Table};
+use crate::{MetricsRegistry, RegistryError};
+
+/// Name of the request duration histogram family.
+pub const REQUEST_DURATION: &str = "http_server_request_duration_seconds";
+/// Name of the request counter family.
+pub const REQUESTS_TOTAL: &str = "http_server_requests_total";
+/// Name of the in-flight requests gauge family.
+pub const ACTIVE_REQUESTS: &str = "http_server_active_requests";
+
+/// Type of [`REQUEST_DURATION`]: one histogram per method, status and route.
+pub type RequestDuration = Family<HttpLabels, Histogram>;
+/// Type of [`REQUESTS_TOTAL`]: one counter per method, status and route.
+pub type RequestCount = Family<HttpLabels, Counter>;
+/// Type of [`ACTIVE_REQUESTS`]: one gauge per method and route.
+pub type ActiveRequests = Family<ActiveRequestLabels, Gauge>;
+
+/// Status codes a route keeps at hand; rarer ones are looked up in the family.
+const STATUS_SLOTS: usize = 8;
+
+/// The HTTP families and the route table in front of them.
+pub(crate) struct HttpFamilies {
+    duration: RequestDuration,
+    requests: RequestCount,
+    active: ActiveRequests,
+    routes: Table<RouteKey, Arc<RouteSeries>>,
+    overflow_route: OnceLock<Arc<RouteSeries>>,
+}
+
+#[derive(Clone)]
+struct RouteKey {
+    method: HttpMethod,
+    route: Arc<str>,
+}
+
+impl HttpFamilies {
+    /// Declares the default families in `registry` (unless the user declared those
+    /// names first, to replace them), capped at `max_series` series each.
+    pub(crate) fn declare(
+        registry: &MetricsRegistry,
+        max_series: usize,
+    ) -> Result<(), RegistryError> {
+        registry.provider_if_absent(
+            REQUEST_DURATION,
+            "Duration of HTTP server requests, until the response body ends.",
+            Some(Unit::Seconds),
+            move || {
+                RequestDuration::new_with_constructor(|| Histogram::new(Buckets::http_duration()))
+                    .max_series(max_series)
+            },
+        )?;
+        registry.provider_if_absent(
+            REQUESTS_TOTAL,
+            "Number of HTTP server requests, counted when the response ends.",
+            None,
+            move || RequestCount::default().max_series(max_series),
+        )?;
+        registry.provider_if_absent(
+            ACTIVE_REQUESTS,
+            "Number of HTTP server requests in flight.",
+            None,
+            move || ActiveRequests::default().max_series(max_series),
+        )
+    }
+
+    /// The families of an initialised registry.
+    pub(crate) fn from_registry(registry: &MetricsRegistry) -> Result<Self, RegistryError> {
+        Ok(Self {
+            duration: registry.get(REQUEST_DURATION)?,
+            requests: registry.get(REQUESTS_TOTAL)?,
+            active: registry.get(ACTIVE_REQUESTS)?,
+            routes: Table::new(),
+            overflow_route: OnceLock::new(),
+        })
+    }
+
+    /// The series of `(method, route)`: found without a lock once it exists.
+    pub(crate) fn route(&self, method: HttpMethod, route: &str) -> &Arc<RouteSeries> {
+        let hash = self.routes.hash(&(method, route));
+        let matches = |key: &RouteKey| key.method == method && *key.route == *route;
+        if let Some(series) = self.routes.find(hash, matches) {
+            return series;
+        }
+        let limit = self.active.series_limit();
+        let created = self.routes.find_or_insert(hash, matches, |len| {
+            if len >= limit {
+                return None;
+            }
+            let route: Arc<str> = route.into();
+            let active = self
+                .active
+                .lookup(&ActiveRequestLabels::new(method, Arc::clone(&route)));
+            // The gauge family may be capped lower than the routes a user replaced it with.
+            let series = if active.overflowed {
+                Arc::clone(self.overflow_route())
+            } else {
+                Arc::new(RouteSeries::new(
+                    self,
+                    method,
+                    Arc::clone(&route),
+                    active.metric,
+                ))
+            };
+            Some((RouteKey { method, route }, series))
+        });
+        created.unwrap_or_else(|| self.overflow_route())
+    }
+
+    fn overflow_route(&self) -> &Arc<RouteSeries> {
+        self.overflow_route.get_or_init(|| {
+            Arc::new(RouteSeries {
+                target: StatusTarget::Overflow {
+                    duration: self.duration.clone(),
+                    requests: self.requests.clone(),
+                },
+                active: self.active.overflow_series(),
+                statuses: Default::default(),
+            })
+        })
+    }
+}
+
+/// What one `(method, route)` records into.
+pub(crate) struct RouteSeries {
+    target: StatusTarget,
+    active: Gauge,
+    statuses: [OnceLock<(u16, StatusSeries)>; STATUS_SLOTS],
+}
+
+/// Where a route's per-status series come from.
+enum StatusTarget {
+    Route {
+        method: HttpMethod,
+        route: Arc<str>,
+        duration: RequestDuration,
+        requests: RequestCount,
+    },
+    /// Past the cardinality cap: everything goes to the families' overflow series.
+    Overflow {
+        duration: RequestDuration,
+        requests: RequestCount,
+    },
+}
+
+#[derive(Clone)]
+struct StatusSeries {
+    duration: Histogram,
+    requests: Counter,
+}
+
+impl RouteSeries {
+    fn new(families: &HttpFamilies, method: HttpMethod, route: Arc<str>, active: Gauge) -> Self {
+        Self {
+            target: StatusTarget::Route {
+                method,
+                route,
+                duration: families.duration.clone(),
+                requests: families.requests.clone(),
+            },
+            active,
+            statuses: Default::default(),
+        }
+    }
+
+    /// A request on this route started.
+    pub(crate) fn start(&self) {
+        self.active.inc();
+    }
+
+    /// A request on this route ended with `status` after `elapsed`.
+    pub(crate) fn finish(&self, status: u16, elapsed: Duration) {
+        let series = self.status(status);
+        series.duration.observe(elapsed.as_secs_f64());
+        series.requests.inc();
+        self.active.dec();
+    }
+
+    /// The series of `status`, borrowed from a slot when the status has one, so the
+    /// common case clones no handle.
+    fn status(&self, status: u16) -> Cow<'_, StatusSeries> {
+        for slot in &self.statuses {
+            let (code, series) = match slot.get() {
+                Some(entry) => entry,
+                None => slot.get_or_init(|| (status, self.lookup(status))),
+            };
+            // A slot claimed (perhaps concurrently) by another status: try the next.
+            if *code == status {
+                return Cow::Borrowed(series);
+            }
+        }
+        Cow::Owned(self.lookup(status))
+    }
+
+    fn lookup(&self, status: u16) -> StatusSeries {
+        match &self.target {
+            StatusTarget::Route {
+                method,
+                route,
+                duration,
+                requests,
+            } => {
+                let labels = HttpLabels::new(*method, status, Arc::clone(route));
+                StatusSeries {
+                    duration: duration.get_or_create(&labels),
+                    requests: requests.get_or_create(&labels),
+                }
+            }
+            StatusTarget::Overflow { duration, requests } => StatusSeries {
+                duration: duration.overflow_series(),
+                requests: requests.overflow_series(),
+            },
+        }
+    }
+}

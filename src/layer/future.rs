@@ -1,0 +1,105 @@
+//! [`ResponseFuture`]: the inner service's future, watched until the headers.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+
+use bytes::Bytes;
+use http::Response;
+use http_body::Body;
+use pin_project_lite::pin_project;
+
+use super::body::ResponseBody;
+use super::guard::{PanicWatch, RequestGuard, STATUS_SERVER_ERROR};
+use crate::endpoint::EndpointFuture;
+
+pin_project! {
+    /// Response future of [`MetricsService`](super::MetricsService).
+    pub struct ResponseFuture<F> {
+        #[pin]
+        kind: Kind<F>,
+    }
+}
+
+pin_project! {
+    #[project = KindProj]
+    enum Kind<F> {
+        Inner {
+            #[pin]
+            future: F,
+            guard: Option<RequestGuard>,
+        },
+        Endpoint {
+            future: EndpointFuture,
+        },
+    }
+}
+
+impl<F> ResponseFuture<F> {
+    pub(crate) fn inner(future: F, guard: RequestGuard) -> Self {
+        Self {
+            kind: Kind::Inner {
+                future,
+                guard: Some(guard),
+            },
+        }
+    }
+
+    pub(crate) fn endpoint(future: EndpointFuture) -> Self {
+        Self {
+            kind: Kind::Endpoint { future },
+        }
+    }
+}
+
+impl<F> std::fmt::Debug for ResponseFuture<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResponseFuture").finish_non_exhaustive()
+    }
+}
+
+impl<F, B, E> Future for ResponseFuture<F>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+    B: Body,
+    B::Data: From<Bytes>,
+{
+    type Output = Result<Response<ResponseBody<B>>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project().kind.project() {
+            KindProj::Inner { future, guard } => {
+                let output = {
+                    let _watch = PanicWatch(guard.as_mut());
+                    ready!(future.poll(cx))
+                };
+                let Some(mut guard) = guard.take() else {
+                    // Polled again after completion: nothing more to record.
+                    return Poll::Pending;
+                };
+                match output {
+                    Ok(response) => {
+                        guard.set_status(response.status().as_u16());
+                        let (parts, body) = response.into_parts();
+                        // hyper stops polling a body that says it has ended, so an
+                        // ended body is recorded now.
+                        let guard = (!body.is_end_stream()).then_some(guard);
+                        Poll::Ready(Ok(Response::from_parts(
+                            parts,
+                            ResponseBody::inner(body, guard),
+                        )))
+                    }
+                    Err(error) => {
+                        guard.set_status(STATUS_SERVER_ERROR);
+                        drop(guard);
+                        Poll::Ready(Err(error))
+                    }
+                }
+            }
+            KindProj::Endpoint { future } => {
+                let Ok(response) = ready!(Pin::new(future).poll(cx));
+                Poll::Ready(Ok(response.map(ResponseBody::metrics)))
+            }
+        }
+    }
+}

@@ -1,0 +1,74 @@
+//! The drop guard that records a request exactly once, however it ends.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::families::RouteSeries;
+
+/// Status recorded for a request whose inner service returned an error or panicked
+/// before producing a response.
+pub const STATUS_SERVER_ERROR: u16 = 500;
+/// Status recorded for a request dropped before its response headers existed, which
+/// happens when the client goes away: nginx's "client closed request".
+pub const STATUS_CLIENT_CLOSED: u16 = 499;
+
+/// Counts a request in flight from its creation, and records it when dropped: the
+/// duration since creation, the status it was given (or, without one, 500 after a
+/// panic and 499 otherwise), and the in-flight gauge back down. Every path out of a
+/// request drops it, so nothing leaks and nothing is counted twice.
+pub(crate) struct RequestGuard {
+    series: Arc<RouteSeries>,
+    start: Instant,
+    status: Option<u16>,
+    panicked: bool,
+}
+
+impl RequestGuard {
+    pub(crate) fn start(series: Arc<RouteSeries>) -> Self {
+        series.start();
+        Self {
+            series,
+            start: Instant::now(),
+            status: None,
+            panicked: false,
+        }
+    }
+
+    /// The status the response carries.
+    pub(crate) fn set_status(&mut self, status: u16) {
+        self.status = Some(status);
+    }
+
+    /// The inner future panicked; only matters while no status is set.
+    pub(crate) fn mark_panicked(&mut self) {
+        self.panicked = true;
+    }
+}
+
+impl Drop for RequestGuard {
+    fn drop(&mut self) {
+        let status = self
+            .status
+            .unwrap_or(if self.panicked || std::thread::panicking() {
+                STATUS_SERVER_ERROR
+            } else {
+                STATUS_CLIENT_CLOSED
+            });
+        self.series.finish(status, self.start.elapsed());
+    }
+}
+
+/// Marks the guard when dropped during a panic: a panic that unwinds through the
+/// poll of the inner future drops this watch on its way out, while the future (and
+/// the guard) may only be dropped later, outside the unwinding.
+pub(crate) struct PanicWatch<'a>(pub(crate) Option<&'a mut RequestGuard>);
+
+impl Drop for PanicWatch<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            if let Some(guard) = self.0.as_deref_mut() {
+                guard.mark_panicked();
+            }
+        }
+    }
+}

@@ -1,0 +1,147 @@
+//! Label sets of the HTTP families, following OpenTelemetry's semantic conventions in
+//! their Prometheus form.
+
+use std::sync::Arc;
+
+use prometheus_client::encoding::{EncodeLabel, EncodeLabelSet, LabelSetEncoder};
+
+/// The `http_request_method` label: the standard methods, and `_OTHER` for the rest,
+/// so a client inventing methods cannot create series.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum HttpMethod {
+    /// `GET`
+    Get,
+    /// `HEAD`
+    Head,
+    /// `POST`
+    Post,
+    /// `PUT`
+    Put,
+    /// `DELETE`
+    Delete,
+    /// `CONNECT`
+    Connect,
+    /// `OPTIONS`
+    Options,
+    /// `TRACE`
+    Trace,
+    /// `PATCH`
+    Patch,
+    /// Any other method: `_OTHER`.
+    Other,
+}
+
+impl HttpMethod {
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HttpMethod::Get => "GET",
+            HttpMethod::Head => "HEAD",
+            HttpMethod::Post => "POST",
+            HttpMethod::Put => "PUT",
+            HttpMethod::Delete => "DELETE",
+            HttpMethod::Connect => "CONNECT",
+            HttpMethod::Options => "OPTIONS",
+            HttpMethod::Trace => "TRACE",
+            HttpMethod::Patch => "PATCH",
+            HttpMethod::Other => "_OTHER",
+        }
+    }
+}
+
+impl From<&http::Method> for HttpMethod {
+    fn from(method: &http::Method) -> Self {
+        match *method {
+            http::Method::GET => HttpMethod::Get,
+            http::Method::HEAD => HttpMethod::Head,
+            http::Method::POST => HttpMethod::Post,
+            http::Method::PUT => HttpMethod::Put,
+            http::Method::DELETE => HttpMethod::Delete,
+            http::Method::CONNECT => HttpMethod::Connect,
+            http::Method::OPTIONS => HttpMethod::Options,
+            http::Method::TRACE => HttpMethod::Trace,
+            http::Method::PATCH => HttpMethod::Patch,
+            _ => HttpMethod::Other,
+        }
+    }
+}
+
+/// Labels of `http_server_request_duration_seconds` and `http_server_requests_total`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct HttpLabels {
+    method: HttpMethod,
+    status: u16,
+    route: Arc<str>,
+}
+
+impl HttpLabels {
+    /// The label set for a method, response status code and route.
+    pub fn new(method: HttpMethod, status: u16, route: impl Into<Arc<str>>) -> Self {
+        Self {
+            method,
+            status,
+            route: route.into(),
+        }
+    }
+
+    /// The `http_request_method` label.
+    pub fn method(&self) -> HttpMethod {
+        self.method
+    }
+
+    /// The `http_response_status_code` label.
+    pub fn status(&self) -> u16 {
+        self.status
+    }
+
+    /// The `http_route` label.
+    pub fn route(&self) -> &str {
+        &self.route
+    }
+}
+
+impl EncodeLabelSet for HttpLabels {
+    fn encode(&self, encoder: &mut LabelSetEncoder<'_>) -> Result<(), std::fmt::Error> {
+        ("http_request_method", self.method.as_str()).encode(encoder.encode_label())?;
+        ("http_response_status_code", self.status).encode(encoder.encode_label())?;
+        ("http_route", &*self.route).encode(encoder.encode_label())
+    }
+}
+
+/// Labels of `http_server_active_requests`: the status is not known while a request
+/// is in flight.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ActiveRequestLabels {
+    method: HttpMethod,
+    route: Arc<str>,
+}
+
+impl ActiveRequestLabels {
+    /// The label set for a method and route.
+    pub fn new(method: HttpMethod, route: impl Into<Arc<str>>) -> Self {
+        Self {
+            method,
+            route: route.into(),
+        }
+    }
+
+    /// The `http_request_method` label.
+    pub fn method(&self) -> HttpMethod {
+        self.method
+    }
+
+    /// The `http_route` label.
+    pub fn route(&self) -> &str {
+        &self.route
+    }
+}
+
+impl EncodeLabelSet for ActiveRequestLabels {
+    fn encode(&self, encoder: &mut LabelSetEncoder<'_>) -> Result<(), std::fmt::Error> {
+        [
+            ("http_request_method", self.method.as_str()),
+            ("http_route", &*self.route),
+        ]
+        .encode(encoder)
+    }
+}

@@ -1,0 +1,172 @@
+//! [`MetricsLayer`] and its builder.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::sync::Arc;
+
+use http::request::Parts;
+use tower::Layer;
+
+use super::families::HttpFamilies;
+use super::route::{RouteFn, RouteResolver, DEFAULT_FALLBACK_ROUTE};
+use super::service::MetricsService;
+use crate::endpoint::{MetricsEndpoint, DEFAULT_PATH};
+use crate::metrics::DEFAULT_MAX_SERIES;
+use crate::{BuildError, MetricsRegistry};
+
+/// A [`tower::Layer`] that records every request into the HTTP families and answers
+/// the metrics endpoint; see the [module docs](super).
+///
+/// Building it initialises the registry. Clones share everything.
+#[derive(Clone)]
+pub struct MetricsLayer {
+    shared: Arc<LayerShared>,
+}
+
+/// What every service of one layer shares.
+pub(crate) struct LayerShared {
+    pub(crate) families: HttpFamilies,
+    pub(crate) routes: RouteResolver,
+    endpoint: MetricsEndpoint,
+    intercept: bool,
+}
+
+impl LayerShared {
+    /// The endpoint, if the layer answers it.
+    pub(crate) fn intercepted_endpoint(&self) -> Option<&MetricsEndpoint> {
+        self.intercept.then_some(&self.endpoint)
+    }
+}
+
+impl fmt::Debug for LayerShared {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LayerShared")
+            .field("routes", &self.routes)
+            .field(
+                "endpoint",
+                &self.intercepted_endpoint().map(MetricsEndpoint::path),
+            )
+            .finish_non_exhaustive()
+    }
+}
+
+impl MetricsLayer {
+    /// A layer with the defaults: endpoint at `/metrics`, routes from axum's
+    /// `MatchedPath`, [`DEFAULT_MAX_SERIES`] series per family.
+    pub fn new(registry: &MetricsRegistry) -> Result<Self, BuildError> {
+        Self::builder(registry).build()
+    }
+
+    /// A builder, to change the defaults.
+    pub fn builder(registry: &MetricsRegistry) -> MetricsLayerBuilder {
+        MetricsLayerBuilder {
+            registry: registry.clone(),
+            path: Some(DEFAULT_PATH.to_string()),
+            route_fn: None,
+            fallback_route: DEFAULT_FALLBACK_ROUTE.into(),
+            max_series: DEFAULT_MAX_SERIES,
+        }
+    }
+
+    /// The metrics endpoint as a standalone service, for a separate listener. It
+    /// answers on the layer's endpoint path, or `/metrics` when the layer has none.
+    pub fn endpoint(&self) -> MetricsEndpoint {
+        self.shared.endpoint.clone()
+    }
+}
+
+impl fmt::Debug for MetricsLayer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MetricsLayer")
+            .field("shared", &self.shared)
+            .finish()
+    }
+}
+
+impl<S> Layer<S> for MetricsLayer {
+    type Service = MetricsService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        MetricsService::new(inner, Arc::clone(&self.shared))
+    }
+}
+
+/// Builds a [`MetricsLayer`].
+#[must_use]
+pub struct MetricsLayerBuilder {
+    registry: MetricsRegistry,
+    path: Option<String>,
+    route_fn: Option<Arc<RouteFn>>,
+    fallback_route: Arc<str>,
+    max_series: usize,
+}
+
+impl MetricsLayerBuilder {
+    /// Serves the endpoint at `path` (default `/metrics`).
+    pub fn endpoint_path(mut self, path: impl Into<String>) -> Self {
+        self.path = Some(path.into());
+        self
+    }
+
+    /// Leaves every path to the inner service; serve [`MetricsLayer::endpoint`] elsewhere.
+    pub fn without_endpoint(mut self) -> Self {
+        self.path = None;
+        self
+    }
+
+    /// Names the route of requests without axum's `MatchedPath`: return a template
+    /// such as `/users/{id}`, never the raw path, or `None` for the fallback.
+    pub fn route_fn<F>(mut self, route_fn: F) -> Self
+    where
+        F: Fn(&Parts) -> Option<Cow<'static, str>> + Send + Sync + 'static,
+    {
+        self.route_fn = Some(Arc::new(route_fn));
+        self
+    }
+
+    /// The route label of requests nothing names (default `_OTHER`).
+    pub fn fallback_route(mut self, route: impl Into<Arc<str>>) -> Self {
+        self.fallback_route = route.into();
+        self
+    }
+
+    /// Caps each default family at `max_series` label sets (default
+    /// [`DEFAULT_MAX_SERIES`]); past it, requests fold into the overflow series.
+    pub fn max_series(mut self, max_series: usize) -> Self {
+        self.max_series = max_series;
+        self
+    }
+
+    /// Declares the default families (unless the registry already declares those
+    /// names), initialises the registry and builds the layer.
+    pub fn build(self) -> Result<MetricsLayer, BuildError> {
+        if !self.registry.is_initialized() {
+            HttpFamilies::declare(&self.registry, self.max_series)?;
+        }
+        let intercept = self.path.is_some();
+        let endpoint = MetricsEndpoint::builder(&self.registry)
+            .path(self.path.unwrap_or_else(|| DEFAULT_PATH.to_string()))
+            .build()?;
+        let families = HttpFamilies::from_registry(&self.registry)?;
+        Ok(MetricsLayer {
+            shared: Arc::new(LayerShared {
+                families,
+                routes: RouteResolver::new(self.route_fn, self.fallback_route),
+                endpoint,
+                intercept,
+            }),
+        })
+    }
+}
+
+impl fmt::Debug for MetricsLayerBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MetricsLayerBuilder")
+            .field("registry", &self.registry)
+            .field("path", &self.path)
+            .field("route_fn", &self.route_fn.is_some())
+            .field("fallback_route", &self.fallback_route)
+            .field("max_series", &self.max_series)
+            .finish()
+    }
+}

@@ -1,0 +1,67 @@
+//! [`MetricsLayer`]: times every request into the HTTP families.
+//!
+//! For each request the layer raises the in-flight gauge, starts a clock and calls the
+//! inner service. When the response body ends (or fails, or is dropped by a client that
+//! went away), or the inner future fails, panics or is dropped before the headers, it
+//! records the duration and the count with the status and lowers the gauge. A drop
+//! guard does the recording, so every path out of a request records it exactly once.
+//!
+//! | family | type | labels |
+//! |---|---|---|
+//! | `http_server_request_duration_seconds` | histogram | `http_request_method`, `http_response_status_code`, `http_route` |
+//! | `http_server_requests_total` | counter | `http_request_method`, `http_response_status_code`, `http_route` |
+//! | `http_server_active_requests` | gauge | `http_request_method`, `http_route` |
+//!
+//! - `http_request_method` is the standard method, or `_OTHER`.
+//! - `http_response_status_code` is the status sent; a request whose inner service
+//!   failed or panicked before a response records [`STATUS_SERVER_ERROR`] (500), and one
+//!   dropped before its headers existed (the client left) records
+//!   [`STATUS_CLIENT_CLOSED`] (499).
+//! - `http_route` comes from axum's `MatchedPath` (with the `axum` feature, when the
+//!   layer is added with `Router::layer`), else from the
+//!   [route function](MetricsLayerBuilder::route_fn), else the
+//!   [fallback](MetricsLayerBuilder::fallback_route) `_OTHER`: never the raw path.
+//!
+//! Each family holds at most [`max_series`](MetricsLayerBuilder::max_series) label sets
+//! (2000 by default); past that, new ones fold into one series labelled
+//! `otel_metric_overflow="true"`. The families are ordinary registry providers: get them
+//! with [`MetricsRegistry::get`](crate::MetricsRegistry::get), or declare one of the names
+//! yourself before building the layer to replace it (other buckets, another cap).
+//!
+//! Requests to the endpoint path (`/metrics` unless changed) are answered by the layer
+//! and are not recorded.
+//!
+//! ```
+//! use axum::{routing::get, Router};
+//! use tower_prometheus::{MetricsLayer, MetricsRegistry};
+//!
+//! # fn main() -> Result<(), tower_prometheus::BuildError> {
+//! let registry = MetricsRegistry::new();
+//! let app: Router = Router::new()
+//!     .route("/users/{id}", get(|| async { "user" }))
+//!     .layer(MetricsLayer::new(&registry)?);
+//! # Ok(())
+//! # }
+//! ```
+
+mod body;
+mod families;
+mod future;
+mod guard;
+mod labels;
+#[allow(clippy::module_inception)]
+mod layer;
+mod route;
+mod service;
+
+pub use body::ResponseBody;
+pub use families::{
+    ActiveRequests, RequestCount, RequestDuration, ACTIVE_REQUESTS, REQUESTS_TOTAL,
+    REQUEST_DURATION,
+};
+pub use future::ResponseFuture;
+pub use guard::{STATUS_CLIENT_CLOSED, STATUS_SERVER_ERROR};
+pub use labels::{ActiveRequestLabels, HttpLabels, HttpMethod};
+pub use layer::{MetricsLayer, MetricsLayerBuilder};
+pub use route::{RouteFn, DEFAULT_FALLBACK_ROUTE, MAX_ROUTE_LEN};
+pub use service::MetricsService;

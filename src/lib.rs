@@ -1,0 +1,52 @@
+//! Prometheus metrics for any tower-based HTTP server (axum, tonic, hyper).
+//!
+//! - [`MetricsRegistry`] holds named metric providers and collectors. Providers run
+//!   once, when the layer or endpoint is built; collectors run on every scrape.
+//! - [`MetricsLayer`] times every request into histograms, counters and an in-flight
+//!   gauge, until the response body ends, and answers `GET /metrics` itself.
+//! - [`MetricsEndpoint`] is the same endpoint as a standalone service, for a separate
+//!   listener.
+//! - [`metrics`] holds the crate's own metric types: lock-free on the recording path,
+//!   encoded through prometheus-client.
+//!
+//! ```
+//! use axum::{routing::get, Router};
+//! use tower_prometheus::metrics::Counter;
+//! use tower_prometheus::{MetricsLayer, MetricsRegistry};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let registry = MetricsRegistry::new();
+//! registry.provider("signups", "Users who signed up.", Counter::default)?;
+//!
+//! let app: Router = Router::new()
+//!     .route("/", get(|| async { "hello" }))
+//!     .layer(MetricsLayer::new(&registry)?);
+//!
+//! registry.get::<Counter>("signups")?.inc();
+//! # Ok(())
+//! # }
+//! ```
+#![warn(
+    missing_docs,
+    rust_2018_idioms,
+    clippy::all,
+    missing_debug_implementations
+)]
+#![deny(unreachable_pub)]
+#![forbid(unsafe_code)]
+
+pub mod endpoint;
+mod error;
+pub mod layer;
+pub mod metrics;
+pub mod registry;
+
+pub use endpoint::MetricsEndpoint;
+pub use error::BuildError;
+pub use layer::MetricsLayer;
+pub use registry::{MetricsRegistry, RegistryError};
+
+/// The README's examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

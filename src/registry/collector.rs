@@ -1,0 +1,149 @@
+//! Collectors: closures run on every scrape, before encoding, to bring gauges that
+//! mirror outside state up to date.
+
+use std::future::Future;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use pin_project_lite::pin_project;
+use prometheus_client::encoding::{EncodeLabelSet, LabelSetEncoder};
+
+use super::MetricsRegistry;
+use crate::metrics::{Counter, Family};
+
+/// The error a collector may return; any error type converts into it with `?`.
+pub type CollectorError = Box<dyn std::error::Error + Send + Sync>;
+
+/// What a collector returns.
+pub type CollectorResult = Result<(), CollectorError>;
+
+/// A boxed future returned by an async collector.
+pub(crate) type CollectorFuture = Pin<Box<dyn Future<Output = CollectorResult> + Send>>;
+
+pub(crate) type SyncCollector = Arc<dyn Fn(&MetricsRegistry) -> CollectorResult + Send + Sync>;
+pub(crate) type AsyncCollector = Arc<dyn Fn(MetricsRegistry) -> CollectorFuture + Send + Sync>;
+
+/// A collector as declared.
+#[derive(Clone)]
+pub(crate) enum Collector {
+    Sync(SyncCollector),
+    Async(AsyncCollector),
+}
+
+/// Name of the counter of failed collector runs.
+pub(crate) const COLLECTOR_ERRORS: &str = "tower_prometheus_collector_errors";
+
+/// Labels of [`COLLECTOR_ERRORS`]: which collector failed, and how.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct CollectorErrorLabels {
+    collector: Arc<str>,
+    reason: Failure,
+}
+
+/// How a collector run failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum Failure {
+    /// It returned an error.
+    Error,
+    /// It panicked.
+    Panic,
+}
+
+impl Failure {
+    fn as_str(self) -> &'static str {
+        match self {
+            Failure::Error => "error",
+            Failure::Panic => "panic",
+        }
+    }
+}
+
+impl EncodeLabelSet for CollectorErrorLabels {
+    fn encode(&self, encoder: &mut LabelSetEncoder<'_>) -> Result<(), std::fmt::Error> {
+        [
+            ("collector", &*self.collector),
+            ("reason", self.reason.as_str()),
+        ]
+        .encode(encoder)
+    }
+}
+
+pub(crate) type CollectorErrors = Family<CollectorErrorLabels, Counter>;
+
+/// The collectors of an initialised registry, in run order.
+pub(crate) struct Collectors {
+    sync: Vec<(Arc<str>, SyncCollector)>,
+    asynchronous: Vec<(Arc<str>, AsyncCollector)>,
+    errors: CollectorErrors,
+}
+
+impl Collectors {
+    pub(crate) fn new(errors: CollectorErrors) -> Self {
+        Self {
+            sync: Vec::new(),
+            asynchronous: Vec::new(),
+            errors,
+        }
+    }
+
+    pub(crate) fn push(&mut self, name: &str, collector: Collector) {
+        match collector {
+            Collector::Sync(run) => self.sync.push((name.into(), run)),
+            Collector::Async(run) => self.asynchronous.push((name.into(), run)),
+        }
+    }
+
+    /// Runs every sync collector, then every async one. A collector that fails or
+    /// panics is counted in [`COLLECTOR_ERRORS`] and the others still run.
+    pub(crate) async fn run(&self, registry: &MetricsRegistry) {
+        for (name, collect) in &self.sync {
+            let outcome = catch_unwind(AssertUnwindSafe(|| collect(registry)));
+            self.record(name, outcome.map_err(|_| Failure::Panic));
+        }
+        for (name, collect) in &self.asynchronous {
+            let future = catch_unwind(AssertUnwindSafe(|| collect(registry.clone())));
+            let outcome = match future {
+                Ok(future) => CatchUnwind { inner: future }.await,
+                Err(_) => Err(Failure::Panic),
+            };
+            self.record(name, outcome);
+        }
+    }
+
+    fn record(&self, name: &Arc<str>, outcome: Result<CollectorResult, Failure>) {
+        let reason = match outcome {
+            Ok(Ok(())) => return,
+            Ok(Err(_)) => Failure::Error,
+            Err(failure) => failure,
+        };
+        self.errors
+            .get_or_create(&CollectorErrorLabels {
+                collector: Arc::clone(name),
+                reason,
+            })
+            .inc();
+    }
+}
+
+pin_project! {
+    /// Polls a collector's future, turning a panic into [`Failure::Panic`].
+    struct CatchUnwind<F> {
+        #[pin]
+        inner: F,
+    }
+}
+
+impl<F: Future<Output = CollectorResult>> Future for CatchUnwind<F> {
+    type Output = Result<CollectorResult, Failure>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let inner = self.project().inner;
+        match catch_unwind(AssertUnwindSafe(|| inner.poll(cx))) {
+            Ok(Poll::Ready(result)) => Poll::Ready(Ok(result)),
+            Ok(Poll::Pending) => Poll::Pending,
+            Err(_) => Poll::Ready(Err(Failure::Panic)),
+        }
+    }
+}

@@ -1,0 +1,69 @@
+//! Errors of declaring, initialising and reading a registry.
+
+/// What went wrong with a registry operation. Every variant names the metric or
+/// collector it is about.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RegistryError {
+    /// `get` before the registry was initialised (providers run when a
+    /// [`MetricsLayer`](crate::MetricsLayer) or [`MetricsEndpoint`](crate::MetricsEndpoint)
+    /// is built).
+    #[error("metric `{name}` is not initialized yet: providers run when the metrics layer or endpoint is built")]
+    NotInitialized {
+        /// The name asked for.
+        name: String,
+    },
+    /// No provider or collector has this name.
+    #[error("unknown metric `{name}`: no provider or collector is registered under that name")]
+    Unknown {
+        /// The name asked for.
+        name: String,
+    },
+    /// The name holds something of another type than the one asked for.
+    #[error("metric `{name}` is a {actual}, not a {requested}")]
+    WrongType {
+        /// The name asked for.
+        name: String,
+        /// The type asked for.
+        requested: &'static str,
+        /// The type registered under the name.
+        actual: &'static str,
+    },
+    /// Two registries being merged, or two metrics once their exposition names are
+    /// derived, have the same name.
+    #[error("duplicate metric name `{name}`")]
+    Duplicate {
+        /// The name declared twice.
+        name: String,
+    },
+    /// The name does not match `[a-zA-Z_:][a-zA-Z0-9_:]*`.
+    #[error("invalid metric name `{name}`: a name is a letter, `_` or `:` followed by letters, digits, `_` or `:`")]
+    InvalidName {
+        /// The rejected name.
+        name: String,
+    },
+    /// A declaration after the registry was initialised, which would never run.
+    #[error("cannot register `{name}`: the registry is already initialized")]
+    AlreadyInitialized {
+        /// The name being declared.
+        name: String,
+    },
+    /// A provider panicked while building its metric at initialisation.
+    #[error("the provider of metric `{name}` panicked")]
+    ProviderPanicked {
+        /// The provider's name.
+        name: String,
+    },
+    /// `include_registry` of a registry into itself, into one it already includes,
+    /// of one already included elsewhere, or of one already initialised.
+    #[error("cannot include the registry declaring {names}: {reason}")]
+    CannotInclude {
+        /// Names declared by the registry being included.
+        names: String,
+        /// Why it cannot be included.
+        reason: &'static str,
+    },
+    /// An earlier initialisation of this registry failed, so it holds no metrics.
+    #[error("the registry failed to initialize: {0}")]
+    InitFailed(Box<RegistryError>),
+}

@@ -1,0 +1,501 @@
+//! [`MetricsRegistry`]: named metric providers and collectors, initialised once.
+//!
+//! A registry is declared first and initialised later:
+//!
+//! - A **provider** is a closure that builds a metric (any prometheus-client metric, or
+//!   one of this crate's [`metrics`](crate::metrics) types). Declaring it runs nothing;
+//!   every provider runs exactly once, in declaration order, when the registry is
+//!   initialised, which happens when a [`MetricsLayer`](crate::MetricsLayer) or a
+//!   [`MetricsEndpoint`](crate::MetricsEndpoint) is built from it. So a module can declare
+//!   its metrics in a registry of its own without registering anything until the
+//!   application includes that registry and builds its layer.
+//! - A **collector** is a closure run on every scrape, before encoding: sync collectors
+//!   first, then async ones, each in declaration order. A collector that returns an
+//!   error or panics does not fail the scrape; it is counted in
+//!   `tower_prometheus_collector_errors_total{collector, reason}`.
+//! - [`MetricsRegistry::get`] returns a provider's metric after initialisation: the very
+//!   handle the layer records into, since metrics are cheap `Clone` handles.
+//!
+//! Providers and collectors share one namespace. Declaring a name again in the same
+//! registry replaces the earlier entry; [`MetricsRegistry::include_registry`] instead
+//! rejects a name both registries declare.
+//!
+//! ```
+//! use tower_prometheus::metrics::{Counter, Gauge};
+//! use tower_prometheus::{MetricsEndpoint, MetricsRegistry, RegistryError};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let registry = MetricsRegistry::new();
+//! registry.provider("orders_placed", "Orders placed.", Counter::default)?;
+//! registry.provider("queue_depth", "Jobs waiting.", Gauge::default)?;
+//! registry.collector("queue", |registry| {
+//!     registry.get::<Gauge>("queue_depth")?.set(3);
+//!     Ok(())
+//! })?;
+//!
+//! assert!(matches!(
+//!     registry.get::<Counter>("orders_placed"),
+//!     Err(RegistryError::NotInitialized { .. })
+//! ));
+//! let _endpoint = MetricsEndpoint::new(&registry)?; // runs the providers
+//! registry.get::<Counter>("orders_placed")?.inc();
+//! # Ok(())
+//! # }
+//! ```
+
+mod collector;
+mod error;
+mod provider;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::future::Future;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use prometheus_client::registry::{Registry, Unit};
+
+pub(crate) use collector::Collectors;
+use collector::{Collector, CollectorErrors, COLLECTOR_ERRORS};
+pub use collector::{CollectorError, CollectorResult};
+pub use error::RegistryError;
+use provider::{Provider, StoredMetric};
+
+/// Named metric providers and collectors; see the [module docs](self).
+///
+/// A cheap [`Clone`] handle: clones share one registry, so the handle a module keeps
+/// sees the metrics once the application has built its layer.
+#[derive(Clone, Default)]
+pub struct MetricsRegistry {
+    shared: Arc<Mutex<State>>,
+}
+
+enum State {
+    Declaring(Vec<Declaration>),
+    Initialized(Arc<Initialized>),
+    /// Merged into another registry, which now holds the declarations.
+    Included(MetricsRegistry),
+    Failed(RegistryError),
+}
+
+impl Default for State {
+    fn default() -> Self {
+        State::Declaring(Vec::new())
+    }
+}
+
+struct Declaration {
+    name: String,
+    kind: DeclarationKind,
+}
+
+enum DeclarationKind {
+    Provider(Provider),
+    Collector(Collector),
+}
+
+/// A registry after its providers have run.
+pub(crate) struct Initialized {
+    registry: Registry,
+    metrics: HashMap<String, StoredMetric>,
+    collector_names: Vec<String>,
+    collectors: Collectors,
+}
+
+impl Initialized {
+    /// The prometheus-client registry every metric is registered in.
+    pub(crate) fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// The collectors, to run before each encode.
+    pub(crate) fn collectors(&self) -> &Collectors {
+        &self.collectors
+    }
+}
+
+impl MetricsRegistry {
+    /// An empty registry.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Declares a metric under `name`, built by `provide` when the registry is
+    /// initialised. A counter's `_total` suffix is optional: the encoders add it.
+    ///
+    /// Fails on an invalid name or after initialisation.
+    pub fn provider<M, F>(
+        &self,
+        name: impl Into<String>,
+        help: impl Into<String>,
+        provide: F,
+    ) -> Result<(), RegistryError>
+    where
+        M: prometheus_client::registry::Metric + Clone,
+        F: FnOnce() -> M + Send + 'static,
+    {
+        self.declare(name.into(), |_| {
+            DeclarationKind::Provider(Provider::new(help.into(), None, provide))
+        })
+    }
+
+    /// Like [`provider`](Self::provider), with a unit. The exposed name ends with the
+    /// unit (before `_total` for counters); `name` may end with it or not.
+    pub fn provider_with_unit<M, F>(
+        &self,
+        name: impl Into<String>,
+        help: impl Into<String>,
+        unit: Unit,
+        provide: F,
+    ) -> Result<(), RegistryError>
+    where
+        M: prometheus_client::registry::Metric + Clone,
+        F: FnOnce() -> M + Send + 'static,
+    {
+        self.declare(name.into(), |_| {
+            DeclarationKind::Provider(Provider::new(help.into(), Some(unit), provide))
+        })
+    }
+
+    /// Declares a collector run on every scrape, before encoding, after the
+    /// registry's metrics exist. It receives the registry, to [`get`](Self::get) the
+    /// metrics it updates.
+    pub fn collector<F>(&self, name: impl Into<String>, collect: F) -> Result<(), RegistryError>
+    where
+        F: Fn(&MetricsRegistry) -> CollectorResult + Send + Sync + 'static,
+    {
+        self.declare(name.into(), |_| {
+            DeclarationKind::Collector(Collector::Sync(Arc::new(collect)))
+        })
+    }
+
+    /// Declares an async collector, run on every scrape after the sync ones.
+    pub fn async_collector<F, Fut>(
+        &self,
+        name: impl Into<String>,
+        collect: F,
+    ) -> Result<(), RegistryError>
+    where
+        F: Fn(MetricsRegistry) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = CollectorResult> + Send + 'static,
+    {
+        self.declare(name.into(), |_| {
+            DeclarationKind::Collector(Collector::Async(Arc::new(move |registry| {
+                Box::pin(collect(registry))
+            })))
+        })
+    }
+
+    /// Moves the declarations of `other` into this registry, after this one's. A name
+    /// both declare is an error that names it, and then nothing is moved. Afterwards
+    /// `other` forwards to this registry: its [`get`](Self::get) works once this one is
+    /// initialised, and what is declared on it lands here.
+    pub fn include_registry(&self, other: &MetricsRegistry) -> Result<(), RegistryError> {
+        let target = self.root();
+        let source = other.root();
+        if Arc::ptr_eq(&target.shared, &source.shared) {
+            return Err(RegistryError::CannotInclude {
+                names: source.describe_names(),
+                reason: "it is this registry or is already included in it",
+            });
+        }
+        // Lock in address order so two opposite includes cannot deadlock.
+        let (mut target_state, mut source_state) =
+            if Arc::as_ptr(&target.shared) < Arc::as_ptr(&source.shared) {
+                let t = lock(&target.shared);
+                (t, lock(&source.shared))
+            } else {
+                let s = lock(&source.shared);
+                (lock(&target.shared), s)
+            };
+        let State::Declaring(incoming) = &mut *source_state else {
+            return Err(RegistryError::CannotInclude {
+                names: other.describe_names(),
+                reason: "it is already initialized",
+            });
+        };
+        let existing = match &mut *target_state {
+            State::Declaring(existing) => existing,
+            State::Initialized(_) => {
+                return Err(RegistryError::CannotInclude {
+                    names: names_of(incoming),
+                    reason: "the including registry is already initialized",
+                })
+            }
+            State::Failed(error) => return Err(RegistryError::InitFailed(Box::new(error.clone()))),
+            State::Included(_) => unreachable_root(),
+        };
+        if let Some(clash) = incoming
+            .iter()
+            .find(|d| existing.iter().any(|e| e.name == d.name))
+        {
+            return Err(RegistryError::Duplicate {
+                name: clash.name.clone(),
+            });
+        }
+        existing.append(incoming);
+        *source_state = State::Included(target.clone());
+        Ok(())
+    }
+
+    /// The metric `name` as type `M`: the same handle the layer records into.
+    ///
+    /// ```
+    /// use tower_prometheus::metrics::Counter;
+    /// use tower_prometheus::{MetricsRegistry, RegistryError};
+    ///
+    /// let registry = MetricsRegistry::new();
+    /// assert!(matches!(registry.get::<Counter>("nope"), Err(RegistryError::Unknown { .. })));
+    /// ```
+    pub fn get<M: Clone + 'static>(&self, name: &str) -> Result<M, RegistryError> {
+        let root = self.root();
+        let state = lock(&root.shared);
+        let initialized = match &*state {
+            State::Initialized(initialized) => initialized,
+            State::Declaring(declarations) => {
+                return Err(if declarations.iter().any(|d| d.name == name) {
+                    RegistryError::NotInitialized { name: name.into() }
+                } else {
+                    RegistryError::Unknown { name: name.into() }
+                })
+            }
+            State::Failed(error) => return Err(RegistryError::InitFailed(Box::new(error.clone()))),
+            State::Included(_) => unreachable_root(),
+        };
+        match initialized.metrics.get(name) {
+            Some(stored) => stored
+                .downcast::<M>()
+                .ok_or_else(|| RegistryError::WrongType {
+                    name: name.into(),
+                    requested: std::any::type_name::<M>(),
+                    actual: stored.type_name(),
+                }),
+            None if initialized.collector_names.iter().any(|c| c == name) => {
+                Err(RegistryError::WrongType {
+                    name: name.into(),
+                    requested: std::any::type_name::<M>(),
+                    actual: "collector",
+                })
+            }
+            None => Err(RegistryError::Unknown { name: name.into() }),
+        }
+    }
+
+    /// Names of the declared providers, in order (after initialisation: the metrics).
+    pub fn provider_names(&self) -> Vec<String> {
+        self.names(true)
+    }
+
+    /// Names of the declared collectors, in order.
+    pub fn collector_names(&self) -> Vec<String> {
+        self.names(false)
+    }
+
+    /// Whether the providers have run.
+    pub fn is_initialized(&self) -> bool {
+        matches!(&*lock(&self.root().shared), State::Initialized(_))
+    }
+
+    /// Declares a provider unless `name` is already declared; used for the layer's
+    /// default families, which a user may replace by declaring the name first.
+    pub(crate) fn provider_if_absent<M, F>(
+        &self,
+        name: &str,
+        help: &str,
+        unit: Option<Unit>,
+        provide: F,
+    ) -> Result<(), RegistryError>
+    where
+        M: prometheus_client::registry::Metric + Clone,
+        F: FnOnce() -> M + Send + 'static,
+    {
+        self.declare(name.to_string(), |existing| {
+            existing.unwrap_or_else(|| {
+                DeclarationKind::Provider(Provider::new(help.to_string(), unit, provide))
+            })
+        })
+    }
+
+    /// Runs the providers, once: later calls return the same result.
+    pub(crate) fn init(&self) -> Result<Arc<Initialized>, RegistryError> {
+        let root = self.root();
+        let mut state = lock(&root.shared);
+        let declarations = match &mut *state {
+            State::Initialized(initialized) => return Ok(Arc::clone(initialized)),
+            State::Failed(error) => return Err(RegistryError::InitFailed(Box::new(error.clone()))),
+            State::Declaring(declarations) => std::mem::take(declarations),
+            State::Included(_) => unreachable_root(),
+        };
+        match initialize(declarations) {
+            Ok(initialized) => {
+                let initialized = Arc::new(initialized);
+                *state = State::Initialized(Arc::clone(&initialized));
+                Ok(initialized)
+            }
+            Err(error) => {
+                *state = State::Failed(error.clone());
+                Err(error)
+            }
+        }
+    }
+
+    /// The registry that holds the declarations: this one, or the one it was
+    /// included into.
+    fn root(&self) -> MetricsRegistry {
+        let mut current = self.clone();
+        loop {
+            let parent = match &*lock(&current.shared) {
+                State::Included(parent) => Some(parent.clone()),
+                _ => None,
+            };
+            match parent {
+                Some(parent) => current = parent,
+                None => return current,
+            }
+        }
+    }
+
+    fn declare(
+        &self,
+        name: String,
+        make: impl FnOnce(Option<DeclarationKind>) -> DeclarationKind,
+    ) -> Result<(), RegistryError> {
+        if !is_valid_name(&name) {
+            return Err(RegistryError::InvalidName { name });
+        }
+        let root = self.root();
+        let mut state = lock(&root.shared);
+        let declarations = match &mut *state {
+            State::Declaring(declarations) => declarations,
+            State::Initialized(_) => return Err(RegistryError::AlreadyInitialized { name }),
+            State::Failed(error) => return Err(RegistryError::InitFailed(Box::new(error.clone()))),
+            State::Included(_) => unreachable_root(),
+        };
+        match declarations.iter().position(|d| d.name == name) {
+            Some(index) => {
+                let previous = declarations.remove(index).kind;
+                let kind = make(Some(previous));
+                declarations.insert(index, Declaration { name, kind });
+            }
+            None => declarations.push(Declaration {
+                kind: make(None),
+                name,
+            }),
+        }
+        Ok(())
+    }
+
+    fn names(&self, providers: bool) -> Vec<String> {
+        let root = self.root();
+        let state = lock(&root.shared);
+        match &*state {
+            State::Declaring(declarations) => declarations
+                .iter()
+                .filter(|d| matches!(d.kind, DeclarationKind::Provider(_)) == providers)
+                .map(|d| d.name.clone())
+                .collect(),
+            State::Initialized(initialized) if providers => {
+                let mut names: Vec<_> = initialized.metrics.keys().cloned().collect();
+                names.sort();
+                names
+            }
+            State::Initialized(initialized) => initialized.collector_names.clone(),
+            State::Failed(_) | State::Included(_) => Vec::new(),
+        }
+    }
+
+    fn describe_names(&self) -> String {
+        match &*lock(&self.shared) {
+            State::Declaring(declarations) => names_of(declarations),
+            _ => "(no pending declarations)".into(),
+        }
+    }
+}
+
+impl fmt::Debug for MetricsRegistry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MetricsRegistry")
+            .field("providers", &self.provider_names())
+            .field("collectors", &self.collector_names())
+            .field("initialized", &self.is_initialized())
+            .finish()
+    }
+}
+
+fn lock(shared: &Mutex<State>) -> MutexGuard<'_, State> {
+    // The state is only replaced whole, so a panic elsewhere cannot leave it torn.
+    shared.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// `root()` never returns an included registry.
+fn unreachable_root() -> ! {
+    unreachable!("root() resolves included registries")
+}
+
+fn names_of(declarations: &[Declaration]) -> String {
+    let names: Vec<_> = declarations
+        .iter()
+        .map(|d| format!("`{}`", d.name))
+        .collect();
+    if names.is_empty() {
+        "nothing".into()
+    } else {
+        names.join(", ")
+    }
+}
+
+/// Whether `name` matches `[a-zA-Z_:][a-zA-Z0-9_:]*`.
+pub(crate) fn is_valid_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_' || c == ':')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+}
+
+fn initialize(declarations: Vec<Declaration>) -> Result<Initialized, RegistryError> {
+    let mut registry = Registry::default();
+    let collector_errors = CollectorErrors::default();
+    let mut exposed = std::collections::HashSet::new();
+    let mut metrics = HashMap::new();
+    let mut collector_names = Vec::new();
+    let mut collectors = Collectors::new(collector_errors.clone());
+
+    let internal = Provider::new(
+        "Collector runs that failed, by collector and reason (error or panic).".into(),
+        None,
+        move || collector_errors,
+    );
+    let all = std::iter::once(Declaration {
+        name: COLLECTOR_ERRORS.into(),
+        kind: DeclarationKind::Provider(internal),
+    })
+    .chain(declarations);
+
+    for Declaration { name, kind } in all {
+        match kind {
+            DeclarationKind::Provider(provider) => {
+                let built = provider.build(&name)?;
+                let exposition_name = built.exposition_name();
+                if !exposed.insert(exposition_name.clone()) {
+                    return Err(RegistryError::Duplicate {
+                        name: exposition_name,
+                    });
+                }
+                let stored = built.register(&mut registry);
+                if metrics.insert(name.clone(), stored).is_some() {
+                    return Err(RegistryError::Duplicate { name });
+                }
+            }
+            DeclarationKind::Collector(collector) => {
+                collectors.push(&name, collector);
+                collector_names.push(name);
+            }
+        }
+    }
+    Ok(Initialized {
+        registry,
+        metrics,
+        collector_names,
+        collectors,
+    })
+}

@@ -1,0 +1,169 @@
+//! Providers: closures that build a metric when the registry is initialised.
+
+use std::any::Any;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::{Metric, Registry, Unit};
+
+use super::RegistryError;
+
+/// A declared provider, not yet run.
+pub(crate) struct Provider {
+    help: String,
+    unit: Option<Unit>,
+    make: Box<dyn FnOnce() -> Box<dyn Registrable> + Send>,
+}
+
+impl Provider {
+    pub(crate) fn new<M, F>(help: String, unit: Option<Unit>, provide: F) -> Self
+    where
+        M: Metric + Clone,
+        F: FnOnce() -> M + Send + 'static,
+    {
+        // prometheus-client ends every help text with a full stop of its own.
+        let help = help.strip_suffix('.').map(str::to_string).unwrap_or(help);
+        Self {
+            help,
+            unit,
+            make: Box::new(move || Box::new(provide()) as Box<dyn Registrable>),
+        }
+    }
+
+    /// Runs the provider; a panic becomes [`RegistryError::ProviderPanicked`].
+    pub(crate) fn build(self, name: &str) -> Result<BuiltMetric, RegistryError> {
+        let metric = catch_unwind(AssertUnwindSafe(self.make)).map_err(|_| {
+            RegistryError::ProviderPanicked {
+                name: name.to_string(),
+            }
+        })?;
+        let base = base_name(name, metric.metric_type(), self.unit.as_ref());
+        if base.is_empty() {
+            return Err(RegistryError::InvalidName { name: name.into() });
+        }
+        Ok(BuiltMetric {
+            base,
+            help: self.help,
+            unit: self.unit,
+            metric,
+        })
+    }
+}
+
+/// The name without the suffixes the encoders append (the unit, and `_total` for
+/// counters or `_info` for infos), so that a name given with them is not doubled:
+/// prometheus-client would otherwise write `x_total_total`, and in debug builds it
+/// panics on a counter registered as `*_total`.
+fn base_name(name: &str, metric_type: MetricType, unit: Option<&Unit>) -> String {
+    let mut base = name;
+    if let Some(suffix) = type_suffix(metric_type) {
+        while let Some(stripped) = base.strip_suffix(suffix) {
+            base = stripped;
+        }
+    }
+    if let Some(unit) = unit {
+        let unit_suffix = format!("_{}", unit.as_str());
+        base = base.strip_suffix(unit_suffix.as_str()).unwrap_or(base);
+    }
+    base.to_string()
+}
+
+/// A metric a provider built, before it is registered.
+pub(crate) struct BuiltMetric {
+    /// The name prometheus-client registers; it appends the suffixes.
+    base: String,
+    help: String,
+    unit: Option<Unit>,
+    metric: Box<dyn Registrable>,
+}
+
+impl BuiltMetric {
+    /// The family name as it appears in the exposition.
+    pub(crate) fn exposition_name(&self) -> String {
+        let mut exposed = self.base.clone();
+        if let Some(unit) = &self.unit {
+            exposed.push('_');
+            exposed.push_str(unit.as_str());
+        }
+        if let Some(suffix) = type_suffix(self.metric.metric_type()) {
+            exposed.push_str(suffix);
+        }
+        exposed
+    }
+
+    /// Registers the metric under `name` and keeps a handle for `get`.
+    pub(crate) fn register(self, registry: &mut Registry) -> StoredMetric {
+        let stored = StoredMetric {
+            handle: self.metric.handle(),
+            type_name: self.metric.type_name(),
+        };
+        self.metric
+            .register(registry, self.base, self.help, self.unit);
+        stored
+    }
+}
+
+fn type_suffix(metric_type: MetricType) -> Option<&'static str> {
+    match metric_type {
+        MetricType::Counter => Some("_total"),
+        MetricType::Info => Some("_info"),
+        _ => None,
+    }
+}
+
+/// A registered metric's handle, for `get`.
+pub(crate) struct StoredMetric {
+    handle: Box<dyn Any + Send + Sync>,
+    type_name: &'static str,
+}
+
+impl StoredMetric {
+    pub(crate) fn downcast<M: Clone + 'static>(&self) -> Option<M> {
+        self.handle.downcast_ref::<M>().cloned()
+    }
+
+    pub(crate) fn type_name(&self) -> &'static str {
+        self.type_name
+    }
+}
+
+/// A metric of a type known only inside its provider.
+trait Registrable: Send {
+    fn metric_type(&self) -> MetricType;
+    fn handle(&self) -> Box<dyn Any + Send + Sync>;
+    fn type_name(&self) -> &'static str;
+    fn register(
+        self: Box<Self>,
+        registry: &mut Registry,
+        name: String,
+        help: String,
+        unit: Option<Unit>,
+    );
+}
+
+impl<M: Metric + Clone> Registrable for M {
+    fn metric_type(&self) -> MetricType {
+        prometheus_client::encoding::EncodeMetric::metric_type(self)
+    }
+
+    fn handle(&self) -> Box<dyn Any + Send + Sync> {
+        Box::new(self.clone())
+    }
+
+    fn type_name(&self) -> &'static str {
+        std::any::type_name::<M>()
+    }
+
+    fn register(
+        self: Box<Self>,
+        registry: &mut Registry,
+        name: String,
+        help: String,
+        unit: Option<Unit>,
+    ) {
+        match unit {
+            Some(unit) => registry.register_with_unit(name, help, unit, *self),
+            None => registry.register(name, help, *self),
+        }
+    }
+}

@@ -1,0 +1,404 @@
+//! The registry's seed cases, checked through a real endpoint on 127.0.0.1.
+
+mod common;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use axum::routing::get;
+use axum::Router;
+use common::{scrape, serve};
+use http::{header, StatusCode};
+use prometheus_client::registry::Unit;
+use tower_prometheus::layer::{HttpLabels, HttpMethod, RequestCount, REQUESTS_TOTAL};
+use tower_prometheus::metrics::{Counter, Gauge};
+use tower_prometheus::{BuildError, MetricsEndpoint, MetricsLayer, MetricsRegistry, RegistryError};
+
+#[test]
+fn providers_and_collectors_are_stored_under_their_names_and_kept_apart() {
+    let registry = MetricsRegistry::new();
+    registry
+        .provider("orders", "Orders.", Counter::default)
+        .unwrap();
+    registry.collector("queue", |_| Ok(())).unwrap();
+    registry
+        .async_collector("pool", |_| async { Ok(()) })
+        .unwrap();
+    registry
+        .provider("depth", "Depth.", Gauge::default)
+        .unwrap();
+    assert_eq!(registry.provider_names(), ["orders", "depth"]);
+    assert_eq!(registry.collector_names(), ["queue", "pool"]);
+}
+
+#[tokio::test]
+async fn declaring_a_name_again_replaces_the_earlier_entry() {
+    let registry = MetricsRegistry::new();
+    registry
+        .provider("answer", "First.", || {
+            let gauge = Gauge::default();
+            gauge.set(1);
+            gauge
+        })
+        .unwrap();
+    registry
+        .provider("answer", "Second.", || {
+            let gauge = Gauge::default();
+            gauge.set(2);
+            gauge
+        })
+        .unwrap();
+    // A provider replaced by a collector leaves no metric behind.
+    registry
+        .provider("gone", "Replaced.", Counter::default)
+        .unwrap();
+    registry.collector("gone", |_| Ok(())).unwrap();
+    assert_eq!(registry.provider_names(), ["answer"]);
+
+    let addr = serve(MetricsEndpoint::new(&registry).unwrap()).await;
+    let metrics = scrape(addr).await;
+    assert_eq!(metrics.value("answer", &[]), Some(2.0));
+    assert!(metrics.text.contains("# HELP answer Second."));
+    assert!(!metrics.text.contains("First."));
+    assert!(!metrics.text.contains("gone"));
+}
+
+#[tokio::test]
+async fn get_returns_the_handle_the_layer_records_into() {
+    let registry = MetricsRegistry::new();
+    assert!(matches!(
+        registry.get::<Counter>("never_declared"),
+        Err(RegistryError::Unknown { .. })
+    ));
+    registry
+        .provider("visits", "Visits.", Counter::default)
+        .unwrap();
+    let before = registry.get::<Counter>("visits").unwrap_err();
+    assert!(matches!(before, RegistryError::NotInitialized { .. }));
+    assert!(before.to_string().contains("not initialized"), "{before}");
+    let unknown = registry.get::<Counter>("never_declared").unwrap_err();
+    assert!(unknown.to_string().contains("unknown"), "{unknown}");
+
+    let router = Router::new()
+        .route("/", get(|| async { "hi" }))
+        .layer(MetricsLayer::new(&registry).unwrap());
+    let addr = serve(router).await;
+    common::get(addr, "/").await;
+    common::get(addr, "/").await;
+
+    let requests: RequestCount = registry.get(REQUESTS_TOTAL).unwrap();
+    let series = requests
+        .get(&HttpLabels::new(HttpMethod::Get, 200, "/"))
+        .expect("series recorded by the layer");
+    assert_eq!(series.get(), 2);
+    // Recording through the handle shows in the scrape: it is the same metric.
+    series.inc();
+    registry.get::<Counter>("visits").unwrap().inc_by(5);
+    let metrics = scrape(addr).await;
+    assert_eq!(
+        metrics.value(
+            "http_server_requests_total",
+            &[
+                ("http_request_method", "GET"),
+                ("http_response_status_code", "200"),
+                ("http_route", "/")
+            ]
+        ),
+        Some(3.0)
+    );
+    assert_eq!(metrics.value("visits_total", &[]), Some(5.0));
+
+    let wrong = registry.get::<Gauge>("visits").unwrap_err();
+    assert!(matches!(wrong, RegistryError::WrongType { .. }), "{wrong}");
+    assert!(matches!(
+        registry.get::<Counter>("never_declared"),
+        Err(RegistryError::Unknown { .. })
+    ));
+}
+
+#[tokio::test]
+async fn included_registries_merge_in_order_and_their_handles_work_after_init() {
+    let app = MetricsRegistry::new();
+    app.provider("app_first", "First.", Gauge::default).unwrap();
+    let module = MetricsRegistry::new();
+    module
+        .provider("module_second", "Second.", Gauge::default)
+        .unwrap();
+    module
+        .provider("module_third", "Third.", Gauge::default)
+        .unwrap();
+    app.include_registry(&module).unwrap();
+    app.provider("app_fourth", "Fourth.", Gauge::default)
+        .unwrap();
+    assert_eq!(
+        app.provider_names(),
+        ["app_first", "module_second", "module_third", "app_fourth"]
+    );
+
+    let addr = serve(MetricsEndpoint::new(&app).unwrap()).await;
+    // The module keeps using its own handle.
+    module.get::<Gauge>("module_third").unwrap().set(3);
+    let metrics = scrape(addr).await;
+    assert_eq!(metrics.value("module_third", &[]), Some(3.0));
+    let order: Vec<usize> = ["app_first", "module_second", "module_third", "app_fourth"]
+        .iter()
+        .map(|name| {
+            metrics
+                .text
+                .find(&format!("# TYPE {name} gauge"))
+                .expect("declared")
+        })
+        .collect();
+    assert!(order.windows(2).all(|w| w[0] < w[1]), "{}", metrics.text);
+}
+
+#[test]
+fn including_a_duplicate_name_is_an_error_that_names_it() {
+    let app = MetricsRegistry::new();
+    app.provider("shared_name", "App.", Gauge::default).unwrap();
+    let module = MetricsRegistry::new();
+    module
+        .provider("shared_name", "Module.", Counter::default)
+        .unwrap();
+    module
+        .provider("other", "Other.", Counter::default)
+        .unwrap();
+    let error = app.include_registry(&module).unwrap_err();
+    assert_eq!(
+        error,
+        RegistryError::Duplicate {
+            name: "shared_name".into()
+        }
+    );
+    assert!(error.to_string().contains("shared_name"));
+    // Nothing was moved.
+    assert_eq!(app.provider_names(), ["shared_name"]);
+    assert_eq!(module.provider_names(), ["shared_name", "other"]);
+    assert!(app.include_registry(&app).is_err());
+}
+
+#[tokio::test]
+async fn endpoint_answers_at_the_default_and_a_custom_path_with_a_text_content_type() {
+    for (path, builder) in [
+        ("/metrics", None),
+        ("/custom/scrape", Some("/custom/scrape")),
+    ] {
+        let registry = MetricsRegistry::new();
+        let layer = match builder {
+            Some(path) => MetricsLayer::builder(&registry).endpoint_path(path).build(),
+            None => MetricsLayer::new(&registry),
+        }
+        .unwrap();
+        let router = Router::new()
+            .route("/app", get(|| async { "inner service" }))
+            .layer(layer);
+        let addr = serve(router).await;
+        let reply = common::get(addr, path).await;
+        assert_eq!(reply.status, StatusCode::OK);
+        assert!(reply.headers[header::CONTENT_TYPE]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain"));
+        assert_eq!(common::get(addr, "/app").await.body, "inner service");
+    }
+    let invalid = MetricsLayer::builder(&MetricsRegistry::new())
+        .endpoint_path("metrics")
+        .build()
+        .unwrap_err();
+    assert_eq!(invalid, BuildError::InvalidPath("metrics".into()));
+}
+
+#[tokio::test]
+async fn providers_run_once_at_init_and_collectors_once_per_scrape_sync_first() {
+    let registry = MetricsRegistry::new();
+    let provided = Arc::new(AtomicUsize::new(0));
+    let runs = Arc::new(Mutex::new(Vec::new()));
+    {
+        let provided = Arc::clone(&provided);
+        registry
+            .provider("depth", "Depth.", move || {
+                provided.fetch_add(1, Ordering::SeqCst);
+                Gauge::default()
+            })
+            .unwrap();
+    }
+    {
+        let runs = Arc::clone(&runs);
+        registry
+            .async_collector("async_one", move |_| {
+                let runs = Arc::clone(&runs);
+                async move {
+                    runs.lock().unwrap().push("async");
+                    Ok(())
+                }
+            })
+            .unwrap();
+    }
+    {
+        let runs = Arc::clone(&runs);
+        registry
+            .collector("sync_one", move |registry| {
+                runs.lock().unwrap().push("sync");
+                registry.get::<Gauge>("depth")?.inc();
+                Ok(())
+            })
+            .unwrap();
+    }
+    assert_eq!(provided.load(Ordering::SeqCst), 0, "declaring runs nothing");
+
+    let layer = MetricsLayer::new(&registry).unwrap();
+    assert_eq!(provided.load(Ordering::SeqCst), 1);
+    let _second_layer = MetricsLayer::new(&registry).unwrap();
+    let _endpoint = MetricsEndpoint::new(&registry).unwrap();
+    assert_eq!(provided.load(Ordering::SeqCst), 1, "providers run once");
+
+    let addr = serve(Router::new().layer(layer)).await;
+    for scrape_number in 1..=3 {
+        let metrics = scrape(addr).await;
+        assert_eq!(metrics.value("depth", &[]), Some(f64::from(scrape_number)));
+    }
+    assert_eq!(
+        *runs.lock().unwrap(),
+        ["sync", "async", "sync", "async", "sync", "async"]
+    );
+    assert_eq!(provided.load(Ordering::SeqCst), 1);
+    assert!(matches!(
+        registry.provider("late", "Too late.", Counter::default),
+        Err(RegistryError::AlreadyInitialized { .. })
+    ));
+}
+
+#[tokio::test]
+async fn a_failing_collector_does_not_fail_the_scrape() {
+    let registry = MetricsRegistry::new();
+    registry
+        .provider("healthy", "Still served.", Gauge::default)
+        .unwrap();
+    registry
+        .collector("explodes", |_| panic!("collector bug"))
+        .unwrap();
+    registry
+        .async_collector("explodes_later", |_| async {
+            panic!("async collector bug")
+        })
+        .unwrap();
+    registry
+        .collector("errs", |_| Err("backend down".into()))
+        .unwrap();
+    registry
+        .collector("fine", |registry| {
+            registry.get::<Gauge>("healthy")?.set(42);
+            Ok(())
+        })
+        .unwrap();
+    let addr = serve(MetricsEndpoint::new(&registry).unwrap()).await;
+    scrape(addr).await;
+    let metrics = scrape(addr).await;
+    assert_eq!(metrics.value("healthy", &[]), Some(42.0));
+    let errors = "tower_prometheus_collector_errors_total";
+    assert_eq!(
+        metrics.value(errors, &[("collector", "explodes"), ("reason", "panic")]),
+        Some(2.0)
+    );
+    assert_eq!(
+        metrics.value(
+            errors,
+            &[("collector", "explodes_later"), ("reason", "panic")]
+        ),
+        Some(2.0)
+    );
+    assert_eq!(
+        metrics.value(errors, &[("collector", "errs"), ("reason", "error")]),
+        Some(2.0)
+    );
+    assert!(metrics
+        .matching(errors, &[("collector", "fine")])
+        .is_empty());
+}
+
+#[tokio::test]
+async fn counter_names_with_total_and_units_never_panic_or_double_suffixes() {
+    let registry = MetricsRegistry::new();
+    registry
+        .provider("jobs_total", "Jobs.", Counter::default)
+        .unwrap();
+    registry
+        .provider("retries_total_total", "Retries.", Counter::default)
+        .unwrap();
+    registry
+        .provider_with_unit("payload_bytes", "Payload.", Unit::Bytes, Gauge::default)
+        .unwrap();
+    registry
+        .provider_with_unit("sent", "Sent.", Unit::Bytes, Counter::default)
+        .unwrap();
+    registry.get::<Counter>("jobs_total").unwrap_err();
+    let addr = serve(MetricsEndpoint::new(&registry).unwrap()).await;
+    registry.get::<Counter>("jobs_total").unwrap().inc();
+    let metrics = scrape(addr).await;
+    assert_eq!(metrics.value("jobs_total", &[]), Some(1.0));
+    assert_eq!(metrics.value("retries_total", &[]), Some(0.0));
+    assert_eq!(metrics.value("payload_bytes", &[]), Some(0.0));
+    assert_eq!(metrics.value("sent_bytes_total", &[]), Some(0.0));
+    assert!(!metrics.text.contains("_total_total"));
+}
+
+#[test]
+fn invalid_names_and_clashing_exposition_names_are_errors() {
+    let registry = MetricsRegistry::new();
+    assert!(matches!(
+        registry.provider("bad name", "Spaces.", Counter::default),
+        Err(RegistryError::InvalidName { .. })
+    ));
+    assert!(matches!(
+        registry.provider("", "Empty.", Counter::default),
+        Err(RegistryError::InvalidName { .. })
+    ));
+    registry
+        .provider("clash", "A counter.", Counter::default)
+        .unwrap();
+    registry
+        .provider("clash_total", "Another.", Counter::default)
+        .unwrap();
+    let error = MetricsEndpoint::new(&registry).unwrap_err();
+    assert_eq!(
+        error,
+        BuildError::Registry(RegistryError::Duplicate {
+            name: "clash_total".into()
+        })
+    );
+    // The failure sticks: the registry does not come up half built.
+    assert!(matches!(
+        registry.get::<Counter>("clash"),
+        Err(RegistryError::InitFailed(_))
+    ));
+}
+
+#[test]
+fn a_panicking_provider_is_an_error_not_a_panic() {
+    let registry = MetricsRegistry::new();
+    registry
+        .provider("broken", "Broken.", || -> Counter {
+            panic!("provider bug")
+        })
+        .unwrap();
+    let error = MetricsLayer::new(&registry).unwrap_err();
+    assert_eq!(
+        error,
+        BuildError::Registry(RegistryError::ProviderPanicked {
+            name: "broken".into()
+        })
+    );
+}
+
+#[test]
+fn replacing_a_default_family_with_another_type_is_a_clear_error() {
+    let registry = MetricsRegistry::new();
+    registry
+        .provider(REQUESTS_TOTAL, "Not a family.", Counter::default)
+        .unwrap();
+    let error = MetricsLayer::new(&registry).unwrap_err();
+    assert!(
+        matches!(error, BuildError::Registry(RegistryError::WrongType { .. })),
+        "{error}"
+    );
+}
