@@ -33,12 +33,13 @@
     missing_debug_implementations
 )]
 #![deny(unreachable_pub)]
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 
 pub mod endpoint;
 mod error;
 pub mod layer;
 pub mod metrics;
+pub mod multiprocess;
 pub mod registry;
 
 pub use endpoint::MetricsEndpoint;

@@ -13,6 +13,7 @@ use prometheus_client::registry::Unit;
 
 use super::labels::{ActiveRequestLabels, HttpLabels, HttpMethod};
 use crate::metrics::{Buckets, Counter, Family, Gauge, Histogram, Table};
+use crate::multiprocess::GaugeMode;
 use crate::{MetricsRegistry, RegistryError};
 
 /// Name of the request duration histogram family.
@@ -73,7 +74,11 @@ impl HttpFamilies {
             ACTIVE_REQUESTS,
             "Number of HTTP server requests in flight.",
             None,
-            move || ActiveRequests::default().max_series(max_series),
+            // In multi-process mode: the requests in flight in live processes.
+            move || {
+                ActiveRequests::new_with_constructor(|| Gauge::with_mode(GaugeMode::LiveSum))
+                    .max_series(max_series)
+            },
         )
     }
 

@@ -1,5 +1,6 @@
 //! A monotonically increasing count.
 
+use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -7,10 +8,14 @@ use prometheus_client::encoding::{EncodeMetric, MetricEncoder, NoLabelSet};
 use prometheus_client::metrics::exemplar::Exemplar;
 use prometheus_client::metrics::{MetricType, TypedMetric};
 
+use super::series::Bind;
+use crate::multiprocess::{Binding, FileKind, MappedValue};
+
 /// A counter: a cheap [`Clone`] handle to one shared atomic count.
 ///
 /// Register it under a name without the `_total` suffix, or with it: the registry
-/// strips the suffix because the encoders add it.
+/// strips the suffix because the encoders add it. In multi-process mode the count
+/// lives in this process's `counter_<pid>.db`.
 ///
 /// ```
 /// use tower_prometheus::metrics::Counter;
@@ -20,12 +25,47 @@ use prometheus_client::metrics::{MetricType, TypedMetric};
 /// counter.clone().inc_by(2);
 /// assert_eq!(counter.get(), 3);
 /// ```
-#[derive(Clone, Debug, Default)]
+#[derive(Clone)]
 pub struct Counter {
-    value: Arc<AtomicU64>,
+    value: CounterValue,
+}
+
+#[derive(Clone)]
+enum CounterValue {
+    Local(Arc<AtomicU64>),
+    Mapped(MappedValue),
+}
+
+impl Default for Counter {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl Counter {
+    /// A counter at zero.
+    pub fn new() -> Self {
+        match Binding::claim() {
+            Some(binding) => Self::bind(&binding, &[]),
+            None => Self::local(),
+        }
+    }
+
+    fn bind(binding: &Binding, labels: &[(String, String)]) -> Self {
+        match binding.value(FileKind::Counter, "_total", labels) {
+            Some(value) => Self {
+                value: CounterValue::Mapped(value),
+            },
+            None => Self::local(),
+        }
+    }
+
+    fn local() -> Self {
+        Self {
+            value: CounterValue::Local(Arc::default()),
+        }
+    }
+
     /// Adds one.
     pub fn inc(&self) {
         self.inc_by(1);
@@ -33,12 +73,34 @@ impl Counter {
 
     /// Adds `amount`.
     pub fn inc_by(&self, amount: u64) {
-        self.value.fetch_add(amount, Ordering::Relaxed);
+        match &self.value {
+            CounterValue::Local(value) => {
+                value.fetch_add(amount, Ordering::Relaxed);
+            }
+            CounterValue::Mapped(value) => value.add(amount as f64),
+        }
     }
 
-    /// The current count.
+    /// The current count (of this process, in multi-process mode).
     pub fn get(&self) -> u64 {
-        self.value.load(Ordering::Relaxed)
+        match &self.value {
+            CounterValue::Local(value) => value.load(Ordering::Relaxed),
+            CounterValue::Mapped(value) => value.get() as u64,
+        }
+    }
+}
+
+impl Bind for Counter {
+    fn bind_like(&self, binding: &Binding, labels: &[(String, String)]) -> Self {
+        Self::bind(binding, labels)
+    }
+}
+
+impl fmt::Debug for Counter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Counter")
+            .field("value", &self.get())
+            .finish()
     }
 }
 

@@ -50,10 +50,12 @@ mod provider;
 use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use prometheus_client::registry::{Registry, Unit};
 
+use crate::multiprocess::{self, Aggregator, MultiprocessSetting};
 pub(crate) use collector::Collectors;
 use collector::{Collector, CollectorErrors, COLLECTOR_ERRORS};
 pub use collector::{CollectorError, CollectorResult};
@@ -67,6 +69,7 @@ use provider::{Provider, StoredMetric};
 #[derive(Clone, Default)]
 pub struct MetricsRegistry {
     shared: Arc<Mutex<State>>,
+    multiprocess: Arc<Mutex<MultiprocessSetting>>,
 }
 
 enum State {
@@ -290,6 +293,32 @@ impl MetricsRegistry {
         self.names(false)
     }
 
+    /// Turns on multi-process mode with the files in `dir`, whatever
+    /// `PROMETHEUS_MULTIPROC_DIR` says; see [`multiprocess`](crate::multiprocess).
+    /// The directory is checked when the registry is initialised.
+    pub fn multiprocess_dir(&self, dir: impl Into<PathBuf>) -> Result<(), RegistryError> {
+        self.set_multiprocess(MultiprocessSetting::Dir(dir.into()))
+    }
+
+    /// Keeps every value in this process, even when `PROMETHEUS_MULTIPROC_DIR` is set.
+    pub fn single_process(&self) -> Result<(), RegistryError> {
+        self.set_multiprocess(MultiprocessSetting::Off)
+    }
+
+    fn set_multiprocess(&self, setting: MultiprocessSetting) -> Result<(), RegistryError> {
+        let root = self.root();
+        if root.is_initialized() {
+            return Err(RegistryError::AlreadyInitialized {
+                name: "multi-process mode".into(),
+            });
+        }
+        *root
+            .multiprocess
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = setting;
+        Ok(())
+    }
+
     /// Whether the providers have run.
     pub fn is_initialized(&self) -> bool {
         matches!(&*lock(&self.root().shared), State::Initialized(_))
@@ -325,7 +354,12 @@ impl MetricsRegistry {
             State::Declaring(declarations) => std::mem::take(declarations),
             State::Included(_) => unreachable_root(),
         };
-        match initialize(declarations) {
+        let multiprocess = root
+            .multiprocess
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        match initialize(declarations, multiprocess) {
             Ok(initialized) => {
                 let initialized = Arc::new(initialized);
                 *state = State::Initialized(Arc::clone(&initialized));
@@ -452,8 +486,24 @@ pub(crate) fn is_valid_name(name: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
 }
 
-fn initialize(declarations: Vec<Declaration>) -> Result<Initialized, RegistryError> {
+fn initialize(
+    declarations: Vec<Declaration>,
+    multiprocess: MultiprocessSetting,
+) -> Result<Initialized, RegistryError> {
     let mut registry = Registry::default();
+    let store = match multiprocess.dir() {
+        Some(dir) => {
+            Some(
+                multiprocess::start(&dir).map_err(|error| RegistryError::Multiprocess {
+                    message: error.to_string(),
+                })?,
+            )
+        }
+        None => None,
+    };
+    if let Some(store) = &store {
+        registry.register_collector(Box::new(Aggregator::new(Arc::clone(store))));
+    }
     let collector_errors = CollectorErrors::default();
     let mut exposed = std::collections::HashSet::new();
     let mut metrics = HashMap::new();
@@ -474,7 +524,7 @@ fn initialize(declarations: Vec<Declaration>) -> Result<Initialized, RegistryErr
     for Declaration { name, kind } in all {
         match kind {
             DeclarationKind::Provider(provider) => {
-                let built = provider.build(&name)?;
+                let built = provider.build(&name, store.as_ref())?;
                 let exposition_name = built.exposition_name();
                 if !exposed.insert(exposition_name.clone()) {
                     return Err(RegistryError::Duplicate {
