@@ -294,7 +294,7 @@ impl MetricsRegistry {
     }
 
     /// Turns on multi-process mode with the files in `dir`, whatever
-    /// `PROMETHEUS_MULTIPROC_DIR` says; see [`multiprocess`](crate::multiprocess).
+    /// `PROMETHEUS_MULTIPROC_DIR` says; see [`crate::multiprocess`].
     /// The directory is checked when the registry is initialised.
     pub fn multiprocess_dir(&self, dir: impl Into<PathBuf>) -> Result<(), RegistryError> {
         self.set_multiprocess(MultiprocessSetting::Dir(dir.into()))
