@@ -46,12 +46,20 @@ fn bare() -> impl Service<Request<()>, Response = Response<Full<Bytes>>, Error =
     })
 }
 
-fn layered() -> impl Service<
+/// The bare service behind `MetricsLayer`; in multi-process mode when `dir` is given.
+fn layered(
+    dir: Option<&std::path::Path>,
+) -> impl Service<
     Request<()>,
     Response = Response<tower_prometheus::layer::ResponseBody<Full<Bytes>>>,
     Error = Infallible,
 > + Clone {
     let registry = MetricsRegistry::new();
+    match dir {
+        Some(dir) => registry.multiprocess_dir(dir),
+        None => registry.single_process(),
+    }
+    .expect("not initialised");
     let layer = MetricsLayer::builder(&registry)
         .route_fn(|_| Some(Cow::Borrowed("/items/{id}")))
         .build()
@@ -63,9 +71,35 @@ fn benches(c: &mut Criterion) {
     let mut group = c.benchmark_group("request");
     let mut service = bare();
     group.bench_function("bare", |b| b.iter(|| request(&mut service)));
-    let mut service = layered();
+    let mut service = layered(None);
     group.bench_function("metrics_layer", |b| b.iter(|| request(&mut service)));
+    let dir = MultiprocessDir::new();
+    let mut service = layered(Some(&dir.0));
+    group.bench_function("metrics_layer_multiprocess", |b| {
+        b.iter(|| request(&mut service))
+    });
     group.finish();
+}
+
+/// A fresh multi-process directory, removed on drop.
+struct MultiprocessDir(std::path::PathBuf);
+
+impl MultiprocessDir {
+    fn new() -> Self {
+        let dir = std::env::temp_dir().join(format!(
+            "tower-prometheus-layer-bench-{}",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("bench directory");
+        Self(dir)
+    }
+}
+
+impl Drop for MultiprocessDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 /// Mean time per request over `rounds`, after a warm-up.
@@ -86,14 +120,16 @@ where
 
 fn summary() {
     const ROUNDS: u32 = 2_000_000;
-    let bare = mean(bare(), ROUNDS);
-    let layered = mean(layered(), ROUNDS);
-    let overhead = layered.as_nanos() as f64 - bare.as_nanos() as f64;
+    let dir = MultiprocessDir::new();
+    let bare = mean(bare(), ROUNDS).as_nanos() as f64;
+    let in_process = mean(layered(None), ROUNDS).as_nanos() as f64;
+    let multiprocess = mean(layered(Some(&dir.0)), ROUNDS).as_nanos() as f64;
     println!(
-        "bare {} ns, with MetricsLayer {} ns: overhead {overhead:.0} ns per request ({:.2}x the bare service)",
-        bare.as_nanos(),
-        layered.as_nanos(),
-        layered.as_nanos() as f64 / bare.as_nanos().max(1) as f64,
+        "per request: bare {bare:.0} ns, MetricsLayer {in_process:.0} ns (overhead {:.0} ns), \
+         in multi-process mode {multiprocess:.0} ns (overhead {:.0} ns, {:.2}x the in-process overhead)",
+        in_process - bare,
+        multiprocess - bare,
+        (multiprocess - bare) / (in_process - bare).max(1.0),
     );
 }
 

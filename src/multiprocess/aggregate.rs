@@ -6,6 +6,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -73,10 +74,10 @@ struct SeriesInfo {
 enum Role {
     /// A counter's `_total` or a gauge's value, with its labels.
     Value(Vec<(String, String)>),
-    /// A histogram bucket of a group (labels without `le`).
-    Bucket { group: usize, bound: f64 },
-    /// A histogram's `_sum`.
-    Sum { group: usize },
+    /// A histogram bucket, listed in its group.
+    Bucket,
+    /// A histogram's `_sum`, named by its group.
+    Sum,
     /// A sample this crate does not aggregate (for example `_created`).
     Ignored,
 }
@@ -92,6 +93,9 @@ struct FamilyInfo {
 /// The series of one histogram that share labels (all but `le`).
 struct HistogramGroup {
     labels: Vec<(String, String)>,
+    /// Bucket series, kept sorted by bound as they are interned.
+    buckets: Vec<(f64, SeriesId)>,
+    sum: Option<SeriesId>,
 }
 
 struct CachedFile {
@@ -110,8 +114,33 @@ struct Cache {
     group_ids: HashMap<(usize, Vec<(String, String)>), usize>,
     groups: Vec<HistogramGroup>,
     /// Key text to series, so the same key in many files is parsed once.
-    keys: HashMap<String, SeriesId>,
+    keys: HashMap<Box<[u8]>, SeriesId, BuildHasherDefault<KeyHasher>>,
     files: HashMap<PathBuf, CachedFile>,
+}
+
+/// A fast hash of key texts, eight bytes a step: every key of every file is looked
+/// up on the first scrape, and SipHash would be most of its time. The keys come from
+/// files that only local processes can write.
+#[derive(Default)]
+struct KeyHasher(u64);
+
+impl Hasher for KeyHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        const K: u64 = 0x517c_c1b7_2722_0a95;
+        let mut chunks = bytes.chunks_exact(8);
+        for chunk in &mut chunks {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(chunk);
+            self.0 = (self.0.rotate_left(5) ^ u64::from_le_bytes(word)).wrapping_mul(K);
+        }
+        for byte in chunks.remainder() {
+            self.0 = (self.0.rotate_left(5) ^ u64::from(*byte)).wrapping_mul(K);
+        }
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
 }
 
 /// Per-scrape totals.
@@ -154,26 +183,27 @@ impl Aggregator {
 }
 
 impl Cache {
-    fn intern(&mut self, key_text: &str, file_type: FileType) -> Option<SeriesId> {
-        if let Some(id) = self.keys.get(key_text) {
+    /// The series of a key, parsing (and checking) the key only the first time.
+    fn intern(&mut self, key_bytes: &[u8], file_type: FileType) -> Option<SeriesId> {
+        if let Some(id) = self.keys.get(key_bytes) {
             return Some(*id);
         }
-        let parsed = key::decode(key_text).ok()?;
+        let parsed = key::decode(std::str::from_utf8(key_bytes).ok()?).ok()?;
         let family_type = file_type.family_type();
         let identity = key::encode("", &parsed.sample, &parsed.labels, "");
         let id = match self.series_ids.get(&(family_type, identity.clone())) {
             Some(id) => *id,
             None => {
                 let family = self.family(family_type, &parsed.metric, &parsed.help);
-                let role = self.role(family, family_type, &parsed);
                 let id = self.series.len();
+                let role = self.role(family, family_type, &parsed, id);
                 self.series.push(SeriesInfo { family, role });
                 self.families[family].series.push(id);
                 self.series_ids.insert((family_type, identity), id);
                 id
             }
         };
-        self.keys.insert(key_text.to_string(), id);
+        self.keys.insert(key_bytes.into(), id);
         Some(id)
     }
 
@@ -194,7 +224,14 @@ impl Cache {
         id
     }
 
-    fn role(&mut self, family: usize, family_type: FamilyType, parsed: &key::Key) -> Role {
+    /// The role of the new series `series`; bucket and sum series join their group.
+    fn role(
+        &mut self,
+        family: usize,
+        family_type: FamilyType,
+        parsed: &key::Key,
+        series: SeriesId,
+    ) -> Role {
         let name = &self.families[family].name;
         match family_type {
             FamilyType::Counter if parsed.sample == format!("{name}_total") => {
@@ -217,11 +254,15 @@ impl Cache {
                     .cloned()
                     .collect();
                 let group = self.group(family, labels);
-                Role::Bucket { group, bound }
+                let buckets = &mut self.groups[group].buckets;
+                let at = buckets.partition_point(|(b, _)| *b < bound);
+                buckets.insert(at, (bound, series));
+                Role::Bucket
             }
             FamilyType::Histogram if parsed.sample == format!("{name}_sum") => {
                 let group = self.group(family, parsed.labels.clone());
-                Role::Sum { group }
+                self.groups[group].sum = Some(series);
+                Role::Sum
             }
             _ => Role::Ignored,
         }
@@ -235,6 +276,8 @@ impl Cache {
         let id = self.groups.len();
         self.groups.push(HistogramGroup {
             labels: key.1.clone(),
+            buckets: Vec::new(),
+            sum: None,
         });
         self.families[family].groups.push(id);
         self.group_ids.insert(key, id);
@@ -467,8 +510,16 @@ impl Collector for Aggregator {
                     }
                 }
                 FamilyType::Histogram => {
-                    let groups = histogram_groups(cache, family, &totals);
-                    if groups.is_empty() {
+                    let seen = |id: &SeriesId| totals.seen.get(*id).copied().unwrap_or(false);
+                    let present =
+                        |group: &&HistogramGroup| group.buckets.iter().any(|(_, id)| seen(id));
+                    let mut groups = family
+                        .groups
+                        .iter()
+                        .map(|g| &cache.groups[*g])
+                        .filter(present)
+                        .peekable();
+                    if groups.peek().is_none() {
                         continue;
                     }
                     let mut metric = encoder.encode_descriptor(
@@ -477,16 +528,23 @@ impl Collector for Aggregator {
                         None,
                         MetricType::Histogram,
                     )?;
-                    for series in groups {
-                        let count = series.buckets.iter().map(|(_, c)| c).sum();
+                    let mut buckets = Vec::new();
+                    for group in groups {
+                        buckets.clear();
+                        buckets.extend(
+                            group
+                                .buckets
+                                .iter()
+                                .filter(|(_, id)| seen(id))
+                                .map(|(bound, id)| {
+                                    (*bound, totals.sums[*id].max(0.0).round() as u64)
+                                }),
+                        );
+                        let count = buckets.iter().map(|(_, c)| c).sum();
+                        let sum = group.sum.filter(seen).map_or(0.0, |id| totals.sums[id]);
                         metric
-                            .encode_family(&series.labels)?
-                            .encode_histogram::<NoLabelSet>(
-                                series.sum,
-                                count,
-                                &series.buckets,
-                                None,
-                            )?;
+                            .encode_family(&group.labels)?
+                            .encode_histogram::<NoLabelSet>(sum, count, &buckets, None)?;
                     }
                 }
             }
@@ -497,60 +555,6 @@ impl Collector for Aggregator {
             self.store.write_errors(),
         )
     }
-}
-
-/// One aggregated histogram series: its labels, buckets (non-cumulative, by bound)
-/// and sum.
-struct HistogramSeries<'a> {
-    labels: &'a [(String, String)],
-    buckets: Vec<(f64, u64)>,
-    sum: f64,
-}
-
-/// A histogram family's series, in the order their groups first appeared.
-fn histogram_groups<'a>(
-    cache: &'a Cache,
-    family: &FamilyInfo,
-    totals: &Totals,
-) -> Vec<HistogramSeries<'a>> {
-    let mut groups: Vec<HistogramSeries<'a>> = family
-        .groups
-        .iter()
-        .map(|group| HistogramSeries {
-            labels: &cache.groups[*group].labels,
-            buckets: Vec::new(),
-            sum: 0.0,
-        })
-        .collect();
-    let position: HashMap<usize, usize> = family
-        .groups
-        .iter()
-        .enumerate()
-        .map(|(i, g)| (*g, i))
-        .collect();
-    let seen = |id: SeriesId| totals.seen.get(id).copied().unwrap_or(false);
-    for id in family.series.iter().copied().filter(|id| seen(*id)) {
-        match cache.series[id].role {
-            Role::Bucket { group, bound } => {
-                if let Some(index) = position.get(&group) {
-                    groups[*index]
-                        .buckets
-                        .push((bound, totals.sums[id].max(0.0).round() as u64));
-                }
-            }
-            Role::Sum { group } => {
-                if let Some(index) = position.get(&group) {
-                    groups[*index].sum += totals.sums[id];
-                }
-            }
-            _ => {}
-        }
-    }
-    groups.retain(|group| !group.buckets.is_empty());
-    for group in &mut groups {
-        group.buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
-    }
-    groups
 }
 
 fn encode_own_errors(

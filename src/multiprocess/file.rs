@@ -58,9 +58,10 @@ pub(crate) enum FileError {
     Full { path: PathBuf },
 }
 
-/// One entry as read: its key text and where its value sits.
+/// One entry as read: its key (UTF-8, checked by whoever parses it) and where its
+/// value sits.
 pub(crate) struct RawEntry<'a> {
-    pub(crate) key: &'a str,
+    pub(crate) key: &'a [u8],
     pub(crate) value_offset: usize,
 }
 
@@ -97,8 +98,7 @@ pub(crate) fn parse_entries<'a>(
             .checked_add(entry_len(key_len))
             .filter(|end| *end <= used)
             .ok_or_else(|| corrupt(position, "entry runs past `used`"))?;
-        let key = std::str::from_utf8(&data[position + 4..position + 4 + key_len])
-            .map_err(|_| corrupt(position, "key is not UTF-8"))?;
+        let key = &data[position + 4..position + 4 + key_len];
         entries.push(RawEntry {
             key,
             value_offset: end - 16,
@@ -184,10 +184,16 @@ impl WritableFile {
         let positions = {
             // SAFETY: `capacity` bytes of the file are mapped and initialised.
             let data = unsafe { std::slice::from_raw_parts(this.map.as_ptr(), capacity) };
-            parse_entries(path, data, HEADER, used)?
-                .into_iter()
-                .map(|entry| (entry.key.to_string(), entry.value_offset))
-                .collect()
+            let mut positions = HashMap::new();
+            for entry in parse_entries(path, data, HEADER, used)? {
+                let key = std::str::from_utf8(entry.key).map_err(|_| FileError::Corrupt {
+                    path: path.to_path_buf(),
+                    offset: entry.value_offset,
+                    reason: "key is not UTF-8",
+                })?;
+                positions.insert(key.to_string(), entry.value_offset);
+            }
+            positions
         };
         {
             let mut state = this.state.lock().unwrap_or_else(PoisonError::into_inner);

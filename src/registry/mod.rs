@@ -525,6 +525,12 @@ fn initialize(
         match kind {
             DeclarationKind::Provider(provider) => {
                 let built = provider.build(&name, store.as_ref())?;
+                if store.is_some() && !built.in_files() && name != COLLECTOR_ERRORS {
+                    eprintln!(
+                        "tower-prometheus: metric `{name}` is not one of this crate's metric types, so in \
+                         multi-process mode each process serves only its own values of it"
+                    );
+                }
                 let exposition_name = built.exposition_name();
                 if !exposed.insert(exposition_name.clone()) {
                     return Err(RegistryError::Duplicate {

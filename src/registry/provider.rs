@@ -119,6 +119,11 @@ impl BuiltMetric {
         exposed
     }
 
+    /// Whether the values live in the multi-process files.
+    pub(crate) fn in_files(&self) -> bool {
+        self.in_files
+    }
+
     /// Registers the metric (unless the files hold it) and keeps a handle for `get`.
     pub(crate) fn register(self, registry: &mut Registry) -> StoredMetric {
         let stored = StoredMetric {
