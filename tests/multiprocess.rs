@@ -406,3 +406,56 @@ async fn try_get(addr: SocketAddr) -> Result<u16, Box<dyn std::error::Error + Se
     response.into_body().collect().await?;
     Ok(status)
 }
+
+#[tokio::test]
+async fn live_gauges_follow_process_liveness_even_when_a_pid_is_reused() {
+    let dir = TempDir::new("liveness");
+    let registry = MetricsRegistry::new();
+    registry.multiprocess_dir(dir.path()).unwrap();
+    registry
+        .provider("workers_busy", "Busy workers.", || {
+            Gauge::with_mode(GaugeMode::LiveSum)
+        })
+        .unwrap();
+    let addr = serve(MetricsEndpoint::new(&registry).unwrap()).await;
+    registry.get::<Gauge>("workers_busy").unwrap().set(1);
+    let own_file = dir
+        .path()
+        .join(format!("gauge_livesum_{}.db", std::process::id()));
+
+    // A running process that is not ours stands in for two others: one of this crate
+    // that died and whose pid was reused (its lock file is there, unlocked), and a
+    // Python worker (no lock file) that is alive.
+    let mut other = Command::new("sleep").arg("30").spawn().expect("sleep runs");
+    let other_pid = other.id();
+    std::fs::copy(
+        &own_file,
+        dir.path().join(format!("gauge_livesum_{other_pid}.db")),
+    )
+    .unwrap();
+
+    let python_like = scrape(addr).await;
+    assert_eq!(
+        python_like.value("workers_busy", &[]),
+        Some(2.0),
+        "{}",
+        python_like.text
+    );
+
+    std::fs::write(
+        dir.path()
+            .join(format!("tower_prometheus_{other_pid}.lock")),
+        b"",
+    )
+    .unwrap();
+    let reused = scrape(addr).await;
+    assert_eq!(
+        reused.value("workers_busy", &[]),
+        Some(1.0),
+        "{}",
+        reused.text
+    );
+
+    let _ = other.kill();
+    let _ = other.wait();
+}
