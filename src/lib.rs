@@ -37,6 +37,7 @@
 
 pub mod endpoint;
 mod error;
+mod hash;
 pub mod layer;
 pub mod metrics;
 pub mod multiprocess;

@@ -64,15 +64,21 @@ where
                 return ResponseFuture::endpoint(endpoint.respond(&request));
             }
         }
-        let (parts, body) = request.into_parts();
-        let method = HttpMethod::from(&parts.method);
-        let series = shared
-            .families
-            .route(method, &shared.routes.resolve(&parts))
-            .clone();
+        let method = HttpMethod::from(request.method());
+        let (series, request) = match shared.routes.matched(&request) {
+            Some(route) => (shared.families.route(method, route).clone(), request),
+            // Only a route function needs the request taken apart.
+            None => {
+                let (parts, body) = request.into_parts();
+                let route = shared.routes.resolve(&parts);
+                let series = shared.families.route(method, &route).clone();
+                drop(route);
+                (series, Request::from_parts(parts, body))
+            }
+        };
         // Created before the inner call, so a panic inside `call` is recorded too.
         let guard = RequestGuard::start(series);
-        let future = self.inner.call(Request::from_parts(parts, body));
+        let future = self.inner.call(request);
         ResponseFuture::inner(future, guard)
     }
 }

@@ -6,7 +6,6 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::hash::{BuildHasherDefault, Hasher};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -19,6 +18,7 @@ use super::file::{parse_entries, ReadableFile};
 use super::key;
 use super::store::{is_alive, ProcessStore};
 use super::GaugeMode;
+use crate::hash::FastHashBuilder;
 
 /// Name of the gauge of files skipped at the last scrape (corrupt, truncated, unreadable).
 pub const SKIPPED_FILES: &str = "tower_prometheus_multiprocess_skipped_files";
@@ -114,33 +114,8 @@ struct Cache {
     group_ids: HashMap<(usize, Vec<(String, String)>), usize>,
     groups: Vec<HistogramGroup>,
     /// Key text to series, so the same key in many files is parsed once.
-    keys: HashMap<Box<[u8]>, SeriesId, BuildHasherDefault<KeyHasher>>,
+    keys: HashMap<Box<[u8]>, SeriesId, FastHashBuilder>,
     files: HashMap<PathBuf, CachedFile>,
-}
-
-/// A fast hash of key texts, eight bytes a step: every key of every file is looked
-/// up on the first scrape, and SipHash would be most of its time. The keys come from
-/// files that only local processes can write.
-#[derive(Default)]
-struct KeyHasher(u64);
-
-impl Hasher for KeyHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        const K: u64 = 0x517c_c1b7_2722_0a95;
-        let mut chunks = bytes.chunks_exact(8);
-        for chunk in &mut chunks {
-            let mut word = [0u8; 8];
-            word.copy_from_slice(chunk);
-            self.0 = (self.0.rotate_left(5) ^ u64::from_le_bytes(word)).wrapping_mul(K);
-        }
-        for byte in chunks.remainder() {
-            self.0 = (self.0.rotate_left(5) ^ u64::from(*byte)).wrapping_mul(K);
-        }
-    }
-
-    fn finish(&self) -> u64 {
-        self.0
-    }
 }
 
 /// Per-scrape totals.
