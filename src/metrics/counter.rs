@@ -1,7 +1,6 @@
 //! A monotonically increasing count.
 
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use prometheus_client::encoding::{EncodeMetric, MetricEncoder, NoLabelSet};
@@ -9,9 +8,11 @@ use prometheus_client::metrics::exemplar::Exemplar;
 use prometheus_client::metrics::{MetricType, TypedMetric};
 
 use super::series::Bind;
+use super::shard::{self, ShardedCells};
 use crate::multiprocess::{Binding, FileKind, MappedValue};
 
-/// A counter: a cheap [`Clone`] handle to one shared atomic count.
+/// A counter: a cheap [`Clone`] handle to one shared count, kept per thread so that
+/// threads counting at once do not contend.
 ///
 /// Register it under a name without the `_total` suffix, or with it: the registry
 /// strips the suffix because the encoders add it. In multi-process mode the count
@@ -32,7 +33,7 @@ pub struct Counter {
 
 #[derive(Clone)]
 enum CounterValue {
-    Local(Arc<AtomicU64>),
+    Local(Arc<ShardedCells>),
     Mapped(MappedValue),
 }
 
@@ -62,7 +63,7 @@ impl Counter {
 
     fn local() -> Self {
         Self {
-            value: CounterValue::Local(Arc::default()),
+            value: CounterValue::Local(Arc::new(ShardedCells::new(1))),
         }
     }
 
@@ -73,10 +74,13 @@ impl Counter {
 
     /// Adds `amount`.
     pub fn inc_by(&self, amount: u64) {
+        self.inc_by_in(shard::current(), amount);
+    }
+
+    /// Adds `amount` in shard `shard` (the caller's, looked up once per request).
+    pub(crate) fn inc_by_in(&self, shard: usize, amount: u64) {
         match &self.value {
-            CounterValue::Local(value) => {
-                value.fetch_add(amount, Ordering::Relaxed);
-            }
+            CounterValue::Local(value) => value.add(shard, 0, amount),
             CounterValue::Mapped(value) => value.add(amount as f64),
         }
     }
@@ -84,7 +88,7 @@ impl Counter {
     /// The current count (of this process, in multi-process mode).
     pub fn get(&self) -> u64 {
         match &self.value {
-            CounterValue::Local(value) => value.load(Ordering::Relaxed),
+            CounterValue::Local(value) => value.sum(0),
             CounterValue::Mapped(value) => value.get() as u64,
         }
     }

@@ -1,7 +1,6 @@
 //! A value that goes up and down.
 
 use std::fmt;
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -9,9 +8,13 @@ use prometheus_client::encoding::{EncodeMetric, MetricEncoder};
 use prometheus_client::metrics::{MetricType, TypedMetric};
 
 use super::series::Bind;
+use super::shard::{self, ShardedCells};
 use crate::multiprocess::{Binding, FileKind, GaugeMode, MappedValue};
 
-/// A gauge: a cheap [`Clone`] handle to one shared atomic integer.
+/// A gauge: a cheap [`Clone`] handle to one shared integer, kept per thread so that
+/// threads moving it at once do not contend. [`Gauge::set`] adds the difference to the
+/// current value: an add by another thread at the same moment is kept, and of two
+/// sets at the same moment the result may combine both.
 ///
 /// Its [`GaugeMode`] says how the values of several processes combine in
 /// multi-process mode (by default one series per process, as in Python).
@@ -33,7 +36,7 @@ pub struct Gauge {
 
 #[derive(Clone)]
 enum GaugeValue {
-    Local(Arc<AtomicI64>),
+    Local(Arc<ShardedCells>),
     Mapped(MappedValue),
 }
 
@@ -54,7 +57,7 @@ impl Gauge {
 
     fn local(mode: GaugeMode) -> Self {
         Self {
-            value: GaugeValue::Local(Arc::default()),
+            value: GaugeValue::Local(Arc::new(ShardedCells::new(1))),
             mode,
         }
     }
@@ -86,10 +89,13 @@ impl Gauge {
 
     /// Adds `delta`, which may be negative.
     pub fn add(&self, delta: i64) {
+        self.add_in(shard::current(), delta);
+    }
+
+    /// Adds `delta` in shard `shard` (the caller's, looked up once per request).
+    pub(crate) fn add_in(&self, shard: usize, delta: i64) {
         match &self.value {
-            GaugeValue::Local(value) => {
-                value.fetch_add(delta, Ordering::Relaxed);
-            }
+            GaugeValue::Local(value) => value.add(shard, 0, delta as u64),
             GaugeValue::Mapped(value) => {
                 value.add(delta as f64);
                 self.touch(value);
@@ -97,10 +103,15 @@ impl Gauge {
         }
     }
 
-    /// Replaces the value.
+    /// Replaces the value (see the type's docs for sets racing other changes).
     pub fn set(&self, new: i64) {
         match &self.value {
-            GaugeValue::Local(value) => value.store(new, Ordering::Relaxed),
+            // Adds the difference, so adds of other threads meanwhile are kept.
+            GaugeValue::Local(value) => value.add(
+                shard::current(),
+                0,
+                new.wrapping_sub(value.sum(0) as i64) as u64,
+            ),
             GaugeValue::Mapped(value) => {
                 value.set(new as f64);
                 self.touch(value);
@@ -111,7 +122,7 @@ impl Gauge {
     /// The current value (of this process, in multi-process mode).
     pub fn get(&self) -> i64 {
         match &self.value {
-            GaugeValue::Local(value) => value.load(Ordering::Relaxed),
+            GaugeValue::Local(value) => value.sum(0) as i64,
             GaugeValue::Mapped(value) => value.get() as i64,
         }
     }

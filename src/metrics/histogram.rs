@@ -1,13 +1,13 @@
 //! A histogram with fixed bucket bounds.
 
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use prometheus_client::encoding::{EncodeMetric, MetricEncoder, NoLabelSet};
 use prometheus_client::metrics::{MetricType, TypedMetric};
 
 use super::series::Bind;
+use super::shard::{self, ShardedCells};
 use crate::multiprocess::{go_float, Binding, FileKind, MappedValue};
 
 /// Upper bounds of a histogram's buckets, ascending and finite; the `+Inf` bucket is
@@ -124,11 +124,8 @@ struct HistogramState {
 }
 
 enum HistogramValues {
-    Local {
-        /// One count per bound plus `+Inf`, not cumulative.
-        counts: Box<[AtomicU64]>,
-        sum_bits: AtomicU64,
-    },
+    /// One count per bound plus `+Inf` (not cumulative), then the sum's `f64` bits.
+    Local(ShardedCells),
     /// The `_bucket` entries (one per bound plus `+Inf`, not cumulative, as Python
     /// stores them) and the `_sum` entry.
     Mapped {
@@ -147,16 +144,8 @@ impl Histogram {
     }
 
     fn local(buckets: Buckets) -> Self {
-        let counts = (0..=buckets.bounds.len())
-            .map(|_| AtomicU64::new(0))
-            .collect();
-        Self::with_values(
-            buckets,
-            HistogramValues::Local {
-                counts,
-                sum_bits: AtomicU64::new(0f64.to_bits()),
-            },
-        )
+        let cells = ShardedCells::new(buckets.bounds.len() + 2);
+        Self::with_values(buckets, HistogramValues::Local(cells))
     }
 
     fn bind(buckets: Buckets, binding: &Binding, labels: &[(String, String)]) -> Self {
@@ -189,6 +178,12 @@ impl Histogram {
 
     /// Records one observation.
     pub fn observe(&self, value: f64) {
+        self.observe_in(shard::current(), value);
+    }
+
+    /// Records one observation in shard `shard` (the caller's, looked up once per
+    /// request).
+    pub(crate) fn observe_in(&self, shard: usize, value: f64) {
         let state = &*self.state;
         let bucket = if value.is_nan() {
             state.buckets.bounds.len()
@@ -196,23 +191,9 @@ impl Histogram {
             state.buckets.bounds.partition_point(|bound| *bound < value)
         };
         match &state.values {
-            HistogramValues::Local { counts, sum_bits } => {
-                if let Some(count) = counts.get(bucket) {
-                    count.fetch_add(1, Ordering::Relaxed);
-                }
-                let mut current = sum_bits.load(Ordering::Relaxed);
-                loop {
-                    let next = (f64::from_bits(current) + value).to_bits();
-                    match sum_bits.compare_exchange_weak(
-                        current,
-                        next,
-                        Ordering::Relaxed,
-                        Ordering::Relaxed,
-                    ) {
-                        Ok(_) => break,
-                        Err(actual) => current = actual,
-                    }
-                }
+            HistogramValues::Local(cells) => {
+                cells.add(shard, bucket, 1);
+                cells.add_f64(shard, state.buckets.bounds.len() + 1, value);
             }
             HistogramValues::Mapped { counts, sum } => {
                 if let Some(count) = counts.get(bucket) {
@@ -226,9 +207,9 @@ impl Histogram {
     /// Counts per bucket (not cumulative), the last one `+Inf`.
     fn bucket_counts(&self) -> Vec<u64> {
         match &self.state.values {
-            HistogramValues::Local { counts, .. } => {
-                counts.iter().map(|c| c.load(Ordering::Relaxed)).collect()
-            }
+            HistogramValues::Local(cells) => (0..=self.state.buckets.bounds.len())
+                .map(|i| cells.sum(i))
+                .collect(),
             HistogramValues::Mapped { counts, .. } => {
                 counts.iter().map(|c| c.get() as u64).collect()
             }
@@ -243,9 +224,7 @@ impl Histogram {
     /// Sum of the observations (of this process, in multi-process mode).
     pub fn sum(&self) -> f64 {
         match &self.state.values {
-            HistogramValues::Local { sum_bits, .. } => {
-                f64::from_bits(sum_bits.load(Ordering::Relaxed))
-            }
+            HistogramValues::Local(cells) => cells.sum_f64(self.state.buckets.bounds.len() + 1),
             HistogramValues::Mapped { sum, .. } => sum.get(),
         }
     }

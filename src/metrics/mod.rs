@@ -12,6 +12,7 @@ mod family;
 mod gauge;
 mod histogram;
 mod series;
+pub(crate) mod shard;
 mod table;
 
 pub use counter::Counter;
