@@ -17,7 +17,10 @@
 //!   exited processes too, so counters never go backwards), and combines gauges by
 //!   their [`GaugeMode`].
 //! - Metrics of other types (plain prometheus-client metrics) and collector output are
-//!   served as this process has them, beside the aggregate.
+//!   served as this process has them, beside the aggregate; a provider that returns
+//!   one is reported on stderr when the registry is initialised. Within a provider,
+//!   the first of this crate's metrics built is the one placed in the files, so a
+//!   provider should build just the metric it returns.
 //! - A value is one atomic operation on shared memory: a process killed with SIGKILL
 //!   loses nothing it had recorded, and a scrape never sees a torn value. A corrupt or
 //!   truncated file is skipped and counted in `tower_prometheus_multiprocess_skipped_files`.
