@@ -1,20 +1,15 @@
 //! Recording a request allocates nothing once its series exist. A counting global
 //! allocator needs a test binary of its own.
 
+mod common;
+
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::borrow::Cow;
 use std::cell::Cell;
-use std::convert::Infallible;
-use std::future::Future;
-use std::pin::pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::task::{Context, Poll, Waker};
 
-use bytes::Bytes;
-use http::{Method, Request, Response, StatusCode};
-use http_body::Body;
-use http_body_util::Full;
-use tower::{service_fn, Layer, Service};
+use http::{Method, Request, StatusCode};
+use tower::{service_fn, Layer};
 use tower_prometheus::layer::{HttpLabels, HttpMethod, RequestCount, REQUESTS_TOTAL};
 use tower_prometheus::{MetricsLayer, MetricsRegistry};
 
@@ -55,27 +50,6 @@ unsafe impl GlobalAlloc for CountingAllocator {
 #[global_allocator]
 static GLOBAL: CountingAllocator = CountingAllocator;
 
-/// Runs one request through `service` to the end of its body, polling with a no-op
-/// waker (every future here is ready at once).
-fn run_request<S, B>(service: &mut S, request: Request<()>) -> StatusCode
-where
-    S: Service<Request<()>, Response = Response<B>, Error = Infallible>,
-    B: Body,
-{
-    let mut cx = Context::from_waker(Waker::noop());
-    assert!(service.poll_ready(&mut cx).is_ready());
-    let mut future = pin!(service.call(request));
-    let Poll::Ready(Ok(response)) = future.as_mut().poll(&mut cx) else {
-        panic!("the inner service answers at once");
-    };
-    let status = response.status();
-    let mut body = pin!(response.into_body());
-    while let Poll::Ready(Some(frame)) = body.as_mut().poll_frame(&mut cx) {
-        assert!(frame.is_ok());
-    }
-    status
-}
-
 fn request(method: Method, status: u16) -> Request<()> {
     let mut request = Request::new(());
     *request.method_mut() = method;
@@ -99,16 +73,7 @@ fn recording_a_request_allocates_nothing_once_its_series_exist() {
         })
         .build()
         .expect("layer builds");
-    let mut service = layer.layer(service_fn(|request: Request<()>| {
-        let status = request
-            .extensions()
-            .get::<StatusCode>()
-            .copied()
-            .unwrap_or(StatusCode::OK);
-        let mut response = Response::new(Full::new(Bytes::from_static(b"body")));
-        *response.status_mut() = status;
-        std::future::ready(Ok::<_, Infallible>(response))
-    }));
+    let mut service = layer.layer(service_fn(common::answer_with_requested_status));
     let cases = [
         (Method::GET, 200),
         (Method::GET, 404),
@@ -118,7 +83,7 @@ fn recording_a_request_allocates_nothing_once_its_series_exist() {
 
     // First requests create the series.
     for (method, status) in &cases {
-        run_request(&mut service, request(method.clone(), *status));
+        common::drive(&mut service, request(method.clone(), *status));
     }
 
     const ROUNDS: usize = 1_000;
@@ -128,7 +93,7 @@ fn recording_a_request_allocates_nothing_once_its_series_exist() {
             let request = request(method.clone(), *status);
             let before = ALLOCATIONS.load(Ordering::Relaxed);
             COUNTING.with(|c| c.set(true));
-            let answered = run_request(&mut service, request);
+            let answered = common::drive(&mut service, request);
             COUNTING.with(|c| c.set(false));
             allocations += ALLOCATIONS.load(Ordering::Relaxed) - before;
             assert_eq!(answered.as_u16(), *status);

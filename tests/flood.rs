@@ -2,19 +2,14 @@
 //! memory past the cap. Live heap bytes are counted by a global allocator, which needs
 //! a test binary of its own.
 
+mod common;
+
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::borrow::Cow;
-use std::convert::Infallible;
-use std::future::Future;
-use std::pin::pin;
 use std::sync::atomic::{AtomicIsize, Ordering};
-use std::task::{Context, Poll, Waker};
 
-use bytes::Bytes;
-use http::{Method, Request, Response, StatusCode};
-use http_body::Body;
-use http_body_util::Full;
-use tower::{service_fn, Layer, Service};
+use http::{Method, Request, StatusCode};
+use tower::{service_fn, Layer};
 use tower_prometheus::layer::{RequestCount, REQUESTS_TOTAL};
 use tower_prometheus::{MetricsLayer, MetricsRegistry};
 
@@ -78,25 +73,9 @@ fn a_million_distinct_label_values_stay_within_the_cap_and_bounded_memory() {
         .route_fn(|parts| Some(Cow::Owned(parts.uri.path().to_string())))
         .build()
         .expect("layer builds");
-    let mut service = layer.layer(service_fn(|request: Request<()>| {
-        let status = request
-            .extensions()
-            .get::<StatusCode>()
-            .copied()
-            .unwrap_or(StatusCode::OK);
-        let mut response = Response::new(Full::new(Bytes::from_static(b"x")));
-        *response.status_mut() = status;
-        std::future::ready(Ok::<_, Infallible>(response))
-    }));
-    let mut cx = Context::from_waker(Waker::noop());
+    let mut service = layer.layer(service_fn(common::answer_with_requested_status));
     let mut run = |i: usize| {
-        assert!(service.poll_ready(&mut cx).is_ready());
-        let mut future = pin!(service.call(hostile_request(i)));
-        let Poll::Ready(Ok(response)) = future.as_mut().poll(&mut cx) else {
-            panic!("the inner service answers at once");
-        };
-        let mut body = pin!(response.into_body());
-        while let Poll::Ready(Some(_)) = body.as_mut().poll_frame(&mut cx) {}
+        common::drive(&mut service, hostile_request(i));
     };
 
     // Fill the families to their cap, then measure what the rest of the flood adds.

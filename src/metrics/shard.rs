@@ -43,6 +43,19 @@ pub(crate) fn current() -> usize {
     })
 }
 
+/// Adds `amount` to the `f64` whose bits `cell` holds: one compare-and-swap when no
+/// other writer interferes.
+pub(crate) fn add_f64(cell: &AtomicU64, amount: f64) {
+    let mut current = cell.load(Ordering::Relaxed);
+    loop {
+        let next = (f64::from_bits(current) + amount).to_bits();
+        match cell.compare_exchange_weak(current, next, Ordering::Relaxed, Ordering::Relaxed) {
+            Ok(_) => return,
+            Err(actual) => current = actual,
+        }
+    }
+}
+
 /// `width` values, each kept as one cell per shard; a shard's cells share lines only
 /// with each other.
 pub(crate) struct ShardedCells {
@@ -83,15 +96,7 @@ impl ShardedCells {
 
     /// Adds to value `index`, kept as the bits of an `f64`, in shard `shard`.
     pub(crate) fn add_f64(&self, shard: usize, index: usize, amount: f64) {
-        let cell = self.shard_cell(shard, index);
-        let mut current = cell.load(Ordering::Relaxed);
-        loop {
-            let next = (f64::from_bits(current) + amount).to_bits();
-            match cell.compare_exchange_weak(current, next, Ordering::Relaxed, Ordering::Relaxed) {
-                Ok(_) => return,
-                Err(actual) => current = actual,
-            }
-        }
+        add_f64(self.shard_cell(shard, index), amount);
     }
 
     /// Value `index` (an integer, wrapping): the sum of its shards.

@@ -292,15 +292,7 @@ impl MappedValue {
     }
 
     pub(crate) fn add(&self, delta: f64) {
-        let cell = self.value();
-        let mut current = cell.load(Ordering::Relaxed);
-        loop {
-            let next = (f64::from_bits(current) + delta).to_bits();
-            match cell.compare_exchange_weak(current, next, Ordering::Relaxed, Ordering::Relaxed) {
-                Ok(_) => return,
-                Err(actual) => current = actual,
-            }
-        }
+        crate::metrics::shard::add_f64(self.value(), delta);
     }
 
     pub(crate) fn set(&self, value: f64) {

@@ -136,9 +136,7 @@ impl MetricsRegistry {
         M: prometheus_client::registry::Metric + Clone,
         F: FnOnce() -> M + Send + 'static,
     {
-        self.declare(name.into(), |_| {
-            DeclarationKind::Provider(Provider::new(help.into(), None, provide))
-        })
+        self.declare_provider(name.into(), help.into(), None, provide, true)
     }
 
     /// Like [`provider`](Self::provider), with a unit. The exposed name ends with the
@@ -154,8 +152,26 @@ impl MetricsRegistry {
         M: prometheus_client::registry::Metric + Clone,
         F: FnOnce() -> M + Send + 'static,
     {
-        self.declare(name.into(), |_| {
-            DeclarationKind::Provider(Provider::new(help.into(), Some(unit), provide))
+        self.declare_provider(name.into(), help.into(), Some(unit), provide, true)
+    }
+
+    /// Declares a provider; `replace` says whether it replaces an earlier declaration
+    /// of the name or yields to it.
+    fn declare_provider<M, F>(
+        &self,
+        name: String,
+        help: String,
+        unit: Option<Unit>,
+        provide: F,
+        replace: bool,
+    ) -> Result<(), RegistryError>
+    where
+        M: prometheus_client::registry::Metric + Clone,
+        F: FnOnce() -> M + Send + 'static,
+    {
+        self.declare(name, |existing| match existing {
+            Some(existing) if !replace => existing,
+            _ => DeclarationKind::Provider(Provider::new(help, unit, provide)),
         })
     }
 
@@ -337,11 +353,7 @@ impl MetricsRegistry {
         M: prometheus_client::registry::Metric + Clone,
         F: FnOnce() -> M + Send + 'static,
     {
-        self.declare(name.to_string(), |existing| {
-            existing.unwrap_or_else(|| {
-                DeclarationKind::Provider(Provider::new(help.to_string(), unit, provide))
-            })
-        })
+        self.declare_provider(name.to_string(), help.to_string(), unit, provide, false)
     }
 
     /// Runs the providers, once: later calls return the same result.

@@ -309,3 +309,40 @@ impl Drop for TempDir {
 
 /// A handler result that never fails, for `service_fn`.
 pub type Never = Infallible;
+
+/// An inner service for direct (no network) tests: answers at once, with the status
+/// found in the request's extensions (200 without one).
+pub fn answer_with_requested_status(
+    request: Request<()>,
+) -> std::future::Ready<Result<Response<Full<Bytes>>, Infallible>> {
+    let status = request
+        .extensions()
+        .get::<StatusCode>()
+        .copied()
+        .unwrap_or(StatusCode::OK);
+    let mut response = Response::new(Full::new(Bytes::from_static(b"body")));
+    *response.status_mut() = status;
+    std::future::ready(Ok(response))
+}
+
+/// Runs one request through `service` to the end of its body, polling with a no-op
+/// waker: every future of these services is ready at once. Returns the status.
+pub fn drive<S, B>(service: &mut S, request: Request<()>) -> StatusCode
+where
+    S: tower::Service<Request<()>, Response = Response<B>, Error = Infallible>,
+    B: http_body::Body,
+{
+    use std::task::{Context, Poll, Waker};
+    let mut cx = Context::from_waker(Waker::noop());
+    assert!(service.poll_ready(&mut cx).is_ready());
+    let mut future = std::pin::pin!(service.call(request));
+    let Poll::Ready(Ok(response)) = future.as_mut().poll(&mut cx) else {
+        panic!("the inner service answers at once");
+    };
+    let status = response.status();
+    let mut body = std::pin::pin!(response.into_body());
+    while let Poll::Ready(Some(frame)) = body.as_mut().poll_frame(&mut cx) {
+        assert!(frame.is_ok());
+    }
+    status
+}
