@@ -7,7 +7,10 @@
 //! - [`MetricsEndpoint`] is the same endpoint as a standalone service, for a separate
 //!   listener.
 //! - [`metrics`] holds the crate's own metric types: lock-free on the recording path,
-//!   encoded through prometheus-client.
+//!   kept per thread, encoded through prometheus-client.
+//! - [`multiprocess`]: with `PROMETHEUS_MULTIPROC_DIR` set, the values live in files
+//!   shared by all processes (the format of Python's prometheus_client), and a scrape of
+//!   any process answers the aggregate.
 //!
 //! ```
 //! use axum::{routing::get, Router};
