@@ -286,7 +286,12 @@ impl Cache {
                 entries: Vec::new(),
             },
         };
-        let used = cached.file.used();
+        let mut used = cached.file.used();
+        if used > cached.file.len() {
+            // The writer grew the file after it was mapped: map it again.
+            cached.file = ReadableFile::open(path).map_err(drop)?;
+            used = cached.file.used();
+        }
         if used < cached.parsed_until {
             return Err(());
         }
