@@ -459,3 +459,28 @@ async fn live_gauges_follow_process_liveness_even_when_a_pid_is_reused() {
     let _ = other.kill();
     let _ = other.wait();
 }
+
+#[tokio::test]
+async fn files_that_grow_between_scrapes_are_read_incrementally() {
+    let dir = TempDir::new("growth");
+    let registry = MetricsRegistry::new();
+    registry.multiprocess_dir(dir.path()).unwrap();
+    registry
+        .provider("items", "Items.", || {
+            Family::<[(&'static str, String); 1], Counter>::default().max_series(20_000)
+        })
+        .unwrap();
+    let addr = serve(MetricsEndpoint::new(&registry).unwrap()).await;
+    let items: Family<[(&'static str, String); 1], Counter> = registry.get("items").unwrap();
+    // Each round appends enough entries to grow the file past its size at the last scrape.
+    for round in 1..=3usize {
+        for i in 0..3000 * round {
+            items.get_or_create(&[("item", i.to_string())]).inc();
+        }
+        let metrics = scrape(addr).await;
+        let expected: usize = (1..=round).map(|r| 3000 * r).sum();
+        assert_eq!(metrics.sum("items_total", &[]), expected as f64);
+        assert_eq!(metrics.matching("items_total", &[]).len(), 3000 * round);
+        assert_eq!(metrics.value(SKIPPED_FILES, &[]), Some(0.0));
+    }
+}
