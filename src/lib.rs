@@ -44,6 +44,7 @@ mod hash;
 pub mod layer;
 pub mod metrics;
 pub mod multiprocess;
+pub mod process;
 pub mod registry;
 
 pub use endpoint::MetricsEndpoint;

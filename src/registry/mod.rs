@@ -56,6 +56,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use prometheus_client::registry::{Registry, Unit};
 
 use crate::multiprocess::{self, Aggregator, MultiprocessSetting};
+use crate::process::ProcessCollector;
 pub(crate) use collector::Collectors;
 use collector::{Collector, CollectorErrors, COLLECTOR_ERRORS};
 pub use collector::{CollectorError, CollectorResult};
@@ -69,7 +70,23 @@ use provider::{Provider, StoredMetric};
 #[derive(Clone, Default)]
 pub struct MetricsRegistry {
     shared: Arc<Mutex<State>>,
-    multiprocess: Arc<Mutex<MultiprocessSetting>>,
+    settings: Arc<Mutex<Settings>>,
+}
+
+/// Choices made before initialisation, that take effect at it.
+#[derive(Clone, Debug)]
+struct Settings {
+    multiprocess: MultiprocessSetting,
+    process_metrics: bool,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            multiprocess: MultiprocessSetting::default(),
+            process_metrics: true,
+        }
+    }
 }
 
 enum State {
@@ -313,25 +330,38 @@ impl MetricsRegistry {
     /// `PROMETHEUS_MULTIPROC_DIR` says; see [`crate::multiprocess`].
     /// The directory is checked when the registry is initialised.
     pub fn multiprocess_dir(&self, dir: impl Into<PathBuf>) -> Result<(), RegistryError> {
-        self.set_multiprocess(MultiprocessSetting::Dir(dir.into()))
+        let dir = dir.into();
+        self.configure("multi-process mode", |settings| {
+            settings.multiprocess = MultiprocessSetting::Dir(dir)
+        })
     }
 
     /// Keeps every value in this process, even when `PROMETHEUS_MULTIPROC_DIR` is set.
     pub fn single_process(&self) -> Result<(), RegistryError> {
-        self.set_multiprocess(MultiprocessSetting::Off)
+        self.configure("multi-process mode", |settings| {
+            settings.multiprocess = MultiprocessSetting::Off
+        })
     }
 
-    fn set_multiprocess(&self, setting: MultiprocessSetting) -> Result<(), RegistryError> {
+    /// Leaves out the standard `process_*` metrics (on by default on Linux, as in Go's
+    /// and Python's clients; see [`crate::process`]).
+    pub fn without_process_metrics(&self) -> Result<(), RegistryError> {
+        self.configure("process metrics", |settings| {
+            settings.process_metrics = false
+        })
+    }
+
+    /// Changes a setting, which only initialisation reads.
+    fn configure(
+        &self,
+        what: &str,
+        change: impl FnOnce(&mut Settings),
+    ) -> Result<(), RegistryError> {
         let root = self.root();
         if root.is_initialized() {
-            return Err(RegistryError::AlreadyInitialized {
-                name: "multi-process mode".into(),
-            });
+            return Err(RegistryError::AlreadyInitialized { name: what.into() });
         }
-        *root
-            .multiprocess
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner) = setting;
+        change(&mut root.settings.lock().unwrap_or_else(PoisonError::into_inner));
         Ok(())
     }
 
@@ -366,12 +396,12 @@ impl MetricsRegistry {
             State::Declaring(declarations) => std::mem::take(declarations),
             State::Included(_) => unreachable_root(),
         };
-        let multiprocess = root
-            .multiprocess
+        let settings = root
+            .settings
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clone();
-        match initialize(declarations, multiprocess) {
+        match initialize(declarations, settings) {
             Ok(initialized) => {
                 let initialized = Arc::new(initialized);
                 *state = State::Initialized(Arc::clone(&initialized));
@@ -500,10 +530,13 @@ pub(crate) fn is_valid_name(name: &str) -> bool {
 
 fn initialize(
     declarations: Vec<Declaration>,
-    multiprocess: MultiprocessSetting,
+    settings: Settings,
 ) -> Result<Initialized, RegistryError> {
     let mut registry = Registry::default();
-    let store = match multiprocess.dir() {
+    if settings.process_metrics && cfg!(target_os = "linux") {
+        registry.register_collector(Box::new(ProcessCollector));
+    }
+    let store = match settings.multiprocess.dir() {
         Some(dir) => {
             Some(
                 multiprocess::start(&dir).map_err(|error| RegistryError::Multiprocess {
