@@ -433,7 +433,11 @@ async fn process_metrics_are_served_unless_turned_off() {
     quiet.without_process_metrics().unwrap();
     let addr = serve(MetricsEndpoint::new(&quiet).unwrap()).await;
     let metrics = scrape(addr).await;
-    assert!(!metrics.text.contains("# TYPE process_"), "{}", metrics.text);
+    assert!(
+        !metrics.text.contains("# TYPE process_"),
+        "{}",
+        metrics.text
+    );
     assert!(
         quiet.without_process_metrics().is_err(),
         "too late once initialized"

@@ -10,7 +10,10 @@ use tower::Layer;
 use super::families::HttpFamilies;
 use super::route::{RouteFn, RouteResolver, DEFAULT_FALLBACK_ROUTE};
 use super::service::MetricsService;
-use crate::endpoint::{MetricsEndpoint, DEFAULT_PATH};
+use crate::endpoint::{MetricsEndpoint, MetricsEndpointBuilder, DEFAULT_PATH};
+
+/// An option of the endpoint, applied when the layer builds it.
+type EndpointOption = Box<dyn FnOnce(MetricsEndpointBuilder) -> MetricsEndpointBuilder + Send>;
 use crate::metrics::DEFAULT_MAX_SERIES;
 use crate::{BuildError, MetricsRegistry};
 
@@ -62,6 +65,7 @@ impl MetricsLayer {
         MetricsLayerBuilder {
             registry: registry.clone(),
             path: Some(DEFAULT_PATH.to_string()),
+            endpoint_options: Vec::new(),
             route_fn: None,
             fallback_route: DEFAULT_FALLBACK_ROUTE.into(),
             max_series: DEFAULT_MAX_SERIES,
@@ -96,6 +100,7 @@ impl<S> Layer<S> for MetricsLayer {
 pub struct MetricsLayerBuilder {
     registry: MetricsRegistry,
     path: Option<String>,
+    endpoint_options: Vec<EndpointOption>,
     route_fn: Option<Arc<RouteFn>>,
     fallback_route: Arc<str>,
     max_series: usize,
@@ -105,6 +110,27 @@ impl MetricsLayerBuilder {
     /// Serves the endpoint at `path` (default `/metrics`).
     pub fn endpoint_path(mut self, path: impl Into<String>) -> Self {
         self.path = Some(path.into());
+        self
+    }
+
+    /// Sets options of the endpoint (guard, bearer token, scrape limit), for the one
+    /// the layer serves and the one [`MetricsLayer::endpoint`] returns.
+    ///
+    /// ```
+    /// use tower_prometheus::{MetricsLayer, MetricsRegistry};
+    ///
+    /// # fn main() -> Result<(), tower_prometheus::BuildError> {
+    /// let layer = MetricsLayer::builder(&MetricsRegistry::new())
+    ///     .endpoint_options(|endpoint| endpoint.bearer_token("s3cret").max_concurrent_scrapes(4))
+    ///     .build()?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn endpoint_options(
+        mut self,
+        options: impl FnOnce(MetricsEndpointBuilder) -> MetricsEndpointBuilder + Send + 'static,
+    ) -> Self {
+        self.endpoint_options.push(Box::new(options));
         self
     }
 
@@ -144,8 +170,14 @@ impl MetricsLayerBuilder {
             HttpFamilies::declare(&self.registry, self.max_series)?;
         }
         let intercept = self.path.is_some();
-        let endpoint = MetricsEndpoint::builder(&self.registry)
-            .path(self.path.unwrap_or_else(|| DEFAULT_PATH.to_string()))
+        let endpoint = self
+            .endpoint_options
+            .into_iter()
+            .fold(
+                MetricsEndpoint::builder(&self.registry)
+                    .path(self.path.unwrap_or_else(|| DEFAULT_PATH.to_string())),
+                |builder, options| options(builder),
+            )
             .build()?;
         let families = HttpFamilies::from_registry(&self.registry)?;
         Ok(MetricsLayer {
@@ -164,6 +196,7 @@ impl fmt::Debug for MetricsLayerBuilder {
         f.debug_struct("MetricsLayerBuilder")
             .field("registry", &self.registry)
             .field("path", &self.path)
+            .field("endpoint_options", &self.endpoint_options.len())
             .field("route_fn", &self.route_fn.is_some())
             .field("fallback_route", &self.fallback_route)
             .field("max_series", &self.max_series)
