@@ -150,7 +150,7 @@ async fn python_parsers_read_hostile_values_in_both_formats() {
         );
         let decoded: Vec<String> = String::from_utf8_lossy(&output.stdout)
             .lines()
-            .map(|line| decode_json_string(line))
+            .map(decode_json_string)
             .collect();
         for route in HOSTILE {
             assert!(
