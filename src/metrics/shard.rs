@@ -61,6 +61,8 @@ pub(crate) fn add_f64(cell: &AtomicU64, amount: f64) {
 pub(crate) struct ShardedCells {
     width: usize,
     lines_per_shard: usize,
+    /// `count() - 1`, kept here so a write reads no global.
+    shard_mask: usize,
     lines: Box<[Line]>,
 }
 
@@ -70,6 +72,7 @@ impl ShardedCells {
         Self {
             width,
             lines_per_shard,
+            shard_mask: count() - 1,
             lines: (0..lines_per_shard * count())
                 .map(|_| Line::default())
                 .collect(),
@@ -83,7 +86,7 @@ impl ShardedCells {
     /// Shard `shard`'s cell of value `index`.
     fn shard_cell(&self, shard: usize, index: usize) -> &AtomicU64 {
         self.cell(
-            shard & (count() - 1),
+            shard & self.shard_mask,
             index.min(self.width.saturating_sub(1)),
         )
     }
