@@ -37,9 +37,10 @@ where
     }
 }
 
-fn bare() -> impl Service<Request<()>, Response = Response<Full<Bytes>>, Error = Infallible> + Clone
-{
-    service_fn(|_request: Request<()>| {
+/// The application: generic over the request body, which the layer wraps.
+fn bare<ReqBody>(
+) -> impl Service<Request<ReqBody>, Response = Response<Full<Bytes>>, Error = Infallible> + Clone {
+    service_fn(|_request: Request<ReqBody>| {
         std::future::ready(Ok::<_, Infallible>(Response::new(Full::new(
             Bytes::from_static(b"ok"),
         ))))
@@ -61,7 +62,7 @@ fn layered() -> impl Service<
 
 fn benches(c: &mut Criterion) {
     let mut group = c.benchmark_group("request");
-    let mut service = bare();
+    let mut service = bare::<()>();
     group.bench_function("bare", |b| b.iter(|| request(&mut service)));
     let mut service = layered();
     group.bench_function("metrics_layer", |b| b.iter(|| request(&mut service)));

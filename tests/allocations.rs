@@ -15,7 +15,7 @@ use http::{Method, Request, Response, StatusCode};
 use http_body::Body;
 use http_body_util::Full;
 use tower::{service_fn, Layer, Service};
-use tower_prometheus::layer::{HttpLabels, HttpMethod, RequestCount, REQUESTS_TOTAL};
+use tower_prometheus::layer::{HttpLabels, HttpMethod, RequestBody, RequestCount, REQUESTS_TOTAL};
 use tower_prometheus::{MetricsLayer, MetricsRegistry};
 
 struct CountingAllocator;
@@ -99,7 +99,7 @@ fn recording_a_request_allocates_nothing_once_its_series_exist() {
         })
         .build()
         .expect("layer builds");
-    let mut service = layer.layer(service_fn(|request: Request<()>| {
+    let mut service = layer.layer(service_fn(|request: Request<RequestBody<()>>| {
         let status = request
             .extensions()
             .get::<StatusCode>()

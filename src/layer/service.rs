@@ -10,12 +10,17 @@ use tower::Service;
 
 use super::body::ResponseBody;
 use super::future::ResponseFuture;
-use super::guard::RequestGuard;
+use super::guard::{Recorder, RequestGuard};
 use super::labels::HttpMethod;
 use super::layer::LayerShared;
+use super::request_body::RequestBody;
+use crate::grpc::{is_grpc, GrpcCall, MessageCounter};
 
 /// Records every request to the inner service, and answers the metrics endpoint's path
 /// itself. Built by [`MetricsLayer`](super::MetricsLayer).
+///
+/// The inner service receives the request body wrapped in a [`RequestBody`], which
+/// counts the messages of gRPC calls.
 #[derive(Clone, Debug)]
 pub struct MetricsService<S> {
     inner: S,
@@ -45,7 +50,7 @@ impl<S> MetricsService<S> {
 
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for MetricsService<S>
 where
-    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    S: Service<Request<RequestBody<ReqBody>>, Response = Response<ResBody>>,
     ResBody: Body,
     ResBody::Data: From<Bytes>,
 {
@@ -65,14 +70,21 @@ where
             }
         }
         let (parts, body) = request.into_parts();
-        let method = HttpMethod::from(&parts.method);
-        let series = shared
-            .families
-            .route(method, &shared.routes.resolve(&parts))
-            .clone();
         // Created before the inner call, so a panic inside `call` is recorded too.
-        let guard = RequestGuard::start(series);
+        let (recorder, body) = if is_grpc(&parts) {
+            let series = shared.grpc.method(parts.uri.path());
+            let received = MessageCounter::new(series.received.clone());
+            let call = GrpcCall::start(Arc::clone(series));
+            (Recorder::Grpc(call), RequestBody::grpc(body, received))
+        } else {
+            let method = HttpMethod::from(&parts.method);
+            let series = shared
+                .families
+                .route(method, &shared.routes.resolve(&parts));
+            let guard = RequestGuard::start(Arc::clone(series));
+            (Recorder::Http(guard), RequestBody::plain(body))
+        };
         let future = self.inner.call(Request::from_parts(parts, body));
-        ResponseFuture::inner(future, guard)
+        ResponseFuture::inner(future, recorder)
     }
 }
