@@ -40,6 +40,23 @@ async fn start() -> (SocketAddr, HealthReporter) {
         .build()
         .expect("layer builds");
     let (reporter, health) = tonic_health::server::health_reporter();
+    (serve(layer, health).await, reporter)
+}
+
+/// Serves `health` behind `layer` on an OS-chosen port of 127.0.0.1.
+async fn serve<S>(layer: MetricsLayer, health: S) -> SocketAddr
+where
+    S: tower::Service<
+            Request<tonic::body::Body>,
+            Response = http::Response<tonic::body::Body>,
+            Error = std::convert::Infallible,
+        > + tonic::server::NamedService
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Future: Send + 'static,
+{
     let incoming = TcpIncoming::bind(SocketAddr::from(([127, 0, 0, 1], 0))).expect("bind");
     let addr = incoming.local_addr().expect("local address");
     tokio::spawn(
@@ -49,7 +66,7 @@ async fn start() -> (SocketAddr, HealthReporter) {
             .add_service(health)
             .serve_with_incoming(incoming),
     );
-    (addr, reporter)
+    addr
 }
 
 async fn client(addr: SocketAddr) -> HealthClient<tonic::transport::Channel> {
@@ -65,6 +82,12 @@ fn check(service: &str) -> HealthCheckRequest {
     HealthCheckRequest {
         service: service.to_string(),
     }
+}
+
+/// One unary `Health/Check` of `service` from a new client.
+async fn check_call(addr: SocketAddr, service: &str) -> Result<WireStatus, tonic::Status> {
+    let reply = client(addr).await.check(check(service)).await?;
+    Ok(reply.into_inner().status())
 }
 
 /// The labels of a method's series, without the code.
@@ -95,12 +118,8 @@ async fn handled(addr: SocketAddr, labels: &[(&str, &str)], code: &str) -> Expos
 #[tokio::test]
 async fn unary_ok_is_counted_once_with_its_messages() {
     let (addr, _reporter) = start().await;
-    let reply = client(addr)
-        .await
-        .check(check(""))
-        .await
-        .expect("check answers");
-    assert_eq!(reply.into_inner().status(), WireStatus::Serving);
+    let status = check_call(addr, "").await.expect("check answers");
+    assert_eq!(status, WireStatus::Serving);
 
     let labels = method("unary", SERVICE, "Check");
     let scraped = handled(addr, &labels, "OK").await;
@@ -122,9 +141,7 @@ async fn unary_ok_is_counted_once_with_its_messages() {
 #[tokio::test]
 async fn unknown_service_answers_not_found_and_is_counted_as_such() {
     let (addr, _reporter) = start().await;
-    let status = client(addr)
-        .await
-        .check(check("no.such.Service"))
+    let status = check_call(addr, "no.such.Service")
         .await
         .expect_err("unknown service is an error");
     assert_eq!(status.code(), Code::NotFound);
@@ -186,21 +203,30 @@ fn framed(message: &[u8]) -> Bytes {
     framed.freeze()
 }
 
-#[tokio::test]
-async fn trailers_only_error_is_recorded_with_its_code() {
-    let (addr, _reporter) = start().await;
-    // A raw HTTP/2 call, to see where the status travels.
+/// A raw HTTP/2 gRPC call with one empty message, to see where the status travels.
+async fn raw_call(addr: SocketAddr, path: &str) -> http::Response<hyper::body::Incoming> {
     let client = Client::builder(TokioExecutor::new())
         .http2_only(true)
         .build_http::<Full<Bytes>>();
     let request = Request::builder()
         .method(Method::POST)
-        .uri(format!("http://{addr}/no.such.Service/Method"))
+        .uri(format!("http://{addr}{path}"))
         .header(header::CONTENT_TYPE, "application/grpc")
         .header("te", "trailers")
         .body(Full::new(framed(b"")))
         .expect("valid request");
-    let response = client.request(request).await.expect("answered");
+    client.request(request).await.expect("answered")
+}
+
+fn grpc_status(headers: &HeaderMap) -> Option<String> {
+    let value = headers.get("grpc-status")?.to_str().ok()?;
+    Some(value.to_string())
+}
+
+#[tokio::test]
+async fn trailers_only_error_is_recorded_with_its_code() {
+    let (addr, _reporter) = start().await;
+    let response = raw_call(addr, "/no.such.Service/Method").await;
     assert_eq!(response.status(), StatusCode::OK);
     let code = Code::Unimplemented as i32;
     assert_eq!(grpc_status(response.headers()), Some(code.to_string()));
@@ -214,10 +240,37 @@ async fn trailers_only_error_is_recorded_with_its_code() {
     let labels = method("unary", "no.such.Service", "Method");
     let scraped = handled(addr, &labels, "Unimplemented").await;
     assert_eq!(scraped.value(STARTED, &labels), Some(1.0));
+    // tonic's router answers without reading the request, so no message was received.
+    assert_eq!(scraped.value(RECEIVED, &labels), Some(0.0));
     assert_eq!(scraped.value(SENT, &labels), Some(0.0));
 }
 
-fn grpc_status(headers: &HeaderMap) -> Option<String> {
-    let value = headers.get("grpc-status")?.to_str().ok()?;
-    Some(value.to_string())
+#[tokio::test]
+async fn client_chosen_services_fold_into_overflow_past_the_cap() {
+    let registry = MetricsRegistry::new();
+    let layer = MetricsLayer::builder(&registry)
+        .max_series(3)
+        .build()
+        .expect("layer builds");
+    let (_reporter, health) = tonic_health::server::health_reporter();
+    let addr = serve(layer, health).await;
+    for i in 0..10 {
+        let response = raw_call(addr, &format!("/scanner{i}.Service/Method")).await;
+        assert!(grpc_status(response.headers()).is_some());
+    }
+    let overflow = [("otel_metric_overflow", "true")];
+    let scraped = eventually(WAIT, "ten calls handled", || async {
+        let scraped = scrape(addr).await;
+        (scraped.sum(HANDLED, &[]) == 10.0).then_some(scraped)
+    })
+    .await;
+    assert_eq!(
+        scraped
+            .matching(STARTED, &[("grpc_method", "Method")])
+            .len(),
+        3
+    );
+    assert_eq!(scraped.value(STARTED, &overflow), Some(7.0));
+    assert_eq!(scraped.sum(STARTED, &[]), 10.0);
+    assert_eq!(scraped.value(HANDLED, &overflow), Some(7.0));
 }

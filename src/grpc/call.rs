@@ -9,6 +9,7 @@ use http::HeaderMap;
 use super::code::GrpcCode;
 use super::families::MethodSeries;
 use super::framing::MessageCounter;
+use crate::layer::ended_by_panic;
 
 /// Code recorded for a call dropped before its status was sent: the client cancelled
 /// it (or went away), so the server's response stream was dropped.
@@ -75,13 +76,11 @@ impl GrpcCall {
 
 impl Drop for GrpcCall {
     fn drop(&mut self) {
-        let code = self
-            .code
-            .unwrap_or(if self.panicked || std::thread::panicking() {
-                GRPC_CODE_SERVER_ERROR
-            } else {
-                GRPC_CODE_DROPPED
-            });
+        let code = self.code.unwrap_or(if ended_by_panic(self.panicked) {
+            GRPC_CODE_SERVER_ERROR
+        } else {
+            GRPC_CODE_DROPPED
+        });
         self.series.finish(code, self.start.elapsed().as_secs_f64());
     }
 }

@@ -124,10 +124,7 @@ impl GrpcFamilies {
                     DEFAULT_FALLBACK_ROUTE,
                     DEFAULT_FALLBACK_ROUTE,
                 );
-                Arc::new(
-                    self.series(labels)
-                        .unwrap_or_else(|| self.overflow_series()),
-                )
+                self.series_or_overflow(labels)
             });
         };
         let hash = self.methods.hash(path);
@@ -141,22 +138,19 @@ impl GrpcFamilies {
                 return None;
             }
             let labels = GrpcLabels::new(self.types.get(path), service, method);
-            let series = match self.series(labels) {
-                Some(series) => Arc::new(series),
-                None => Arc::clone(self.overflow()),
-            };
-            Some((path.into(), series))
+            Some((path.into(), self.series_or_overflow(labels)))
         });
         created.unwrap_or_else(|| self.overflow())
     }
 
-    /// The series of `labels`, or `None` when the started family is past its cap.
-    fn series(&self, labels: GrpcLabels) -> Option<MethodSeries> {
+    /// The series of `labels`, or the overflow series when the started family is
+    /// past its cap.
+    fn series_or_overflow(&self, labels: GrpcLabels) -> Arc<MethodSeries> {
         let started = self.started.lookup(&labels);
         if started.overflowed {
-            return None;
+            return Arc::clone(self.overflow());
         }
-        Some(MethodSeries {
+        Arc::new(MethodSeries {
             started: started.metric,
             received: self.received.get_or_create(&labels),
             sent: self.sent.get_or_create(&labels),
@@ -168,20 +162,17 @@ impl GrpcFamilies {
     }
 
     fn overflow(&self) -> &Arc<MethodSeries> {
-        self.overflow
-            .get_or_init(|| Arc::new(self.overflow_series()))
-    }
-
-    fn overflow_series(&self) -> MethodSeries {
-        MethodSeries {
-            started: self.started.overflow_series(),
-            received: self.received.overflow_series(),
-            sent: self.sent.overflow_series(),
-            handling: self.handling.as_ref().map(Family::overflow_series),
-            handled: self.handled.clone(),
-            labels: None,
-            codes: Default::default(),
-        }
+        self.overflow.get_or_init(|| {
+            Arc::new(MethodSeries {
+                started: self.started.overflow_series(),
+                received: self.received.overflow_series(),
+                sent: self.sent.overflow_series(),
+                handling: self.handling.as_ref().map(Family::overflow_series),
+                handled: self.handled.clone(),
+                labels: None,
+                codes: Default::default(),
+            })
+        })
     }
 }
 

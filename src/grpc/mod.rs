@@ -31,7 +31,9 @@
 //!   [`grpc_handling_histogram(false)`](crate::layer::MetricsLayerBuilder::grpc_handling_histogram).
 //! - Messages are counted from the 5-byte length prefix of each message, in both
 //!   directions, as each message ends, however the body is split into chunks; the
-//!   message bytes are skipped, never copied.
+//!   message bytes are skipped, never copied. A received message counts when the
+//!   service reads it: tonic answers an unknown service without reading the request,
+//!   so that call received none.
 //! - `grpc_type` is what you declare per method with
 //!   [`grpc_method_type`](crate::layer::MetricsLayerBuilder::grpc_method_type), and
 //!   `unary` for the others. The layer cannot infer it: the type is a label of

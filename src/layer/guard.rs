@@ -52,15 +52,19 @@ impl RequestGuard {
 
 impl Drop for RequestGuard {
     fn drop(&mut self) {
-        let status = self
-            .status
-            .unwrap_or(if self.panicked || std::thread::panicking() {
-                STATUS_SERVER_ERROR
-            } else {
-                STATUS_CLIENT_CLOSED
-            });
+        let status = self.status.unwrap_or(if ended_by_panic(self.panicked) {
+            STATUS_SERVER_ERROR
+        } else {
+            STATUS_CLIENT_CLOSED
+        });
         self.series.finish(status, self.start.elapsed());
     }
+}
+
+/// Whether a request dropped without a status ended in a panic: one seen while
+/// polling the inner future, or one unwinding now.
+pub(crate) fn ended_by_panic(panicked: bool) -> bool {
+    panicked || std::thread::panicking()
 }
 
 /// What a request records into, when dropped: the HTTP families, or for a gRPC call

@@ -62,6 +62,7 @@ pub use families::{
     REQUEST_DURATION,
 };
 pub use future::ResponseFuture;
+pub(crate) use guard::ended_by_panic;
 pub use guard::{STATUS_CLIENT_CLOSED, STATUS_SERVER_ERROR};
 pub use labels::{ActiveRequestLabels, HttpLabels, HttpMethod};
 pub use layer::{MetricsLayer, MetricsLayerBuilder};
