@@ -20,7 +20,9 @@ use tonic_health::pb::health_client::HealthClient;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::server::HealthReporter;
 use tonic_health::ServingStatus;
-use tower_prometheus::grpc::GrpcType;
+use tower::Layer;
+use tower_prometheus::grpc::{GrpcType, GRPC_CODE_NO_STATUS, GRPC_CODE_SERVER_ERROR};
+use tower_prometheus::layer::RequestBody;
 use tower_prometheus::{MetricsLayer, MetricsRegistry};
 
 const SERVICE: &str = "grpc.health.v1.Health";
@@ -205,6 +207,13 @@ fn framed(message: &[u8]) -> Bytes {
 
 /// A raw HTTP/2 gRPC call with one empty message, to see where the status travels.
 async fn raw_call(addr: SocketAddr, path: &str) -> http::Response<hyper::body::Incoming> {
+    try_raw_call(addr, path).await.expect("answered")
+}
+
+async fn try_raw_call(
+    addr: SocketAddr,
+    path: &str,
+) -> Result<http::Response<hyper::body::Incoming>, hyper_util::client::legacy::Error> {
     let client = Client::builder(TokioExecutor::new())
         .http2_only(true)
         .build_http::<Full<Bytes>>();
@@ -215,7 +224,7 @@ async fn raw_call(addr: SocketAddr, path: &str) -> http::Response<hyper::body::I
         .header("te", "trailers")
         .body(Full::new(framed(b"")))
         .expect("valid request");
-    client.request(request).await.expect("answered")
+    client.request(request).await
 }
 
 fn grpc_status(headers: &HeaderMap) -> Option<String> {
@@ -273,4 +282,45 @@ async fn client_chosen_services_fold_into_overflow_past_the_cap() {
     assert_eq!(scraped.value(STARTED, &overflow), Some(7.0));
     assert_eq!(scraped.sum(STARTED, &[]), 10.0);
     assert_eq!(scraped.value(HANDLED, &overflow), Some(7.0));
+}
+
+#[tokio::test]
+async fn calls_ending_without_a_status_record_documented_codes() {
+    let registry = MetricsRegistry::new();
+    let layer = MetricsLayer::new(&registry).expect("layer builds");
+    let service = layer.layer(tower::service_fn(
+        |request: Request<RequestBody<hyper::body::Incoming>>| async move {
+            match request.uri().path() {
+                "/t.S/Fails" => Err(std::io::Error::other("backend unavailable")),
+                "/t.S/Panics" => panic!("handler bug"),
+                // One message, then the body ends with no trailers.
+                _ => Ok(http::Response::new(Full::new(framed(b"reply")))),
+            }
+        },
+    ));
+    let addr = common::serve(service).await;
+    let no_status = raw_call(addr, "/t.S/NoStatus").await;
+    assert_eq!(grpc_status(no_status.headers()), None);
+    let body = no_status.into_body().collect().await.expect("body read");
+    assert!(body.trailers().is_none());
+    assert!(try_raw_call(addr, "/t.S/Fails").await.is_err());
+    assert!(try_raw_call(addr, "/t.S/Panics").await.is_err());
+
+    for (name, code) in [
+        ("NoStatus", GRPC_CODE_NO_STATUS),
+        ("Fails", GRPC_CODE_SERVER_ERROR),
+        ("Panics", GRPC_CODE_SERVER_ERROR),
+    ] {
+        let labels = method("unary", "t.S", name);
+        let scraped = handled(addr, &labels, code.as_str()).await;
+        assert_eq!(scraped.matching(HANDLED, &labels).len(), 1, "{name}");
+        assert_eq!(scraped.value(STARTED, &labels), Some(1.0), "{name}");
+    }
+    let scraped = scrape(addr).await;
+    assert_eq!(
+        scraped.value(SENT, &method("unary", "t.S", "NoStatus")),
+        Some(1.0)
+    );
+    assert_eq!(GRPC_CODE_NO_STATUS.as_str(), "Unknown");
+    assert_eq!(GRPC_CODE_SERVER_ERROR.as_str(), "Internal");
 }
