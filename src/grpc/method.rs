@@ -43,8 +43,12 @@ pub(crate) struct MethodTypes {
 }
 
 impl MethodTypes {
-    /// Declares the type of the method at `path` (`/package.Service/Method`).
-    pub(crate) fn insert(&mut self, path: String, grpc_type: GrpcType) {
+    /// Declares the type of the method at `path` (`/package.Service/Method`; the
+    /// leading slash may be left out).
+    pub(crate) fn insert(&mut self, mut path: String, grpc_type: GrpcType) {
+        if !path.starts_with('/') {
+            path.insert(0, '/');
+        }
         Arc::make_mut(&mut self.types).insert(path, grpc_type);
     }
 
@@ -87,5 +91,15 @@ mod tests {
         assert_eq!(service_and_method("/a/b/c"), None);
         assert_eq!(service_and_method("no-slash"), None);
         assert_eq!(service_and_method(&format!("/a/{}", "m".repeat(300))), None);
+    }
+
+    #[test]
+    fn declared_types_with_or_without_the_leading_slash() {
+        let mut types = MethodTypes::default();
+        types.insert("/a.B/Watch".into(), GrpcType::ServerStream);
+        types.insert("a.B/Upload".into(), GrpcType::ClientStream);
+        assert_eq!(types.get("/a.B/Watch"), GrpcType::ServerStream);
+        assert_eq!(types.get("/a.B/Upload"), GrpcType::ClientStream);
+        assert_eq!(types.get("/a.B/Check"), GrpcType::Unary);
     }
 }

@@ -144,7 +144,8 @@ impl MetricsLayerBuilder {
     }
 
     /// Declares the `grpc_type` of the gRPC method at `path`
-    /// (`/package.Service/Method`); undeclared methods are recorded as `unary`.
+    /// (`/package.Service/Method`); undeclared methods are recorded as `unary`. See
+    /// [`grpc`](crate::grpc) for why the type is declared rather than inferred.
     pub fn grpc_method_type(mut self, path: impl Into<String>, grpc_type: GrpcType) -> Self {
         self.grpc_types.insert(path.into(), grpc_type);
         self
