@@ -49,8 +49,13 @@ async fn main() -> Result<(), Box<dyn Error>> {
                 pages.inc();
                 format!("user {id}\n")
             }),
-        )
-        .layer(layer);
+        );
+    // METRICS=off serves the same routes without the layer, to measure what it costs.
+    let app = if std::env::var("METRICS").is_ok_and(|v| v == "off") {
+        app
+    } else {
+        app.layer(layer)
+    };
 
     let bind = std::env::var("BIND").unwrap_or_else(|_| "127.0.0.1:3000".into());
     let listener = tokio::net::TcpListener::bind(&bind).await?;

@@ -8,7 +8,10 @@
 //! - [`MetricsEndpoint`] is the same endpoint as a standalone service, for a separate
 //!   listener.
 //! - [`metrics`] holds the crate's own metric types: lock-free on the recording path,
-//!   encoded through prometheus-client.
+//!   kept per thread, encoded through prometheus-client.
+//! - [`multiprocess`]: with `PROMETHEUS_MULTIPROC_DIR` set, the values live in files
+//!   shared by all processes (the format of Python's prometheus_client), and a scrape of
+//!   any process answers the aggregate.
 //!
 //! ```
 //! use axum::{routing::get, Router};
@@ -34,13 +37,16 @@
     missing_debug_implementations
 )]
 #![deny(unreachable_pub)]
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 
 pub mod endpoint;
 mod error;
 pub mod grpc;
+mod hash;
 pub mod layer;
 pub mod metrics;
+pub mod multiprocess;
+pub mod process;
 pub mod registry;
 
 pub use endpoint::MetricsEndpoint;

@@ -1,11 +1,14 @@
 //! Recording a request (HTTP or gRPC) allocates nothing once its series exist. A counting global
 //! allocator needs a test binary of its own.
 
+mod common;
+
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::borrow::Cow;
 use std::cell::Cell;
+
 use std::convert::Infallible;
-use std::future::{Future, Ready};
+use std::future::Ready;
 use std::pin::pin;
 use std::task::{Context, Poll, Waker};
 
@@ -13,7 +16,7 @@ use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode};
 use http_body::Body;
 use http_body_util::Full;
-use tower::{service_fn, Layer, Service};
+use tower::{service_fn, Layer};
 use tower_prometheus::grpc::{
     GrpcCode, GrpcCount, GrpcHandledCount, GrpcHandledLabels, GrpcLabels, GrpcType, GRPC_HANDLED,
     GRPC_MSG_RECEIVED, GRPC_MSG_SENT, GRPC_STARTED,
@@ -58,27 +61,6 @@ unsafe impl GlobalAlloc for CountingAllocator {
 #[global_allocator]
 static GLOBAL: CountingAllocator = CountingAllocator;
 
-/// Runs one request through `service` to the end of its body, polling with a no-op
-/// waker (every future here is ready at once).
-fn run_request<S, ReqBody, B>(service: &mut S, request: Request<ReqBody>) -> StatusCode
-where
-    S: Service<Request<ReqBody>, Response = Response<B>, Error = Infallible>,
-    B: Body,
-{
-    let mut cx = Context::from_waker(Waker::noop());
-    assert!(service.poll_ready(&mut cx).is_ready());
-    let mut future = pin!(service.call(request));
-    let Poll::Ready(Ok(response)) = future.as_mut().poll(&mut cx) else {
-        panic!("the inner service answers at once");
-    };
-    let status = response.status();
-    let mut body = pin!(response.into_body());
-    while let Poll::Ready(Some(frame)) = body.as_mut().poll_frame(&mut cx) {
-        assert!(frame.is_ok());
-    }
-    status
-}
-
 /// Runs `f`, counting the allocations it makes on this thread.
 fn counted<T>(f: impl FnOnce() -> T) -> (T, usize) {
     let before = ALLOCATIONS.with(Cell::get);
@@ -111,16 +93,9 @@ fn recording_a_request_allocates_nothing_once_its_series_exist() {
         })
         .build()
         .expect("layer builds");
-    let mut service = layer.layer(service_fn(|request: Request<RequestBody<()>>| {
-        let status = request
-            .extensions()
-            .get::<StatusCode>()
-            .copied()
-            .unwrap_or(StatusCode::OK);
-        let mut response = Response::new(Full::new(Bytes::from_static(b"body")));
-        *response.status_mut() = status;
-        std::future::ready(Ok::<_, Infallible>(response))
-    }));
+    let mut service = layer.layer(service_fn(
+        common::answer_with_requested_status::<RequestBody<()>>,
+    ));
     let cases = [
         (Method::GET, 200),
         (Method::GET, 404),
@@ -130,7 +105,7 @@ fn recording_a_request_allocates_nothing_once_its_series_exist() {
 
     // First requests create the series.
     for (method, status) in &cases {
-        run_request(&mut service, request(method.clone(), *status));
+        common::drive(&mut service, request(method.clone(), *status));
     }
 
     const ROUNDS: usize = 1_000;
@@ -138,7 +113,7 @@ fn recording_a_request_allocates_nothing_once_its_series_exist() {
     for _ in 0..ROUNDS {
         for (method, status) in &cases {
             let request = request(method.clone(), *status);
-            let (answered, allocated) = counted(|| run_request(&mut service, request));
+            let (answered, allocated) = counted(|| common::drive(&mut service, request));
             allocations += allocated;
             assert_eq!(answered.as_u16(), *status);
         }
@@ -200,15 +175,15 @@ fn recording_a_grpc_call_allocates_nothing_beyond_the_service() {
     let mut bare = service_fn(grpc_reply::<Full<Bytes>>);
     let mut layered = layer.layer(service_fn(grpc_reply::<RequestBody<Full<Bytes>>>));
     // The first call creates the series.
-    run_request(&mut layered, grpc_request());
+    common::drive(&mut layered, grpc_request());
 
     const ROUNDS: usize = 1_000;
     let (mut bare_allocations, mut layered_allocations) = (0, 0);
     for _ in 0..ROUNDS {
         let request = grpc_request();
-        bare_allocations += counted(|| run_request(&mut bare, request)).1;
+        bare_allocations += counted(|| common::drive(&mut bare, request)).1;
         let request = grpc_request();
-        layered_allocations += counted(|| run_request(&mut layered, request)).1;
+        layered_allocations += counted(|| common::drive(&mut layered, request)).1;
     }
     // The service's own header map allocates; the layer adds nothing to it.
     assert_eq!(layered_allocations, bare_allocations);

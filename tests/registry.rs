@@ -402,3 +402,44 @@ fn replacing_a_default_family_with_another_type_is_a_clear_error() {
         "{error}"
     );
 }
+
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn process_metrics_are_served_unless_turned_off() {
+    let registry = MetricsRegistry::new();
+    let addr = serve(MetricsEndpoint::new(&registry).unwrap()).await;
+    let metrics = scrape(addr).await;
+    let value = |name: &str| {
+        metrics
+            .value(name, &[])
+            .unwrap_or_else(|| panic!("{name} missing"))
+    };
+    assert!(value("process_cpu_seconds_total") >= 0.0);
+    assert!(value("process_resident_memory_bytes") > 1e6);
+    assert!(value("process_virtual_memory_bytes") >= value("process_resident_memory_bytes"));
+    assert!(value("process_open_fds") >= 3.0);
+    assert!(value("process_max_fds") >= value("process_open_fds"));
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    let started = value("process_start_time_seconds");
+    assert!(
+        started <= now + 1.0 && started > now - 86_400.0,
+        "{started}"
+    );
+
+    let quiet = MetricsRegistry::new();
+    quiet.without_process_metrics().unwrap();
+    let addr = serve(MetricsEndpoint::new(&quiet).unwrap()).await;
+    let metrics = scrape(addr).await;
+    assert!(
+        !metrics.text.contains("# TYPE process_"),
+        "{}",
+        metrics.text
+    );
+    assert!(
+        quiet.without_process_metrics().is_err(),
+        "too late once initialized"
+    );
+}

@@ -12,7 +12,8 @@ use std::time::Duration;
 use prometheus_client::registry::Unit;
 
 use super::labels::{ActiveRequestLabels, HttpLabels, HttpMethod};
-use crate::metrics::{Buckets, Counter, Family, Gauge, Histogram, Table};
+use crate::metrics::{shard, Buckets, Counter, Family, Gauge, Histogram, Table};
+use crate::multiprocess::GaugeMode;
 use crate::{MetricsRegistry, RegistryError};
 
 /// Name of the request duration histogram family.
@@ -37,8 +38,19 @@ pub(crate) struct HttpFamilies {
     duration: RequestDuration,
     requests: RequestCount,
     active: ActiveRequests,
-    routes: Table<RouteKey, Arc<RouteSeries>>,
-    overflow_route: OnceLock<Arc<RouteSeries>>,
+    routes: Table<RouteKey, PerShard>,
+    overflow_route: OnceLock<PerShard>,
+}
+
+/// One [`RouteSeries`] per shard (see `metrics::shard`): the same series, but each
+/// copy its own allocation, so the reference count a request takes and the status
+/// slots it reads sit on cache lines no other thread writes.
+type PerShard = Arc<[Arc<RouteSeries>]>;
+
+fn per_shard(make: impl Fn(usize) -> RouteSeries) -> PerShard {
+    (0..shard::count())
+        .map(|shard| Arc::new(make(shard)))
+        .collect()
 }
 
 #[derive(Clone)]
@@ -73,7 +85,11 @@ impl HttpFamilies {
             ACTIVE_REQUESTS,
             "Number of HTTP server requests in flight.",
             None,
-            move || ActiveRequests::default().max_series(max_series),
+            // In multi-process mode: the requests in flight in live processes.
+            move || {
+                ActiveRequests::new_with_constructor(|| Gauge::with_mode(GaugeMode::LiveSum))
+                    .max_series(max_series)
+            },
         )
     }
 
@@ -88,8 +104,14 @@ impl HttpFamilies {
         })
     }
 
-    /// The series of `(method, route)`: found without a lock once it exists.
+    /// The series of `(method, route)` for this thread: found without a lock once it
+    /// exists.
     pub(crate) fn route(&self, method: HttpMethod, route: &str) -> &Arc<RouteSeries> {
+        let shards = self.route_shards(method, route);
+        &shards[shard::current() % shards.len()]
+    }
+
+    fn route_shards(&self, method: HttpMethod, route: &str) -> &PerShard {
         let hash = self.routes.hash(&(method, route));
         let matches = |key: &RouteKey| key.method == method && *key.route == *route;
         if let Some(series) = self.routes.find(hash, matches) {
@@ -108,37 +130,46 @@ impl HttpFamilies {
             let series = if active.overflowed {
                 Arc::clone(self.overflow_route())
             } else {
-                Arc::new(RouteSeries::new(
-                    self,
-                    method,
-                    Arc::clone(&route),
-                    active.metric,
-                ))
+                per_shard(|shard| {
+                    RouteSeries::new(
+                        self,
+                        method,
+                        Arc::clone(&route),
+                        active.metric.clone(),
+                        shard,
+                    )
+                })
             };
             Some((RouteKey { method, route }, series))
         });
         created.unwrap_or_else(|| self.overflow_route())
     }
 
-    fn overflow_route(&self) -> &Arc<RouteSeries> {
+    fn overflow_route(&self) -> &PerShard {
         self.overflow_route.get_or_init(|| {
-            Arc::new(RouteSeries {
+            let active = self.active.overflow_series();
+            per_shard(|shard| RouteSeries {
                 target: StatusTarget::Overflow {
                     duration: self.duration.clone(),
                     requests: self.requests.clone(),
                 },
-                active: self.active.overflow_series(),
+                active: active.clone(),
                 statuses: Default::default(),
+                shard,
             })
         })
     }
 }
 
-/// What one `(method, route)` records into.
+/// What one `(method, route)` records into. Aligned to a cache line, so its
+/// reference count shares no line with a neighbouring allocation.
+#[repr(align(64))]
 pub(crate) struct RouteSeries {
     target: StatusTarget,
     active: Gauge,
     statuses: [OnceLock<(u16, StatusSeries)>; STATUS_SLOTS],
+    /// The shard this copy records into.
+    shard: usize,
 }
 
 /// Where a route's per-status series come from.
@@ -163,7 +194,13 @@ struct StatusSeries {
 }
 
 impl RouteSeries {
-    fn new(families: &HttpFamilies, method: HttpMethod, route: Arc<str>, active: Gauge) -> Self {
+    fn new(
+        families: &HttpFamilies,
+        method: HttpMethod,
+        route: Arc<str>,
+        active: Gauge,
+        shard: usize,
+    ) -> Self {
         Self {
             target: StatusTarget::Route {
                 method,
@@ -173,20 +210,23 @@ impl RouteSeries {
             },
             active,
             statuses: Default::default(),
+            shard,
         }
     }
 
     /// A request on this route started.
     pub(crate) fn start(&self) {
-        self.active.inc();
+        self.active.add_in(self.shard, 1);
     }
 
     /// A request on this route ended with `status` after `elapsed`.
     pub(crate) fn finish(&self, status: u16, elapsed: Duration) {
         let series = self.status(status);
-        series.duration.observe(elapsed.as_secs_f64());
-        series.requests.inc();
-        self.active.dec();
+        series
+            .duration
+            .observe_in(self.shard, elapsed.as_secs_f64());
+        series.requests.inc_by_in(self.shard, 1);
+        self.active.add_in(self.shard, -1);
     }
 
     /// The series of `status`, borrowed from a slot when the status has one, so the

@@ -6,6 +6,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 
 use http::request::Parts;
+use http::Request;
 
 /// A function naming the route of a request, for routers other than axum. It must
 /// return a template (`/users/{id}`), never the raw path, or `None` to use the fallback.
@@ -30,11 +31,20 @@ impl RouteResolver {
         Self { route_fn, fallback }
     }
 
-    pub(crate) fn resolve<'a>(&'a self, parts: &'a Parts) -> Cow<'a, str> {
+    /// The route a router put on the request (axum's `MatchedPath`), or, when there
+    /// is no route function to ask, the fallback: found without taking the request apart.
+    pub(crate) fn matched<'a, B>(&'a self, request: &'a Request<B>) -> Option<&'a str> {
         #[cfg(feature = "axum")]
-        if let Some(matched) = parts.extensions.get::<axum::extract::MatchedPath>() {
-            return Cow::Borrowed(matched.as_str());
+        if let Some(matched) = request.extensions().get::<axum::extract::MatchedPath>() {
+            return Some(matched.as_str());
         }
+        #[cfg(not(feature = "axum"))]
+        let _ = request;
+        self.route_fn.is_none().then_some(&*self.fallback)
+    }
+
+    /// The route from the route function, else the fallback.
+    pub(crate) fn resolve<'a>(&'a self, parts: &'a Parts) -> Cow<'a, str> {
         if let Some(route_fn) = &self.route_fn {
             // A panicking route function falls back rather than failing the request.
             if let Ok(Some(route)) = catch_unwind(AssertUnwindSafe(|| route_fn(parts))) {

@@ -69,22 +69,30 @@ where
                 return ResponseFuture::endpoint(endpoint.respond(&request));
             }
         }
-        let (parts, body) = request.into_parts();
         // Created before the inner call, so a panic inside `call` is recorded too.
-        let (recorder, body) = if is_grpc(&parts) {
-            let series = shared.grpc.method(parts.uri.path());
+        let (recorder, request) = if is_grpc(request.headers()) {
+            let series = shared.grpc.method(request.uri().path());
             let received = MessageCounter::new(series.received.clone());
             let call = GrpcCall::start(Arc::clone(series));
-            (Recorder::Grpc(call), RequestBody::grpc(body, received))
+            let request = request.map(|body| RequestBody::grpc(body, received));
+            (Recorder::Grpc(call), request)
         } else {
-            let method = HttpMethod::from(&parts.method);
-            let series = shared
-                .families
-                .route(method, &shared.routes.resolve(&parts));
-            let guard = RequestGuard::start(Arc::clone(series));
-            (Recorder::Http(guard), RequestBody::plain(body))
+            let method = HttpMethod::from(request.method());
+            let (series, request) = match shared.routes.matched(&request) {
+                Some(route) => (shared.families.route(method, route).clone(), request),
+                // Only a route function needs the request taken apart.
+                None => {
+                    let (parts, body) = request.into_parts();
+                    let route = shared.routes.resolve(&parts);
+                    let series = shared.families.route(method, &route).clone();
+                    drop(route);
+                    (series, Request::from_parts(parts, body))
+                }
+            };
+            let guard = RequestGuard::start(series);
+            (Recorder::Http(guard), request.map(RequestBody::plain))
         };
-        let future = self.inner.call(Request::from_parts(parts, body));
+        let future = self.inner.call(request);
         ResponseFuture::inner(future, recorder)
     }
 }

@@ -1,16 +1,22 @@
 //! A monotonically increasing count.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::fmt;
 use std::sync::Arc;
 
 use prometheus_client::encoding::{EncodeMetric, MetricEncoder, NoLabelSet};
 use prometheus_client::metrics::exemplar::Exemplar;
 use prometheus_client::metrics::{MetricType, TypedMetric};
 
-/// A counter: a cheap [`Clone`] handle to one shared atomic count.
+use super::series::Bind;
+use super::shard::{self, ShardedCells};
+use crate::multiprocess::{Binding, FileKind, MappedValue};
+
+/// A counter: a cheap [`Clone`] handle to one shared count, kept per thread so that
+/// threads counting at once do not contend.
 ///
 /// Register it under a name without the `_total` suffix, or with it: the registry
-/// strips the suffix because the encoders add it.
+/// strips the suffix because the encoders add it. In multi-process mode the count
+/// lives in this process's `counter_<pid>.db`.
 ///
 /// ```
 /// use tower_prometheus::metrics::Counter;
@@ -20,12 +26,47 @@ use prometheus_client::metrics::{MetricType, TypedMetric};
 /// counter.clone().inc_by(2);
 /// assert_eq!(counter.get(), 3);
 /// ```
-#[derive(Clone, Debug, Default)]
+#[derive(Clone)]
 pub struct Counter {
-    value: Arc<AtomicU64>,
+    value: CounterValue,
+}
+
+#[derive(Clone)]
+enum CounterValue {
+    Local(Arc<ShardedCells>),
+    Mapped(MappedValue),
+}
+
+impl Default for Counter {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl Counter {
+    /// A counter at zero.
+    pub fn new() -> Self {
+        match Binding::claim() {
+            Some(binding) => Self::bind(&binding, &[]),
+            None => Self::local(),
+        }
+    }
+
+    fn bind(binding: &Binding, labels: &[(String, String)]) -> Self {
+        match binding.value(FileKind::Counter, "_total", labels) {
+            Some(value) => Self {
+                value: CounterValue::Mapped(value),
+            },
+            None => Self::local(),
+        }
+    }
+
+    fn local() -> Self {
+        Self {
+            value: CounterValue::Local(Arc::new(ShardedCells::new(1))),
+        }
+    }
+
     /// Adds one.
     pub fn inc(&self) {
         self.inc_by(1);
@@ -33,12 +74,37 @@ impl Counter {
 
     /// Adds `amount`.
     pub fn inc_by(&self, amount: u64) {
-        self.value.fetch_add(amount, Ordering::Relaxed);
+        self.inc_by_in(shard::current(), amount);
     }
 
-    /// The current count.
+    /// Adds `amount` in shard `shard` (the caller's, looked up once per request).
+    pub(crate) fn inc_by_in(&self, shard: usize, amount: u64) {
+        match &self.value {
+            CounterValue::Local(value) => value.add(shard, 0, amount),
+            CounterValue::Mapped(value) => value.add(amount as f64),
+        }
+    }
+
+    /// The current count (of this process, in multi-process mode).
     pub fn get(&self) -> u64 {
-        self.value.load(Ordering::Relaxed)
+        match &self.value {
+            CounterValue::Local(value) => value.sum(0),
+            CounterValue::Mapped(value) => value.get() as u64,
+        }
+    }
+}
+
+impl Bind for Counter {
+    fn bind_like(&self, binding: &Binding, labels: &[(String, String)]) -> Self {
+        Self::bind(binding, labels)
+    }
+}
+
+impl fmt::Debug for Counter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Counter")
+            .field("value", &self.get())
+            .finish()
     }
 }
 

@@ -8,7 +8,9 @@ use std::sync::{Arc, OnceLock};
 use prometheus_client::encoding::{EncodeLabelSet, EncodeMetric, LabelSetEncoder, MetricEncoder};
 use prometheus_client::metrics::{MetricType, TypedMetric};
 
+use super::series::SeriesMetric;
 use super::table::Table;
+use crate::multiprocess::{label_pairs, Binding};
 
 /// Default cap on the series of one family; the same default as OpenTelemetry's
 /// cardinality limit.
@@ -46,6 +48,8 @@ struct FamilyState<L, M> {
     overflow: OnceLock<M>,
     max_series: AtomicUsize,
     new_series: Box<dyn Fn() -> M + Send + Sync>,
+    /// In multi-process mode, where the series' values go.
+    binding: Option<Binding>,
 }
 
 impl<L, M> Clone for Family<L, M> {
@@ -56,13 +60,18 @@ impl<L, M> Clone for Family<L, M> {
     }
 }
 
-impl<L: Clone + Eq + Hash, M: Clone + Default + 'static> Default for Family<L, M> {
+impl<L: Labels, M: SeriesMetric + Default> Default for Family<L, M> {
     fn default() -> Self {
         Self::new_with_constructor(M::default)
     }
 }
 
-impl<L: Clone + Eq + Hash, M: Clone> Family<L, M> {
+/// What a family's label sets must be: hashable, and encodable as labels.
+pub trait Labels: EncodeLabelSet + Clone + Eq + Hash + Send + Sync + 'static {}
+
+impl<T: EncodeLabelSet + Clone + Eq + Hash + Send + Sync + 'static> Labels for T {}
+
+impl<L: Labels, M: SeriesMetric> Family<L, M> {
     /// A family whose series `new_series` creates, for metrics without a `Default`
     /// (for example histograms with their buckets).
     pub fn new_with_constructor(new_series: impl Fn() -> M + Send + Sync + 'static) -> Self {
@@ -72,6 +81,7 @@ impl<L: Clone + Eq + Hash, M: Clone> Family<L, M> {
                 overflow: OnceLock::new(),
                 max_series: AtomicUsize::new(DEFAULT_MAX_SERIES),
                 new_series: Box::new(new_series),
+                binding: Binding::claim(),
             }),
         }
     }
@@ -118,7 +128,22 @@ impl<L: Clone + Eq + Hash, M: Clone> Family<L, M> {
     /// The overflow series, created if need be.
     pub(crate) fn overflow_series(&self) -> M {
         let state = &*self.state;
-        state.overflow.get_or_init(|| (state.new_series)()).clone()
+        state
+            .overflow
+            .get_or_init(|| {
+                self.new_series(|| vec![(OVERFLOW_LABEL.0.into(), OVERFLOW_LABEL.1.into())])
+            })
+            .clone()
+    }
+
+    /// A new series, bound to its entry in multi-process mode.
+    fn new_series(&self, labels: impl FnOnce() -> Vec<(String, String)>) -> M {
+        let state = &*self.state;
+        let metric = (state.new_series)();
+        match &state.binding {
+            Some(binding) => metric.bind_like(binding, &labels()),
+            None => metric,
+        }
     }
 
     pub(crate) fn lookup(&self, labels: &L) -> Lookup<M> {
@@ -128,7 +153,7 @@ impl<L: Clone + Eq + Hash, M: Clone> Family<L, M> {
         let found = state.series.find_or_insert(
             hash,
             |l| l == labels,
-            |len| (len < limit).then(|| (labels.clone(), (state.new_series)())),
+            |len| (len < limit).then(|| (labels.clone(), self.new_series(|| label_pairs(labels)))),
         );
         match found {
             Some(metric) => Lookup {
@@ -176,8 +201,8 @@ where
 
 impl<L, M> EncodeMetric for Family<L, M>
 where
-    L: Clone + Eq + Hash + EncodeLabelSet,
-    M: Clone + EncodeMetric + TypedMetric,
+    L: Labels,
+    M: SeriesMetric + EncodeMetric + TypedMetric,
 {
     fn encode(&self, mut encoder: MetricEncoder<'_>) -> Result<(), std::fmt::Error> {
         for (labels, metric) in self.state.series.iter() {

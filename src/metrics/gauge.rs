@@ -1,12 +1,23 @@
 //! A value that goes up and down.
 
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::fmt;
 use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use prometheus_client::encoding::{EncodeMetric, MetricEncoder};
 use prometheus_client::metrics::{MetricType, TypedMetric};
 
-/// A gauge: a cheap [`Clone`] handle to one shared atomic integer.
+use super::series::Bind;
+use super::shard::{self, ShardedCells};
+use crate::multiprocess::{Binding, FileKind, GaugeMode, MappedValue};
+
+/// A gauge: a cheap [`Clone`] handle to one shared integer, kept per thread so that
+/// threads moving it at once do not contend. [`Gauge::set`] adds the difference to the
+/// current value: an add by another thread at the same moment is kept, and of two
+/// sets at the same moment the result may combine both.
+///
+/// Its [`GaugeMode`] says how the values of several processes combine in
+/// multi-process mode (by default one series per process, as in Python).
 ///
 /// ```
 /// use tower_prometheus::metrics::Gauge;
@@ -17,12 +28,55 @@ use prometheus_client::metrics::{MetricType, TypedMetric};
 /// in_queue.dec();
 /// assert_eq!(in_queue.get(), 6);
 /// ```
-#[derive(Clone, Debug, Default)]
+#[derive(Clone)]
 pub struct Gauge {
-    value: Arc<AtomicI64>,
+    value: GaugeValue,
+    mode: GaugeMode,
+}
+
+#[derive(Clone)]
+enum GaugeValue {
+    Local(Arc<ShardedCells>),
+    Mapped(MappedValue),
+}
+
+impl Default for Gauge {
+    fn default() -> Self {
+        Self::with_mode(GaugeMode::default())
+    }
 }
 
 impl Gauge {
+    /// A gauge at zero whose processes combine by `mode` in multi-process mode.
+    pub fn with_mode(mode: GaugeMode) -> Self {
+        match Binding::claim() {
+            Some(binding) => Self::bind_mode(&binding, &[], mode),
+            None => Self::local(mode),
+        }
+    }
+
+    fn local(mode: GaugeMode) -> Self {
+        Self {
+            value: GaugeValue::Local(Arc::new(ShardedCells::new(1))),
+            mode,
+        }
+    }
+
+    fn bind_mode(binding: &Binding, labels: &[(String, String)], mode: GaugeMode) -> Self {
+        match binding.value(FileKind::Gauge(mode), "", labels) {
+            Some(value) => Self {
+                value: GaugeValue::Mapped(value),
+                mode,
+            },
+            None => Self::local(mode),
+        }
+    }
+
+    /// How the processes' values combine in multi-process mode.
+    pub fn mode(&self) -> GaugeMode {
+        self.mode
+    }
+
     /// Adds one.
     pub fn inc(&self) {
         self.add(1);
@@ -35,17 +89,67 @@ impl Gauge {
 
     /// Adds `delta`, which may be negative.
     pub fn add(&self, delta: i64) {
-        self.value.fetch_add(delta, Ordering::Relaxed);
+        self.add_in(shard::current(), delta);
     }
 
-    /// Replaces the value.
-    pub fn set(&self, value: i64) {
-        self.value.store(value, Ordering::Relaxed);
+    /// Adds `delta` in shard `shard` (the caller's, looked up once per request).
+    pub(crate) fn add_in(&self, shard: usize, delta: i64) {
+        match &self.value {
+            GaugeValue::Local(value) => value.add(shard, 0, delta as u64),
+            GaugeValue::Mapped(value) => {
+                value.add(delta as f64);
+                self.touch(value);
+            }
+        }
     }
 
-    /// The current value.
+    /// Replaces the value (see the type's docs for sets racing other changes).
+    pub fn set(&self, new: i64) {
+        match &self.value {
+            // Adds the difference, so adds of other threads meanwhile are kept.
+            GaugeValue::Local(value) => value.add(
+                shard::current(),
+                0,
+                new.wrapping_sub(value.sum(0) as i64) as u64,
+            ),
+            GaugeValue::Mapped(value) => {
+                value.set(new as f64);
+                self.touch(value);
+            }
+        }
+    }
+
+    /// The current value (of this process, in multi-process mode).
     pub fn get(&self) -> i64 {
-        self.value.load(Ordering::Relaxed)
+        match &self.value {
+            GaugeValue::Local(value) => value.sum(0) as i64,
+            GaugeValue::Mapped(value) => value.get() as i64,
+        }
+    }
+
+    /// Records when the value changed, for the most-recent modes.
+    fn touch(&self, value: &MappedValue) {
+        if self.mode.is_most_recent() {
+            let now = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0.0, |elapsed| elapsed.as_secs_f64());
+            value.set_timestamp(now);
+        }
+    }
+}
+
+impl Bind for Gauge {
+    fn bind_like(&self, binding: &Binding, labels: &[(String, String)]) -> Self {
+        Self::bind_mode(binding, labels, self.mode)
+    }
+}
+
+impl fmt::Debug for Gauge {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Gauge")
+            .field("value", &self.get())
+            .field("mode", &self.mode)
+            .finish()
     }
 }
 

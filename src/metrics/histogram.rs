@@ -1,11 +1,14 @@
 //! A histogram with fixed bucket bounds.
 
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use prometheus_client::encoding::{EncodeMetric, MetricEncoder, NoLabelSet};
 use prometheus_client::metrics::{MetricType, TypedMetric};
+
+use super::series::Bind;
+use super::shard::{self, ShardedCells};
+use crate::multiprocess::{go_float, Binding, FileKind, MappedValue};
 
 /// Upper bounds of a histogram's buckets, ascending and finite; the `+Inf` bucket is
 /// implicit. Cheap to clone: the histograms of a family share one list.
@@ -127,69 +130,124 @@ pub struct Histogram {
 
 struct HistogramState {
     buckets: Buckets,
-    /// One count per bound plus `+Inf`, not cumulative.
-    counts: Box<[AtomicU64]>,
-    sum_bits: AtomicU64,
+    values: HistogramValues,
+}
+
+enum HistogramValues {
+    /// One count per bound plus `+Inf` (not cumulative), then the sum's `f64` bits.
+    Local(ShardedCells),
+    /// The `_bucket` entries (one per bound plus `+Inf`, not cumulative, as Python
+    /// stores them) and the `_sum` entry.
+    Mapped {
+        counts: Box<[MappedValue]>,
+        sum: MappedValue,
+    },
 }
 
 impl Histogram {
     /// A histogram with these buckets.
     pub fn new(buckets: Buckets) -> Self {
-        let counts = (0..=buckets.bounds.len())
-            .map(|_| AtomicU64::new(0))
+        match Binding::claim() {
+            Some(binding) => Self::bind(buckets, &binding, &[]),
+            None => Self::local(buckets),
+        }
+    }
+
+    fn local(buckets: Buckets) -> Self {
+        let cells = ShardedCells::new(buckets.bounds.len() + 2);
+        Self::with_values(buckets, HistogramValues::Local(cells))
+    }
+
+    fn bind(buckets: Buckets, binding: &Binding, labels: &[(String, String)]) -> Self {
+        let bucket = |bound: f64| {
+            let mut with_le = labels.to_vec();
+            with_le.push(("le".to_string(), go_float(bound)));
+            binding.value(FileKind::Histogram, "_bucket", &with_le)
+        };
+        let counts: Option<Box<[MappedValue]>> = buckets
+            .bounds
+            .iter()
+            .copied()
+            .chain(std::iter::once(f64::INFINITY))
+            .map(bucket)
             .collect();
+        let sum = binding.value(FileKind::Histogram, "_sum", labels);
+        match (counts, sum) {
+            (Some(counts), Some(sum)) => {
+                Self::with_values(buckets, HistogramValues::Mapped { counts, sum })
+            }
+            _ => Self::local(buckets),
+        }
+    }
+
+    fn with_values(buckets: Buckets, values: HistogramValues) -> Self {
         Self {
-            state: Arc::new(HistogramState {
-                buckets,
-                counts,
-                sum_bits: AtomicU64::new(0f64.to_bits()),
-            }),
+            state: Arc::new(HistogramState { buckets, values }),
         }
     }
 
     /// Records one observation.
     pub fn observe(&self, value: f64) {
+        self.observe_in(shard::current(), value);
+    }
+
+    /// Records one observation in shard `shard` (the caller's, looked up once per
+    /// request).
+    pub(crate) fn observe_in(&self, shard: usize, value: f64) {
         let state = &*self.state;
         let bucket = if value.is_nan() {
             state.buckets.bounds.len()
         } else {
             state.buckets.bounds.partition_point(|bound| *bound < value)
         };
-        if let Some(count) = state.counts.get(bucket) {
-            count.fetch_add(1, Ordering::Relaxed);
-        }
-        let mut current = state.sum_bits.load(Ordering::Relaxed);
-        loop {
-            let next = (f64::from_bits(current) + value).to_bits();
-            match state.sum_bits.compare_exchange_weak(
-                current,
-                next,
-                Ordering::Relaxed,
-                Ordering::Relaxed,
-            ) {
-                Ok(_) => break,
-                Err(actual) => current = actual,
+        match &state.values {
+            HistogramValues::Local(cells) => {
+                cells.add(shard, bucket, 1);
+                cells.add_f64(shard, state.buckets.bounds.len() + 1, value);
+            }
+            HistogramValues::Mapped { counts, sum } => {
+                if let Some(count) = counts.get(bucket) {
+                    count.add(1.0);
+                }
+                sum.add(value);
             }
         }
     }
 
-    /// Number of observations.
-    pub fn count(&self) -> u64 {
-        self.state
-            .counts
-            .iter()
-            .map(|c| c.load(Ordering::Relaxed))
-            .sum()
+    /// Counts per bucket (not cumulative), the last one `+Inf`.
+    fn bucket_counts(&self) -> Vec<u64> {
+        match &self.state.values {
+            HistogramValues::Local(cells) => (0..=self.state.buckets.bounds.len())
+                .map(|i| cells.sum(i))
+                .collect(),
+            HistogramValues::Mapped { counts, .. } => {
+                counts.iter().map(|c| c.get() as u64).collect()
+            }
+        }
     }
 
-    /// Sum of the observations.
+    /// Number of observations (of this process, in multi-process mode).
+    pub fn count(&self) -> u64 {
+        self.bucket_counts().iter().sum()
+    }
+
+    /// Sum of the observations (of this process, in multi-process mode).
     pub fn sum(&self) -> f64 {
-        f64::from_bits(self.state.sum_bits.load(Ordering::Relaxed))
+        match &self.state.values {
+            HistogramValues::Local(cells) => cells.sum_f64(self.state.buckets.bounds.len() + 1),
+            HistogramValues::Mapped { sum, .. } => sum.get(),
+        }
     }
 
     /// The bucket bounds.
     pub fn buckets(&self) -> &Buckets {
         &self.state.buckets
+    }
+}
+
+impl Bind for Histogram {
+    fn bind_like(&self, binding: &Binding, labels: &[(String, String)]) -> Self {
+        Self::bind(self.state.buckets.clone(), binding, labels)
     }
 }
 
@@ -209,15 +267,15 @@ impl TypedMetric for Histogram {
 
 impl EncodeMetric for Histogram {
     fn encode(&self, mut encoder: MetricEncoder<'_>) -> Result<(), std::fmt::Error> {
-        let state = &*self.state;
         // Counts are read once, so the buckets and `_count` agree with each other.
-        let buckets: Vec<(f64, u64)> = state
+        let buckets: Vec<(f64, u64)> = self
+            .state
             .buckets
             .bounds
             .iter()
             .copied()
             .chain(std::iter::once(f64::INFINITY))
-            .zip(state.counts.iter().map(|c| c.load(Ordering::Relaxed)))
+            .zip(self.bucket_counts())
             .collect();
         let count = buckets.iter().map(|(_, c)| c).sum();
         encoder.encode_histogram::<NoLabelSet>(self.sum(), count, &buckets, None)

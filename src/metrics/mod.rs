@@ -11,10 +11,13 @@ mod counter;
 mod family;
 mod gauge;
 mod histogram;
+mod series;
+pub(crate) mod shard;
 mod table;
 
 pub use counter::Counter;
-pub use family::{Family, DEFAULT_MAX_SERIES, OVERFLOW_LABEL};
+pub use family::{Family, Labels, DEFAULT_MAX_SERIES, OVERFLOW_LABEL};
 pub use gauge::Gauge;
 pub use histogram::{Buckets, Histogram, InvalidBuckets};
+pub use series::SeriesMetric;
 pub(crate) use table::Table;

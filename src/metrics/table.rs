@@ -9,10 +9,11 @@
 //! entry is found. Entries are never removed: the families that use the table cap
 //! their size, which bounds the memory.
 
-use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hash};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock, PoisonError};
+
+use crate::hash::FastHashBuilder;
 
 /// Slots in the first array; each further array doubles it.
 const FIRST_LEVEL_SLOTS: usize = 8;
@@ -28,7 +29,7 @@ struct Entry<K, V> {
 type Level<K, V> = Box<[OnceLock<Entry<K, V>>]>;
 
 pub(crate) struct Table<K, V> {
-    hasher: RandomState,
+    hasher: FastHashBuilder,
     levels: [OnceLock<Level<K, V>>; MAX_LEVELS],
     current: AtomicUsize,
     /// Number of entries; held while inserting or growing.
@@ -47,14 +48,14 @@ impl<K: Clone, V: Clone> Table<K, V> {
         let levels: [OnceLock<Level<K, V>>; MAX_LEVELS] = std::array::from_fn(|_| OnceLock::new());
         let _ = levels[0].set(empty_level(FIRST_LEVEL_SLOTS));
         Self {
-            hasher: RandomState::new(),
+            hasher: FastHashBuilder::default(),
             levels,
             current: AtomicUsize::new(0),
             writer: Mutex::new(0),
         }
     }
 
-    /// The hash of `key` under this table's (randomly keyed) hasher.
+    /// The hash of `key` under this table's (randomly seeded) hasher.
     pub(crate) fn hash<Q: Hash + ?Sized>(&self, key: &Q) -> u64 {
         self.hasher.hash_one(key)
     }

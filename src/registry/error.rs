@@ -63,6 +63,14 @@ pub enum RegistryError {
         /// Why it cannot be included.
         reason: &'static str,
     },
+    /// Multi-process mode was asked for (`PROMETHEUS_MULTIPROC_DIR` or
+    /// [`MetricsRegistry::multiprocess_dir`](crate::MetricsRegistry::multiprocess_dir)) but
+    /// cannot start, for example because the directory is missing or not writable.
+    #[error("multi-process mode cannot start: {message}")]
+    Multiprocess {
+        /// What went wrong.
+        message: String,
+    },
     /// An earlier initialisation of this registry failed, so it holds no metrics.
     #[error("the registry failed to initialize: {0}")]
     InitFailed(Box<RegistryError>),

@@ -50,10 +50,13 @@ mod provider;
 use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use prometheus_client::registry::{Registry, Unit};
 
+use crate::multiprocess::{self, Aggregator, MultiprocessSetting};
+use crate::process::ProcessCollector;
 pub(crate) use collector::Collectors;
 use collector::{Collector, CollectorErrors, COLLECTOR_ERRORS};
 pub use collector::{CollectorError, CollectorResult};
@@ -67,6 +70,23 @@ use provider::{Provider, StoredMetric};
 #[derive(Clone, Default)]
 pub struct MetricsRegistry {
     shared: Arc<Mutex<State>>,
+    settings: Arc<Mutex<Settings>>,
+}
+
+/// Choices made before initialisation, that take effect at it.
+#[derive(Clone, Debug)]
+struct Settings {
+    multiprocess: MultiprocessSetting,
+    process_metrics: bool,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            multiprocess: MultiprocessSetting::default(),
+            process_metrics: true,
+        }
+    }
 }
 
 enum State {
@@ -133,9 +153,7 @@ impl MetricsRegistry {
         M: prometheus_client::registry::Metric + Clone,
         F: FnOnce() -> M + Send + 'static,
     {
-        self.declare(name.into(), |_| {
-            DeclarationKind::Provider(Provider::new(help.into(), None, provide))
-        })
+        self.declare_provider(name.into(), help.into(), None, provide, true)
     }
 
     /// Like [`provider`](Self::provider), with a unit. The exposed name ends with the
@@ -151,8 +169,26 @@ impl MetricsRegistry {
         M: prometheus_client::registry::Metric + Clone,
         F: FnOnce() -> M + Send + 'static,
     {
-        self.declare(name.into(), |_| {
-            DeclarationKind::Provider(Provider::new(help.into(), Some(unit), provide))
+        self.declare_provider(name.into(), help.into(), Some(unit), provide, true)
+    }
+
+    /// Declares a provider; `replace` says whether it replaces an earlier declaration
+    /// of the name or yields to it.
+    fn declare_provider<M, F>(
+        &self,
+        name: String,
+        help: String,
+        unit: Option<Unit>,
+        provide: F,
+        replace: bool,
+    ) -> Result<(), RegistryError>
+    where
+        M: prometheus_client::registry::Metric + Clone,
+        F: FnOnce() -> M + Send + 'static,
+    {
+        self.declare(name, |existing| match existing {
+            Some(existing) if !replace => existing,
+            _ => DeclarationKind::Provider(Provider::new(help, unit, provide)),
         })
     }
 
@@ -290,6 +326,45 @@ impl MetricsRegistry {
         self.names(false)
     }
 
+    /// Turns on multi-process mode with the files in `dir`, whatever
+    /// `PROMETHEUS_MULTIPROC_DIR` says; see [`crate::multiprocess`].
+    /// The directory is checked when the registry is initialised.
+    pub fn multiprocess_dir(&self, dir: impl Into<PathBuf>) -> Result<(), RegistryError> {
+        let dir = dir.into();
+        self.configure("multi-process mode", |settings| {
+            settings.multiprocess = MultiprocessSetting::Dir(dir)
+        })
+    }
+
+    /// Keeps every value in this process, even when `PROMETHEUS_MULTIPROC_DIR` is set.
+    pub fn single_process(&self) -> Result<(), RegistryError> {
+        self.configure("multi-process mode", |settings| {
+            settings.multiprocess = MultiprocessSetting::Off
+        })
+    }
+
+    /// Leaves out the standard `process_*` metrics (on by default on Linux, as in Go's
+    /// and Python's clients; see [`crate::process`]).
+    pub fn without_process_metrics(&self) -> Result<(), RegistryError> {
+        self.configure("process metrics", |settings| {
+            settings.process_metrics = false
+        })
+    }
+
+    /// Changes a setting, which only initialisation reads.
+    fn configure(
+        &self,
+        what: &str,
+        change: impl FnOnce(&mut Settings),
+    ) -> Result<(), RegistryError> {
+        let root = self.root();
+        if root.is_initialized() {
+            return Err(RegistryError::AlreadyInitialized { name: what.into() });
+        }
+        change(&mut root.settings.lock().unwrap_or_else(PoisonError::into_inner));
+        Ok(())
+    }
+
     /// Whether the providers have run.
     pub fn is_initialized(&self) -> bool {
         matches!(&*lock(&self.root().shared), State::Initialized(_))
@@ -308,11 +383,7 @@ impl MetricsRegistry {
         M: prometheus_client::registry::Metric + Clone,
         F: FnOnce() -> M + Send + 'static,
     {
-        self.declare(name.to_string(), |existing| {
-            existing.unwrap_or_else(|| {
-                DeclarationKind::Provider(Provider::new(help.to_string(), unit, provide))
-            })
-        })
+        self.declare_provider(name.to_string(), help.to_string(), unit, provide, false)
     }
 
     /// Runs the providers, once: later calls return the same result.
@@ -325,7 +396,12 @@ impl MetricsRegistry {
             State::Declaring(declarations) => std::mem::take(declarations),
             State::Included(_) => unreachable_root(),
         };
-        match initialize(declarations) {
+        let settings = root
+            .settings
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        match initialize(declarations, settings) {
             Ok(initialized) => {
                 let initialized = Arc::new(initialized);
                 *state = State::Initialized(Arc::clone(&initialized));
@@ -452,8 +528,27 @@ pub(crate) fn is_valid_name(name: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
 }
 
-fn initialize(declarations: Vec<Declaration>) -> Result<Initialized, RegistryError> {
+fn initialize(
+    declarations: Vec<Declaration>,
+    settings: Settings,
+) -> Result<Initialized, RegistryError> {
     let mut registry = Registry::default();
+    if settings.process_metrics && cfg!(target_os = "linux") {
+        registry.register_collector(Box::new(ProcessCollector));
+    }
+    let store = match settings.multiprocess.dir() {
+        Some(dir) => {
+            Some(
+                multiprocess::start(&dir).map_err(|error| RegistryError::Multiprocess {
+                    message: error.to_string(),
+                })?,
+            )
+        }
+        None => None,
+    };
+    if let Some(store) = &store {
+        registry.register_collector(Box::new(Aggregator::new(Arc::clone(store))));
+    }
     let collector_errors = CollectorErrors::default();
     let mut exposed = std::collections::HashSet::new();
     let mut metrics = HashMap::new();
@@ -474,7 +569,13 @@ fn initialize(declarations: Vec<Declaration>) -> Result<Initialized, RegistryErr
     for Declaration { name, kind } in all {
         match kind {
             DeclarationKind::Provider(provider) => {
-                let built = provider.build(&name)?;
+                let built = provider.build(&name, store.as_ref())?;
+                if store.is_some() && !built.in_files() && name != COLLECTOR_ERRORS {
+                    eprintln!(
+                        "tower-prometheus: metric `{name}` is not one of this crate's metric types, so in \
+                         multi-process mode each process serves only its own values of it"
+                    );
+                }
                 let exposition_name = built.exposition_name();
                 if !exposed.insert(exposition_name.clone()) {
                     return Err(RegistryError::Duplicate {

@@ -2,11 +2,13 @@
 
 use std::any::Any;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
 
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::{Metric, Registry, Unit};
 
 use super::RegistryError;
+use crate::multiprocess::{Binding, ProcessStore};
 
 /// A declared provider, not yet run.
 pub(crate) struct Provider {
@@ -21,8 +23,6 @@ impl Provider {
         M: Metric + Clone,
         F: FnOnce() -> M + Send + 'static,
     {
-        // prometheus-client ends every help text with a full stop of its own.
-        let help = help.strip_suffix('.').map(str::to_string).unwrap_or(help);
         Self {
             help,
             unit,
@@ -30,13 +30,26 @@ impl Provider {
         }
     }
 
-    /// Runs the provider; a panic becomes [`RegistryError::ProviderPanicked`].
-    pub(crate) fn build(self, name: &str) -> Result<BuiltMetric, RegistryError> {
-        let metric = catch_unwind(AssertUnwindSafe(self.make)).map_err(|_| {
-            RegistryError::ProviderPanicked {
-                name: name.to_string(),
+    /// Runs the provider; a panic becomes [`RegistryError::ProviderPanicked`]. With a
+    /// multi-process store, the metric is offered a place in the files.
+    pub(crate) fn build(
+        self,
+        name: &str,
+        store: Option<&Arc<ProcessStore>>,
+    ) -> Result<BuiltMetric, RegistryError> {
+        let make = self.make;
+        let run = || match store {
+            Some(store) => {
+                let names = [MetricType::Counter, MetricType::Gauge]
+                    .map(|metric_type| family_name(name, metric_type, self.unit.as_ref()));
+                Binding::new(Arc::clone(store), names, &self.help).offer(make)
             }
-        })?;
+            None => (make(), false),
+        };
+        let (metric, in_files) =
+            catch_unwind(AssertUnwindSafe(run)).map_err(|_| RegistryError::ProviderPanicked {
+                name: name.to_string(),
+            })?;
         let base = base_name(name, metric.metric_type(), self.unit.as_ref());
         if base.is_empty() {
             return Err(RegistryError::InvalidName { name: name.into() });
@@ -46,8 +59,20 @@ impl Provider {
             help: self.help,
             unit: self.unit,
             metric,
+            in_files,
         })
     }
+}
+
+/// The family name as the multi-process files write it: with the unit, without the
+/// type's suffix.
+fn family_name(name: &str, metric_type: MetricType, unit: Option<&Unit>) -> String {
+    let mut family = base_name(name, metric_type, unit);
+    if let Some(unit) = unit {
+        family.push('_');
+        family.push_str(unit.as_str());
+    }
+    family
 }
 
 /// The name without the suffixes the encoders append (the unit, and `_total` for
@@ -75,6 +100,9 @@ pub(crate) struct BuiltMetric {
     help: String,
     unit: Option<Unit>,
     metric: Box<dyn Registrable>,
+    /// Whether the values live in the multi-process files, which the aggregator
+    /// encodes, rather than in this process alone.
+    in_files: bool,
 }
 
 impl BuiltMetric {
@@ -91,14 +119,26 @@ impl BuiltMetric {
         exposed
     }
 
-    /// Registers the metric under `name` and keeps a handle for `get`.
+    /// Whether the values live in the multi-process files.
+    pub(crate) fn in_files(&self) -> bool {
+        self.in_files
+    }
+
+    /// Registers the metric (unless the files hold it) and keeps a handle for `get`.
     pub(crate) fn register(self, registry: &mut Registry) -> StoredMetric {
         let stored = StoredMetric {
             handle: self.metric.handle(),
             type_name: self.metric.type_name(),
         };
-        self.metric
-            .register(registry, self.base, self.help, self.unit);
+        if !self.in_files {
+            // prometheus-client ends every help text with a full stop of its own.
+            let help = self
+                .help
+                .strip_suffix('.')
+                .unwrap_or(&self.help)
+                .to_string();
+            self.metric.register(registry, self.base, help, self.unit);
+        }
         stored
     }
 }

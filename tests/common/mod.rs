@@ -237,15 +237,112 @@ pub fn require_tool(program: &str, why: &str) -> Option<PathBuf> {
             .find(|candidate| candidate.is_file())
     });
     if found.is_none() {
-        let required = std::env::var("TOWER_PROMETHEUS_REQUIRE_TOOLS").is_ok_and(|v| v == "1");
-        assert!(
-            !required,
-            "`{program}` is required (TOWER_PROMETHEUS_REQUIRE_TOOLS=1) but not on PATH; it is needed to {why}"
-        );
-        eprintln!("SKIPPED: `{program}` is not on PATH; it is needed to {why}. Install it, or set TOWER_PROMETHEUS_REQUIRE_TOOLS=1 to make this a failure.");
+        skip(&format!(
+            "`{program}` is not on PATH; it is needed to {why}"
+        ));
     }
     found
 }
 
+/// A Python interpreter with PyPI's `prometheus-client`: `TOWER_PROMETHEUS_PYTHON`, or
+/// `python3` if it can import the package; `None` after printing why the test skips.
+pub fn require_python_client(why: &str) -> Option<PathBuf> {
+    let candidate = std::env::var_os("TOWER_PROMETHEUS_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("python3"));
+    let works = std::process::Command::new(&candidate)
+        .args(["-c", "import prometheus_client"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success());
+    if works {
+        return Some(candidate);
+    }
+    skip(&format!(
+        "no Python with the `prometheus-client` package (set TOWER_PROMETHEUS_PYTHON to one); it is needed to {why}"
+    ));
+    None
+}
+
+/// Prints why a test skips, or fails it under `TOWER_PROMETHEUS_REQUIRE_TOOLS=1`.
+fn skip(reason: &str) {
+    let required = std::env::var("TOWER_PROMETHEUS_REQUIRE_TOOLS").is_ok_and(|v| v == "1");
+    assert!(
+        !required,
+        "required by TOWER_PROMETHEUS_REQUIRE_TOOLS=1: {reason}"
+    );
+    eprintln!("SKIPPED: {reason}. Install it, or set TOWER_PROMETHEUS_REQUIRE_TOOLS=1 to make this a failure.");
+}
+
+/// A fresh directory under the system's temporary directory, removed on drop.
+pub struct TempDir {
+    path: PathBuf,
+}
+
+impl TempDir {
+    pub fn new(purpose: &str) -> Self {
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let unique = format!(
+            "tower-prometheus-{purpose}-{}-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos())
+        );
+        let path = std::env::temp_dir().join(unique);
+        std::fs::create_dir_all(&path).expect("temporary directory created");
+        Self { path }
+    }
+
+    pub fn path(&self) -> &std::path::Path {
+        &self.path
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
+
 /// A handler result that never fails, for `service_fn`.
 pub type Never = Infallible;
+
+/// An inner service for direct (no network) tests: answers at once, with the status
+/// found in the request's extensions (200 without one).
+pub fn answer_with_requested_status<B>(
+    request: Request<B>,
+) -> std::future::Ready<Result<Response<Full<Bytes>>, Infallible>> {
+    let status = request
+        .extensions()
+        .get::<StatusCode>()
+        .copied()
+        .unwrap_or(StatusCode::OK);
+    let mut response = Response::new(Full::new(Bytes::from_static(b"body")));
+    *response.status_mut() = status;
+    std::future::ready(Ok(response))
+}
+
+/// Runs one request through `service` to the end of its body, polling with a no-op
+/// waker: every future of these services is ready at once. Returns the status.
+pub fn drive<S, ReqBody, B>(service: &mut S, request: Request<ReqBody>) -> StatusCode
+where
+    S: tower::Service<Request<ReqBody>, Response = Response<B>, Error = Infallible>,
+    B: http_body::Body,
+{
+    use std::task::{Context, Poll, Waker};
+    let mut cx = Context::from_waker(Waker::noop());
+    assert!(service.poll_ready(&mut cx).is_ready());
+    let mut future = std::pin::pin!(service.call(request));
+    let Poll::Ready(Ok(response)) = future.as_mut().poll(&mut cx) else {
+        panic!("the inner service answers at once");
+    };
+    let status = response.status();
+    let mut body = std::pin::pin!(response.into_body());
+    while let Poll::Ready(Some(frame)) = body.as_mut().poll_frame(&mut cx) {
+        assert!(frame.is_ok());
+    }
+    status
+}

@@ -1,0 +1,139 @@
+//! Per-thread shards of atomic values, so threads that record into the same series do
+//! not write the same cache line.
+//!
+//! Each thread is given a shard index once; a value is the sum of its shards. Reads
+//! (scrapes) add the shards up; writes touch only the writer's shard.
+
+use std::cell::Cell;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::OnceLock;
+
+/// Values per cache line.
+const LINE: usize = 8;
+/// Most shards a value has, whatever the machine.
+const MAX_SHARDS: usize = 16;
+
+/// One cache line of values.
+#[repr(align(64))]
+#[derive(Default)]
+pub(crate) struct Line(pub(crate) [AtomicU64; LINE]);
+
+/// Number of shards: the machine's parallelism as a power of two, at most 16.
+pub(crate) fn count() -> usize {
+    static COUNT: OnceLock<usize> = OnceLock::new();
+    *COUNT.get_or_init(|| {
+        std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .next_power_of_two()
+            .min(MAX_SHARDS)
+    })
+}
+
+/// The shard of the current thread.
+pub(crate) fn current() -> usize {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    thread_local! {
+        static INDEX: Cell<usize> = const { Cell::new(usize::MAX) };
+    }
+    INDEX.with(|index| {
+        if index.get() == usize::MAX {
+            index.set(NEXT.fetch_add(1, Ordering::Relaxed));
+        }
+        index.get() & (count() - 1)
+    })
+}
+
+/// Adds `amount` to the `f64` whose bits `cell` holds: one compare-and-swap when no
+/// other writer interferes.
+pub(crate) fn add_f64(cell: &AtomicU64, amount: f64) {
+    let mut current = cell.load(Ordering::Relaxed);
+    loop {
+        let next = (f64::from_bits(current) + amount).to_bits();
+        match cell.compare_exchange_weak(current, next, Ordering::Relaxed, Ordering::Relaxed) {
+            Ok(_) => return,
+            Err(actual) => current = actual,
+        }
+    }
+}
+
+/// `width` values, each kept as one cell per shard; a shard's cells share lines only
+/// with each other.
+pub(crate) struct ShardedCells {
+    width: usize,
+    lines_per_shard: usize,
+    lines: Box<[Line]>,
+}
+
+impl ShardedCells {
+    pub(crate) fn new(width: usize) -> Self {
+        let lines_per_shard = width.div_ceil(LINE).max(1);
+        Self {
+            width,
+            lines_per_shard,
+            lines: (0..lines_per_shard * count())
+                .map(|_| Line::default())
+                .collect(),
+        }
+    }
+
+    fn cell(&self, shard: usize, index: usize) -> &AtomicU64 {
+        &self.lines[shard * self.lines_per_shard + index / LINE].0[index % LINE]
+    }
+
+    /// Shard `shard`'s cell of value `index`.
+    fn shard_cell(&self, shard: usize, index: usize) -> &AtomicU64 {
+        self.cell(
+            shard & (count() - 1),
+            index.min(self.width.saturating_sub(1)),
+        )
+    }
+
+    /// Adds to value `index` (an integer) in shard `shard`.
+    pub(crate) fn add(&self, shard: usize, index: usize, amount: u64) {
+        self.shard_cell(shard, index)
+            .fetch_add(amount, Ordering::Relaxed);
+    }
+
+    /// Adds to value `index`, kept as the bits of an `f64`, in shard `shard`.
+    pub(crate) fn add_f64(&self, shard: usize, index: usize, amount: f64) {
+        add_f64(self.shard_cell(shard, index), amount);
+    }
+
+    /// Value `index` (an integer, wrapping): the sum of its shards.
+    pub(crate) fn sum(&self, index: usize) -> u64 {
+        (0..count())
+            .map(|shard| self.cell(shard, index).load(Ordering::Relaxed))
+            .fold(0u64, u64::wrapping_add)
+    }
+
+    /// Value `index`, kept as `f64` bits: the sum of its shards.
+    pub(crate) fn sum_f64(&self, index: usize) -> f64 {
+        (0..count())
+            .map(|shard| f64::from_bits(self.cell(shard, index).load(Ordering::Relaxed)))
+            .sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_are_the_sum_of_every_threads_adds() {
+        let cells = ShardedCells::new(3);
+        std::thread::scope(|scope| {
+            for _ in 0..8 {
+                scope.spawn(|| {
+                    for _ in 0..1000 {
+                        cells.add(current(), 0, 1);
+                        cells.add(current(), 2, 2);
+                        cells.add_f64(current(), 1, 0.5);
+                    }
+                });
+            }
+        });
+        assert_eq!(cells.sum(0), 8000);
+        assert_eq!(cells.sum(2), 16000);
+        assert_eq!(cells.sum_f64(1), 4000.0);
+    }
+}

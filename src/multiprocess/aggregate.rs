@@ -1,0 +1,583 @@
+//! The scrape side: every process's files, summed as Python's `MultiProcessCollector`
+//! does, and encoded through prometheus-client.
+//!
+//! Keys never change once written, so each file is parsed once: later scrapes parse
+//! only entries appended since, and read values at known offsets.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, NoLabelSet};
+use prometheus_client::metrics::exemplar::Exemplar;
+use prometheus_client::metrics::MetricType;
+
+use super::file::{parse_entries, ReadableFile};
+use super::key;
+use super::store::{is_alive, ProcessStore};
+use super::GaugeMode;
+use crate::hash::FastHashBuilder;
+
+/// Name of the gauge of files skipped at the last scrape (corrupt, truncated, unreadable).
+pub const SKIPPED_FILES: &str = "tower_prometheus_multiprocess_skipped_files";
+/// Name of the counter of values this process could not place in its files.
+pub const WRITE_ERRORS: &str = "tower_prometheus_multiprocess_write_errors";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum FileType {
+    Counter,
+    Gauge(GaugeMode),
+    Histogram,
+}
+
+impl FileType {
+    fn family_type(self) -> FamilyType {
+        match self {
+            FileType::Counter => FamilyType::Counter,
+            FileType::Gauge(_) => FamilyType::Gauge,
+            FileType::Histogram => FamilyType::Histogram,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum FamilyType {
+    Counter,
+    Gauge,
+    Histogram,
+}
+
+/// What a file's name says: its type and the pid of the process that wrote it.
+fn parse_file_name(name: &str) -> Option<(FileType, &str)> {
+    let stem = name.strip_suffix(".db")?;
+    let mut parts = stem.split('_');
+    let file_type = match parts.next()? {
+        "counter" => FileType::Counter,
+        "histogram" => FileType::Histogram,
+        "gauge" => FileType::Gauge(GaugeMode::from_name(parts.next()?)?),
+        _ => return None,
+    };
+    let pid = parts.next()?;
+    parts.next().is_none().then_some((file_type, pid))
+}
+
+/// A series as its key names it; the same in every file.
+type SeriesId = usize;
+
+struct SeriesInfo {
+    family: usize,
+    role: Role,
+}
+
+enum Role {
+    /// A counter's `_total` or a gauge's value, with its labels.
+    Value(Vec<(String, String)>),
+    /// A histogram bucket, listed in its group.
+    Bucket,
+    /// A histogram's `_sum`, named by its group.
+    Sum,
+    /// A sample this crate does not aggregate (for example `_created`).
+    Ignored,
+}
+
+struct FamilyInfo {
+    name: String,
+    help: String,
+    family_type: FamilyType,
+    series: Vec<SeriesId>,
+    groups: Vec<usize>,
+}
+
+/// The series of one histogram that share labels (all but `le`).
+struct HistogramGroup {
+    labels: Vec<(String, String)>,
+    /// Bucket series, kept sorted by bound as they are interned.
+    buckets: Vec<(f64, SeriesId)>,
+    sum: Option<SeriesId>,
+}
+
+struct CachedFile {
+    file: ReadableFile,
+    identity: (u64, u64),
+    parsed_until: usize,
+    entries: Vec<(SeriesId, usize)>,
+}
+
+#[derive(Default)]
+struct Cache {
+    series_ids: HashMap<(FamilyType, String), SeriesId>,
+    series: Vec<SeriesInfo>,
+    family_ids: HashMap<(FamilyType, String), usize>,
+    families: Vec<FamilyInfo>,
+    group_ids: HashMap<(usize, Vec<(String, String)>), usize>,
+    groups: Vec<HistogramGroup>,
+    /// Key text to series, so the same key in many files is parsed once.
+    keys: HashMap<Box<[u8]>, SeriesId, FastHashBuilder>,
+    files: HashMap<PathBuf, CachedFile>,
+}
+
+/// Per-scrape totals.
+struct Totals {
+    sums: Vec<f64>,
+    seen: Vec<bool>,
+    gauges: Vec<GaugeValue>,
+    gauge_index: HashMap<(SeriesId, Option<String>), usize>,
+    skipped_files: u64,
+}
+
+struct GaugeValue {
+    series: SeriesId,
+    pid: Option<String>,
+    value: f64,
+    timestamp: f64,
+}
+
+/// Reads every process's files on each scrape.
+pub(crate) struct Aggregator {
+    store: Arc<ProcessStore>,
+    cache: Mutex<Cache>,
+}
+
+impl fmt::Debug for Aggregator {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Aggregator")
+            .field("dir", &self.store.dir())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Aggregator {
+    pub(crate) fn new(store: Arc<ProcessStore>) -> Self {
+        Self {
+            store,
+            cache: Mutex::new(Cache::default()),
+        }
+    }
+}
+
+impl Cache {
+    /// The series of a key, parsing (and checking) the key only the first time.
+    fn intern(&mut self, key_bytes: &[u8], file_type: FileType) -> Option<SeriesId> {
+        if let Some(id) = self.keys.get(key_bytes) {
+            return Some(*id);
+        }
+        let parsed = key::decode(std::str::from_utf8(key_bytes).ok()?).ok()?;
+        let family_type = file_type.family_type();
+        let identity = key::encode("", &parsed.sample, &parsed.labels, "");
+        let id = match self.series_ids.get(&(family_type, identity.clone())) {
+            Some(id) => *id,
+            None => {
+                let family = self.family(family_type, &parsed.metric, &parsed.help);
+                let id = self.series.len();
+                let role = self.role(family, family_type, &parsed, id);
+                self.series.push(SeriesInfo { family, role });
+                self.families[family].series.push(id);
+                self.series_ids.insert((family_type, identity), id);
+                id
+            }
+        };
+        self.keys.insert(key_bytes.into(), id);
+        Some(id)
+    }
+
+    fn family(&mut self, family_type: FamilyType, name: &str, help: &str) -> usize {
+        let key = (family_type, name.to_string());
+        if let Some(id) = self.family_ids.get(&key) {
+            return *id;
+        }
+        let id = self.families.len();
+        self.families.push(FamilyInfo {
+            name: name.to_string(),
+            help: help.to_string(),
+            family_type,
+            series: Vec::new(),
+            groups: Vec::new(),
+        });
+        self.family_ids.insert(key, id);
+        id
+    }
+
+    /// The role of the new series `series`; bucket and sum series join their group.
+    fn role(
+        &mut self,
+        family: usize,
+        family_type: FamilyType,
+        parsed: &key::Key,
+        series: SeriesId,
+    ) -> Role {
+        let name = &self.families[family].name;
+        match family_type {
+            FamilyType::Counter if parsed.sample == format!("{name}_total") => {
+                Role::Value(parsed.labels.clone())
+            }
+            FamilyType::Gauge if parsed.sample == *name => Role::Value(parsed.labels.clone()),
+            FamilyType::Histogram if parsed.sample == format!("{name}_bucket") => {
+                let Some(bound) = parsed
+                    .labels
+                    .iter()
+                    .find(|(label, _)| label == "le")
+                    .and_then(|(_, value)| parse_bound(value))
+                else {
+                    return Role::Ignored;
+                };
+                let labels: Vec<_> = parsed
+                    .labels
+                    .iter()
+                    .filter(|(l, _)| l != "le")
+                    .cloned()
+                    .collect();
+                let group = self.group(family, labels);
+                let buckets = &mut self.groups[group].buckets;
+                let at = buckets.partition_point(|(b, _)| *b < bound);
+                buckets.insert(at, (bound, series));
+                Role::Bucket
+            }
+            FamilyType::Histogram if parsed.sample == format!("{name}_sum") => {
+                let group = self.group(family, parsed.labels.clone());
+                self.groups[group].sum = Some(series);
+                Role::Sum
+            }
+            _ => Role::Ignored,
+        }
+    }
+
+    fn group(&mut self, family: usize, labels: Vec<(String, String)>) -> usize {
+        let key = (family, labels);
+        if let Some(id) = self.group_ids.get(&key) {
+            return *id;
+        }
+        let id = self.groups.len();
+        self.groups.push(HistogramGroup {
+            labels: key.1.clone(),
+            buckets: Vec::new(),
+            sum: None,
+        });
+        self.families[family].groups.push(id);
+        self.group_ids.insert(key, id);
+        id
+    }
+
+    /// Brings the cached view of `path` up to date with what its writer appended.
+    fn refresh(&mut self, path: &Path, file_type: FileType) -> Result<(), ()> {
+        let metadata = std::fs::metadata(path).map_err(drop)?;
+        let identity = file_identity(&metadata);
+        let stale = match self.files.get(path) {
+            Some(cached) => {
+                cached.identity.0 != identity.0 || metadata.len() < cached.file.len() as u64
+            }
+            None => true,
+        };
+        if stale {
+            self.files.remove(path);
+        }
+        let mut cached = match self.files.remove(path) {
+            Some(mut cached) if (metadata.len() as usize) > cached.file.len() => {
+                // The writer grew the file: map it again; parsed entries stay valid.
+                cached.file = ReadableFile::open(path).map_err(drop)?;
+                cached
+            }
+            Some(cached) => cached,
+            None => CachedFile {
+                file: ReadableFile::open(path).map_err(drop)?,
+                identity,
+                parsed_until: 8,
+                entries: Vec::new(),
+            },
+        };
+        let mut used = cached.file.used();
+        if used > cached.file.len() {
+            // The writer grew the file after it was mapped: map it again.
+            cached.file = ReadableFile::open(path).map_err(drop)?;
+            used = cached.file.used();
+        }
+        if used < cached.parsed_until {
+            return Err(());
+        }
+        if used > cached.parsed_until {
+            let raw =
+                parse_entries(path, cached.file.data(), cached.parsed_until, used).map_err(drop)?;
+            let mut parsed = Vec::with_capacity(raw.len());
+            for entry in raw {
+                parsed.push((
+                    self.intern(entry.key, file_type).ok_or(())?,
+                    entry.value_offset,
+                ));
+            }
+            cached.entries.extend(parsed);
+            cached.parsed_until = used;
+        }
+        self.files.insert(path.to_path_buf(), cached);
+        Ok(())
+    }
+
+    fn collect(&mut self, dir: &Path) -> Totals {
+        let mut totals = Totals {
+            sums: Vec::new(),
+            seen: Vec::new(),
+            gauges: Vec::new(),
+            gauge_index: HashMap::new(),
+            skipped_files: 0,
+        };
+        let mut names: Vec<String> = match std::fs::read_dir(dir) {
+            Ok(entries) => entries
+                .filter_map(Result::ok)
+                .filter_map(|entry| entry.file_name().into_string().ok())
+                .collect(),
+            Err(_) => {
+                totals.skipped_files += 1;
+                return totals;
+            }
+        };
+        names.sort();
+        let present: Vec<PathBuf> = names.iter().map(|name| dir.join(name)).collect();
+        self.files.retain(|path, _| present.contains(path));
+        for name in &names {
+            let Some((file_type, pid)) = parse_file_name(name) else {
+                continue;
+            };
+            if let FileType::Gauge(mode) = file_type {
+                if mode.is_live() && !pid.parse().is_ok_and(|pid| is_alive(dir, pid)) {
+                    continue;
+                }
+            }
+            let path = dir.join(name);
+            if self.refresh(&path, file_type).is_err() {
+                self.files.remove(&path);
+                totals.skipped_files += 1;
+                continue;
+            }
+            totals.sums.resize(self.series.len(), 0.0);
+            totals.seen.resize(self.series.len(), false);
+            let Some(cached) = self.files.get(&path) else {
+                continue;
+            };
+            for &(series, offset) in &cached.entries {
+                let (value, timestamp) = cached.file.load(offset);
+                totals.seen[series] = true;
+                match file_type {
+                    FileType::Gauge(mode) => {
+                        add_gauge(&mut totals, series, pid, mode, value, timestamp);
+                    }
+                    FileType::Counter | FileType::Histogram => totals.sums[series] += value,
+                }
+            }
+        }
+        totals
+    }
+}
+
+fn add_gauge(
+    totals: &mut Totals,
+    series: SeriesId,
+    pid: &str,
+    mode: GaugeMode,
+    value: f64,
+    timestamp: f64,
+) {
+    let per_process = matches!(mode, GaugeMode::All | GaugeMode::LiveAll);
+    let pid = per_process.then(|| pid.to_string());
+    let slot = (series, pid);
+    match totals.gauge_index.get(&slot) {
+        None => {
+            totals.gauge_index.insert(slot.clone(), totals.gauges.len());
+            totals.gauges.push(GaugeValue {
+                series,
+                pid: slot.1,
+                value,
+                timestamp,
+            });
+        }
+        Some(&index) => {
+            let current = &mut totals.gauges[index];
+            match mode {
+                GaugeMode::Sum | GaugeMode::LiveSum => current.value += value,
+                GaugeMode::Max | GaugeMode::LiveMax => current.value = current.value.max(value),
+                GaugeMode::Min | GaugeMode::LiveMin => current.value = current.value.min(value),
+                GaugeMode::MostRecent | GaugeMode::LiveMostRecent => {
+                    if timestamp > current.timestamp {
+                        current.value = value;
+                        current.timestamp = timestamp;
+                    }
+                }
+                GaugeMode::All | GaugeMode::LiveAll => current.value = value,
+            }
+        }
+    }
+}
+
+#[cfg(unix)]
+fn file_identity(metadata: &std::fs::Metadata) -> (u64, u64) {
+    use std::os::unix::fs::MetadataExt;
+    (metadata.ino(), metadata.dev())
+}
+
+#[cfg(not(unix))]
+fn file_identity(_metadata: &std::fs::Metadata) -> (u64, u64) {
+    (0, 0)
+}
+
+fn parse_bound(text: &str) -> Option<f64> {
+    match text {
+        "+Inf" => Some(f64::INFINITY),
+        "-Inf" => Some(f64::NEG_INFINITY),
+        other => other.parse().ok(),
+    }
+}
+
+impl Collector for Aggregator {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), fmt::Error> {
+        let mut cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
+        let totals = cache.collect(self.store.dir());
+        let cache = &*cache;
+        let mut gauges_by_family: HashMap<usize, Vec<&GaugeValue>> = HashMap::new();
+        for gauge in &totals.gauges {
+            gauges_by_family
+                .entry(cache.series[gauge.series].family)
+                .or_default()
+                .push(gauge);
+        }
+        for (family_id, family) in cache.families.iter().enumerate() {
+            match family.family_type {
+                FamilyType::Counter => {
+                    let present: Vec<_> = family
+                        .series
+                        .iter()
+                        .filter(|id| totals.seen.get(**id).copied().unwrap_or(false))
+                        .filter_map(|id| match &cache.series[*id].role {
+                            Role::Value(labels) => Some((labels, totals.sums[*id])),
+                            _ => None,
+                        })
+                        .collect();
+                    if present.is_empty() {
+                        continue;
+                    }
+                    let mut metric = encoder.encode_descriptor(
+                        &family.name,
+                        &family.help,
+                        None,
+                        MetricType::Counter,
+                    )?;
+                    for (labels, value) in present {
+                        metric
+                            .encode_family(labels)?
+                            .encode_counter::<NoLabelSet, f64, f64>(
+                                &value,
+                                None::<&Exemplar<NoLabelSet, f64>>,
+                            )?;
+                    }
+                }
+                FamilyType::Gauge => {
+                    let Some(values) = gauges_by_family.get(&family_id) else {
+                        continue;
+                    };
+                    let mut metric = encoder.encode_descriptor(
+                        &family.name,
+                        &family.help,
+                        None,
+                        MetricType::Gauge,
+                    )?;
+                    for gauge in values {
+                        let Role::Value(labels) = &cache.series[gauge.series].role else {
+                            continue;
+                        };
+                        let mut labels = labels.clone();
+                        if let Some(pid) = &gauge.pid {
+                            labels.push(("pid".to_string(), pid.clone()));
+                        }
+                        metric.encode_family(&labels)?.encode_gauge(&gauge.value)?;
+                    }
+                }
+                FamilyType::Histogram => {
+                    let seen = |id: &SeriesId| totals.seen.get(*id).copied().unwrap_or(false);
+                    let present =
+                        |group: &&HistogramGroup| group.buckets.iter().any(|(_, id)| seen(id));
+                    let mut groups = family
+                        .groups
+                        .iter()
+                        .map(|g| &cache.groups[*g])
+                        .filter(present)
+                        .peekable();
+                    if groups.peek().is_none() {
+                        continue;
+                    }
+                    let mut metric = encoder.encode_descriptor(
+                        &family.name,
+                        &family.help,
+                        None,
+                        MetricType::Histogram,
+                    )?;
+                    let mut buckets = Vec::new();
+                    for group in groups {
+                        buckets.clear();
+                        buckets.extend(
+                            group
+                                .buckets
+                                .iter()
+                                .filter(|(_, id)| seen(id))
+                                .map(|(bound, id)| {
+                                    (*bound, totals.sums[*id].max(0.0).round() as u64)
+                                }),
+                        );
+                        let count = buckets.iter().map(|(_, c)| c).sum();
+                        let sum = group.sum.filter(seen).map_or(0.0, |id| totals.sums[id]);
+                        metric
+                            .encode_family(&group.labels)?
+                            .encode_histogram::<NoLabelSet>(sum, count, &buckets, None)?;
+                    }
+                }
+            }
+        }
+        encode_own_errors(
+            &mut encoder,
+            totals.skipped_files,
+            self.store.write_errors(),
+        )
+    }
+}
+
+fn encode_own_errors(
+    encoder: &mut DescriptorEncoder<'_>,
+    skipped: u64,
+    write_errors: u64,
+) -> fmt::Result {
+    let metric = encoder.encode_descriptor(
+        SKIPPED_FILES,
+        "Multiprocess files skipped at this scrape because they were corrupt, truncated or unreadable.",
+        None,
+        MetricType::Gauge,
+    )?;
+    prometheus_client::metrics::gauge::ConstGauge::new(skipped as i64).encode(metric)?;
+    let metric = encoder.encode_descriptor(
+        WRITE_ERRORS,
+        "Values this process could not place in its multiprocess files, kept in memory instead.",
+        None,
+        MetricType::Counter,
+    )?;
+    prometheus_client::metrics::counter::ConstCounter::new(write_errors).encode(metric)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_names_as_python_writes_them() {
+        assert_eq!(
+            parse_file_name("counter_12.db"),
+            Some((FileType::Counter, "12"))
+        );
+        assert_eq!(
+            parse_file_name("gauge_livesum_7.db"),
+            Some((FileType::Gauge(GaugeMode::LiveSum), "7"))
+        );
+        assert_eq!(
+            parse_file_name("histogram_3.db"),
+            Some((FileType::Histogram, "3"))
+        );
+        assert_eq!(parse_file_name("gauge_bogus_3.db"), None);
+        assert_eq!(parse_file_name("tower_prometheus_3.lock"), None);
+        assert_eq!(parse_file_name("summary_3.db"), None);
+    }
+}
