@@ -20,10 +20,6 @@ impl MetricsBody {
             inner: Full::new(bytes.into()),
         }
     }
-
-    pub(crate) fn empty() -> Self {
-        Self::default()
-    }
 }
 
 impl Body for MetricsBody {

@@ -11,7 +11,11 @@ use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use tower::Service;
 
 use super::body::MetricsBody;
+use super::compress;
 use super::format::Format;
+use super::guard::{ScrapeGuard, ScrapeRequest};
+use super::limit::ScrapeSlots;
+use super::negotiate;
 use crate::registry::Initialized;
 use crate::{BuildError, MetricsRegistry};
 
@@ -45,6 +49,8 @@ struct EndpointShared {
     path: String,
     registry: MetricsRegistry,
     initialized: Arc<Initialized>,
+    guard: Option<ScrapeGuard>,
+    slots: Arc<ScrapeSlots>,
 }
 
 impl MetricsEndpoint {
@@ -58,6 +64,8 @@ impl MetricsEndpoint {
         MetricsEndpointBuilder {
             registry: registry.clone(),
             path: DEFAULT_PATH.to_string(),
+            guard: None,
+            max_scrapes: None,
         }
     }
 
@@ -82,42 +90,90 @@ impl MetricsEndpoint {
 
     /// The response to a request known to be addressed to this endpoint.
     pub(crate) fn respond<B>(&self, request: &Request<B>) -> EndpointFuture {
-        let method = request.method().clone();
+        let shared = &*self.shared;
+        let scrape = ScrapeRequest {
+            method: request.method(),
+            uri: request.uri(),
+            headers: request.headers(),
+            extensions: request.extensions(),
+        };
+        if shared
+            .guard
+            .as_ref()
+            .is_some_and(|guard| !guard.allows(&scrape))
+        {
+            let mut response = plain_response(StatusCode::UNAUTHORIZED, "unauthorized\n".into());
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"metrics\""),
+            );
+            return EndpointFuture::ready(response);
+        }
+        if !matches!(*request.method(), Method::GET | Method::HEAD) {
+            let mut response = plain_response(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method not allowed: the metrics endpoint answers GET and HEAD\n".into(),
+            );
+            response
+                .headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+            return EndpointFuture::ready(response);
+        }
+        let Some(permit) = shared.slots.acquire() else {
+            let mut response = plain_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "too many scrapes in flight\n".into(),
+            );
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            return EndpointFuture::ready(response);
+        };
+        let format = negotiate::format(request.headers());
+        let gzip = negotiate::accepts_gzip(request.headers());
+        let head = *request.method() == Method::HEAD;
         let endpoint = self.clone();
         EndpointFuture {
-            inner: Box::pin(async move { endpoint.answer(&method).await }),
+            inner: Box::pin(async move {
+                let _permit = permit;
+                endpoint.scrape(format, gzip, head).await
+            }),
         }
     }
 
-    async fn answer(&self, method: &Method) -> Response<MetricsBody> {
-        let format = Format::PrometheusText;
-        match *method {
-            Method::GET => match self.render(format).await {
-                Ok(body) => ok_response(format, MetricsBody::new(body)),
-                Err(error) => plain_response(StatusCode::INTERNAL_SERVER_ERROR, error.to_string()),
-            },
-            Method::HEAD => ok_response(format, MetricsBody::empty()),
-            _ => {
-                let mut response = plain_response(
-                    StatusCode::METHOD_NOT_ALLOWED,
-                    "method not allowed: the metrics endpoint answers GET and HEAD\n".into(),
-                );
-                response
-                    .headers_mut()
-                    .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
-                response
+    /// Answers a scrape; `HEAD` gets the headers without running anything.
+    async fn scrape(&self, format: Format, gzip: bool, head: bool) -> Response<MetricsBody> {
+        let body = if head {
+            Vec::new()
+        } else {
+            match self.render(format).await {
+                Ok(body) => body,
+                Err(error) => {
+                    return plain_response(StatusCode::INTERNAL_SERVER_ERROR, error.to_string())
+                }
             }
+        };
+        // Compression of a buffer in memory cannot fail short of running out of
+        // memory; should it, the plain body is served.
+        let compressed = (gzip && !head)
+            .then(|| compress::gzip(&body))
+            .and_then(Result::ok);
+        let gzipped = compressed.is_some();
+        let mut response = Response::new(MetricsBody::new(compressed.unwrap_or(body)));
+        let headers = response.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(format.content_type()),
+        );
+        headers.insert(
+            header::VARY,
+            HeaderValue::from_static("Accept, Accept-Encoding"),
+        );
+        if gzipped {
+            headers.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
         }
+        response
     }
-}
-
-fn ok_response(format: Format, body: MetricsBody) -> Response<MetricsBody> {
-    let mut response = Response::new(body);
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static(format.content_type()),
-    );
-    response
 }
 
 fn plain_response(status: StatusCode, message: String) -> Response<MetricsBody> {
@@ -152,12 +208,10 @@ impl<B> Service<Request<B>> for MetricsEndpoint {
         if self.matches(&request) {
             return self.respond(&request);
         }
-        EndpointFuture {
-            inner: Box::pin(std::future::ready(plain_response(
-                StatusCode::NOT_FOUND,
-                format!("not found: metrics are served at {}\n", self.shared.path),
-            ))),
-        }
+        EndpointFuture::ready(plain_response(
+            StatusCode::NOT_FOUND,
+            format!("not found: metrics are served at {}\n", self.shared.path),
+        ))
     }
 }
 
@@ -167,12 +221,38 @@ impl<B> Service<Request<B>> for MetricsEndpoint {
 pub struct MetricsEndpointBuilder {
     registry: MetricsRegistry,
     path: String,
+    guard: Option<ScrapeGuard>,
+    max_scrapes: Option<usize>,
 }
 
 impl MetricsEndpointBuilder {
     /// The path to answer on (default [`DEFAULT_PATH`]).
     pub fn path(mut self, path: impl Into<String>) -> Self {
         self.path = path.into();
+        self
+    }
+
+    /// Answers only scrapes with `Authorization: Bearer <token>`; others get
+    /// `401 Unauthorized` with `WWW-Authenticate`.
+    pub fn bearer_token(mut self, token: impl AsRef<str>) -> Self {
+        self.guard = Some(ScrapeGuard::bearer(token.as_ref()));
+        self
+    }
+
+    /// Answers only scrapes for which `allows` returns true; others get
+    /// `401 Unauthorized`. Replaces a bearer token set before.
+    pub fn guard(
+        mut self,
+        allows: impl Fn(&ScrapeRequest<'_>) -> bool + Send + Sync + 'static,
+    ) -> Self {
+        self.guard = Some(ScrapeGuard::new(allows));
+        self
+    }
+
+    /// At most `max` scrapes in flight; more get `503 Service Unavailable` with
+    /// `Retry-After` (unlimited by default, as in Go's promhttp).
+    pub fn max_concurrent_scrapes(mut self, max: usize) -> Self {
+        self.max_scrapes = Some(max);
         self
     }
 
@@ -187,6 +267,8 @@ impl MetricsEndpointBuilder {
                 path: self.path,
                 registry: self.registry,
                 initialized,
+                guard: self.guard,
+                slots: Arc::new(ScrapeSlots::new(self.max_scrapes)),
             }),
         })
     }
@@ -209,6 +291,14 @@ pub struct EndpointFuture {
 impl fmt::Debug for EndpointFuture {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("EndpointFuture").finish_non_exhaustive()
+    }
+}
+
+impl EndpointFuture {
+    fn ready(response: Response<MetricsBody>) -> Self {
+        Self {
+            inner: Box::pin(std::future::ready(response)),
+        }
     }
 }
 

@@ -10,8 +10,11 @@ use tower::Layer;
 use super::families::HttpFamilies;
 use super::route::{RouteFn, RouteResolver, DEFAULT_FALLBACK_ROUTE};
 use super::service::MetricsService;
-use crate::endpoint::{MetricsEndpoint, DEFAULT_PATH};
+use crate::endpoint::{MetricsEndpoint, MetricsEndpointBuilder, DEFAULT_PATH};
 use crate::grpc::{GrpcFamilies, GrpcType, MethodTypes};
+
+/// An option of the endpoint, applied when the layer builds it.
+type EndpointOption = Box<dyn FnOnce(MetricsEndpointBuilder) -> MetricsEndpointBuilder + Send>;
 use crate::metrics::DEFAULT_MAX_SERIES;
 use crate::{BuildError, MetricsRegistry};
 
@@ -64,6 +67,7 @@ impl MetricsLayer {
         MetricsLayerBuilder {
             registry: registry.clone(),
             path: Some(DEFAULT_PATH.to_string()),
+            endpoint_options: Vec::new(),
             route_fn: None,
             fallback_route: DEFAULT_FALLBACK_ROUTE.into(),
             max_series: DEFAULT_MAX_SERIES,
@@ -100,6 +104,7 @@ impl<S> Layer<S> for MetricsLayer {
 pub struct MetricsLayerBuilder {
     registry: MetricsRegistry,
     path: Option<String>,
+    endpoint_options: Vec<EndpointOption>,
     route_fn: Option<Arc<RouteFn>>,
     fallback_route: Arc<str>,
     max_series: usize,
@@ -111,6 +116,27 @@ impl MetricsLayerBuilder {
     /// Serves the endpoint at `path` (default `/metrics`).
     pub fn endpoint_path(mut self, path: impl Into<String>) -> Self {
         self.path = Some(path.into());
+        self
+    }
+
+    /// Sets options of the endpoint (guard, bearer token, scrape limit), for the one
+    /// the layer serves and the one [`MetricsLayer::endpoint`] returns.
+    ///
+    /// ```
+    /// use tower_prometheus::{MetricsLayer, MetricsRegistry};
+    ///
+    /// # fn main() -> Result<(), tower_prometheus::BuildError> {
+    /// let layer = MetricsLayer::builder(&MetricsRegistry::new())
+    ///     .endpoint_options(|endpoint| endpoint.bearer_token("s3cret").max_concurrent_scrapes(4))
+    ///     .build()?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn endpoint_options(
+        mut self,
+        options: impl FnOnce(MetricsEndpointBuilder) -> MetricsEndpointBuilder + Send + 'static,
+    ) -> Self {
+        self.endpoint_options.push(Box::new(options));
         self
     }
 
@@ -165,8 +191,14 @@ impl MetricsLayerBuilder {
             GrpcFamilies::declare(&self.registry, self.max_series, self.grpc_handling)?;
         }
         let intercept = self.path.is_some();
-        let endpoint = MetricsEndpoint::builder(&self.registry)
-            .path(self.path.unwrap_or_else(|| DEFAULT_PATH.to_string()))
+        let endpoint = self
+            .endpoint_options
+            .into_iter()
+            .fold(
+                MetricsEndpoint::builder(&self.registry)
+                    .path(self.path.unwrap_or_else(|| DEFAULT_PATH.to_string())),
+                |builder, options| options(builder),
+            )
             .build()?;
         let families = HttpFamilies::from_registry(&self.registry)?;
         let grpc =
@@ -188,6 +220,7 @@ impl fmt::Debug for MetricsLayerBuilder {
         f.debug_struct("MetricsLayerBuilder")
             .field("registry", &self.registry)
             .field("path", &self.path)
+            .field("endpoint_options", &self.endpoint_options.len())
             .field("route_fn", &self.route_fn.is_some())
             .field("fallback_route", &self.fallback_route)
             .field("max_series", &self.max_series)

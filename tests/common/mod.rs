@@ -55,14 +55,30 @@ pub struct Reply {
     pub status: StatusCode,
     pub headers: HeaderMap,
     pub body: String,
+    pub raw: Vec<u8>,
 }
 
 /// Sends one request and reads the whole response.
 pub async fn send(addr: SocketAddr, method: Method, path: &str) -> Reply {
+    send_with_headers(addr, method, path, &[]).await
+}
+
+/// Sends one request with extra headers and reads the whole response (the body as
+/// bytes in `raw`, and as text in `body` when it is UTF-8).
+pub async fn send_with_headers(
+    addr: SocketAddr,
+    method: Method,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Reply {
     let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
-    let request = Request::builder()
+    let mut request = Request::builder()
         .method(method)
-        .uri(format!("http://{addr}{path}"))
+        .uri(format!("http://{addr}{path}"));
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let request = request
         .body(Full::new(Bytes::new()))
         .expect("valid request");
     let response = client.request(request).await.expect("request answered");
@@ -71,7 +87,8 @@ pub async fn send(addr: SocketAddr, method: Method, path: &str) -> Reply {
     Reply {
         status: parts.status,
         headers: parts.headers,
-        body: String::from_utf8(body.to_vec()).expect("utf-8 body"),
+        body: String::from_utf8(body.to_vec()).unwrap_or_default(),
+        raw: body.to_vec(),
     }
 }
 

@@ -1,0 +1,249 @@
+//! The endpoint's negotiation, compression, guard and limits, through a real server
+//! on 127.0.0.1.
+
+mod common;
+
+use std::io::Read as _;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{send_with_headers, serve, Exposition};
+use http::{header, Method, StatusCode};
+use prost::Message as _;
+use tower_prometheus::metrics::{Buckets, Counter, Family, Histogram};
+use tower_prometheus::{MetricsEndpoint, MetricsRegistry};
+
+const PROMETHEUS_DEFAULT_ACCEPT: &str = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+const PROMETHEUS_NATIVE_ACCEPT: &str = "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited;q=0.7,text/plain;version=0.0.4;q=0.3";
+
+/// A registry with a counter at 3 and a histogram of three observations.
+fn registry() -> MetricsRegistry {
+    let registry = MetricsRegistry::new();
+    registry
+        .provider("jobs", "Jobs done.", || {
+            let counter = Counter::default();
+            counter.inc_by(3);
+            counter
+        })
+        .unwrap();
+    registry
+        .provider("latency_seconds", "Latency.", || {
+            let family =
+                Family::<[(&'static str, &'static str); 1], Histogram>::new_with_constructor(
+                    || Histogram::new(Buckets::new([0.1, 1.0]).unwrap()),
+                );
+            for value in [0.05, 0.5, 5.0] {
+                family.get_or_create(&[("route", "/a")]).observe(value);
+            }
+            family
+        })
+        .unwrap();
+    registry
+}
+
+#[tokio::test]
+async fn formats_follow_the_accept_header() {
+    let addr = serve(MetricsEndpoint::new(&registry()).unwrap()).await;
+
+    let plain = send_with_headers(addr, Method::GET, "/metrics", &[]).await;
+    assert_eq!(
+        plain.headers[header::CONTENT_TYPE],
+        "text/plain; version=0.0.4; charset=utf-8"
+    );
+    assert_eq!(plain.headers[header::VARY], "Accept, Accept-Encoding");
+    assert_eq!(
+        Exposition::parse(&plain.body).value("jobs_total", &[]),
+        Some(3.0)
+    );
+
+    let open = send_with_headers(
+        addr,
+        Method::GET,
+        "/metrics",
+        &[("accept", PROMETHEUS_DEFAULT_ACCEPT)],
+    )
+    .await;
+    assert_eq!(
+        open.headers[header::CONTENT_TYPE],
+        "application/openmetrics-text; version=1.0.0; charset=utf-8"
+    );
+    assert!(open.body.ends_with("# EOF\n"), "{}", open.body);
+    // OpenMetrics names the counter family without `_total` in its metadata.
+    assert!(open.body.contains("# TYPE jobs counter"), "{}", open.body);
+    assert!(open.body.contains("jobs_total 3"), "{}", open.body);
+
+    let lower = send_with_headers(
+        addr,
+        Method::GET,
+        "/metrics",
+        &[(
+            "accept",
+            "application/openmetrics-text;q=0.2, text/plain;q=0.9",
+        )],
+    )
+    .await;
+    assert_eq!(
+        lower.headers[header::CONTENT_TYPE],
+        "text/plain; version=0.0.4; charset=utf-8"
+    );
+
+    let proto = send_with_headers(
+        addr,
+        Method::GET,
+        "/metrics",
+        &[("accept", PROMETHEUS_NATIVE_ACCEPT)],
+    )
+    .await;
+    assert_eq!(
+        proto.headers[header::CONTENT_TYPE],
+        "application/vnd.google.protobuf; proto=io.prometheus.client.MetricFamily; encoding=delimited"
+    );
+    let mut bytes = proto.raw.as_slice();
+    let mut families = Vec::new();
+    while !bytes.is_empty() {
+        families.push(
+            prometheus_client::encoding::prometheus_protobuf::prometheus_data_model::MetricFamily::decode_length_delimited(&mut bytes)
+                .expect("delimited MetricFamily"),
+        );
+    }
+    let jobs = families
+        .iter()
+        .find(|f| f.name == "jobs_total")
+        .expect("jobs family");
+    assert_eq!(jobs.metric[0].counter.as_ref().map(|c| c.value), Some(3.0));
+    let latency = families
+        .iter()
+        .find(|f| f.name == "latency_seconds")
+        .expect("histogram family");
+    let histogram = latency.metric[0].histogram.as_ref().expect("histogram");
+    assert_eq!(histogram.sample_count, 3);
+    assert_eq!(histogram.sample_sum, 5.55);
+}
+
+#[tokio::test]
+async fn gzip_only_when_the_client_accepts_it() {
+    let addr = serve(MetricsEndpoint::new(&registry()).unwrap()).await;
+    let zipped = send_with_headers(
+        addr,
+        Method::GET,
+        "/metrics",
+        &[("accept-encoding", "gzip, deflate")],
+    )
+    .await;
+    assert_eq!(zipped.headers[header::CONTENT_ENCODING], "gzip");
+    let mut text = String::new();
+    flate2::read::GzDecoder::new(zipped.raw.as_slice())
+        .read_to_string(&mut text)
+        .expect("valid gzip");
+    assert_eq!(Exposition::parse(&text).value("jobs_total", &[]), Some(3.0));
+
+    for refused in ["gzip;q=0", "identity", "br"] {
+        let plain = send_with_headers(
+            addr,
+            Method::GET,
+            "/metrics",
+            &[("accept-encoding", refused)],
+        )
+        .await;
+        assert!(
+            plain.headers.get(header::CONTENT_ENCODING).is_none(),
+            "{refused}"
+        );
+        assert_eq!(
+            Exposition::parse(&plain.body).value("jobs_total", &[]),
+            Some(3.0)
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_bearer_token_guards_the_endpoint() {
+    let registry = registry();
+    let endpoint = MetricsEndpoint::builder(&registry)
+        .bearer_token("s3cret")
+        .build()
+        .unwrap();
+    let addr = serve(endpoint).await;
+    for credentials in [None, Some("Bearer wrong"), Some("s3cret")] {
+        let headers: Vec<(&str, &str)> = credentials
+            .map(|c| ("authorization", c))
+            .into_iter()
+            .collect();
+        let refused = send_with_headers(addr, Method::GET, "/metrics", &headers).await;
+        assert_eq!(refused.status, StatusCode::UNAUTHORIZED, "{credentials:?}");
+        assert_eq!(
+            refused.headers[header::WWW_AUTHENTICATE],
+            "Bearer realm=\"metrics\""
+        );
+    }
+    let allowed = send_with_headers(
+        addr,
+        Method::GET,
+        "/metrics",
+        &[("authorization", "Bearer s3cret")],
+    )
+    .await;
+    assert_eq!(allowed.status, StatusCode::OK);
+    assert_eq!(
+        Exposition::parse(&allowed.body).value("jobs_total", &[]),
+        Some(3.0)
+    );
+}
+
+#[tokio::test]
+async fn the_layer_passes_endpoint_options_on() {
+    let registry = registry();
+    let layer = tower_prometheus::MetricsLayer::builder(&registry)
+        .endpoint_options(|endpoint| {
+            endpoint.guard(|request| request.headers().contains_key("x-internal"))
+        })
+        .build()
+        .unwrap();
+    let router = axum::Router::new().layer(layer);
+    let addr = serve(router).await;
+    let refused = send_with_headers(addr, Method::GET, "/metrics", &[]).await;
+    assert_eq!(refused.status, StatusCode::UNAUTHORIZED);
+    let allowed = send_with_headers(addr, Method::GET, "/metrics", &[("x-internal", "1")]).await;
+    assert_eq!(allowed.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn scrapes_past_the_limit_get_503_with_retry_after() {
+    let registry = registry();
+    let started = Arc::new(tokio::sync::Notify::new());
+    let release = Arc::new(tokio::sync::Semaphore::new(0));
+    {
+        let (started, release) = (Arc::clone(&started), Arc::clone(&release));
+        registry
+            .async_collector("slow", move |_| {
+                let (started, release) = (Arc::clone(&started), Arc::clone(&release));
+                async move {
+                    started.notify_one();
+                    release.acquire().await?.forget();
+                    Ok(())
+                }
+            })
+            .unwrap();
+    }
+    let endpoint = MetricsEndpoint::builder(&registry)
+        .max_concurrent_scrapes(1)
+        .build()
+        .unwrap();
+    let addr = serve(endpoint).await;
+
+    let first =
+        tokio::spawn(async move { send_with_headers(addr, Method::GET, "/metrics", &[]).await });
+    tokio::time::timeout(Duration::from_secs(10), started.notified())
+        .await
+        .expect("the first scrape reached its collector");
+    let refused = send_with_headers(addr, Method::GET, "/metrics", &[]).await;
+    assert_eq!(refused.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(refused.headers[header::RETRY_AFTER], "1");
+
+    release.add_permits(2);
+    let first = first.await.unwrap();
+    assert_eq!(first.status, StatusCode::OK);
+    // The slot came back with the first scrape.
+    let again = send_with_headers(addr, Method::GET, "/metrics", &[]).await;
+    assert_eq!(again.status, StatusCode::OK);
+}
