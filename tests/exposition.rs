@@ -247,3 +247,52 @@ async fn scrapes_past_the_limit_get_503_with_retry_after() {
     let again = send_with_headers(addr, Method::GET, "/metrics", &[]).await;
     assert_eq!(again.status, StatusCode::OK);
 }
+
+#[tokio::test]
+async fn a_slow_collector_is_left_behind_and_counted() {
+    let registry = registry();
+    registry
+        .async_collector("stuck", |_| std::future::pending())
+        .unwrap();
+    let endpoint = MetricsEndpoint::builder(&registry)
+        .collector_timeout(Duration::from_millis(50))
+        .build()
+        .unwrap();
+    let addr = serve(endpoint).await;
+    let reply = tokio::time::timeout(
+        Duration::from_secs(10),
+        send_with_headers(addr, Method::GET, "/metrics", &[]),
+    )
+    .await
+    .expect("the scrape does not wait for the stuck collector");
+    assert_eq!(reply.status, StatusCode::OK);
+    let metrics = Exposition::parse(&reply.body);
+    assert_eq!(metrics.value("jobs_total", &[]), Some(3.0));
+    assert_eq!(
+        metrics.value(
+            "tower_prometheus_collector_errors_total",
+            &[("collector", "stuck"), ("reason", "timeout")]
+        ),
+        Some(1.0)
+    );
+}
+
+#[tokio::test]
+async fn collector_failures_can_fail_the_scrape() {
+    let registry = registry();
+    registry
+        .collector("broken", |_| Err("backend down".into()))
+        .unwrap();
+    let endpoint = MetricsEndpoint::builder(&registry)
+        .on_collector_error(tower_prometheus::endpoint::OnCollectorError::Fail)
+        .build()
+        .unwrap();
+    let addr = serve(endpoint).await;
+    let reply = send_with_headers(addr, Method::GET, "/metrics", &[]).await;
+    assert_eq!(reply.status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert!(
+        reply.body.contains("collector `broken`: error"),
+        "{}",
+        reply.body
+    );
+}

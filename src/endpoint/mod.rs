@@ -23,5 +23,6 @@ pub use body::MetricsBody;
 pub use format::Format;
 pub use guard::ScrapeRequest;
 pub use service::{
-    EndpointFuture, MetricsEndpoint, MetricsEndpointBuilder, ScrapeError, DEFAULT_PATH,
+    EndpointFuture, MetricsEndpoint, MetricsEndpointBuilder, OnCollectorError, ScrapeError,
+    DEFAULT_PATH,
 };

@@ -6,6 +6,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use tower::Service;
@@ -51,6 +52,21 @@ struct EndpointShared {
     initialized: Arc<Initialized>,
     guard: Option<ScrapeGuard>,
     slots: Arc<ScrapeSlots>,
+    collector_timeout: Option<Duration>,
+    on_collector_error: OnCollectorError,
+}
+
+/// What a scrape does when a collector fails, panics or times out, as promhttp's
+/// `HandlerErrorHandling` offers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum OnCollectorError {
+    /// Serve everything else (the failure is counted in
+    /// `tower_prometheus_collector_errors_total`), like promhttp's `ContinueOnError`.
+    #[default]
+    Serve,
+    /// Answer `500 Internal Server Error` naming the failed collectors, like promhttp's
+    /// `HTTPErrorOnError`.
+    Fail,
 }
 
 impl MetricsEndpoint {
@@ -66,6 +82,8 @@ impl MetricsEndpoint {
             path: DEFAULT_PATH.to_string(),
             guard: None,
             max_scrapes: None,
+            collector_timeout: None,
+            on_collector_error: OnCollectorError::default(),
         }
     }
 
@@ -80,9 +98,21 @@ impl MetricsEndpoint {
     }
 
     /// Runs the collectors and encodes the registry: the body of a scrape.
+    ///
+    /// A collector that fails, panics or times out is counted in
+    /// `tower_prometheus_collector_errors_total`; with
+    /// [`OnCollectorError::Fail`] the scrape then fails too.
     pub async fn render(&self, format: Format) -> Result<Vec<u8>, ScrapeError> {
         let shared = &*self.shared;
-        shared.initialized.collectors().run(&shared.registry).await;
+        let failures = shared
+            .initialized
+            .collectors()
+            .run(&shared.registry, shared.collector_timeout)
+            .await;
+        if shared.on_collector_error == OnCollectorError::Fail && !failures.is_empty() {
+            let failed: Vec<String> = failures.iter().map(ToString::to_string).collect();
+            return Err(ScrapeError::Collectors(failed.join(", ")));
+        }
         format
             .encode(shared.initialized.registry())
             .map_err(|_| ScrapeError::Encode)
@@ -223,6 +253,8 @@ pub struct MetricsEndpointBuilder {
     path: String,
     guard: Option<ScrapeGuard>,
     max_scrapes: Option<usize>,
+    collector_timeout: Option<Duration>,
+    on_collector_error: OnCollectorError,
 }
 
 impl MetricsEndpointBuilder {
@@ -256,6 +288,20 @@ impl MetricsEndpointBuilder {
         self
     }
 
+    /// Gives each async collector at most `timeout` per scrape; a slower one is left
+    /// behind and counted with `reason="timeout"` (needs a Tokio runtime with timers, as
+    /// under hyper, axum and tonic; without one, collectors run to the end).
+    pub fn collector_timeout(mut self, timeout: Duration) -> Self {
+        self.collector_timeout = Some(timeout);
+        self
+    }
+
+    /// What a scrape does when a collector fails (default: serve everything else).
+    pub fn on_collector_error(mut self, handling: OnCollectorError) -> Self {
+        self.on_collector_error = handling;
+        self
+    }
+
     /// Initialises the registry (runs its providers, once) and builds the endpoint.
     pub fn build(self) -> Result<MetricsEndpoint, BuildError> {
         if !self.path.starts_with('/') {
@@ -269,6 +315,8 @@ impl MetricsEndpointBuilder {
                 initialized,
                 guard: self.guard,
                 slots: Arc::new(ScrapeSlots::new(self.max_scrapes)),
+                collector_timeout: self.collector_timeout,
+                on_collector_error: self.on_collector_error,
             }),
         })
     }
@@ -281,6 +329,9 @@ pub enum ScrapeError {
     /// A metric failed to encode itself.
     #[error("encoding the registry failed: a metric returned an error from its encoder")]
     Encode,
+    /// Collectors failed and the endpoint is set to [`OnCollectorError::Fail`].
+    #[error("collectors failed: {0}")]
+    Collectors(String),
 }
 
 /// The future of an endpoint response.

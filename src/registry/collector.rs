@@ -6,6 +6,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use pin_project_lite::pin_project;
 use prometheus_client::encoding::{EncodeLabelSet, LabelSetEncoder};
@@ -49,6 +50,8 @@ pub(crate) enum Failure {
     Error,
     /// It panicked.
     Panic,
+    /// It took longer than the endpoint's collector timeout.
+    Timeout,
 }
 
 impl Failure {
@@ -56,6 +59,7 @@ impl Failure {
         match self {
             Failure::Error => "error",
             Failure::Panic => "panic",
+            Failure::Timeout => "timeout",
         }
     }
 }
@@ -95,24 +99,36 @@ impl Collectors {
         }
     }
 
-    /// Runs every sync collector, then every async one. A collector that fails or
-    /// panics is counted in [`COLLECTOR_ERRORS`] and the others still run.
-    pub(crate) async fn run(&self, registry: &MetricsRegistry) {
+    /// Runs every sync collector, then every async one, each async one for at most
+    /// `timeout`. A collector that fails, panics or times out is counted in
+    /// [`COLLECTOR_ERRORS`], the others still run, and the failures are returned.
+    pub(crate) async fn run(
+        &self,
+        registry: &MetricsRegistry,
+        timeout: Option<Duration>,
+    ) -> Vec<CollectorFailure> {
+        let mut failures = Vec::new();
         for (name, collect) in &self.sync {
             let outcome = catch_unwind(AssertUnwindSafe(|| collect(registry)));
-            self.record(name, outcome.map_err(|_| Failure::Panic));
+            self.record(name, outcome.map_err(|_| Failure::Panic), &mut failures);
         }
         for (name, collect) in &self.asynchronous {
             let future = catch_unwind(AssertUnwindSafe(|| collect(registry.clone())));
             let outcome = match future {
-                Ok(future) => CatchUnwind { inner: future }.await,
+                Ok(future) => with_timeout(CatchUnwind { inner: future }, timeout).await,
                 Err(_) => Err(Failure::Panic),
             };
-            self.record(name, outcome);
+            self.record(name, outcome, &mut failures);
         }
+        failures
     }
 
-    fn record(&self, name: &Arc<str>, outcome: Result<CollectorResult, Failure>) {
+    fn record(
+        &self,
+        name: &Arc<str>,
+        outcome: Result<CollectorResult, Failure>,
+        failures: &mut Vec<CollectorFailure>,
+    ) {
         let reason = match outcome {
             Ok(Ok(())) => return,
             Ok(Err(_)) => Failure::Error,
@@ -124,6 +140,71 @@ impl Collectors {
                 reason,
             })
             .inc();
+        failures.push(CollectorFailure {
+            collector: Arc::clone(name),
+            reason,
+        });
+    }
+}
+
+/// A collector that failed during a scrape.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct CollectorFailure {
+    pub(crate) collector: Arc<str>,
+    pub(crate) reason: Failure,
+}
+
+impl std::fmt::Display for CollectorFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "collector `{}`: {}",
+            self.collector,
+            self.reason.as_str()
+        )
+    }
+}
+
+/// Runs `collect`, giving up after `timeout` when a Tokio runtime with timers is
+/// running (the usual case under hyper, axum and tonic); without one, it runs to the end.
+async fn with_timeout<F>(collect: F, timeout: Option<Duration>) -> Result<CollectorResult, Failure>
+where
+    F: Future<Output = Result<CollectorResult, Failure>>,
+{
+    let Some(timeout) = timeout.filter(|_| tokio::runtime::Handle::try_current().is_ok()) else {
+        return collect.await;
+    };
+    // A runtime built without `enable_time` panics when the timer is made.
+    let sleep = catch_unwind(|| tokio::time::sleep(timeout));
+    let Ok(sleep) = sleep else {
+        return collect.await;
+    };
+    Deadline {
+        inner: collect,
+        sleep,
+    }
+    .await
+}
+
+pin_project! {
+    /// A collector's future raced against its timeout.
+    struct Deadline<F> {
+        #[pin]
+        inner: F,
+        #[pin]
+        sleep: tokio::time::Sleep,
+    }
+}
+
+impl<F: Future<Output = Result<CollectorResult, Failure>>> Future for Deadline<F> {
+    type Output = Result<CollectorResult, Failure>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        if let Poll::Ready(outcome) = this.inner.poll(cx) {
+            return Poll::Ready(outcome);
+        }
+        this.sleep.poll(cx).map(|()| Err(Failure::Timeout))
     }
 }
 
