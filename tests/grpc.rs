@@ -21,7 +21,9 @@ use tonic_health::pb::HealthCheckRequest;
 use tonic_health::server::HealthReporter;
 use tonic_health::ServingStatus;
 use tower::Layer;
-use tower_prometheus::grpc::{GrpcType, GRPC_CODE_NO_STATUS, GRPC_CODE_SERVER_ERROR};
+use tower_prometheus::grpc::{
+    GrpcType, GRPC_CODE_DROPPED, GRPC_CODE_NO_STATUS, GRPC_CODE_SERVER_ERROR,
+};
 use tower_prometheus::layer::RequestBody;
 use tower_prometheus::{MetricsLayer, MetricsRegistry};
 
@@ -284,8 +286,9 @@ async fn client_chosen_services_fold_into_overflow_past_the_cap() {
     assert_eq!(scraped.value(HANDLED, &overflow), Some(7.0));
 }
 
-#[tokio::test]
-async fn calls_ending_without_a_status_record_documented_codes() {
+/// A gRPC server (no tonic) whose methods fail, panic, never answer, or answer
+/// without a status.
+async fn serve_misbehaving() -> SocketAddr {
     let registry = MetricsRegistry::new();
     let layer = MetricsLayer::new(&registry).expect("layer builds");
     let service = layer.layer(tower::service_fn(
@@ -293,12 +296,18 @@ async fn calls_ending_without_a_status_record_documented_codes() {
             match request.uri().path() {
                 "/t.S/Fails" => Err(std::io::Error::other("backend unavailable")),
                 "/t.S/Panics" => panic!("handler bug"),
+                "/t.S/Hangs" => std::future::pending().await,
                 // One message, then the body ends with no trailers.
                 _ => Ok(http::Response::new(Full::new(framed(b"reply")))),
             }
         },
     ));
-    let addr = common::serve(service).await;
+    common::serve(service).await
+}
+
+#[tokio::test]
+async fn calls_ending_without_a_status_record_documented_codes() {
+    let addr = serve_misbehaving().await;
     let no_status = raw_call(addr, "/t.S/NoStatus").await;
     assert_eq!(grpc_status(no_status.headers()), None);
     let body = no_status.into_body().collect().await.expect("body read");
@@ -323,4 +332,22 @@ async fn calls_ending_without_a_status_record_documented_codes() {
     );
     assert_eq!(GRPC_CODE_NO_STATUS.as_str(), "Unknown");
     assert_eq!(GRPC_CODE_SERVER_ERROR.as_str(), "Internal");
+}
+
+#[tokio::test]
+async fn a_call_cancelled_before_its_headers_is_canceled() {
+    let addr = serve_misbehaving().await;
+    let call = tokio::spawn(async move { try_raw_call(addr, "/t.S/Hangs").await.is_ok() });
+    let labels = method("unary", "t.S", "Hangs");
+    eventually(WAIT, "the call to start", || async {
+        (scrape(addr).await.value(STARTED, &labels) == Some(1.0)).then_some(())
+    })
+    .await;
+    assert!(scrape(addr).await.matching(HANDLED, &labels).is_empty());
+
+    // The client gives up: its HTTP/2 stream is reset.
+    call.abort();
+    let scraped = handled(addr, &labels, GRPC_CODE_DROPPED.as_str()).await;
+    assert_eq!(scraped.matching(HANDLED, &labels).len(), 1, "recorded once");
+    assert_eq!(GRPC_CODE_DROPPED.as_str(), "Canceled");
 }
