@@ -1,0 +1,181 @@
+//! A real Prometheus server (Debian package `prometheus`) scrapes an app through the
+//! layer every second; its query API must see every request and answer quantiles,
+//! once as Prometheus scrapes by default (OpenMetrics) and once with native histograms
+//! (protobuf).
+
+mod common;
+
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use axum::routing::get;
+use axum::Router;
+use common::{eventually, serve, TempDir};
+use prometheus_client::metrics::histogram::{Histogram as NativeHistogram, NativeHistogramConfig};
+use tower_prometheus::{MetricsLayer, MetricsRegistry};
+
+const REQUESTS: u32 = 25;
+
+/// Stops the server when dropped, also when the test fails.
+struct Prometheus {
+    child: Child,
+    addr: SocketAddr,
+    _dir: TempDir,
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|addr| addr.port())
+        .expect("a free port on 127.0.0.1")
+}
+
+fn start_prometheus(binary: &std::path::Path, target: SocketAddr, native: bool) -> Prometheus {
+    let dir = TempDir::new("prometheus");
+    let config = format!(
+        "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: app\n    static_configs:\n      - targets: ['{target}']\n"
+    );
+    let config_path = dir.path().join("prometheus.yml");
+    std::fs::write(&config_path, config).expect("config written");
+    let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let mut command = Command::new(binary);
+    command
+        .arg(format!("--config.file={}", config_path.display()))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.path().join("data").display()
+        ))
+        .arg(format!("--web.listen-address={addr}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    if native {
+        command.arg("--enable-feature=native-histograms");
+    }
+    let child = command.spawn().expect("prometheus starts");
+    Prometheus {
+        child,
+        addr,
+        _dir: dir,
+    }
+}
+
+/// The value of an instant query's first result, if it has one.
+async fn query(prometheus: SocketAddr, promql: &str) -> Option<f64> {
+    let encoded: String = promql
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            other => format!("%{other:02X}"),
+        })
+        .collect();
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<http_body_util::Empty<bytes::Bytes>>();
+    let uri = format!("http://{prometheus}/api/v1/query?query={encoded}")
+        .parse()
+        .ok()?;
+    let response = client.get(uri).await.ok()?;
+    let body = http_body_util::BodyExt::collect(response.into_body())
+        .await
+        .ok()?
+        .to_bytes();
+    let body = String::from_utf8_lossy(&body);
+    // {"status":"success","data":{"resultType":"vector","result":[{"metric":{...},"value":[1700000000.123,"25"]}]}}
+    let after = body.split("\"value\":[").nth(1)?;
+    let value = after
+        .split(',')
+        .nth(1)?
+        .trim_start()
+        .trim_start_matches('"');
+    let value = &value[..value.find('"')?];
+    value.parse().ok().filter(|v: &f64| v.is_finite())
+}
+
+async fn scraped_by_prometheus(native: bool) {
+    let Some(binary) = common::require_tool(
+        "prometheus",
+        "run a real Prometheus server against the endpoint",
+    ) else {
+        return;
+    };
+    let registry = MetricsRegistry::new();
+    registry
+        .provider("work_seconds", "Work done per request.", || {
+            NativeHistogram::new_classic_and_native(
+                [0.001, 0.01, 0.1],
+                NativeHistogramConfig::with_schema(3),
+            )
+        })
+        .unwrap();
+    let router = Router::new()
+        .route("/", get(|| async { "hello" }))
+        .layer(MetricsLayer::new(&registry).unwrap());
+    let app = serve(router).await;
+    let work = registry.get::<NativeHistogram>("work_seconds").unwrap();
+    let prometheus = start_prometheus(&binary, app, native);
+
+    for i in 0..REQUESTS {
+        common::get(app, "/").await;
+        work.observe(f64::from(i) / 1000.0);
+    }
+    let total = "sum(http_server_requests_total{http_route=\"/\"})";
+    eventually(
+        Duration::from_secs(60),
+        "Prometheus to see every request",
+        || async {
+            (query(prometheus.addr, total).await == Some(f64::from(REQUESTS))).then_some(())
+        },
+    )
+    .await;
+    // A rate needs traffic in its window: keep a trickle of requests (bounded by the
+    // polls below) while waiting for the quantiles.
+    let trickle = tokio::spawn({
+        let work = work.clone();
+        async move {
+            for i in 0..1200u32 {
+                common::get(app, "/trickle").await;
+                work.observe(f64::from(i % 10) / 1000.0);
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    });
+    let p99 = "histogram_quantile(0.99, sum by (le) (rate(http_server_request_duration_seconds_bucket[1m])))";
+    let quantile = eventually(
+        Duration::from_secs(60),
+        "a p99 of the request duration",
+        || async { query(prometheus.addr, p99).await },
+    )
+    .await;
+    assert!(quantile >= 0.0, "{quantile}");
+    if native {
+        // Only a native histogram answers without `_bucket` series.
+        let native_p99 = "histogram_quantile(0.99, sum(rate(work_seconds[1m])))";
+        let value = eventually(
+            Duration::from_secs(60),
+            "a p99 of the native histogram",
+            || async { query(prometheus.addr, native_p99).await },
+        )
+        .await;
+        assert!((0.0..=0.05).contains(&value), "{value}");
+    }
+    trickle.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prometheus_scrapes_openmetrics_by_default() {
+    scraped_by_prometheus(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prometheus_scrapes_native_histograms_through_protobuf() {
+    scraped_by_prometheus(true).await;
+}
