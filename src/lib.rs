@@ -4,6 +4,7 @@
 //!   once, when the layer or endpoint is built; collectors run on every scrape.
 //! - [`MetricsLayer`] times every request into histograms, counters and an in-flight
 //!   gauge, until the response body ends, and answers `GET /metrics` itself.
+//! - [`grpc`]: gRPC calls (tonic) are recorded into go-grpc-prometheus's families.
 //! - [`MetricsEndpoint`] is the same endpoint as a standalone service, for a separate
 //!   listener.
 //! - [`metrics`] holds the crate's own metric types: lock-free on the recording path,
@@ -40,6 +41,7 @@
 
 pub mod endpoint;
 mod error;
+pub mod grpc;
 mod hash;
 pub mod layer;
 pub mod metrics;

@@ -1,4 +1,4 @@
-//! Recording a request allocates nothing once its series exist. A counting global
+//! Recording a request (HTTP or gRPC) allocates nothing once its series exist. A counting global
 //! allocator needs a test binary of its own.
 
 mod common;
@@ -6,28 +6,39 @@ mod common;
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::borrow::Cow;
 use std::cell::Cell;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
-use http::{Method, Request, StatusCode};
+use std::convert::Infallible;
+use std::future::Ready;
+use std::pin::pin;
+use std::task::{Context, Poll, Waker};
+
+use bytes::Bytes;
+use http::{HeaderValue, Method, Request, Response, StatusCode};
+use http_body::Body;
+use http_body_util::Full;
 use tower::{service_fn, Layer};
-use tower_prometheus::layer::{HttpLabels, HttpMethod, RequestCount, REQUESTS_TOTAL};
+use tower_prometheus::grpc::{
+    GrpcCode, GrpcCount, GrpcHandledCount, GrpcHandledLabels, GrpcLabels, GrpcType, GRPC_HANDLED,
+    GRPC_MSG_RECEIVED, GRPC_MSG_SENT, GRPC_STARTED,
+};
+use tower_prometheus::layer::{HttpLabels, HttpMethod, RequestBody, RequestCount, REQUESTS_TOTAL};
 use tower_prometheus::{MetricsLayer, MetricsRegistry};
 
 struct CountingAllocator;
 
-static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
-
 thread_local! {
     static COUNTING: Cell<bool> = const { Cell::new(false) };
+    /// Per thread, so tests running in parallel do not count each other.
+    static ALLOCATIONS: Cell<usize> = const { Cell::new(0) };
 }
 
 // SAFETY: every call is forwarded unchanged to the system allocator; counting only
-// reads a thread-local flag and bumps an atomic.
+// reads and bumps thread-local cells.
 #[allow(unsafe_code)]
 unsafe impl GlobalAlloc for CountingAllocator {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         if COUNTING.with(Cell::get) {
-            ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+            ALLOCATIONS.with(|count| count.set(count.get() + 1));
         }
         // SAFETY: same contract as the caller's.
         unsafe { System.alloc(layout) }
@@ -40,7 +51,7 @@ unsafe impl GlobalAlloc for CountingAllocator {
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         if COUNTING.with(Cell::get) {
-            ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+            ALLOCATIONS.with(|count| count.set(count.get() + 1));
         }
         // SAFETY: same contract as the caller's.
         unsafe { System.realloc(ptr, layout, new_size) }
@@ -49,6 +60,15 @@ unsafe impl GlobalAlloc for CountingAllocator {
 
 #[global_allocator]
 static GLOBAL: CountingAllocator = CountingAllocator;
+
+/// Runs `f`, counting the allocations it makes on this thread.
+fn counted<T>(f: impl FnOnce() -> T) -> (T, usize) {
+    let before = ALLOCATIONS.with(Cell::get);
+    COUNTING.with(|c| c.set(true));
+    let output = f();
+    COUNTING.with(|c| c.set(false));
+    (output, ALLOCATIONS.with(Cell::get) - before)
+}
 
 fn request(method: Method, status: u16) -> Request<()> {
     let mut request = Request::new(());
@@ -73,7 +93,9 @@ fn recording_a_request_allocates_nothing_once_its_series_exist() {
         })
         .build()
         .expect("layer builds");
-    let mut service = layer.layer(service_fn(common::answer_with_requested_status));
+    let mut service = layer.layer(service_fn(
+        common::answer_with_requested_status::<RequestBody<()>>,
+    ));
     let cases = [
         (Method::GET, 200),
         (Method::GET, 404),
@@ -91,11 +113,8 @@ fn recording_a_request_allocates_nothing_once_its_series_exist() {
     for _ in 0..ROUNDS {
         for (method, status) in &cases {
             let request = request(method.clone(), *status);
-            let before = ALLOCATIONS.load(Ordering::Relaxed);
-            COUNTING.with(|c| c.set(true));
-            let answered = common::drive(&mut service, request);
-            COUNTING.with(|c| c.set(false));
-            allocations += ALLOCATIONS.load(Ordering::Relaxed) - before;
+            let (answered, allocated) = counted(|| common::drive(&mut service, request));
+            allocations += allocated;
             assert_eq!(answered.as_u16(), *status);
         }
     }
@@ -119,4 +138,66 @@ fn recording_a_request_allocates_nothing_once_its_series_exist() {
             .expect("series");
         assert_eq!(series.get(), ROUNDS as u64 + 1);
     }
+}
+
+/// One gRPC message of 3 bytes, framed.
+const GRPC_MESSAGE: &[u8] = &[0, 0, 0, 0, 3, 1, 2, 3];
+
+fn grpc_request() -> Request<Full<Bytes>> {
+    let mut request = Request::new(Full::new(Bytes::from_static(GRPC_MESSAGE)));
+    *request.method_mut() = Method::POST;
+    *request.uri_mut() = http::Uri::from_static("/t.Service/Method");
+    request.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/grpc"),
+    );
+    request
+}
+
+/// A gRPC service: reads the request message, answers one message and status OK.
+fn grpc_reply<B: Body>(request: Request<B>) -> Ready<Result<Response<Full<Bytes>>, Infallible>> {
+    let mut cx = Context::from_waker(Waker::noop());
+    let mut body = pin!(request.into_body());
+    while let Poll::Ready(Some(frame)) = body.as_mut().poll_frame(&mut cx) {
+        assert!(frame.is_ok());
+    }
+    let mut response = Response::new(Full::new(Bytes::from_static(GRPC_MESSAGE)));
+    response
+        .headers_mut()
+        .insert("grpc-status", HeaderValue::from_static("0"));
+    std::future::ready(Ok(response))
+}
+
+#[test]
+fn recording_a_grpc_call_allocates_nothing_beyond_the_service() {
+    let registry = MetricsRegistry::new();
+    let layer = MetricsLayer::new(&registry).expect("layer builds");
+    let mut bare = service_fn(grpc_reply::<Full<Bytes>>);
+    let mut layered = layer.layer(service_fn(grpc_reply::<RequestBody<Full<Bytes>>>));
+    // The first call creates the series.
+    common::drive(&mut layered, grpc_request());
+
+    const ROUNDS: usize = 1_000;
+    let (mut bare_allocations, mut layered_allocations) = (0, 0);
+    for _ in 0..ROUNDS {
+        let request = grpc_request();
+        bare_allocations += counted(|| common::drive(&mut bare, request)).1;
+        let request = grpc_request();
+        layered_allocations += counted(|| common::drive(&mut layered, request)).1;
+    }
+    // The service's own header map allocates; the layer adds nothing to it.
+    assert_eq!(layered_allocations, bare_allocations);
+
+    let labels = GrpcLabels::new(GrpcType::Unary, "t.Service", "Method");
+    let calls = ROUNDS as u64 + 1;
+    for name in [GRPC_STARTED, GRPC_MSG_RECEIVED, GRPC_MSG_SENT] {
+        let family: GrpcCount = registry.get(name).expect("family");
+        let series = family.get(&labels).expect("series");
+        assert_eq!(series.get(), calls, "{name}");
+    }
+    let handled: GrpcHandledCount = registry.get(GRPC_HANDLED).expect("family");
+    let ok = handled
+        .get(&GrpcHandledLabels::new(labels, GrpcCode::Ok))
+        .expect("series");
+    assert_eq!(ok.get(), calls);
 }

@@ -7,7 +7,7 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 
-use super::guard::RequestGuard;
+use super::guard::Recorder;
 use crate::endpoint::MetricsBody;
 
 pin_project! {
@@ -25,7 +25,7 @@ pin_project! {
         Inner {
             #[pin]
             body: B,
-            guard: Option<RequestGuard>,
+            guard: Option<Recorder>,
         },
         Metrics {
             body: MetricsBody,
@@ -34,7 +34,7 @@ pin_project! {
 }
 
 impl<B> ResponseBody<B> {
-    pub(crate) fn inner(body: B, guard: Option<RequestGuard>) -> Self {
+    pub(crate) fn inner(body: B, guard: Option<Recorder>) -> Self {
         Self {
             kind: Kind::Inner { body, guard },
         }
@@ -69,13 +69,20 @@ where
             KindProj::Inner { mut body, guard } => {
                 let frame = body.as_mut().poll_frame(cx);
                 let ended = match &frame {
-                    Poll::Ready(None | Some(Err(_))) => true,
-                    Poll::Ready(Some(Ok(_))) => body.is_end_stream(),
-                    Poll::Pending => false,
+                    Poll::Ready(None) => Some(false),
+                    Poll::Ready(Some(Err(_))) => Some(true),
+                    Poll::Ready(Some(Ok(frame))) => {
+                        if let Some(guard) = guard.as_mut() {
+                            guard.on_frame(frame);
+                        }
+                        body.is_end_stream().then_some(false)
+                    }
+                    Poll::Pending => None,
                 };
-                if ended {
-                    // Dropping the guard records the request.
-                    guard.take();
+                if let Some(failed) = ended {
+                    if let Some(guard) = guard.take() {
+                        guard.on_end(failed);
+                    }
                 }
                 frame
             }

@@ -10,7 +10,7 @@ use http_body::Body;
 use pin_project_lite::pin_project;
 
 use super::body::ResponseBody;
-use super::guard::{PanicWatch, RequestGuard, STATUS_SERVER_ERROR};
+use super::guard::{PanicWatch, Recorder};
 use crate::endpoint::EndpointFuture;
 
 pin_project! {
@@ -27,7 +27,7 @@ pin_project! {
         Inner {
             #[pin]
             future: F,
-            guard: Option<RequestGuard>,
+            guard: Option<Recorder>,
         },
         Endpoint {
             future: EndpointFuture,
@@ -36,7 +36,7 @@ pin_project! {
 }
 
 impl<F> ResponseFuture<F> {
-    pub(crate) fn inner(future: F, guard: RequestGuard) -> Self {
+    pub(crate) fn inner(future: F, guard: Recorder) -> Self {
         Self {
             kind: Kind::Inner {
                 future,
@@ -79,19 +79,23 @@ where
                 };
                 match output {
                     Ok(response) => {
-                        guard.set_status(response.status().as_u16());
                         let (parts, body) = response.into_parts();
+                        guard.on_response(&parts);
                         // hyper stops polling a body that says it has ended, so an
-                        // ended body is recorded now.
-                        let guard = (!body.is_end_stream()).then_some(guard);
+                        // ended body (a trailers-only gRPC error, say) is recorded now.
+                        let guard = if body.is_end_stream() {
+                            guard.on_end(false);
+                            None
+                        } else {
+                            Some(guard)
+                        };
                         Poll::Ready(Ok(Response::from_parts(
                             parts,
                             ResponseBody::inner(body, guard),
                         )))
                     }
                     Err(error) => {
-                        guard.set_status(STATUS_SERVER_ERROR);
-                        drop(guard);
+                        guard.on_error();
                         Poll::Ready(Err(error))
                     }
                 }

@@ -3,7 +3,12 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use bytes::Buf;
+use http::response;
+use http_body::Frame;
+
 use super::families::RouteSeries;
+use crate::grpc::GrpcCall;
 
 /// Status recorded for a request whose inner service returned an error or panicked
 /// before producing a response.
@@ -40,34 +45,88 @@ impl RequestGuard {
     }
 
     /// The inner future panicked; only matters while no status is set.
-    pub(crate) fn mark_panicked(&mut self) {
+    fn mark_panicked(&mut self) {
         self.panicked = true;
     }
 }
 
 impl Drop for RequestGuard {
     fn drop(&mut self) {
-        let status = self
-            .status
-            .unwrap_or(if self.panicked || std::thread::panicking() {
-                STATUS_SERVER_ERROR
-            } else {
-                STATUS_CLIENT_CLOSED
-            });
+        let status = self.status.unwrap_or(if ended_by_panic(self.panicked) {
+            STATUS_SERVER_ERROR
+        } else {
+            STATUS_CLIENT_CLOSED
+        });
         self.series.finish(status, self.start.elapsed());
     }
 }
 
-/// Marks the guard when dropped during a panic: a panic that unwinds through the
+/// Whether a request dropped without a status ended in a panic: one seen while
+/// polling the inner future, or one unwinding now.
+pub(crate) fn ended_by_panic(panicked: bool) -> bool {
+    panicked || std::thread::panicking()
+}
+
+/// What a request records into, when dropped: the HTTP families, or for a gRPC call
+/// the gRPC ones.
+pub(crate) enum Recorder {
+    Http(RequestGuard),
+    Grpc(GrpcCall),
+}
+
+impl Recorder {
+    /// The response headers arrived.
+    pub(crate) fn on_response(&mut self, parts: &response::Parts) {
+        match self {
+            Recorder::Http(guard) => guard.set_status(parts.status.as_u16()),
+            Recorder::Grpc(call) => call.on_headers(&parts.headers),
+        }
+    }
+
+    /// The inner service failed instead of responding; records the request.
+    pub(crate) fn on_error(mut self) {
+        match &mut self {
+            Recorder::Http(guard) => guard.set_status(STATUS_SERVER_ERROR),
+            Recorder::Grpc(call) => call.end(true),
+        }
+    }
+
+    /// A frame of the response body.
+    pub(crate) fn on_frame<D: Buf>(&mut self, frame: &Frame<D>) {
+        if let Recorder::Grpc(call) = self {
+            if let Some(data) = frame.data_ref() {
+                call.on_data(data);
+            } else if let Some(trailers) = frame.trailers_ref() {
+                call.on_headers(trailers);
+            }
+        }
+    }
+
+    /// The response body ended (`failed`: with an error); records the request.
+    pub(crate) fn on_end(mut self, failed: bool) {
+        if let Recorder::Grpc(call) = &mut self {
+            call.end(failed);
+        }
+    }
+
+    fn mark_panicked(&mut self) {
+        match self {
+            Recorder::Http(guard) => guard.mark_panicked(),
+            Recorder::Grpc(call) => call.mark_panicked(),
+        }
+    }
+}
+
+/// Marks the recorder when dropped during a panic: a panic that unwinds through the
 /// poll of the inner future drops this watch on its way out, while the future (and
-/// the guard) may only be dropped later, outside the unwinding.
-pub(crate) struct PanicWatch<'a>(pub(crate) Option<&'a mut RequestGuard>);
+/// the recorder) may only be dropped later, outside the unwinding.
+pub(crate) struct PanicWatch<'a>(pub(crate) Option<&'a mut Recorder>);
 
 impl Drop for PanicWatch<'_> {
     fn drop(&mut self) {
         if std::thread::panicking() {
-            if let Some(guard) = self.0.as_deref_mut() {
-                guard.mark_panicked();
+            if let Some(recorder) = self.0.as_deref_mut() {
+                recorder.mark_panicked();
             }
         }
     }

@@ -11,6 +11,7 @@ use super::families::HttpFamilies;
 use super::route::{RouteFn, RouteResolver, DEFAULT_FALLBACK_ROUTE};
 use super::service::MetricsService;
 use crate::endpoint::{MetricsEndpoint, MetricsEndpointBuilder, DEFAULT_PATH};
+use crate::grpc::{GrpcFamilies, GrpcType, MethodTypes};
 
 /// An option of the endpoint, applied when the layer builds it.
 type EndpointOption = Box<dyn FnOnce(MetricsEndpointBuilder) -> MetricsEndpointBuilder + Send>;
@@ -29,6 +30,7 @@ pub struct MetricsLayer {
 /// What every service of one layer shares.
 pub(crate) struct LayerShared {
     pub(crate) families: HttpFamilies,
+    pub(crate) grpc: GrpcFamilies,
     pub(crate) routes: RouteResolver,
     endpoint: MetricsEndpoint,
     intercept: bool,
@@ -69,6 +71,8 @@ impl MetricsLayer {
             route_fn: None,
             fallback_route: DEFAULT_FALLBACK_ROUTE.into(),
             max_series: DEFAULT_MAX_SERIES,
+            grpc_types: MethodTypes::default(),
+            grpc_handling: true,
         }
     }
 
@@ -104,6 +108,8 @@ pub struct MetricsLayerBuilder {
     route_fn: Option<Arc<RouteFn>>,
     fallback_route: Arc<str>,
     max_series: usize,
+    grpc_types: MethodTypes,
+    grpc_handling: bool,
 }
 
 impl MetricsLayerBuilder {
@@ -163,11 +169,26 @@ impl MetricsLayerBuilder {
         self
     }
 
+    /// Declares the `grpc_type` of the gRPC method at `path`
+    /// (`/package.Service/Method`); undeclared methods are recorded as `unary`. See
+    /// [`grpc`](crate::grpc) for why the type is declared rather than inferred.
+    pub fn grpc_method_type(mut self, path: impl Into<String>, grpc_type: GrpcType) -> Self {
+        self.grpc_types.insert(path.into(), grpc_type);
+        self
+    }
+
+    /// Whether to record `grpc_server_handling_seconds` (default `true`).
+    pub fn grpc_handling_histogram(mut self, enabled: bool) -> Self {
+        self.grpc_handling = enabled;
+        self
+    }
+
     /// Declares the default families (unless the registry already declares those
     /// names), initialises the registry and builds the layer.
     pub fn build(self) -> Result<MetricsLayer, BuildError> {
         if !self.registry.is_initialized() {
             HttpFamilies::declare(&self.registry, self.max_series)?;
+            GrpcFamilies::declare(&self.registry, self.max_series, self.grpc_handling)?;
         }
         let intercept = self.path.is_some();
         let endpoint = self
@@ -180,9 +201,12 @@ impl MetricsLayerBuilder {
             )
             .build()?;
         let families = HttpFamilies::from_registry(&self.registry)?;
+        let grpc =
+            GrpcFamilies::from_registry(&self.registry, self.grpc_handling, self.grpc_types)?;
         Ok(MetricsLayer {
             shared: Arc::new(LayerShared {
                 families,
+                grpc,
                 routes: RouteResolver::new(self.route_fn, self.fallback_route),
                 endpoint,
                 intercept,
@@ -200,6 +224,8 @@ impl fmt::Debug for MetricsLayerBuilder {
             .field("route_fn", &self.route_fn.is_some())
             .field("fallback_route", &self.fallback_route)
             .field("max_series", &self.max_series)
+            .field("grpc_types", &self.grpc_types)
+            .field("grpc_handling", &self.grpc_handling)
             .finish()
     }
 }

@@ -29,7 +29,8 @@
 //! yourself before building the layer to replace it (other buckets, another cap).
 //!
 //! Requests to the endpoint path (`/metrics` unless changed) are answered by the layer
-//! and are not recorded.
+//! and are not recorded. gRPC calls are recorded in the [gRPC families](crate::grpc)
+//! instead of these.
 //!
 //! ```
 //! use axum::{routing::get, Router};
@@ -51,6 +52,7 @@ mod guard;
 mod labels;
 #[allow(clippy::module_inception)]
 mod layer;
+mod request_body;
 mod route;
 mod service;
 
@@ -60,8 +62,10 @@ pub use families::{
     REQUEST_DURATION,
 };
 pub use future::ResponseFuture;
+pub(crate) use guard::ended_by_panic;
 pub use guard::{STATUS_CLIENT_CLOSED, STATUS_SERVER_ERROR};
 pub use labels::{ActiveRequestLabels, HttpLabels, HttpMethod};
 pub use layer::{MetricsLayer, MetricsLayerBuilder};
+pub use request_body::RequestBody;
 pub use route::{RouteFn, DEFAULT_FALLBACK_ROUTE, MAX_ROUTE_LEN};
 pub use service::MetricsService;

@@ -10,12 +10,17 @@ use tower::Service;
 
 use super::body::ResponseBody;
 use super::future::ResponseFuture;
-use super::guard::RequestGuard;
+use super::guard::{Recorder, RequestGuard};
 use super::labels::HttpMethod;
 use super::layer::LayerShared;
+use super::request_body::RequestBody;
+use crate::grpc::{is_grpc, GrpcCall, MessageCounter};
 
 /// Records every request to the inner service, and answers the metrics endpoint's path
 /// itself. Built by [`MetricsLayer`](super::MetricsLayer).
+///
+/// The inner service receives the request body wrapped in a [`RequestBody`], which
+/// counts the messages of gRPC calls.
 #[derive(Clone, Debug)]
 pub struct MetricsService<S> {
     inner: S,
@@ -45,7 +50,7 @@ impl<S> MetricsService<S> {
 
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for MetricsService<S>
 where
-    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    S: Service<Request<RequestBody<ReqBody>>, Response = Response<ResBody>>,
     ResBody: Body,
     ResBody::Data: From<Bytes>,
 {
@@ -64,21 +69,30 @@ where
                 return ResponseFuture::endpoint(endpoint.respond(&request));
             }
         }
-        let method = HttpMethod::from(request.method());
-        let (series, request) = match shared.routes.matched(&request) {
-            Some(route) => (shared.families.route(method, route).clone(), request),
-            // Only a route function needs the request taken apart.
-            None => {
-                let (parts, body) = request.into_parts();
-                let route = shared.routes.resolve(&parts);
-                let series = shared.families.route(method, &route).clone();
-                drop(route);
-                (series, Request::from_parts(parts, body))
-            }
-        };
         // Created before the inner call, so a panic inside `call` is recorded too.
-        let guard = RequestGuard::start(series);
+        let (recorder, request) = if is_grpc(request.headers()) {
+            let series = shared.grpc.method(request.uri().path());
+            let received = MessageCounter::new(series.received.clone());
+            let call = GrpcCall::start(Arc::clone(series));
+            let request = request.map(|body| RequestBody::grpc(body, received));
+            (Recorder::Grpc(call), request)
+        } else {
+            let method = HttpMethod::from(request.method());
+            let (series, request) = match shared.routes.matched(&request) {
+                Some(route) => (shared.families.route(method, route).clone(), request),
+                // Only a route function needs the request taken apart.
+                None => {
+                    let (parts, body) = request.into_parts();
+                    let route = shared.routes.resolve(&parts);
+                    let series = shared.families.route(method, &route).clone();
+                    drop(route);
+                    (series, Request::from_parts(parts, body))
+                }
+            };
+            let guard = RequestGuard::start(series);
+            (Recorder::Http(guard), request.map(RequestBody::plain))
+        };
         let future = self.inner.call(request);
-        ResponseFuture::inner(future, guard)
+        ResponseFuture::inner(future, recorder)
     }
 }

@@ -94,6 +94,16 @@ impl Buckets {
         }
     }
 
+    /// The Prometheus client libraries' default bounds, in seconds: 5 ms to 10 s in
+    /// 11 buckets (Go's `prometheus.DefBuckets`, which go-grpc-prometheus uses).
+    pub fn prometheus_default() -> Self {
+        Self {
+            bounds: Arc::new([
+                0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            ]),
+        }
+    }
+
     /// The upper bounds, without `+Inf`.
     pub fn bounds(&self) -> &[f64] {
         &self.bounds

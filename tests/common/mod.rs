@@ -329,8 +329,8 @@ pub type Never = Infallible;
 
 /// An inner service for direct (no network) tests: answers at once, with the status
 /// found in the request's extensions (200 without one).
-pub fn answer_with_requested_status(
-    request: Request<()>,
+pub fn answer_with_requested_status<B>(
+    request: Request<B>,
 ) -> std::future::Ready<Result<Response<Full<Bytes>>, Infallible>> {
     let status = request
         .extensions()
@@ -344,9 +344,9 @@ pub fn answer_with_requested_status(
 
 /// Runs one request through `service` to the end of its body, polling with a no-op
 /// waker: every future of these services is ready at once. Returns the status.
-pub fn drive<S, B>(service: &mut S, request: Request<()>) -> StatusCode
+pub fn drive<S, ReqBody, B>(service: &mut S, request: Request<ReqBody>) -> StatusCode
 where
-    S: tower::Service<Request<()>, Response = Response<B>, Error = Infallible>,
+    S: tower::Service<Request<ReqBody>, Response = Response<B>, Error = Infallible>,
     B: http_body::Body,
 {
     use std::task::{Context, Poll, Waker};

@@ -1,0 +1,213 @@
+//! The gRPC families, and the per-method series the layer records into.
+//!
+//! A call resolves its path once, at its start, to a [`MethodSeries`] (a lock-free
+//! probe of a table with one entry per method seen) that holds the method's counters,
+//! its histogram, and one lazily created `grpc_server_handled_total` series per code,
+//! indexed by the code: ending a call touches no map.
+
+use std::sync::{Arc, OnceLock};
+
+use prometheus_client::registry::Unit;
+
+use super::code::GrpcCode;
+use super::labels::{GrpcHandledLabels, GrpcLabels, GrpcType};
+use super::method::{service_and_method, MethodTypes};
+use crate::layer::DEFAULT_FALLBACK_ROUTE;
+use crate::metrics::{Buckets, Counter, Family, Histogram, Table};
+use crate::{MetricsRegistry, RegistryError};
+
+/// Name of the family counting calls started.
+pub const GRPC_STARTED: &str = "grpc_server_started_total";
+/// Name of the family counting calls ended, by status code.
+pub const GRPC_HANDLED: &str = "grpc_server_handled_total";
+/// Name of the histogram of call durations, until the call ends.
+pub const GRPC_HANDLING: &str = "grpc_server_handling_seconds";
+/// Name of the family counting messages received from clients.
+pub const GRPC_MSG_RECEIVED: &str = "grpc_server_msg_received_total";
+/// Name of the family counting messages sent to clients.
+pub const GRPC_MSG_SENT: &str = "grpc_server_msg_sent_total";
+
+/// Type of [`GRPC_STARTED`], [`GRPC_MSG_RECEIVED`] and [`GRPC_MSG_SENT`].
+pub type GrpcCount = Family<GrpcLabels, Counter>;
+/// Type of [`GRPC_HANDLED`].
+pub type GrpcHandledCount = Family<GrpcHandledLabels, Counter>;
+/// Type of [`GRPC_HANDLING`].
+pub type GrpcHandling = Family<GrpcLabels, Histogram>;
+
+/// The gRPC families and the method table in front of them.
+pub(crate) struct GrpcFamilies {
+    started: GrpcCount,
+    handled: GrpcHandledCount,
+    handling: Option<GrpcHandling>,
+    received: GrpcCount,
+    sent: GrpcCount,
+    types: MethodTypes,
+    methods: Table<Arc<str>, Arc<MethodSeries>>,
+    /// Calls to paths that do not name a method.
+    other: OnceLock<Arc<MethodSeries>>,
+    /// Methods past the cardinality cap.
+    overflow: OnceLock<Arc<MethodSeries>>,
+}
+
+impl GrpcFamilies {
+    /// Declares the gRPC families in `registry` (unless the user declared those names
+    /// first, to replace them), capped at `max_series` series each; the histogram only
+    /// if `handling` is set.
+    pub(crate) fn declare(
+        registry: &MetricsRegistry,
+        max_series: usize,
+        handling: bool,
+    ) -> Result<(), RegistryError> {
+        let counts = [
+            (GRPC_STARTED, "Total number of RPCs started on the server."),
+            (
+                GRPC_MSG_RECEIVED,
+                "Total number of RPC stream messages received on the server.",
+            ),
+            (
+                GRPC_MSG_SENT,
+                "Total number of gRPC stream messages sent by the server.",
+            ),
+        ];
+        for (name, help) in counts {
+            registry.provider_if_absent(name, help, None, move || {
+                GrpcCount::default().max_series(max_series)
+            })?;
+        }
+        registry.provider_if_absent(
+            GRPC_HANDLED,
+            "Total number of RPCs completed on the server, regardless of success or failure.",
+            None,
+            move || GrpcHandledCount::default().max_series(max_series),
+        )?;
+        if handling {
+            registry.provider_if_absent(
+                GRPC_HANDLING,
+                "Histogram of response latency (seconds) of gRPC that had been application-level handled by the server.",
+                Some(Unit::Seconds),
+                move || {
+                    GrpcHandling::new_with_constructor(|| {
+                        Histogram::new(Buckets::prometheus_default())
+                    })
+                    .max_series(max_series)
+                },
+            )?;
+        }
+        Ok(())
+    }
+
+    /// The families of an initialised registry.
+    pub(crate) fn from_registry(
+        registry: &MetricsRegistry,
+        handling: bool,
+        types: MethodTypes,
+    ) -> Result<Self, RegistryError> {
+        Ok(Self {
+            started: registry.get(GRPC_STARTED)?,
+            handled: registry.get(GRPC_HANDLED)?,
+            handling: handling.then(|| registry.get(GRPC_HANDLING)).transpose()?,
+            received: registry.get(GRPC_MSG_RECEIVED)?,
+            sent: registry.get(GRPC_MSG_SENT)?,
+            types,
+            methods: Table::new(),
+            other: OnceLock::new(),
+            overflow: OnceLock::new(),
+        })
+    }
+
+    /// The series of the method at `path`: found without a lock once it exists.
+    pub(crate) fn method(&self, path: &str) -> &Arc<MethodSeries> {
+        let Some((service, method)) = service_and_method(path) else {
+            return self.other.get_or_init(|| {
+                let labels = GrpcLabels::new(
+                    GrpcType::Unary,
+                    DEFAULT_FALLBACK_ROUTE,
+                    DEFAULT_FALLBACK_ROUTE,
+                );
+                self.series_or_overflow(labels)
+            });
+        };
+        let hash = self.methods.hash(path);
+        let matches = |key: &Arc<str>| **key == *path;
+        if let Some(series) = self.methods.find(hash, matches) {
+            return series;
+        }
+        let limit = self.started.series_limit();
+        let created = self.methods.find_or_insert(hash, matches, |len| {
+            if len >= limit {
+                return None;
+            }
+            let labels = GrpcLabels::new(self.types.get(path), service, method);
+            Some((path.into(), self.series_or_overflow(labels)))
+        });
+        created.unwrap_or_else(|| self.overflow())
+    }
+
+    /// The series of `labels`, or the overflow series when the started family is
+    /// past its cap.
+    fn series_or_overflow(&self, labels: GrpcLabels) -> Arc<MethodSeries> {
+        let started = self.started.lookup(&labels);
+        if started.overflowed {
+            return Arc::clone(self.overflow());
+        }
+        Arc::new(MethodSeries {
+            started: started.metric,
+            received: self.received.get_or_create(&labels),
+            sent: self.sent.get_or_create(&labels),
+            handling: self.handling.as_ref().map(|h| h.get_or_create(&labels)),
+            handled: self.handled.clone(),
+            labels: Some(labels),
+            codes: Default::default(),
+        })
+    }
+
+    fn overflow(&self) -> &Arc<MethodSeries> {
+        self.overflow.get_or_init(|| {
+            Arc::new(MethodSeries {
+                started: self.started.overflow_series(),
+                received: self.received.overflow_series(),
+                sent: self.sent.overflow_series(),
+                handling: self.handling.as_ref().map(Family::overflow_series),
+                handled: self.handled.clone(),
+                labels: None,
+                codes: Default::default(),
+            })
+        })
+    }
+}
+
+/// What the calls of one method record into.
+pub(crate) struct MethodSeries {
+    started: Counter,
+    pub(crate) received: Counter,
+    pub(crate) sent: Counter,
+    handling: Option<Histogram>,
+    handled: GrpcHandledCount,
+    /// `None` for the overflow series.
+    labels: Option<GrpcLabels>,
+    codes: [OnceLock<Counter>; GrpcCode::COUNT],
+}
+
+impl MethodSeries {
+    /// A call of this method started.
+    pub(crate) fn start(&self) {
+        self.started.inc();
+    }
+
+    /// A call of this method ended with `code` after `seconds`.
+    pub(crate) fn finish(&self, code: GrpcCode, seconds: f64) {
+        if let Some(handling) = &self.handling {
+            handling.observe(seconds);
+        }
+        self.handled(code).inc();
+    }
+
+    fn handled(&self, code: GrpcCode) -> &Counter {
+        self.codes[code as usize].get_or_init(|| match &self.labels {
+            Some(labels) => self
+                .handled
+                .get_or_create(&GrpcHandledLabels::new(labels.clone(), code)),
+            None => self.handled.overflow_series(),
+        })
+    }
+}

@@ -1,0 +1,72 @@
+//! gRPC calls: the go-grpc-prometheus families, status codes and message framing.
+//!
+//! [`MetricsLayer`](crate::MetricsLayer) records a request whose content type is
+//! `application/grpc` (also `application/grpc+proto`, `application/grpc; ...`) as a
+//! gRPC call, into the families go-grpc-prometheus exports, with its label names and
+//! values, so dashboards and alerts built for Go services work unchanged:
+//!
+//! | family | type | labels |
+//! |---|---|---|
+//! | `grpc_server_started_total` | counter | `grpc_type`, `grpc_service`, `grpc_method` |
+//! | `grpc_server_handled_total` | counter | `grpc_type`, `grpc_service`, `grpc_method`, `grpc_code` |
+//! | `grpc_server_handling_seconds` | histogram (Go's default buckets) | `grpc_type`, `grpc_service`, `grpc_method` |
+//! | `grpc_server_msg_received_total` | counter | `grpc_type`, `grpc_service`, `grpc_method` |
+//! | `grpc_server_msg_sent_total` | counter | `grpc_type`, `grpc_service`, `grpc_method` |
+//!
+//! - `grpc_service` and `grpc_method` come from the `/package.Service/Method` path. A
+//!   path of another shape is recorded as service and method `_OTHER`.
+//! - `grpc_code` is Go's name of the code ([`GrpcCode`]): read from `grpc-status` in
+//!   the trailers, or in the response headers of a trailers-only response. A call
+//!   dropped before its status was sent (the client cancelled it or went away) records
+//!   [`GRPC_CODE_DROPPED`] (`Canceled`); a response that ended without a status,
+//!   [`GRPC_CODE_NO_STATUS`] (`Unknown`); an error or panic of the inner service or
+//!   the response body, [`GRPC_CODE_SERVER_ERROR`] (`Internal`). Each call is counted
+//!   in `grpc_server_handled_total` exactly once, so started minus handled is the
+//!   number of calls in flight.
+//! - `grpc_server_handling_seconds` runs until the call ends: the trailers are sent,
+//!   the response fails, or it is dropped. It is **on by default**, unlike in
+//!   go-grpc-prometheus, which makes it opt-in because its histograms take a lock;
+//!   here an observation is two atomic adds, and latency is what most gRPC dashboards
+//!   chart. Turn it off with
+//!   [`grpc_handling_histogram(false)`](crate::layer::MetricsLayerBuilder::grpc_handling_histogram).
+//! - Messages are counted from the 5-byte length prefix of each message, in both
+//!   directions, as each message ends, however the body is split into chunks; the
+//!   message bytes are skipped, never copied. A received message counts when the
+//!   service reads it: tonic answers an unknown service without reading the request,
+//!   so that call received none.
+//! - `grpc_type` is what you declare per method with
+//!   [`grpc_method_type`](crate::layer::MetricsLayerBuilder::grpc_method_type), and
+//!   `unary` for the others. The layer cannot infer it: the type is a label of
+//!   `grpc_server_started_total`, recorded when the call starts, before any message
+//!   shows whether either side streams, and the wire format is the same for all four.
+//!
+//! gRPC calls are recorded only in these families, not in the HTTP ones: every call is
+//! an HTTP `POST` answered `200`, whatever its outcome, so HTTP series would say
+//! nothing the gRPC families do not. gRPC-Web (`application/grpc-web`) carries its
+//! trailers inside the body, and is recorded as HTTP.
+//!
+//! Each family holds at most [`max_series`](crate::layer::MetricsLayerBuilder::max_series)
+//! label sets. The path is client input, so calls to ever new service or method
+//! names fold, past the cap, into the `otel_metric_overflow="true"` series rather
+//! than growing memory. The families are ordinary registry providers: declare one of
+//! the names first to replace it (other buckets, another cap).
+
+mod call;
+mod code;
+mod families;
+mod framing;
+mod labels;
+mod method;
+
+pub use call::{GRPC_CODE_DROPPED, GRPC_CODE_NO_STATUS, GRPC_CODE_SERVER_ERROR};
+pub use code::GrpcCode;
+pub use families::{
+    GrpcCount, GrpcHandledCount, GrpcHandling, GRPC_HANDLED, GRPC_HANDLING, GRPC_MSG_RECEIVED,
+    GRPC_MSG_SENT, GRPC_STARTED,
+};
+pub use labels::{GrpcHandledLabels, GrpcLabels, GrpcType};
+
+pub(crate) use call::GrpcCall;
+pub(crate) use families::GrpcFamilies;
+pub(crate) use framing::MessageCounter;
+pub(crate) use method::{is_grpc, MethodTypes};

@@ -1,0 +1,83 @@
+//! [`RequestBody`]: the request body, as the inner service sees it.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use http_body::{Body, Frame, SizeHint};
+use pin_project_lite::pin_project;
+
+use crate::grpc::MessageCounter;
+
+pin_project! {
+    /// Request body handed to the inner service by
+    /// [`MetricsService`](super::MetricsService): the client's body, unchanged. For a
+    /// gRPC call it counts the messages received as they pass.
+    pub struct RequestBody<B> {
+        #[pin]
+        inner: B,
+        received: Option<MessageCounter>,
+    }
+}
+
+impl<B> RequestBody<B> {
+    /// A body passed through as is.
+    pub(crate) fn plain(inner: B) -> Self {
+        Self {
+            inner,
+            received: None,
+        }
+    }
+
+    /// A gRPC request body, whose messages `received` counts.
+    pub(crate) fn grpc(inner: B, received: MessageCounter) -> Self {
+        Self {
+            inner,
+            received: Some(received),
+        }
+    }
+
+    /// The client's body.
+    pub fn get_ref(&self) -> &B {
+        &self.inner
+    }
+
+    /// Unwraps the client's body; messages read from it later are not counted.
+    pub fn into_inner(self) -> B {
+        self.inner
+    }
+}
+
+impl<B> std::fmt::Debug for RequestBody<B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RequestBody")
+            .field("grpc", &self.received.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<B: Body> Body for RequestBody<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        let this = self.project();
+        let frame = this.inner.poll_frame(cx);
+        if let (Some(received), Poll::Ready(Some(Ok(frame)))) = (this.received, &frame) {
+            if let Some(data) = frame.data_ref() {
+                received.feed(data);
+            }
+        }
+        frame
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
