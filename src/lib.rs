@@ -39,6 +39,7 @@
 #![deny(unreachable_pub)]
 #![deny(unsafe_code)]
 
+mod build_info;
 pub mod endpoint;
 mod error;
 pub mod grpc;
@@ -49,6 +50,7 @@ pub mod multiprocess;
 pub mod process;
 pub mod registry;
 
+pub use build_info::BUILD_INFO;
 pub use endpoint::MetricsEndpoint;
 pub use error::BuildError;
 pub use layer::MetricsLayer;

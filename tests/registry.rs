@@ -443,3 +443,33 @@ async fn process_metrics_are_served_unless_turned_off() {
         "too late once initialized"
     );
 }
+
+#[tokio::test]
+async fn build_info_names_the_crate_and_the_service() {
+    let registry = MetricsRegistry::new();
+    registry.service_build("2.4.1", "9f3c2e1").unwrap();
+    let addr = serve(MetricsEndpoint::new(&registry).unwrap()).await;
+    let metrics = scrape(addr).await;
+    assert_eq!(
+        metrics.value(
+            tower_prometheus::BUILD_INFO,
+            &[
+                ("version", env!("CARGO_PKG_VERSION")),
+                ("service_version", "2.4.1"),
+                ("service_commit", "9f3c2e1")
+            ]
+        ),
+        Some(1.0)
+    );
+
+    let plain = MetricsRegistry::new();
+    let addr = serve(MetricsEndpoint::new(&plain).unwrap()).await;
+    let metrics = scrape(addr).await;
+    assert_eq!(
+        metrics.value(
+            tower_prometheus::BUILD_INFO,
+            &[("version", env!("CARGO_PKG_VERSION"))]
+        ),
+        Some(1.0)
+    );
+}

@@ -55,6 +55,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use prometheus_client::registry::{Registry, Unit};
 
+use crate::build_info::{BuildInfoCollector, ServiceBuild};
 use crate::multiprocess::{self, Aggregator, MultiprocessSetting};
 use crate::process::ProcessCollector;
 pub(crate) use collector::Collectors;
@@ -78,6 +79,7 @@ pub struct MetricsRegistry {
 struct Settings {
     multiprocess: MultiprocessSetting,
     process_metrics: bool,
+    service: ServiceBuild,
 }
 
 impl Default for Settings {
@@ -85,6 +87,7 @@ impl Default for Settings {
         Self {
             multiprocess: MultiprocessSetting::default(),
             process_metrics: true,
+            service: ServiceBuild::default(),
         }
     }
 }
@@ -351,6 +354,26 @@ impl MetricsRegistry {
         })
     }
 
+    /// Labels `tower_prometheus_build_info` with the service's own version and commit
+    /// (either may be empty to leave it out), so dashboards can mark its deploys.
+    ///
+    /// ```
+    /// use tower_prometheus::MetricsRegistry;
+    ///
+    /// let registry = MetricsRegistry::new();
+    /// registry
+    ///     .service_build(env!("CARGO_PKG_VERSION"), option_env!("GIT_COMMIT").unwrap_or(""))
+    ///     .unwrap();
+    /// ```
+    pub fn service_build(&self, version: &str, commit: &str) -> Result<(), RegistryError> {
+        let non_empty = |value: &str| (!value.is_empty()).then(|| value.to_string());
+        let service = ServiceBuild {
+            version: non_empty(version),
+            commit: non_empty(commit),
+        };
+        self.configure("the service build", |settings| settings.service = service)
+    }
+
     /// Changes a setting, which only initialisation reads.
     fn configure(
         &self,
@@ -536,6 +559,7 @@ fn initialize(
     if settings.process_metrics && cfg!(target_os = "linux") {
         registry.register_collector(Box::new(ProcessCollector));
     }
+    registry.register_collector(Box::new(BuildInfoCollector::new(settings.service)));
     let store = match settings.multiprocess.dir() {
         Some(dir) => {
             Some(
