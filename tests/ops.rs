@@ -1,0 +1,62 @@
+//! The shipped Prometheus rules: valid, and every recording rule and alert unit-tested
+//! by `promtool test rules`.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+const RULES_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/contrib/prometheus");
+
+/// Names of the recording rules and alerts in `rules.yml`.
+fn rule_names(rules: &str) -> Vec<String> {
+    rules
+        .lines()
+        .filter_map(|line| {
+            let line = line.trim_start().trim_start_matches("- ");
+            line.strip_prefix("record: ")
+                .or_else(|| line.strip_prefix("alert: "))
+                .map(|name| name.trim().to_string())
+        })
+        .collect()
+}
+
+#[test]
+fn every_rule_and_alert_has_a_unit_test() {
+    let rules = std::fs::read_to_string(Path::new(RULES_DIR).join("rules.yml")).expect("rules.yml");
+    let tests = std::fs::read_to_string(Path::new(RULES_DIR).join("rules_test.yml"))
+        .expect("rules_test.yml");
+    let names = rule_names(&rules);
+    assert!(names.len() >= 15, "{names:?}");
+    for name in names {
+        let tested = tests.contains(&format!("alertname: {name}\n"))
+            || tests.contains(&format!("expr: {name}\n"))
+            || tests.contains(&format!("expr: {name}{{"));
+        assert!(tested, "no unit test in rules_test.yml for {name}");
+    }
+}
+
+#[test]
+fn promtool_checks_and_tests_the_rules() {
+    let Some(promtool) = common::require_tool("promtool", "check and unit-test the shipped rules")
+    else {
+        return;
+    };
+    for args in [
+        ["check", "rules", "rules.yml"],
+        ["test", "rules", "rules_test.yml"],
+    ] {
+        let output = Command::new(&promtool)
+            .args(args)
+            .current_dir(RULES_DIR)
+            .output()
+            .expect("promtool runs");
+        assert!(
+            output.status.success(),
+            "promtool {}: {}{}",
+            args.join(" "),
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+}
