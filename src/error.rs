@@ -11,6 +11,9 @@ pub enum BuildError {
     /// of another type.
     #[error(transparent)]
     Registry(#[from] RegistryError),
+    /// A service-level objective's target is not between 0 and 1.
+    #[error("invalid objective: {0}")]
+    InvalidObjective(String),
     /// The endpoint path is not an absolute path.
     #[error("invalid metrics endpoint path `{0}`: it must start with `/`")]
     InvalidPath(String),

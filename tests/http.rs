@@ -523,3 +523,75 @@ async fn promtool_accepts_the_scrape() {
     );
     assert_eq!(metrics.value("jobs_done_total", &[]), Some(0.0));
 }
+
+#[tokio::test]
+async fn objectives_export_their_targets_and_count_requests_within_the_latency() {
+    use tower_prometheus::layer::Objective;
+    let registry = MetricsRegistry::new();
+    let layer = MetricsLayer::builder(&registry)
+        .objective(
+            "/users/{id}",
+            Objective::availability(0.999).with_latency(Duration::from_millis(250), 0.99),
+        )
+        .objective("/slow", Objective::latency(Duration::from_millis(50), 0.9))
+        .build()
+        .expect("layer builds");
+    let router = Router::new()
+        .route("/users/{id}", get(|| async { "user" }))
+        .route(
+            "/slow",
+            get(|| async {
+                tokio::time::sleep(Duration::from_millis(120)).await;
+                "slow"
+            }),
+        )
+        .route("/", get(|| async { "no objective" }))
+        .layer(layer);
+    let addr = serve(router).await;
+    for id in 0..4 {
+        common::get(addr, &format!("/users/{id}")).await;
+    }
+    common::get(addr, "/slow").await;
+    common::get(addr, "/").await;
+
+    let metrics = scrape(addr).await;
+    let objective = "http_server_slo_objective";
+    assert_eq!(
+        metrics.value(
+            objective,
+            &[("http_route", "/users/{id}"), ("slo", "availability")]
+        ),
+        Some(0.999)
+    );
+    assert_eq!(
+        metrics.value(
+            objective,
+            &[
+                ("http_route", "/users/{id}"),
+                ("slo", "latency"),
+                ("threshold_seconds", "0.25")
+            ]
+        ),
+        Some(0.99)
+    );
+    let good = "http_server_slo_latency_good_total";
+    assert_eq!(
+        metrics.value(good, &[("http_route", "/users/{id}")]),
+        Some(4.0)
+    );
+    // The slow route had its request counted, but not as good.
+    assert_eq!(
+        metrics.value(REQUESTS, &labels("GET", "200", "/slow")),
+        Some(1.0)
+    );
+    assert_eq!(metrics.value(good, &[("http_route", "/slow")]), Some(0.0));
+    assert!(metrics.matching(good, &[("http_route", "/")]).is_empty());
+
+    let invalid = MetricsLayer::builder(&MetricsRegistry::new())
+        .objective("/", Objective::availability(1.5))
+        .build();
+    assert!(matches!(
+        invalid,
+        Err(tower_prometheus::BuildError::InvalidObjective(_))
+    ));
+}

@@ -12,6 +12,7 @@ use std::time::Duration;
 use prometheus_client::registry::Unit;
 
 use super::labels::{ActiveRequestLabels, HttpLabels, HttpMethod};
+use super::slo::{Objectives, SloRouteLabels, SLO_LATENCY_GOOD};
 use crate::metrics::{shard, Buckets, Counter, Family, Gauge, Histogram, Table};
 use crate::multiprocess::GaugeMode;
 use crate::{MetricsRegistry, RegistryError};
@@ -40,6 +41,8 @@ pub(crate) struct HttpFamilies {
     active: ActiveRequests,
     routes: Table<RouteKey, PerShard>,
     overflow_route: OnceLock<PerShard>,
+    objectives: Objectives,
+    latency_good: Option<Family<SloRouteLabels, Counter>>,
 }
 
 /// One [`RouteSeries`] per shard (see `metrics::shard`): the same series, but each
@@ -94,14 +97,33 @@ impl HttpFamilies {
     }
 
     /// The families of an initialised registry.
-    pub(crate) fn from_registry(registry: &MetricsRegistry) -> Result<Self, RegistryError> {
+    pub(crate) fn from_registry(
+        registry: &MetricsRegistry,
+        objectives: Objectives,
+    ) -> Result<Self, RegistryError> {
+        let latency_good = match objectives.is_empty() {
+            true => None,
+            false => Some(registry.get(SLO_LATENCY_GOOD)?),
+        };
         Ok(Self {
             duration: registry.get(REQUEST_DURATION)?,
             requests: registry.get(REQUESTS_TOTAL)?,
             active: registry.get(ACTIVE_REQUESTS)?,
             routes: Table::new(),
             overflow_route: OnceLock::new(),
+            objectives,
+            latency_good,
         })
+    }
+
+    /// The latency objective of `route`: its threshold and its good-request counter.
+    fn latency_objective(&self, route: &str) -> Option<(Duration, Counter)> {
+        let threshold = self.objectives.latency_threshold(route)?;
+        let good = self.latency_good.as_ref()?;
+        Some((
+            threshold,
+            good.get_or_create(&[("http_route", route.to_string())]),
+        ))
     }
 
     /// The series of `(method, route)` for this thread: found without a lock once it
@@ -131,14 +153,18 @@ impl HttpFamilies {
             let series = if active.overflowed {
                 Arc::clone(self.overflow_route())
             } else {
-                per_shard(|shard| {
-                    RouteSeries::new(
-                        self,
+                let latency = self.latency_objective(&route);
+                per_shard(|shard| RouteSeries {
+                    target: StatusTarget::Route {
                         method,
-                        Arc::clone(&route),
-                        active.metric.clone(),
-                        shard,
-                    )
+                        route: Arc::clone(&route),
+                        duration: self.duration.clone(),
+                        requests: self.requests.clone(),
+                    },
+                    active: active.metric.clone(),
+                    statuses: Default::default(),
+                    shard,
+                    latency: latency.clone(),
                 })
             };
             Some((RouteKey { method, route }, series))
@@ -157,6 +183,7 @@ impl HttpFamilies {
                 active: active.clone(),
                 statuses: Default::default(),
                 shard,
+                latency: None,
             })
         })
     }
@@ -171,6 +198,9 @@ pub(crate) struct RouteSeries {
     statuses: [OnceLock<(u16, StatusSeries)>; STATUS_SLOTS],
     /// The shard this copy records into.
     shard: usize,
+    /// The route's latency objective: its threshold, and the counter of requests
+    /// within it.
+    latency: Option<(Duration, Counter)>,
 }
 
 /// Where a route's per-status series come from.
@@ -195,26 +225,6 @@ struct StatusSeries {
 }
 
 impl RouteSeries {
-    fn new(
-        families: &HttpFamilies,
-        method: HttpMethod,
-        route: Arc<str>,
-        active: Gauge,
-        shard: usize,
-    ) -> Self {
-        Self {
-            target: StatusTarget::Route {
-                method,
-                route,
-                duration: families.duration.clone(),
-                requests: families.requests.clone(),
-            },
-            active,
-            statuses: Default::default(),
-            shard,
-        }
-    }
-
     /// A request on this route started.
     pub(crate) fn start(&self) {
         self.active.add_in(self.shard, 1);
@@ -227,6 +237,11 @@ impl RouteSeries {
             .duration
             .observe_in(self.shard, elapsed.as_secs_f64());
         series.requests.inc_by_in(self.shard, 1);
+        if let Some((threshold, good)) = &self.latency {
+            if elapsed <= *threshold {
+                good.inc_by_in(self.shard, 1);
+            }
+        }
         self.active.add_in(self.shard, -1);
     }
 

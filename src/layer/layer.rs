@@ -10,6 +10,7 @@ use tower::Layer;
 use super::families::HttpFamilies;
 use super::route::{RouteFn, RouteResolver, DEFAULT_FALLBACK_ROUTE};
 use super::service::MetricsService;
+use super::slo::{Objective, Objectives};
 use crate::endpoint::{MetricsEndpoint, MetricsEndpointBuilder, DEFAULT_PATH};
 use crate::grpc::{GrpcFamilies, GrpcType, MethodTypes};
 
@@ -71,6 +72,7 @@ impl MetricsLayer {
             route_fn: None,
             fallback_route: DEFAULT_FALLBACK_ROUTE.into(),
             max_series: DEFAULT_MAX_SERIES,
+            objectives: Objectives::default(),
             grpc_types: MethodTypes::default(),
             grpc_handling: true,
         }
@@ -108,6 +110,7 @@ pub struct MetricsLayerBuilder {
     route_fn: Option<Arc<RouteFn>>,
     fallback_route: Arc<str>,
     max_series: usize,
+    objectives: Objectives,
     grpc_types: MethodTypes,
     grpc_handling: bool,
 }
@@ -162,6 +165,31 @@ impl MetricsLayerBuilder {
         self
     }
 
+    /// Declares the service-level objective of `route` (the route label, such as
+    /// `/users/{id}`): its targets are exported in `http_server_slo_objective`, and a
+    /// latency objective makes the layer count the requests within its threshold
+    /// (`http_server_slo_latency_good_total`), for the shipped burn-rate alerts.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tower_prometheus::layer::Objective;
+    /// use tower_prometheus::{MetricsLayer, MetricsRegistry};
+    ///
+    /// # fn main() -> Result<(), tower_prometheus::BuildError> {
+    /// let layer = MetricsLayer::builder(&MetricsRegistry::new())
+    ///     .objective(
+    ///         "/checkout",
+    ///         Objective::availability(0.999).with_latency(Duration::from_millis(250), 0.99),
+    ///     )
+    ///     .build()?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn objective(mut self, route: impl Into<String>, objective: Objective) -> Self {
+        self.objectives.insert(route.into(), objective);
+        self
+    }
+
     /// Caps each default family at `max_series` label sets (default
     /// [`DEFAULT_MAX_SERIES`]); past it, requests fold into the overflow series.
     pub fn max_series(mut self, max_series: usize) -> Self {
@@ -186,8 +214,12 @@ impl MetricsLayerBuilder {
     /// Declares the default families (unless the registry already declares those
     /// names), initialises the registry and builds the layer.
     pub fn build(self) -> Result<MetricsLayer, BuildError> {
+        self.objectives
+            .check()
+            .map_err(BuildError::InvalidObjective)?;
         if !self.registry.is_initialized() {
             HttpFamilies::declare(&self.registry, self.max_series)?;
+            self.objectives.declare(&self.registry)?;
             GrpcFamilies::declare(&self.registry, self.max_series, self.grpc_handling)?;
         }
         let intercept = self.path.is_some();
@@ -200,7 +232,7 @@ impl MetricsLayerBuilder {
                 |builder, options| options(builder),
             )
             .build()?;
-        let families = HttpFamilies::from_registry(&self.registry)?;
+        let families = HttpFamilies::from_registry(&self.registry, self.objectives)?;
         let grpc =
             GrpcFamilies::from_registry(&self.registry, self.grpc_handling, self.grpc_types)?;
         Ok(MetricsLayer {

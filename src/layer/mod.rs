@@ -55,6 +55,7 @@ mod layer;
 mod request_body;
 mod route;
 mod service;
+mod slo;
 
 pub use body::ResponseBody;
 pub use families::{
@@ -69,3 +70,4 @@ pub use layer::{MetricsLayer, MetricsLayerBuilder};
 pub use request_body::RequestBody;
 pub use route::{RouteFn, DEFAULT_FALLBACK_ROUTE, MAX_ROUTE_LEN};
 pub use service::MetricsService;
+pub use slo::{Objective, SloRouteLabels, SLO_LATENCY_GOOD, SLO_OBJECTIVE};

@@ -1,0 +1,204 @@
+//! Service-level objectives per route, exposed as data the shipped rules use.
+//!
+//! Each objective becomes a series of `http_server_slo_objective{http_route, slo}` whose
+//! value is the target (`0.999`), so a rule divides by `1 - target` with no
+//! per-service edit. A latency objective also makes the layer count, per route, the
+//! requests that finished within its threshold
+//! (`http_server_slo_latency_good_total{http_route}`): an exact count for any
+//! threshold, where a join on a histogram's `le` label would depend on how the
+//! scrape format spells the bound.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use prometheus_client::encoding::{EncodeMetric, MetricEncoder};
+use prometheus_client::metrics::{MetricType, TypedMetric};
+
+use crate::metrics::{Counter, Family};
+use crate::multiprocess::{Binding, FileKind, GaugeMode};
+use crate::{MetricsRegistry, RegistryError};
+
+/// Name of the family of objective targets.
+pub const SLO_OBJECTIVE: &str = "http_server_slo_objective";
+/// Name of the counter of requests within their route's latency threshold.
+pub const SLO_LATENCY_GOOD: &str = "http_server_slo_latency_good";
+
+/// Labels of [`SLO_LATENCY_GOOD`].
+pub type SloRouteLabels = [(&'static str, String); 1];
+
+/// One target series: its labels and the target.
+type TargetSeries = (Vec<(String, String)>, f64);
+
+/// What a route promises: a success rate, a latency, or both.
+///
+/// ```
+/// use std::time::Duration;
+/// use tower_prometheus::layer::Objective;
+///
+/// // 99.9% of requests succeed, and 99% finish within 250 ms.
+/// let objective = Objective::availability(0.999).with_latency(Duration::from_millis(250), 0.99);
+/// ```
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Objective {
+    availability: Option<f64>,
+    latency: Option<(Duration, f64)>,
+}
+
+impl Objective {
+    /// The share of requests that must not answer 5xx, in (0, 1).
+    pub fn availability(target: f64) -> Self {
+        Self {
+            availability: Some(target),
+            latency: None,
+        }
+    }
+
+    /// The share of requests that must finish within `threshold`, in (0, 1).
+    pub fn latency(threshold: Duration, target: f64) -> Self {
+        Self::default().with_latency(threshold, target)
+    }
+
+    /// Adds a latency objective.
+    #[must_use]
+    pub fn with_latency(mut self, threshold: Duration, target: f64) -> Self {
+        self.latency = Some((threshold, target));
+        self
+    }
+
+    fn targets(&self) -> impl Iterator<Item = f64> + '_ {
+        self.availability
+            .into_iter()
+            .chain(self.latency.map(|(_, target)| target))
+    }
+}
+
+/// The objectives of a layer, by route.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Objectives {
+    by_route: HashMap<String, Objective>,
+}
+
+impl Objectives {
+    pub(crate) fn insert(&mut self, route: String, objective: Objective) {
+        self.by_route.insert(route, objective);
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.by_route.is_empty()
+    }
+
+    /// A target outside (0, 1) is an error that names the route.
+    pub(crate) fn check(&self) -> Result<(), String> {
+        for (route, objective) in &self.by_route {
+            if let Some(target) = objective.targets().find(|t| !(*t > 0.0 && *t < 1.0)) {
+                return Err(format!(
+                    "route `{route}`: target {target} is not between 0 and 1"
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Declares the objective series and the good-request counter, when there are
+    /// objectives.
+    pub(crate) fn declare(&self, registry: &MetricsRegistry) -> Result<(), RegistryError> {
+        if self.by_route.is_empty() {
+            return Ok(());
+        }
+        let targets = self.target_series();
+        registry.provider_if_absent(
+            SLO_OBJECTIVE,
+            "Service-level objective of a route: the share of requests that must be good.",
+            None,
+            move || ObjectiveTargets::new(targets),
+        )?;
+        registry.provider_if_absent(
+            SLO_LATENCY_GOOD,
+            "Requests that finished within their route's latency objective.",
+            None,
+            Family::<SloRouteLabels, Counter>::default,
+        )
+    }
+
+    /// The latency threshold of `route`, if it has one.
+    pub(crate) fn latency_threshold(&self, route: &str) -> Option<Duration> {
+        self.by_route
+            .get(route)?
+            .latency
+            .map(|(threshold, _)| threshold)
+    }
+
+    fn target_series(&self) -> Vec<TargetSeries> {
+        let mut series = Vec::new();
+        for (route, objective) in &self.by_route {
+            let labels = |slo: &str, threshold: Option<Duration>| {
+                let mut labels = vec![
+                    ("http_route".to_string(), route.clone()),
+                    ("slo".to_string(), slo.to_string()),
+                ];
+                labels.extend(
+                    threshold
+                        .map(|t| ("threshold_seconds".to_string(), t.as_secs_f64().to_string())),
+                );
+                labels
+            };
+            if let Some(target) = objective.availability {
+                series.push((labels("availability", None), target));
+            }
+            if let Some((threshold, target)) = objective.latency {
+                series.push((labels("latency", Some(threshold)), target));
+            }
+        }
+        series.sort_by(|a, b| a.0.cmp(&b.0));
+        series
+    }
+}
+
+/// Constant gauges holding the objectives' targets. In multi-process mode they are
+/// written to the files (mode `max`: every process holds the same values).
+#[derive(Clone)]
+struct ObjectiveTargets {
+    series: Arc<[TargetSeries]>,
+}
+
+impl ObjectiveTargets {
+    fn new(series: Vec<TargetSeries>) -> Self {
+        if let Some(binding) = Binding::claim() {
+            for (labels, target) in &series {
+                if let Some(value) = binding.value(FileKind::Gauge(GaugeMode::Max), "", labels) {
+                    value.set(*target);
+                }
+            }
+        }
+        Self {
+            series: series.into(),
+        }
+    }
+}
+
+impl fmt::Debug for ObjectiveTargets {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ObjectiveTargets")
+            .field("series", &self.series.len())
+            .finish()
+    }
+}
+
+impl TypedMetric for ObjectiveTargets {
+    const TYPE: MetricType = MetricType::Gauge;
+}
+
+impl EncodeMetric for ObjectiveTargets {
+    fn encode(&self, mut encoder: MetricEncoder<'_>) -> Result<(), fmt::Error> {
+        for (labels, target) in self.series.iter() {
+            encoder.encode_family(labels)?.encode_gauge(target)?;
+        }
+        Ok(())
+    }
+
+    fn metric_type(&self) -> MetricType {
+        Self::TYPE
+    }
+}
