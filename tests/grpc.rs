@@ -351,3 +351,44 @@ async fn a_call_cancelled_before_its_headers_is_canceled() {
     assert_eq!(scraped.matching(HANDLED, &labels).len(), 1, "recorded once");
     assert_eq!(GRPC_CODE_DROPPED.as_str(), "Canceled");
 }
+
+#[tokio::test]
+async fn method_objectives_export_targets_and_count_calls_within_the_latency() {
+    use tower_prometheus::layer::Objective;
+    let registry = MetricsRegistry::new();
+    let layer = MetricsLayer::builder(&registry)
+        .grpc_objective(
+            format!("{SERVICE}/Check"),
+            Objective::availability(0.999).with_latency(Duration::from_secs(5), 0.99),
+        )
+        .build()
+        .expect("layer builds");
+    let (_reporter, health) = tonic_health::server::health_reporter();
+    let addr = serve(layer, health).await;
+    for _ in 0..3 {
+        check_call(addr, "").await.expect("check answers");
+    }
+    let labels = method("unary", SERVICE, "Check");
+    let target = [("grpc_service", SERVICE), ("grpc_method", "Check")];
+    let good = eventually(WAIT, "three calls within the objective", || async {
+        let scraped = scrape(addr).await;
+        (scraped.value("grpc_server_slo_latency_good_total", &target) == Some(3.0))
+            .then_some(scraped)
+    })
+    .await;
+    let mut availability = target.to_vec();
+    availability.push(("slo", "availability"));
+    assert_eq!(
+        good.value("grpc_server_slo_objective", &availability),
+        Some(0.999)
+    );
+    assert_eq!(good.value(STARTED, &labels), Some(3.0));
+
+    let invalid = MetricsLayer::builder(&MetricsRegistry::new())
+        .grpc_objective("not-a-method", Objective::availability(0.9))
+        .build();
+    assert!(matches!(
+        invalid,
+        Err(tower_prometheus::BuildError::InvalidObjective(_))
+    ));
+}

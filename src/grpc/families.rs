@@ -12,6 +12,7 @@ use prometheus_client::registry::Unit;
 use super::code::GrpcCode;
 use super::labels::{GrpcHandledLabels, GrpcLabels, GrpcType};
 use super::method::{service_and_method, MethodTypes};
+use crate::layer::slo::{method_target, Objectives, SloMethodLabels, GRPC_SLO_LATENCY_GOOD};
 use crate::layer::DEFAULT_FALLBACK_ROUTE;
 use crate::metrics::{Buckets, Counter, Family, Histogram, Table};
 use crate::{MetricsRegistry, RegistryError};
@@ -47,6 +48,8 @@ pub(crate) struct GrpcFamilies {
     other: OnceLock<Arc<MethodSeries>>,
     /// Methods past the cardinality cap.
     overflow: OnceLock<Arc<MethodSeries>>,
+    objectives: Objectives,
+    latency_good: Option<Family<SloMethodLabels, Counter>>,
 }
 
 impl GrpcFamilies {
@@ -101,8 +104,15 @@ impl GrpcFamilies {
         registry: &MetricsRegistry,
         handling: bool,
         types: MethodTypes,
+        objectives: Objectives,
     ) -> Result<Self, RegistryError> {
+        let latency_good = match objectives.is_empty() {
+            true => None,
+            false => Some(registry.get(GRPC_SLO_LATENCY_GOOD)?),
+        };
         Ok(Self {
+            objectives,
+            latency_good,
             started: registry.get(GRPC_STARTED)?,
             handled: registry.get(GRPC_HANDLED)?,
             handling: handling.then(|| registry.get(GRPC_HANDLING)).transpose()?,
@@ -150,7 +160,9 @@ impl GrpcFamilies {
         if started.overflowed {
             return Arc::clone(self.overflow());
         }
+        let latency = self.latency_objective(&labels);
         Arc::new(MethodSeries {
+            latency,
             started: started.metric,
             received: self.received.get_or_create(&labels),
             sent: self.sent.get_or_create(&labels),
@@ -171,8 +183,22 @@ impl GrpcFamilies {
                 handled: self.handled.clone(),
                 labels: None,
                 codes: Default::default(),
+                latency: None,
             })
         })
+    }
+
+    /// The latency objective of a method: its threshold in seconds and its counter of
+    /// calls within it.
+    fn latency_objective(&self, labels: &GrpcLabels) -> Option<(f64, Counter)> {
+        let threshold = self
+            .objectives
+            .latency_threshold(&method_target(labels.service(), labels.method()))?;
+        let good = self.latency_good.as_ref()?.get_or_create(&[
+            ("grpc_service", labels.service().to_string()),
+            ("grpc_method", labels.method().to_string()),
+        ]);
+        Some((threshold.as_secs_f64(), good))
     }
 }
 
@@ -186,6 +212,9 @@ pub(crate) struct MethodSeries {
     /// `None` for the overflow series.
     labels: Option<GrpcLabels>,
     codes: [OnceLock<Counter>; GrpcCode::COUNT],
+    /// The method's latency objective: threshold in seconds, and the counter of calls
+    /// within it.
+    latency: Option<(f64, Counter)>,
 }
 
 impl MethodSeries {
@@ -200,6 +229,11 @@ impl MethodSeries {
             handling.observe(seconds);
         }
         self.handled(code).inc();
+        if let Some((threshold, good)) = &self.latency {
+            if seconds <= *threshold {
+                good.inc();
+            }
+        }
     }
 
     fn handled(&self, code: GrpcCode) -> &Counter {

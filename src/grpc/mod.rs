@@ -69,4 +69,4 @@ pub use labels::{GrpcHandledLabels, GrpcLabels, GrpcType};
 pub(crate) use call::GrpcCall;
 pub(crate) use families::GrpcFamilies;
 pub(crate) use framing::MessageCounter;
-pub(crate) use method::{is_grpc, MethodTypes};
+pub(crate) use method::{is_grpc, service_and_method, MethodTypes};

@@ -12,7 +12,7 @@ use std::time::Duration;
 use prometheus_client::registry::Unit;
 
 use super::labels::{ActiveRequestLabels, HttpLabels, HttpMethod};
-use super::slo::{Objectives, SloRouteLabels, SLO_LATENCY_GOOD};
+use super::slo::{route_target, Objectives, SloRouteLabels, SLO_LATENCY_GOOD};
 use crate::metrics::{shard, Buckets, Counter, Family, Gauge, Histogram, Table};
 use crate::multiprocess::GaugeMode;
 use crate::{MetricsRegistry, RegistryError};
@@ -118,7 +118,7 @@ impl HttpFamilies {
 
     /// The latency objective of `route`: its threshold and its good-request counter.
     fn latency_objective(&self, route: &str) -> Option<(Duration, Counter)> {
-        let threshold = self.objectives.latency_threshold(route)?;
+        let threshold = self.objectives.latency_threshold(&route_target(route))?;
         let good = self.latency_good.as_ref()?;
         Some((
             threshold,

@@ -10,8 +10,9 @@ use tower::Layer;
 use super::families::HttpFamilies;
 use super::route::{RouteFn, RouteResolver, DEFAULT_FALLBACK_ROUTE};
 use super::service::MetricsService;
-use super::slo::{Objective, Objectives};
+use super::slo::{method_target, route_target, Objective, Objectives};
 use crate::endpoint::{MetricsEndpoint, MetricsEndpointBuilder, DEFAULT_PATH};
+use crate::grpc::service_and_method;
 use crate::grpc::{GrpcFamilies, GrpcType, MethodTypes};
 
 /// An option of the endpoint, applied when the layer builds it.
@@ -73,6 +74,8 @@ impl MetricsLayer {
             fallback_route: DEFAULT_FALLBACK_ROUTE.into(),
             max_series: DEFAULT_MAX_SERIES,
             objectives: Objectives::default(),
+            grpc_objectives: Objectives::grpc(),
+            invalid_objective: None,
             grpc_types: MethodTypes::default(),
             grpc_handling: true,
         }
@@ -111,6 +114,9 @@ pub struct MetricsLayerBuilder {
     fallback_route: Arc<str>,
     max_series: usize,
     objectives: Objectives,
+    grpc_objectives: Objectives,
+    /// A gRPC objective declared for a path that names no method.
+    invalid_objective: Option<String>,
     grpc_types: MethodTypes,
     grpc_handling: bool,
 }
@@ -186,7 +192,26 @@ impl MetricsLayerBuilder {
     /// # }
     /// ```
     pub fn objective(mut self, route: impl Into<String>, objective: Objective) -> Self {
-        self.objectives.insert(route.into(), objective);
+        self.objectives
+            .insert(route_target(&route.into()), objective);
+        self
+    }
+
+    /// Declares the service-level objective of the gRPC method at `path`
+    /// (`/package.Service/Method`), as [`objective`](Self::objective) does for a route:
+    /// targets in `grpc_server_slo_objective`, calls within a latency threshold in
+    /// `grpc_server_slo_latency_good_total`.
+    pub fn grpc_objective(mut self, path: impl Into<String>, objective: Objective) -> Self {
+        let mut path = path.into();
+        if !path.starts_with('/') {
+            path.insert(0, '/');
+        }
+        match service_and_method(&path) {
+            Some((service, method)) => self
+                .grpc_objectives
+                .insert(method_target(service, method), objective),
+            None => self.invalid_objective = Some(format!("`{path}` is not a gRPC method path")),
+        }
         self
     }
 
@@ -214,12 +239,19 @@ impl MetricsLayerBuilder {
     /// Declares the default families (unless the registry already declares those
     /// names), initialises the registry and builds the layer.
     pub fn build(self) -> Result<MetricsLayer, BuildError> {
+        if let Some(invalid) = self.invalid_objective {
+            return Err(BuildError::InvalidObjective(invalid));
+        }
         self.objectives
+            .check()
+            .map_err(BuildError::InvalidObjective)?;
+        self.grpc_objectives
             .check()
             .map_err(BuildError::InvalidObjective)?;
         if !self.registry.is_initialized() {
             HttpFamilies::declare(&self.registry, self.max_series)?;
             self.objectives.declare(&self.registry)?;
+            self.grpc_objectives.declare(&self.registry)?;
             GrpcFamilies::declare(&self.registry, self.max_series, self.grpc_handling)?;
         }
         let intercept = self.path.is_some();
@@ -233,8 +265,12 @@ impl MetricsLayerBuilder {
             )
             .build()?;
         let families = HttpFamilies::from_registry(&self.registry, self.objectives)?;
-        let grpc =
-            GrpcFamilies::from_registry(&self.registry, self.grpc_handling, self.grpc_types)?;
+        let grpc = GrpcFamilies::from_registry(
+            &self.registry,
+            self.grpc_handling,
+            self.grpc_types,
+            self.grpc_objectives,
+        )?;
         Ok(MetricsLayer {
             shared: Arc::new(LayerShared {
                 families,

@@ -55,7 +55,7 @@ mod layer;
 mod request_body;
 mod route;
 mod service;
-mod slo;
+pub(crate) mod slo;
 
 pub use body::ResponseBody;
 pub use families::{
@@ -70,4 +70,7 @@ pub use layer::{MetricsLayer, MetricsLayerBuilder};
 pub use request_body::RequestBody;
 pub use route::{RouteFn, DEFAULT_FALLBACK_ROUTE, MAX_ROUTE_LEN};
 pub use service::MetricsService;
-pub use slo::{Objective, SloRouteLabels, SLO_LATENCY_GOOD, SLO_OBJECTIVE};
+pub use slo::{
+    Objective, SloMethodLabels, SloRouteLabels, GRPC_SLO_LATENCY_GOOD, GRPC_SLO_OBJECTIVE,
+    SLO_LATENCY_GOOD, SLO_OBJECTIVE,
+};

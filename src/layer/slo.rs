@@ -20,13 +20,19 @@ use crate::metrics::{Counter, Family};
 use crate::multiprocess::{Binding, FileKind, GaugeMode};
 use crate::{MetricsRegistry, RegistryError};
 
-/// Name of the family of objective targets.
+/// Name of the family of objective targets of HTTP routes.
 pub const SLO_OBJECTIVE: &str = "http_server_slo_objective";
 /// Name of the counter of requests within their route's latency threshold.
 pub const SLO_LATENCY_GOOD: &str = "http_server_slo_latency_good";
+/// Name of the family of objective targets of gRPC methods.
+pub const GRPC_SLO_OBJECTIVE: &str = "grpc_server_slo_objective";
+/// Name of the counter of calls within their method's latency threshold.
+pub const GRPC_SLO_LATENCY_GOOD: &str = "grpc_server_slo_latency_good";
 
 /// Labels of [`SLO_LATENCY_GOOD`].
 pub type SloRouteLabels = [(&'static str, String); 1];
+/// Labels of [`GRPC_SLO_LATENCY_GOOD`]: `grpc_service` and `grpc_method`.
+pub type SloMethodLabels = [(&'static str, String); 2];
 
 /// One target series: its labels and the target.
 type TargetSeries = (Vec<(String, String)>, f64);
@@ -74,27 +80,38 @@ impl Objective {
     }
 }
 
-/// The objectives of a layer, by route.
+/// The objectives of a layer: of HTTP routes, or of gRPC methods.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Objectives {
-    by_route: HashMap<String, Objective>,
+    /// By the labels that name what they are about (`http_route`, or `grpc_service`
+    /// and `grpc_method`).
+    by_target: HashMap<Vec<(String, String)>, Objective>,
+    grpc: bool,
 }
 
 impl Objectives {
-    pub(crate) fn insert(&mut self, route: String, objective: Objective) {
-        self.by_route.insert(route, objective);
+    /// The objectives of gRPC methods.
+    pub(crate) fn grpc() -> Self {
+        Self {
+            grpc: true,
+            ..Self::default()
+        }
+    }
+
+    pub(crate) fn insert(&mut self, target: Vec<(String, String)>, objective: Objective) {
+        self.by_target.insert(target, objective);
     }
 
     pub(crate) fn is_empty(&self) -> bool {
-        self.by_route.is_empty()
+        self.by_target.is_empty()
     }
 
-    /// A target outside (0, 1) is an error that names the route.
+    /// A target outside (0, 1) is an error that names what it is about.
     pub(crate) fn check(&self) -> Result<(), String> {
-        for (route, objective) in &self.by_route {
+        for (target_labels, objective) in &self.by_target {
             if let Some(target) = objective.targets().find(|t| !(*t > 0.0 && *t < 1.0)) {
                 return Err(format!(
-                    "route `{route}`: target {target} is not between 0 and 1"
+                    "{target_labels:?}: target {target} is not between 0 and 1"
                 ));
             }
         }
@@ -104,40 +121,48 @@ impl Objectives {
     /// Declares the objective series and the good-request counter, when there are
     /// objectives.
     pub(crate) fn declare(&self, registry: &MetricsRegistry) -> Result<(), RegistryError> {
-        if self.by_route.is_empty() {
+        if self.is_empty() {
             return Ok(());
         }
         let targets = self.target_series();
-        registry.provider_if_absent(
-            SLO_OBJECTIVE,
-            "Service-level objective of a route: the share of requests that must be good.",
-            None,
-            move || ObjectiveTargets::new(targets),
-        )?;
-        registry.provider_if_absent(
-            SLO_LATENCY_GOOD,
-            "Requests that finished within their route's latency objective.",
-            None,
-            Family::<SloRouteLabels, Counter>::default,
-        )
+        let help = "Service-level objective: the share of requests that must be good.";
+        if self.grpc {
+            registry.provider_if_absent(GRPC_SLO_OBJECTIVE, help, None, move || {
+                ObjectiveTargets::new(targets)
+            })?;
+            registry.provider_if_absent(
+                GRPC_SLO_LATENCY_GOOD,
+                "Calls that finished within their method's latency objective.",
+                None,
+                Family::<SloMethodLabels, Counter>::default,
+            )
+        } else {
+            registry.provider_if_absent(SLO_OBJECTIVE, help, None, move || {
+                ObjectiveTargets::new(targets)
+            })?;
+            registry.provider_if_absent(
+                SLO_LATENCY_GOOD,
+                "Requests that finished within their route's latency objective.",
+                None,
+                Family::<SloRouteLabels, Counter>::default,
+            )
+        }
     }
 
-    /// The latency threshold of `route`, if it has one.
-    pub(crate) fn latency_threshold(&self, route: &str) -> Option<Duration> {
-        self.by_route
-            .get(route)?
+    /// The latency threshold of the target named by `labels`, if it has one.
+    pub(crate) fn latency_threshold(&self, labels: &[(String, String)]) -> Option<Duration> {
+        self.by_target
+            .get(labels)?
             .latency
             .map(|(threshold, _)| threshold)
     }
 
     fn target_series(&self) -> Vec<TargetSeries> {
         let mut series = Vec::new();
-        for (route, objective) in &self.by_route {
+        for (target_labels, objective) in &self.by_target {
             let labels = |slo: &str, threshold: Option<Duration>| {
-                let mut labels = vec![
-                    ("http_route".to_string(), route.clone()),
-                    ("slo".to_string(), slo.to_string()),
-                ];
+                let mut labels = target_labels.clone();
+                labels.push(("slo".to_string(), slo.to_string()));
                 labels.extend(
                     threshold
                         .map(|t| ("threshold_seconds".to_string(), t.as_secs_f64().to_string())),
@@ -154,6 +179,19 @@ impl Objectives {
         series.sort_by(|a, b| a.0.cmp(&b.0));
         series
     }
+}
+
+/// The labels that name an HTTP route's objective.
+pub(crate) fn route_target(route: &str) -> Vec<(String, String)> {
+    vec![("http_route".to_string(), route.to_string())]
+}
+
+/// The labels that name a gRPC method's objective.
+pub(crate) fn method_target(service: &str, method: &str) -> Vec<(String, String)> {
+    vec![
+        ("grpc_service".to_string(), service.to_string()),
+        ("grpc_method".to_string(), method.to_string()),
+    ]
 }
 
 /// Constant gauges holding the objectives' targets. In multi-process mode they are
