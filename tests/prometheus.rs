@@ -38,10 +38,18 @@ fn free_port() -> u16 {
         .expect("a free port on 127.0.0.1")
 }
 
-fn start_prometheus(binary: &std::path::Path, target: SocketAddr, native: bool) -> Prometheus {
+fn start_prometheus(
+    binary: &std::path::Path,
+    target: SocketAddr,
+    native: bool,
+    rules: Option<&std::path::Path>,
+) -> Prometheus {
     let dir = TempDir::new("prometheus");
+    let rule_files = rules.map_or(String::new(), |rules| {
+        format!("rule_files:\n  - '{}'\n", rules.display())
+    });
     let config = format!(
-        "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: app\n    static_configs:\n      - targets: ['{target}']\n"
+        "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n{rule_files}scrape_configs:\n  - job_name: app\n    static_configs:\n      - targets: ['{target}']\n"
     );
     let config_path = dir.path().join("prometheus.yml");
     std::fs::write(&config_path, config).expect("config written");
@@ -67,8 +75,8 @@ fn start_prometheus(binary: &std::path::Path, target: SocketAddr, native: bool) 
     }
 }
 
-/// The value of an instant query's first result, if it has one.
-async fn query(prometheus: SocketAddr, promql: &str) -> Option<f64> {
+/// The body of an instant query's answer.
+async fn query_body(prometheus: SocketAddr, promql: &str) -> Option<String> {
     let encoded: String = promql
         .bytes()
         .map(|b| match b {
@@ -88,7 +96,12 @@ async fn query(prometheus: SocketAddr, promql: &str) -> Option<f64> {
         .await
         .ok()?
         .to_bytes();
-    let body = String::from_utf8_lossy(&body);
+    Some(String::from_utf8_lossy(&body).into_owned())
+}
+
+/// The value of an instant query's first result, if it has one.
+async fn query(prometheus: SocketAddr, promql: &str) -> Option<f64> {
+    let body = query_body(prometheus, promql).await?;
     // {"status":"success","data":{"resultType":"vector","result":[{"metric":{...},"value":[1700000000.123,"25"]}]}}
     let after = body.split("\"value\":[").nth(1)?;
     let value = after
@@ -121,7 +134,7 @@ async fn scraped_by_prometheus(native: bool) {
         .layer(MetricsLayer::new(&registry).unwrap());
     let app = serve(router).await;
     let work = registry.get::<NativeHistogram>("work_seconds").unwrap();
-    let prometheus = start_prometheus(&binary, app, native);
+    let prometheus = start_prometheus(&binary, app, native, None);
 
     for i in 0..REQUESTS {
         common::get(app, "/").await;
@@ -178,4 +191,126 @@ async fn prometheus_scrapes_openmetrics_by_default() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prometheus_scrapes_native_histograms_through_protobuf() {
     scraped_by_prometheus(true).await;
+}
+
+/// Every panel query of the shipped dashboard and every recording rule of the shipped
+/// rules returns data from a real Prometheus that scrapes an app under traffic (HTTP
+/// and gRPC, some of it failing, objectives declared, multi-process mode).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_dashboard_query_and_recording_rule_returns_data() {
+    use std::time::Duration as D;
+
+    use axum::http::{header, StatusCode};
+    use axum::response::IntoResponse;
+    use axum::routing::post;
+    use tower_prometheus::layer::Objective;
+
+    let Some(binary) = common::require_tool(
+        "prometheus",
+        "run every dashboard query against a real Prometheus",
+    ) else {
+        return;
+    };
+    let contrib = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("contrib");
+    let files = TempDir::new("dashboard-multiprocess");
+    std::fs::write(files.path().join("counter_4000009.db"), [9u8; 3]).expect("a corrupt file");
+    let registry = MetricsRegistry::new();
+    registry.multiprocess_dir(files.path()).unwrap();
+    registry.service_build("1.2.3", "abc123").unwrap();
+    registry
+        .collector("always_failing", |_| Err("backend down".into()))
+        .unwrap();
+    let layer = MetricsLayer::builder(&registry)
+        // Two label sets per family, so a third route folds into the overflow series.
+        .max_series(2)
+        .objective(
+            "/",
+            Objective::availability(0.99).with_latency(D::from_millis(250), 0.9),
+        )
+        .grpc_objective("/shop.Cart/Get", Objective::availability(0.99))
+        .build()
+        .unwrap();
+    let grpc_reply = || async {
+        let mut message = vec![0u8, 0, 0, 0, 2];
+        message.extend_from_slice(b"ok");
+        (
+            [
+                (header::CONTENT_TYPE, "application/grpc"),
+                (header::HeaderName::from_static("grpc-status"), "0"),
+            ],
+            message,
+        )
+            .into_response()
+    };
+    let router = Router::new()
+        .route("/", get(|| async { "hello" }))
+        .route("/fail", get(|| async { StatusCode::INTERNAL_SERVER_ERROR }))
+        .route("/extra", get(|| async { "past the cap" }))
+        .route("/shop.Cart/Get", post(grpc_reply))
+        .layer(layer);
+    let app = serve(router).await;
+    let prometheus = start_prometheus(
+        &binary,
+        app,
+        false,
+        Some(&contrib.join("prometheus/rules.yml")),
+    );
+
+    // Traffic for the whole test, bounded in count.
+    let traffic = tokio::spawn(async move {
+        let client =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .build_http::<http_body_util::Full<bytes::Bytes>>();
+        for i in 0..3000u32 {
+            common::get(app, "/").await;
+            if i % 4 == 0 {
+                common::get(app, "/fail").await;
+                common::get(app, "/extra").await;
+            }
+            let call = http::Request::post(format!("http://{app}/shop.Cart/Get"))
+                .header(header::CONTENT_TYPE, "application/grpc")
+                .body(http_body_util::Full::new(bytes::Bytes::from_static(
+                    b"\0\0\0\0\x02hi",
+                )))
+                .expect("valid request");
+            let _ = client.request(call).await;
+            tokio::time::sleep(D::from_millis(20)).await;
+        }
+    });
+
+    let dashboard =
+        std::fs::read_to_string(contrib.join("grafana/dashboard.json")).expect("dashboard.json");
+    let mut queries: Vec<String> = dashboard
+        .lines()
+        .filter_map(|line| line.trim().strip_prefix("\"expr\": \""))
+        .map(|expr| {
+            expr.trim_end_matches(',')
+                .trim_end_matches('"')
+                .replace("\\\"", "\"")
+                .replace("$job", ".*")
+                .replace("$__rate_interval", "1m")
+        })
+        .collect();
+    assert!(queries.len() >= 19, "{queries:?}");
+    let rules = std::fs::read_to_string(contrib.join("prometheus/rules.yml")).expect("rules.yml");
+    queries.extend(
+        rules
+            .lines()
+            .filter_map(|line| line.trim().strip_prefix("- record: "))
+            .map(str::to_string),
+    );
+    // The deploy annotation shows a new build-info series: ask for it first.
+    for query in &queries {
+        eventually(
+            Duration::from_secs(90),
+            &format!("data for `{query}`"),
+            || async {
+                let body = query_body(prometheus.addr, query).await?;
+                (body.contains("\"status\":\"success\"") && !body.contains("\"result\":[]"))
+                    .then_some(())
+            },
+        )
+        .await;
+    }
+    traffic.abort();
 }
