@@ -261,7 +261,13 @@ impl MetricsRegistry {
                 })
             }
             State::Failed(error) => return Err(RegistryError::InitFailed(Box::new(error.clone()))),
-            State::Included(_) => unreachable_root(),
+            // Included elsewhere between finding it and locking it.
+            State::Included(_) => {
+                return Err(RegistryError::CannotInclude {
+                    names: names_of(incoming),
+                    reason: "the including registry was itself just included elsewhere; try again",
+                })
+            }
         };
         if let Some(clash) = incoming
             .iter()
@@ -286,9 +292,11 @@ impl MetricsRegistry {
     /// assert!(matches!(registry.get::<Counter>("nope"), Err(RegistryError::Unknown { .. })));
     /// ```
     pub fn get<M: Clone + 'static>(&self, name: &str) -> Result<M, RegistryError> {
-        let root = self.root();
-        let state = lock(&root.shared);
-        let initialized = match &*state {
+        self.with_root(|_, state| Self::get_from(state, name))
+    }
+
+    fn get_from<M: Clone + 'static>(state: &State, name: &str) -> Result<M, RegistryError> {
+        let initialized = match state {
             State::Initialized(initialized) => initialized,
             State::Declaring(declarations) => {
                 return Err(if declarations.iter().any(|d| d.name == name) {
@@ -298,7 +306,8 @@ impl MetricsRegistry {
                 })
             }
             State::Failed(error) => return Err(RegistryError::InitFailed(Box::new(error.clone()))),
-            State::Included(_) => unreachable_root(),
+            // `with_root` never passes an included registry's state.
+            State::Included(_) => return Err(RegistryError::Unknown { name: name.into() }),
         };
         match initialized.metrics.get(name) {
             Some(stored) => stored
@@ -411,13 +420,19 @@ impl MetricsRegistry {
 
     /// Runs the providers, once: later calls return the same result.
     pub(crate) fn init(&self) -> Result<Arc<Initialized>, RegistryError> {
-        let root = self.root();
-        let mut state = lock(&root.shared);
+        self.with_root(Self::init_root)
+    }
+
+    fn init_root(
+        root: &MetricsRegistry,
+        state: &mut State,
+    ) -> Result<Arc<Initialized>, RegistryError> {
         let declarations = match &mut *state {
             State::Initialized(initialized) => return Ok(Arc::clone(initialized)),
             State::Failed(error) => return Err(RegistryError::InitFailed(Box::new(error.clone()))),
             State::Declaring(declarations) => std::mem::take(declarations),
-            State::Included(_) => unreachable_root(),
+            // `with_root` never passes an included registry's state.
+            State::Included(_) => Vec::new(),
         };
         let settings = root
             .settings
@@ -433,6 +448,19 @@ impl MetricsRegistry {
             Err(error) => {
                 *state = State::Failed(error.clone());
                 Err(error)
+            }
+        }
+    }
+
+    /// Runs `f` on the registry that holds the declarations, with its state locked.
+    /// An include between finding that registry and locking it moves the
+    /// declarations on, so then it looks again.
+    fn with_root<R>(&self, f: impl FnOnce(&MetricsRegistry, &mut State) -> R) -> R {
+        loop {
+            let root = self.root();
+            let mut state = lock(&root.shared);
+            if !matches!(*state, State::Included(_)) {
+                return f(&root, &mut state);
             }
         }
     }
@@ -461,13 +489,20 @@ impl MetricsRegistry {
         if !is_valid_name(&name) {
             return Err(RegistryError::InvalidName { name });
         }
-        let root = self.root();
-        let mut state = lock(&root.shared);
-        let declarations = match &mut *state {
+        self.with_root(|_, state| Self::declare_in(state, name, make))
+    }
+
+    fn declare_in(
+        state: &mut State,
+        name: String,
+        make: impl FnOnce(Option<DeclarationKind>) -> DeclarationKind,
+    ) -> Result<(), RegistryError> {
+        let declarations = match state {
             State::Declaring(declarations) => declarations,
             State::Initialized(_) => return Err(RegistryError::AlreadyInitialized { name }),
             State::Failed(error) => return Err(RegistryError::InitFailed(Box::new(error.clone()))),
-            State::Included(_) => unreachable_root(),
+            // `with_root` never passes an included registry's state.
+            State::Included(_) => return Err(RegistryError::AlreadyInitialized { name }),
         };
         match declarations.iter().position(|d| d.name == name) {
             Some(index) => {
@@ -484,9 +519,11 @@ impl MetricsRegistry {
     }
 
     fn names(&self, providers: bool) -> Vec<String> {
-        let root = self.root();
-        let state = lock(&root.shared);
-        match &*state {
+        self.with_root(|_, state| Self::names_in(state, providers))
+    }
+
+    fn names_in(state: &State, providers: bool) -> Vec<String> {
+        match state {
             State::Declaring(declarations) => declarations
                 .iter()
                 .filter(|d| matches!(d.kind, DeclarationKind::Provider(_)) == providers)
@@ -523,11 +560,6 @@ impl fmt::Debug for MetricsRegistry {
 fn lock(shared: &Mutex<State>) -> MutexGuard<'_, State> {
     // The state is only replaced whole, so a panic elsewhere cannot leave it torn.
     shared.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-/// `root()` never returns an included registry.
-fn unreachable_root() -> ! {
-    unreachable!("root() resolves included registries")
 }
 
 fn names_of(declarations: &[Declaration]) -> String {
