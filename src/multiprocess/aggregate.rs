@@ -263,23 +263,14 @@ impl Cache {
     fn refresh(&mut self, path: &Path, file_type: FileType) -> Result<(), ()> {
         let metadata = std::fs::metadata(path).map_err(drop)?;
         let identity = file_identity(&metadata);
-        let stale = match self.files.get(path) {
-            Some(cached) => {
-                cached.identity.0 != identity.0 || metadata.len() < cached.file.len() as u64
-            }
-            None => true,
-        };
-        if stale {
-            self.files.remove(path);
-        }
         let mut cached = match self.files.remove(path) {
-            Some(mut cached) if (metadata.len() as usize) > cached.file.len() => {
-                // The writer grew the file: map it again; parsed entries stay valid.
-                cached.file = ReadableFile::open(path).map_err(drop)?;
+            // The same file, not shrunk: what was parsed stays valid.
+            Some(cached)
+                if cached.identity == identity && metadata.len() >= cached.file.len() as u64 =>
+            {
                 cached
             }
-            Some(cached) => cached,
-            None => CachedFile {
+            _ => CachedFile {
                 file: ReadableFile::open(path).map_err(drop)?,
                 identity,
                 parsed_until: 8,
