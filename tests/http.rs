@@ -178,6 +178,57 @@ async fn unmatched_paths_share_one_route_series() {
     assert_eq!(not_found[0].value, 300.0);
 }
 
+/// Routes of two routers built apart (so axum names each route with its own string)
+/// and more routes than the layer caches: every request lands in its route's one series.
+#[tokio::test]
+async fn routes_of_separately_built_routers_share_their_series() {
+    const ROUTES: usize = 150;
+    let registry = MetricsRegistry::new();
+    let layer = MetricsLayer::new(&registry).expect("layer builds");
+    let router = || {
+        (0..ROUTES)
+            .fold(Router::new(), |router, i| {
+                router.route(
+                    &format!("/r{i}/{{id}}"),
+                    get(|| async { "got" }).post(|| async { "posted" }),
+                )
+            })
+            .layer(layer.clone())
+    };
+    let first = serve(router()).await;
+    let second = serve(router()).await;
+    for round in 0..2 {
+        for i in 0..ROUTES {
+            for addr in [first, second] {
+                let reply = common::get(addr, &format!("/r{i}/{round}")).await;
+                assert_eq!(reply.status, StatusCode::OK);
+            }
+            if i % 3 == 0 {
+                send(first, Method::POST, &format!("/r{i}/{round}")).await;
+            }
+        }
+    }
+    let metrics = scrape(first).await;
+    for i in 0..ROUTES {
+        let route = format!("/r{i}/{{id}}");
+        assert_eq!(
+            metrics.value(REQUESTS, &labels("GET", "200", &route)),
+            Some(4.0),
+            "{route}"
+        );
+        let posted = (i % 3 == 0).then_some(2.0);
+        assert_eq!(
+            metrics.value(REQUESTS, &labels("POST", "200", &route)),
+            posted,
+            "{route}"
+        );
+    }
+    assert_eq!(
+        metrics.sum(REQUESTS, &[]),
+        (ROUTES * 4 + ROUTES.div_ceil(3) * 2) as f64
+    );
+}
+
 #[tokio::test]
 async fn scrapes_are_not_counted() {
     let (_registry, addr) = start().await;

@@ -5,13 +5,13 @@
 //! keeps its in-flight gauge and a few `(status, counter, histogram)` slots, so ending
 //! the request touches no map: it scans a handful of slots for its status.
 
-use std::borrow::Cow;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use prometheus_client::registry::Unit;
 
 use super::labels::{ActiveRequestLabels, HttpLabels, HttpMethod};
+use super::route::{KnownRoute, RouteIdentity};
 use super::slo::{route_target, Objectives, SloRouteLabels, SLO_LATENCY_GOOD};
 use crate::metrics::{shard, Buckets, Counter, Family, Gauge, Histogram, Table};
 use crate::multiprocess::GaugeMode;
@@ -40,6 +40,8 @@ pub(crate) struct HttpFamilies {
     requests: RequestCount,
     active: ActiveRequests,
     routes: Table<RouteKey, PerShard>,
+    /// Direct-mapped cache in front of `routes`, by the address of the route's name.
+    cache: Box<[OnceLock<CachedRoute>]>,
     overflow_route: OnceLock<PerShard>,
     objectives: Objectives,
     latency_good: Option<Family<SloRouteLabels, Counter>>,
@@ -54,6 +56,21 @@ fn per_shard(make: impl Fn(usize) -> RouteSeries) -> PerShard {
     (0..shard::count())
         .map(|shard| Arc::new(make(shard)))
         .collect()
+}
+
+/// This thread's copy: one per shard, a power of two of them.
+fn for_this_shard(shards: &PerShard) -> &Arc<RouteSeries> {
+    &shards[shard::current() & (shards.len() - 1)]
+}
+
+/// Slots of the route cache: a route whose slot another route holds is found by name.
+const CACHE_SLOTS: usize = 128;
+
+/// A route the cache holds (see [`HttpFamilies::known_route`]).
+struct CachedRoute {
+    method: HttpMethod,
+    route: RouteIdentity,
+    series: PerShard,
 }
 
 #[derive(Clone)]
@@ -110,6 +127,7 @@ impl HttpFamilies {
             requests: registry.get(REQUESTS_TOTAL)?,
             active: registry.get(ACTIVE_REQUESTS)?,
             routes: Table::new(),
+            cache: (0..CACHE_SLOTS).map(|_| OnceLock::new()).collect(),
             overflow_route: OnceLock::new(),
             objectives,
             latency_good,
@@ -129,9 +147,32 @@ impl HttpFamilies {
     /// The series of `(method, route)` for this thread: found without a lock once it
     /// exists.
     pub(crate) fn route(&self, method: HttpMethod, route: &str) -> &Arc<RouteSeries> {
-        let shards = self.route_shards(method, route);
-        // One copy per shard, a power of two of them.
-        &shards[shard::current() & (shards.len() - 1)]
+        for_this_shard(self.route_shards(method, route))
+    }
+
+    /// The series of `(method, route)` for this thread, found in the route cache when
+    /// that route is there: without hashing or comparing its name.
+    pub(crate) fn known_route(
+        &self,
+        method: HttpMethod,
+        route: KnownRoute<'_>,
+    ) -> &Arc<RouteSeries> {
+        let slot = &self.cache[route.slot(method, self.cache.len())];
+        let shards = match slot.get() {
+            Some(entry) if entry.method == method && route.is(&entry.route) => &entry.series,
+            Some(_) => self.route_shards(method, route.as_str()),
+            None => {
+                let series = self.route_shards(method, route.as_str());
+                // Another thread may fill the slot first, with this route or another.
+                slot.get_or_init(|| CachedRoute {
+                    method,
+                    route: route.to_owned(),
+                    series: Arc::clone(series),
+                });
+                series
+            }
+        };
+        for_this_shard(shards)
     }
 
     fn route_shards(&self, method: HttpMethod, route: &str) -> &PerShard {
@@ -218,7 +259,6 @@ enum StatusTarget {
     },
 }
 
-#[derive(Clone)]
 struct StatusSeries {
     duration: Histogram,
     requests: Counter,
@@ -232,7 +272,14 @@ impl RouteSeries {
 
     /// A request on this route ended with `status` after `elapsed`.
     pub(crate) fn finish(&self, status: u16, elapsed: Duration) {
-        let series = self.status(status);
+        match self.status_slot(status) {
+            Some(series) => self.record(series, elapsed),
+            None => self.record(&self.lookup(status), elapsed),
+        }
+        self.active.add_in(self.shard, -1);
+    }
+
+    fn record(&self, series: &StatusSeries, elapsed: Duration) {
         series
             .duration
             .observe_in(self.shard, elapsed.as_secs_f64());
@@ -242,12 +289,11 @@ impl RouteSeries {
                 good.inc_by_in(self.shard, 1);
             }
         }
-        self.active.add_in(self.shard, -1);
     }
 
-    /// The series of `status`, borrowed from a slot when the status has one, so the
-    /// common case clones no handle.
-    fn status(&self, status: u16) -> Cow<'_, StatusSeries> {
+    /// The series of `status` kept in a slot, claiming a free slot for it; `None`
+    /// when other statuses hold every slot.
+    fn status_slot(&self, status: u16) -> Option<&StatusSeries> {
         for slot in &self.statuses {
             let (code, series) = match slot.get() {
                 Some(entry) => entry,
@@ -255,10 +301,10 @@ impl RouteSeries {
             };
             // A slot claimed (perhaps concurrently) by another status: try the next.
             if *code == status {
-                return Cow::Borrowed(series);
+                return Some(series);
             }
         }
-        Cow::Owned(self.lookup(status))
+        None
     }
 
     fn lookup(&self, status: u16) -> StatusSeries {

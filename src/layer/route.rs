@@ -5,8 +5,12 @@ use std::fmt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 
+#[cfg(feature = "axum")]
+use axum::extract::MatchedPath;
 use http::request::Parts;
 use http::Request;
+
+use super::labels::HttpMethod;
 
 /// A function naming the route of a request, for routers other than axum. It must
 /// return a template (`/users/{id}`), never the raw path, or `None` to use the fallback.
@@ -33,14 +37,16 @@ impl RouteResolver {
 
     /// The route a router put on the request (axum's `MatchedPath`), or, when there
     /// is no route function to ask, the fallback: found without taking the request apart.
-    pub(crate) fn matched<'a, B>(&'a self, request: &'a Request<B>) -> Option<&'a str> {
+    pub(crate) fn known<'a, B>(&'a self, request: &'a Request<B>) -> Option<KnownRoute<'a>> {
         #[cfg(feature = "axum")]
-        if let Some(matched) = request.extensions().get::<axum::extract::MatchedPath>() {
-            return Some(matched.as_str());
+        if let Some(matched) = request.extensions().get::<MatchedPath>() {
+            return Some(KnownRoute::Matched(matched));
         }
         #[cfg(not(feature = "axum"))]
         let _ = request;
-        self.route_fn.is_none().then_some(&*self.fallback)
+        self.route_fn
+            .is_none()
+            .then_some(KnownRoute::Fallback(&self.fallback))
     }
 
     /// The route from the route function, else the fallback.
@@ -53,6 +59,72 @@ impl RouteResolver {
         }
         Cow::Borrowed(&self.fallback)
     }
+}
+
+/// A route known from the request alone, by where its name came from.
+#[derive(Clone, Copy)]
+pub(crate) enum KnownRoute<'a> {
+    /// The template axum's router matched.
+    #[cfg(feature = "axum")]
+    Matched(&'a MatchedPath),
+    /// The layer's fallback route.
+    Fallback(&'a str),
+}
+
+impl<'a> KnownRoute<'a> {
+    pub(crate) fn as_str(self) -> &'a str {
+        match self {
+            #[cfg(feature = "axum")]
+            KnownRoute::Matched(matched) => matched.as_str(),
+            KnownRoute::Fallback(route) => route,
+        }
+    }
+
+    /// The route cache slot of this route with `method`, out of `slots` (a power of two).
+    pub(crate) fn slot(self, method: HttpMethod, slots: usize) -> usize {
+        let address = match self {
+            #[cfg(feature = "axum")]
+            KnownRoute::Matched(matched) => matched.as_str().as_ptr() as usize,
+            KnownRoute::Fallback(_) => 0,
+        };
+        // Fibonacci hashing: the high bits of the product mix every bit of the address.
+        let mixed = ((address ^ method as usize) as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        (mixed >> 32) as usize & (slots - 1)
+    }
+
+    /// A handle that keeps this route's name alive, to recognise it later.
+    pub(crate) fn to_owned(self) -> RouteIdentity {
+        match self {
+            #[cfg(feature = "axum")]
+            KnownRoute::Matched(matched) => RouteIdentity::Matched(matched.clone()),
+            KnownRoute::Fallback(_) => RouteIdentity::Fallback,
+        }
+    }
+
+    /// Whether this is the route `identity` was made from. axum hands every request
+    /// of a route a clone of the same shared string, so an equal address means the
+    /// same route; the identity holds a clone, so the address cannot be reused by
+    /// another string meanwhile. A route axum builds per request (nested routers)
+    /// only ever misses.
+    pub(crate) fn is(self, identity: &RouteIdentity) -> bool {
+        match (self, identity) {
+            #[cfg(feature = "axum")]
+            (KnownRoute::Matched(matched), RouteIdentity::Matched(known)) => {
+                std::ptr::eq(matched.as_str(), known.as_str())
+            }
+            // One layer has one fallback.
+            (KnownRoute::Fallback(_), RouteIdentity::Fallback) => true,
+            #[cfg(feature = "axum")]
+            _ => false,
+        }
+    }
+}
+
+/// An owned [`KnownRoute`], kept to recognise that route again without comparing names.
+pub(crate) enum RouteIdentity {
+    #[cfg(feature = "axum")]
+    Matched(MatchedPath),
+    Fallback,
 }
 
 fn bounded(route: Cow<'static, str>) -> Cow<'static, str> {

@@ -62,37 +62,36 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
+    fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
         let shared = &*self.shared;
         if let Some(endpoint) = shared.intercepted_endpoint() {
             if endpoint.matches(&request) {
                 return ResponseFuture::endpoint(endpoint.respond(&request));
             }
         }
-        // Created before the inner call, so a panic inside `call` is recorded too.
-        let (recorder, request) = if is_grpc(request.headers()) {
+        // Recorders are created before the inner call, so a panic inside `call` is
+        // recorded too. The request is moved as little as possible: it is large.
+        if is_grpc(request.headers()) {
             let series = shared.grpc.method(request.uri().path());
             let received = MessageCounter::new(series.received.clone());
-            let call = GrpcCall::start(Arc::clone(series));
+            let call = Recorder::Grpc(GrpcCall::start(Arc::clone(series)));
             let request = request.map(|body| RequestBody::grpc(body, received));
-            (Recorder::Grpc(call), request)
-        } else {
-            let method = HttpMethod::from(request.method());
-            let (series, request) = match shared.routes.matched(&request) {
-                Some(route) => (shared.families.route(method, route).clone(), request),
-                // Only a route function needs the request taken apart.
-                None => {
-                    let (parts, body) = request.into_parts();
-                    let route = shared.routes.resolve(&parts);
-                    let series = shared.families.route(method, &route).clone();
-                    drop(route);
-                    (series, Request::from_parts(parts, body))
-                }
-            };
-            let guard = RequestGuard::start(series);
-            (Recorder::Http(guard), request.map(RequestBody::plain))
+            return ResponseFuture::inner(self.inner.call(request), call);
+        }
+        let method = HttpMethod::from(request.method());
+        let series = match shared.routes.known(&request) {
+            Some(route) => Arc::clone(shared.families.known_route(method, route)),
+            // Only a route function needs the request taken apart.
+            None => {
+                let (parts, body) = request.into_parts();
+                let route = shared.routes.resolve(&parts);
+                let series = Arc::clone(shared.families.route(method, &route));
+                drop(route);
+                request = Request::from_parts(parts, body);
+                series
+            }
         };
-        let future = self.inner.call(request);
-        ResponseFuture::inner(future, recorder)
+        let guard = Recorder::Http(RequestGuard::start(series));
+        ResponseFuture::inner(self.inner.call(request.map(RequestBody::plain)), guard)
     }
 }

@@ -108,7 +108,28 @@ impl Buckets {
     pub fn bounds(&self) -> &[f64] {
         &self.bounds
     }
+
+    /// Index of the bucket `value` falls in; `bounds().len()` is `+Inf`, which also
+    /// takes NaN.
+    fn index_of(&self, value: f64) -> usize {
+        let bounds = &*self.bounds;
+        // As Go's client does: a scan for short lists, where most observations stop
+        // at one of the first bounds with a predictable branch; a binary search for long ones.
+        if bounds.len() <= LINEAR_SEARCH_MAX {
+            bounds
+                .iter()
+                .position(|bound| value <= *bound)
+                .unwrap_or(bounds.len())
+        } else if value.is_nan() {
+            bounds.len()
+        } else {
+            bounds.partition_point(|bound| *bound < value)
+        }
+    }
 }
+
+/// Longest bucket list searched linearly.
+const LINEAR_SEARCH_MAX: usize = 32;
 
 /// A histogram: a cheap [`Clone`] handle to shared atomic bucket counts and sum.
 ///
@@ -195,11 +216,7 @@ impl Histogram {
     /// request).
     pub(crate) fn observe_in(&self, shard: usize, value: f64) {
         let state = &*self.state;
-        let bucket = if value.is_nan() {
-            state.buckets.bounds.len()
-        } else {
-            state.buckets.bounds.partition_point(|bound| *bound < value)
-        };
+        let bucket = state.buckets.index_of(value);
         match &state.values {
             HistogramValues::Local(cells) => {
                 cells.add(shard, bucket, 1);
@@ -283,5 +300,32 @@ impl EncodeMetric for Histogram {
 
     fn metric_type(&self) -> MetricType {
         Self::TYPE
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The bucket of each value, found by a scan (short lists) or a binary search
+    /// (long ones), against the definition: the first bound at or above the value.
+    #[test]
+    fn values_fall_in_the_first_bucket_whose_bound_is_not_below_them() {
+        for count in [1, 14, LINEAR_SEARCH_MAX, LINEAR_SEARCH_MAX + 1, 100] {
+            let buckets = Buckets::linear(1.0, 1.0, count).expect("valid buckets");
+            let values = (0..=2 * count + 2).map(|half| half as f64 / 2.0);
+            for value in values.chain([-1.0, f64::INFINITY, f64::NEG_INFINITY, f64::NAN]) {
+                let expected = buckets
+                    .bounds()
+                    .iter()
+                    .filter(|bound| **bound < value || value.is_nan())
+                    .count();
+                assert_eq!(
+                    buckets.index_of(value),
+                    expected,
+                    "{value} in {count} buckets"
+                );
+            }
+        }
     }
 }
