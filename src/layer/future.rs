@@ -79,20 +79,17 @@ where
                 };
                 match output {
                     Ok(response) => {
-                        let (parts, body) = response.into_parts();
-                        guard.on_response(&parts);
+                        guard.on_response(response.status(), response.headers());
                         // hyper stops polling a body that says it has ended, so an
                         // ended body (a trailers-only gRPC error, say) is recorded now.
-                        let guard = if body.is_end_stream() {
+                        let guard = if response.body().is_end_stream() {
                             guard.on_end(false);
                             None
                         } else {
                             Some(guard)
                         };
-                        Poll::Ready(Ok(Response::from_parts(
-                            parts,
-                            ResponseBody::inner(body, guard),
-                        )))
+                        // Mapped in place: the response head is large, and moved once.
+                        Poll::Ready(Ok(response.map(|body| ResponseBody::inner(body, guard))))
                     }
                     Err(error) => {
                         guard.on_error();

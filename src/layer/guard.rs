@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Buf;
-use http::response;
+use http::{HeaderMap, StatusCode};
 use http_body::Frame;
 
 use super::families::RouteSeries;
@@ -76,10 +76,10 @@ pub(crate) enum Recorder {
 
 impl Recorder {
     /// The response headers arrived.
-    pub(crate) fn on_response(&mut self, parts: &response::Parts) {
+    pub(crate) fn on_response(&mut self, status: StatusCode, headers: &HeaderMap) {
         match self {
-            Recorder::Http(guard) => guard.set_status(parts.status.as_u16()),
-            Recorder::Grpc(call) => call.on_headers(&parts.headers),
+            Recorder::Http(guard) => guard.set_status(status.as_u16()),
+            Recorder::Grpc(call) => call.on_headers(headers),
         }
     }
 
