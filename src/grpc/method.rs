@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use http::header::CONTENT_TYPE;
-use http::HeaderMap;
+use http::{Method, Request};
 
 use super::labels::GrpcType;
 use crate::layer::MAX_ROUTE_LEN;
@@ -14,9 +14,13 @@ use crate::layer::MAX_ROUTE_LEN;
 /// its trailers inside the body and stays with the HTTP families.
 const GRPC_CONTENT_TYPE: &[u8] = b"application/grpc";
 
-/// Whether a request with these headers is a gRPC call, by its content type.
-pub(crate) fn is_grpc(headers: &HeaderMap) -> bool {
-    let Some(content_type) = headers.get(CONTENT_TYPE) else {
+/// Whether a request is a gRPC call, by its content type. gRPC calls are POSTs (the
+/// protocol has no other method), so other requests skip the header lookup.
+pub(crate) fn is_grpc<B>(request: &Request<B>) -> bool {
+    if request.method() != Method::POST {
+        return false;
+    }
+    let Some(content_type) = request.headers().get(CONTENT_TYPE) else {
         return false;
     };
     match content_type.as_bytes().strip_prefix(GRPC_CONTENT_TYPE) {
@@ -61,21 +65,24 @@ impl MethodTypes {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use http::HeaderValue;
 
-    fn headers(content_type: &'static str) -> HeaderMap {
-        let mut headers = HeaderMap::new();
-        headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
-        headers
+    fn request(method: Method, content_type: &'static str) -> Request<()> {
+        Request::builder()
+            .method(method)
+            .header(CONTENT_TYPE, content_type)
+            .body(())
+            .expect("valid request")
     }
 
     #[test]
     fn grpc_content_types() {
-        assert!(is_grpc(&headers("application/grpc")));
-        assert!(is_grpc(&headers("application/grpc+proto")));
-        assert!(is_grpc(&headers("application/grpc; charset=utf-8")));
-        assert!(!is_grpc(&headers("application/grpc-web")));
-        assert!(!is_grpc(&headers("application/json")));
+        let post = |content_type| is_grpc(&request(Method::POST, content_type));
+        assert!(post("application/grpc"));
+        assert!(post("application/grpc+proto"));
+        assert!(post("application/grpc; charset=utf-8"));
+        assert!(!post("application/grpc-web"));
+        assert!(!post("application/json"));
+        assert!(!is_grpc(&request(Method::GET, "application/grpc")));
     }
 
     #[test]

@@ -71,7 +71,7 @@ where
         }
         // Recorders are created before the inner call, so a panic inside `call` is
         // recorded too. The request is moved as little as possible: it is large.
-        if is_grpc(request.headers()) {
+        if is_grpc(&request) {
             let series = shared.grpc.method(request.uri().path());
             let received = MessageCounter::new(series.received.clone());
             let call = Recorder::Grpc(GrpcCall::start(Arc::clone(series)));
