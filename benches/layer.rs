@@ -24,7 +24,7 @@ use std::pin::{pin, Pin};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use axum::body::Body;
 use axum::extract::{MatchedPath, Request};
@@ -370,26 +370,42 @@ fn variants(dir: &MultiprocessDir) -> Vec<(&'static str, Router)> {
     ]
 }
 
-/// Mean time per request with `threads` threads sending requests at once, each on
-/// its own clone of the router (so onto the same series).
-fn per_request(router: &Router, threads: usize, rounds: u32) -> f64 {
-    let mut warm = router.clone();
-    for _ in 0..rounds / 10 {
-        request(&mut warm);
-    }
+/// Runs per variant, and requests per run, in the summary.
+const TURNS: usize = 15;
+const ROUNDS: u32 = 50_000;
+
+/// Time per request of each variant with `threads` threads sending requests at once,
+/// each on its own clone of the router (so onto the same series). The threads live
+/// through the whole measurement; the variants take turns, many short runs each, and
+/// each keeps its median run: a slow spell of the machine then shifts every variant
+/// alike instead of one.
+fn per_request(variants: &[(&str, Router)], threads: usize) -> Vec<f64> {
     let barrier = std::sync::Barrier::new(threads);
-    let elapsed: Vec<Duration> = std::thread::scope(|scope| {
+    // Per thread, per variant, the nanoseconds per request of each run.
+    let runs: Vec<Vec<Vec<f64>>> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..threads)
             .map(|_| {
-                let mut router = router.clone();
                 let barrier = &barrier;
                 scope.spawn(move || {
-                    barrier.wait();
-                    let start = Instant::now();
-                    for _ in 0..rounds {
-                        request(&mut router);
+                    let mut routers: Vec<Router> =
+                        variants.iter().map(|(_, router)| router.clone()).collect();
+                    for router in &mut routers {
+                        for _ in 0..ROUNDS {
+                            request(router);
+                        }
                     }
-                    start.elapsed()
+                    let mut runs = vec![Vec::with_capacity(TURNS); routers.len()];
+                    for _ in 0..TURNS {
+                        for (router, runs) in routers.iter_mut().zip(&mut runs) {
+                            barrier.wait();
+                            let start = Instant::now();
+                            for _ in 0..ROUNDS {
+                                request(router);
+                            }
+                            runs.push(start.elapsed().as_secs_f64() * 1e9 / f64::from(ROUNDS));
+                        }
+                    }
+                    runs
                 })
             })
             .collect();
@@ -398,10 +414,16 @@ fn per_request(router: &Router, threads: usize, rounds: u32) -> f64 {
             .map(|h| h.join().expect("bench thread"))
             .collect()
     });
-    elapsed.iter().map(Duration::as_secs_f64).sum::<f64>()
-        / elapsed.len() as f64
-        / f64::from(rounds)
-        * 1e9
+    (0..variants.len())
+        .map(|variant| {
+            let mut turns: Vec<f64> = (0..TURNS)
+                .map(|turn| {
+                    runs.iter().map(|thread| thread[variant][turn]).sum::<f64>() / threads as f64
+                })
+                .collect();
+            median(&mut turns)
+        })
+        .collect()
 }
 
 fn benches(c: &mut Criterion) {
@@ -421,11 +443,11 @@ fn benches(c: &mut Criterion) {
     }
     group.finish();
 
-    const ROUNDS: u32 = 300_000;
     for threads in [1, 2] {
         let times: Vec<(&str, f64)> = variants
             .iter()
-            .map(|(name, router)| (*name, per_request(router, threads, ROUNDS)))
+            .map(|(name, _)| *name)
+            .zip(per_request(&variants, threads))
             .collect();
         let bare = times[0].1;
         let overhead = |wanted: &str| {
@@ -451,6 +473,11 @@ fn benches(c: &mut Criterion) {
             ours - overhead("minimal_metrics_body_end"),
         );
     }
+}
+
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
 }
 
 criterion_group!(layer_benches, benches);
