@@ -76,10 +76,12 @@ impl GrpcCall {
 
 impl Drop for GrpcCall {
     fn drop(&mut self) {
-        let code = self.code.unwrap_or(if ended_by_panic(self.panicked) {
-            GRPC_CODE_SERVER_ERROR
-        } else {
-            GRPC_CODE_DROPPED
+        let code = self.code.unwrap_or_else(|| {
+            if ended_by_panic(self.panicked) {
+                GRPC_CODE_SERVER_ERROR
+            } else {
+                GRPC_CODE_DROPPED
+            }
         });
         self.series.finish(code, self.start.elapsed().as_secs_f64());
     }

@@ -52,10 +52,12 @@ impl RequestGuard {
 
 impl Drop for RequestGuard {
     fn drop(&mut self) {
-        let status = self.status.unwrap_or(if ended_by_panic(self.panicked) {
-            STATUS_SERVER_ERROR
-        } else {
-            STATUS_CLIENT_CLOSED
+        let status = self.status.unwrap_or_else(|| {
+            if ended_by_panic(self.panicked) {
+                STATUS_SERVER_ERROR
+            } else {
+                STATUS_CLIENT_CLOSED
+            }
         });
         self.series.finish(status, self.start.elapsed());
     }
