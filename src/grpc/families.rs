@@ -202,7 +202,9 @@ impl GrpcFamilies {
     }
 }
 
-/// What the calls of one method record into.
+/// What the calls of one method record into. Aligned to a cache line, so the
+/// reference count each call takes shares no line with the handles calls read.
+#[repr(align(64))]
 pub(crate) struct MethodSeries {
     started: Counter,
     pub(crate) received: Counter,

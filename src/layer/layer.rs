@@ -29,7 +29,10 @@ pub struct MetricsLayer {
     shared: Arc<LayerShared>,
 }
 
-/// What every service of one layer shares.
+/// What every service of one layer shares. Aligned to a cache line: axum clones a
+/// route's service for every request, so the `Arc`'s counts are written by every
+/// thread, and the fields each request reads must not share their line.
+#[repr(align(64))]
 pub(crate) struct LayerShared {
     pub(crate) families: HttpFamilies,
     pub(crate) grpc: GrpcFamilies,
