@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use common::{send_with_headers, serve, Exposition};
 use http::{header, Method, StatusCode};
-use prost::Message as _;
 use tower_prometheus::metrics::{Buckets, Counter, Family, Histogram};
 use tower_prometheus::{MetricsEndpoint, MetricsRegistry};
 
@@ -86,7 +85,15 @@ async fn formats_follow_the_accept_header() {
         lower.headers[header::CONTENT_TYPE],
         "text/plain; version=0.0.4; charset=utf-8"
     );
+}
 
+/// Prometheus asking for native histograms gets delimited protobuf.
+#[cfg(feature = "protobuf")]
+#[tokio::test]
+async fn protobuf_when_prometheus_asks_for_native_histograms() {
+    use prost::Message as _;
+
+    let addr = serve(MetricsEndpoint::new(&registry()).unwrap()).await;
     let proto = send_with_headers(
         addr,
         Method::GET,
@@ -118,6 +125,28 @@ async fn formats_follow_the_accept_header() {
     let histogram = latency.metric[0].histogram.as_ref().expect("histogram");
     assert_eq!(histogram.sample_count, 3);
     assert_eq!(histogram.sample_sum, 5.55);
+}
+
+/// Without the `protobuf` feature, the same request falls back to the text format.
+#[cfg(not(feature = "protobuf"))]
+#[tokio::test]
+async fn text_when_protobuf_is_not_built_in() {
+    let addr = serve(MetricsEndpoint::new(&registry()).unwrap()).await;
+    let reply = send_with_headers(
+        addr,
+        Method::GET,
+        "/metrics",
+        &[("accept", PROMETHEUS_NATIVE_ACCEPT)],
+    )
+    .await;
+    assert_eq!(
+        reply.headers[header::CONTENT_TYPE],
+        "text/plain; version=0.0.4; charset=utf-8"
+    );
+    assert_eq!(
+        Exposition::parse(&reply.body).value("jobs_total", &[]),
+        Some(3.0)
+    );
 }
 
 #[tokio::test]

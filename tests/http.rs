@@ -1,5 +1,7 @@
 //! End to end through a real server on 127.0.0.1: the layer's families, the endpoint,
-//! and every way a request can end.
+//! and every way a request can end. Routes are named by axum's `MatchedPath`, so these
+//! tests need the `axum` feature.
+#![cfg(feature = "axum")]
 
 mod common;
 

@@ -2,6 +2,7 @@
 //! layer every second; its query API must see every request and answer quantiles,
 //! once as Prometheus scrapes by default (OpenMetrics) and once with native histograms
 //! (protobuf).
+#![cfg(feature = "axum")]
 
 mod common;
 

@@ -63,6 +63,8 @@ async fn declaring_a_name_again_replaces_the_earlier_entry() {
     assert!(!metrics.text.contains("gone"));
 }
 
+// Counts by route, which axum's `MatchedPath` names.
+#[cfg(feature = "axum")]
 #[tokio::test]
 async fn get_returns_the_handle_the_layer_records_into() {
     let registry = MetricsRegistry::new();
