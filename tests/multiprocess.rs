@@ -1,5 +1,7 @@
 //! Multi-process mode end to end: files shared with Python's prometheus_client in both
 //! directions, worker processes killed with SIGKILL, corrupt files.
+// Several tests count requests by route, which axum's `MatchedPath` names.
+#![cfg(feature = "axum")]
 
 mod common;
 
@@ -81,8 +83,6 @@ fn assert_same_samples(ours: &Exposition, python: &Exposition, skip: &[&str]) {
     assert!(compared > 0, "python aggregated nothing");
 }
 
-// Counts by route, which axum's `MatchedPath` names.
-#[cfg(feature = "axum")]
 #[tokio::test]
 async fn python_reads_the_files_this_crate_writes() {
     let Some(python) = common::require_python_client(
@@ -326,8 +326,6 @@ fn worker_process() {
     });
 }
 
-// Counts by route, which axum's `MatchedPath` names.
-#[cfg(feature = "axum")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_killed_with_sigkill_loses_no_counted_request() {
     let dir = TempDir::new("sigkill");

@@ -10,7 +10,7 @@ use axum::Router;
 use common::{scrape, serve};
 use http::{header, StatusCode};
 use prometheus_client::registry::Unit;
-use tower_prometheus::layer::{HttpLabels, HttpMethod, RequestCount, REQUESTS_TOTAL};
+use tower_prometheus::layer::REQUESTS_TOTAL;
 use tower_prometheus::metrics::{Counter, Gauge};
 use tower_prometheus::{BuildError, MetricsEndpoint, MetricsLayer, MetricsRegistry, RegistryError};
 
@@ -67,6 +67,8 @@ async fn declaring_a_name_again_replaces_the_earlier_entry() {
 #[cfg(feature = "axum")]
 #[tokio::test]
 async fn get_returns_the_handle_the_layer_records_into() {
+    use tower_prometheus::layer::{HttpLabels, HttpMethod, RequestCount};
+
     let registry = MetricsRegistry::new();
     assert!(matches!(
         registry.get::<Counter>("never_declared"),
