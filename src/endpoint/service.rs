@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use http::{header, HeaderValue, Method, Request, Response, StatusCode};
+use http::{header, HeaderName, HeaderValue, Method, Request, Response, StatusCode};
 use tower::Service;
 
 use super::body::MetricsBody;
@@ -132,32 +132,28 @@ impl MetricsEndpoint {
             .as_ref()
             .is_some_and(|guard| !guard.allows(&scrape))
         {
-            let mut response = plain_response(StatusCode::UNAUTHORIZED, "unauthorized\n".into());
-            response.headers_mut().insert(
+            return refusal(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized\n",
                 header::WWW_AUTHENTICATE,
-                HeaderValue::from_static("Bearer realm=\"metrics\""),
+                "Bearer realm=\"metrics\"",
             );
-            return EndpointFuture::ready(response);
         }
         if !matches!(*request.method(), Method::GET | Method::HEAD) {
-            let mut response = plain_response(
+            return refusal(
                 StatusCode::METHOD_NOT_ALLOWED,
-                "method not allowed: the metrics endpoint answers GET and HEAD\n".into(),
+                "method not allowed: the metrics endpoint answers GET and HEAD\n",
+                header::ALLOW,
+                "GET, HEAD",
             );
-            response
-                .headers_mut()
-                .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
-            return EndpointFuture::ready(response);
         }
         let Some(permit) = shared.slots.acquire() else {
-            let mut response = plain_response(
+            return refusal(
                 StatusCode::SERVICE_UNAVAILABLE,
-                "too many scrapes in flight\n".into(),
+                "too many scrapes in flight\n",
+                header::RETRY_AFTER,
+                "1",
             );
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-            return EndpointFuture::ready(response);
         };
         let format = negotiate::format(request.headers());
         let gzip = negotiate::accepts_gzip(request.headers());
@@ -204,6 +200,21 @@ impl MetricsEndpoint {
         }
         response
     }
+}
+
+/// A scrape turned away with `status`, and the header that tells the client why or
+/// what to do instead.
+fn refusal(
+    status: StatusCode,
+    message: &'static str,
+    name: HeaderName,
+    value: &'static str,
+) -> EndpointFuture {
+    let mut response = plain_response(status, message.into());
+    response
+        .headers_mut()
+        .insert(name, HeaderValue::from_static(value));
+    EndpointFuture::ready(response)
 }
 
 fn plain_response(status: StatusCode, message: String) -> Response<MetricsBody> {
