@@ -7,8 +7,8 @@ use std::io::Read as _;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{send_with_headers, serve, Exposition};
-use http::{header, Method, StatusCode};
+use common::{scrape_reply, serve, Exposition};
+use http::{header, StatusCode};
 use tower_prometheus::metrics::{Buckets, Counter, Family, Histogram};
 use tower_prometheus::{MetricsEndpoint, MetricsRegistry};
 
@@ -44,7 +44,7 @@ fn registry() -> MetricsRegistry {
 async fn formats_follow_the_accept_header() {
     let addr = serve(MetricsEndpoint::new(&registry()).unwrap()).await;
 
-    let plain = send_with_headers(addr, Method::GET, "/metrics", &[]).await;
+    let plain = scrape_reply(addr, &[]).await;
     assert_eq!(
         plain.headers[header::CONTENT_TYPE],
         "text/plain; version=0.0.4; charset=utf-8"
@@ -55,13 +55,7 @@ async fn formats_follow_the_accept_header() {
         Some(3.0)
     );
 
-    let open = send_with_headers(
-        addr,
-        Method::GET,
-        "/metrics",
-        &[("accept", PROMETHEUS_DEFAULT_ACCEPT)],
-    )
-    .await;
+    let open = scrape_reply(addr, &[("accept", PROMETHEUS_DEFAULT_ACCEPT)]).await;
     assert_eq!(
         open.headers[header::CONTENT_TYPE],
         "application/openmetrics-text; version=1.0.0; charset=utf-8"
@@ -71,10 +65,8 @@ async fn formats_follow_the_accept_header() {
     assert!(open.body.contains("# TYPE jobs counter"), "{}", open.body);
     assert!(open.body.contains("jobs_total 3"), "{}", open.body);
 
-    let lower = send_with_headers(
+    let lower = scrape_reply(
         addr,
-        Method::GET,
-        "/metrics",
         &[(
             "accept",
             "application/openmetrics-text;q=0.2, text/plain;q=0.9",
@@ -94,13 +86,7 @@ async fn protobuf_when_prometheus_asks_for_native_histograms() {
     use prost::Message as _;
 
     let addr = serve(MetricsEndpoint::new(&registry()).unwrap()).await;
-    let proto = send_with_headers(
-        addr,
-        Method::GET,
-        "/metrics",
-        &[("accept", PROMETHEUS_NATIVE_ACCEPT)],
-    )
-    .await;
+    let proto = scrape_reply(addr, &[("accept", PROMETHEUS_NATIVE_ACCEPT)]).await;
     assert_eq!(
         proto.headers[header::CONTENT_TYPE],
         "application/vnd.google.protobuf; proto=io.prometheus.client.MetricFamily; encoding=delimited"
@@ -132,13 +118,7 @@ async fn protobuf_when_prometheus_asks_for_native_histograms() {
 #[tokio::test]
 async fn text_when_protobuf_is_not_built_in() {
     let addr = serve(MetricsEndpoint::new(&registry()).unwrap()).await;
-    let reply = send_with_headers(
-        addr,
-        Method::GET,
-        "/metrics",
-        &[("accept", PROMETHEUS_NATIVE_ACCEPT)],
-    )
-    .await;
+    let reply = scrape_reply(addr, &[("accept", PROMETHEUS_NATIVE_ACCEPT)]).await;
     assert_eq!(
         reply.headers[header::CONTENT_TYPE],
         "text/plain; version=0.0.4; charset=utf-8"
@@ -152,13 +132,7 @@ async fn text_when_protobuf_is_not_built_in() {
 #[tokio::test]
 async fn gzip_only_when_the_client_accepts_it() {
     let addr = serve(MetricsEndpoint::new(&registry()).unwrap()).await;
-    let zipped = send_with_headers(
-        addr,
-        Method::GET,
-        "/metrics",
-        &[("accept-encoding", "gzip, deflate")],
-    )
-    .await;
+    let zipped = scrape_reply(addr, &[("accept-encoding", "gzip, deflate")]).await;
     assert_eq!(zipped.headers[header::CONTENT_ENCODING], "gzip");
     let mut text = String::new();
     flate2::read::GzDecoder::new(zipped.raw.as_slice())
@@ -167,13 +141,7 @@ async fn gzip_only_when_the_client_accepts_it() {
     assert_eq!(Exposition::parse(&text).value("jobs_total", &[]), Some(3.0));
 
     for refused in ["gzip;q=0", "identity", "br"] {
-        let plain = send_with_headers(
-            addr,
-            Method::GET,
-            "/metrics",
-            &[("accept-encoding", refused)],
-        )
-        .await;
+        let plain = scrape_reply(addr, &[("accept-encoding", refused)]).await;
         assert!(
             plain.headers.get(header::CONTENT_ENCODING).is_none(),
             "{refused}"
@@ -198,20 +166,14 @@ async fn a_bearer_token_guards_the_endpoint() {
             .map(|c| ("authorization", c))
             .into_iter()
             .collect();
-        let refused = send_with_headers(addr, Method::GET, "/metrics", &headers).await;
+        let refused = scrape_reply(addr, &headers).await;
         assert_eq!(refused.status, StatusCode::UNAUTHORIZED, "{credentials:?}");
         assert_eq!(
             refused.headers[header::WWW_AUTHENTICATE],
             "Bearer realm=\"metrics\""
         );
     }
-    let allowed = send_with_headers(
-        addr,
-        Method::GET,
-        "/metrics",
-        &[("authorization", "Bearer s3cret")],
-    )
-    .await;
+    let allowed = scrape_reply(addr, &[("authorization", "Bearer s3cret")]).await;
     assert_eq!(allowed.status, StatusCode::OK);
     assert_eq!(
         Exposition::parse(&allowed.body).value("jobs_total", &[]),
@@ -230,9 +192,9 @@ async fn the_layer_passes_endpoint_options_on() {
         .unwrap();
     let router = axum::Router::new().layer(layer);
     let addr = serve(router).await;
-    let refused = send_with_headers(addr, Method::GET, "/metrics", &[]).await;
+    let refused = scrape_reply(addr, &[]).await;
     assert_eq!(refused.status, StatusCode::UNAUTHORIZED);
-    let allowed = send_with_headers(addr, Method::GET, "/metrics", &[("x-internal", "1")]).await;
+    let allowed = scrape_reply(addr, &[("x-internal", "1")]).await;
     assert_eq!(allowed.status, StatusCode::OK);
 }
 
@@ -260,12 +222,11 @@ async fn scrapes_past_the_limit_get_503_with_retry_after() {
         .unwrap();
     let addr = serve(endpoint).await;
 
-    let first =
-        tokio::spawn(async move { send_with_headers(addr, Method::GET, "/metrics", &[]).await });
+    let first = tokio::spawn(async move { scrape_reply(addr, &[]).await });
     tokio::time::timeout(Duration::from_secs(10), started.notified())
         .await
         .expect("the first scrape reached its collector");
-    let refused = send_with_headers(addr, Method::GET, "/metrics", &[]).await;
+    let refused = scrape_reply(addr, &[]).await;
     assert_eq!(refused.status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(refused.headers[header::RETRY_AFTER], "1");
 
@@ -273,7 +234,7 @@ async fn scrapes_past_the_limit_get_503_with_retry_after() {
     let first = first.await.unwrap();
     assert_eq!(first.status, StatusCode::OK);
     // The slot came back with the first scrape.
-    let again = send_with_headers(addr, Method::GET, "/metrics", &[]).await;
+    let again = scrape_reply(addr, &[]).await;
     assert_eq!(again.status, StatusCode::OK);
 }
 
@@ -288,12 +249,9 @@ async fn a_slow_collector_is_left_behind_and_counted() {
         .build()
         .unwrap();
     let addr = serve(endpoint).await;
-    let reply = tokio::time::timeout(
-        Duration::from_secs(10),
-        send_with_headers(addr, Method::GET, "/metrics", &[]),
-    )
-    .await
-    .expect("the scrape does not wait for the stuck collector");
+    let reply = tokio::time::timeout(Duration::from_secs(10), scrape_reply(addr, &[]))
+        .await
+        .expect("the scrape does not wait for the stuck collector");
     assert_eq!(reply.status, StatusCode::OK);
     let metrics = Exposition::parse(&reply.body);
     assert_eq!(metrics.value("jobs_total", &[]), Some(3.0));
@@ -317,7 +275,7 @@ async fn collector_failures_can_fail_the_scrape() {
         .build()
         .unwrap();
     let addr = serve(endpoint).await;
-    let reply = send_with_headers(addr, Method::GET, "/metrics", &[]).await;
+    let reply = scrape_reply(addr, &[]).await;
     assert_eq!(reply.status, StatusCode::INTERNAL_SERVER_ERROR);
     assert!(
         reply.body.contains("collector `broken`: error"),

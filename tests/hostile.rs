@@ -10,8 +10,8 @@ use std::io::Write as _;
 use std::process::{Command, Stdio};
 
 use bytes::Bytes;
-use common::{send_with_headers, serve, Exposition};
-use http::{Method, Request, Response};
+use common::{scrape_reply, serve, Exposition};
+use http::{Request, Response};
 use http_body_util::Full;
 use tower::{service_fn, Layer};
 use tower_prometheus::layer::{RequestBody, MAX_ROUTE_LEN};
@@ -120,10 +120,8 @@ async fn python_parsers_read_hostile_values_in_both_formats() {
         return;
     };
     let addr = hostile_server().await;
-    let openmetrics = send_with_headers(
+    let openmetrics = scrape_reply(
         addr,
-        Method::GET,
-        "/metrics",
         &[("accept", "application/openmetrics-text; version=1.0.0")],
     )
     .await

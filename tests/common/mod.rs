@@ -92,6 +92,12 @@ pub async fn send_with_headers(
     }
 }
 
+/// A GET of `/metrics` with these headers, the reply unparsed: for checking formats,
+/// compression and refusals.
+pub async fn scrape_reply(addr: SocketAddr, headers: &[(&str, &str)]) -> Reply {
+    send_with_headers(addr, Method::GET, "/metrics", headers).await
+}
+
 pub async fn get(addr: SocketAddr, path: &str) -> Reply {
     send(addr, Method::GET, path).await
 }
