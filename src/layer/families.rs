@@ -158,21 +158,19 @@ impl HttpFamilies {
         route: KnownRoute<'_>,
     ) -> &Arc<RouteSeries> {
         let slot = &self.cache[route.slot(method, self.cache.len())];
-        let shards = match slot.get() {
-            Some(entry) if entry.method == method && route.is(&entry.route) => &entry.series,
-            Some(_) => self.route_shards(method, route.as_str()),
-            None => {
-                let series = self.route_shards(method, route.as_str());
-                // Another thread may fill the slot first, with this route or another.
-                slot.get_or_init(|| CachedRoute {
-                    method,
-                    route: route.to_owned(),
-                    series: Arc::clone(series),
-                });
-                series
+        if let Some(cached) = slot.get() {
+            if cached.method == method && route.is(&cached.route) {
+                return for_this_shard(&cached.series);
             }
-        };
-        for_this_shard(shards)
+        }
+        let series = self.route_shards(method, route.as_str());
+        // Fills the slot if it is free; one another route holds stays as it is.
+        slot.get_or_init(|| CachedRoute {
+            method,
+            route: route.identity(),
+            series: Arc::clone(series),
+        });
+        for_this_shard(series)
     }
 
     fn route_shards(&self, method: HttpMethod, route: &str) -> &PerShard {

@@ -82,18 +82,14 @@ impl<'a> KnownRoute<'a> {
 
     /// The route cache slot of this route with `method`, out of `slots` (a power of two).
     pub(crate) fn slot(self, method: HttpMethod, slots: usize) -> usize {
-        let address = match self {
-            #[cfg(feature = "axum")]
-            KnownRoute::Matched(matched) => matched.as_str().as_ptr() as usize,
-            KnownRoute::Fallback(_) => 0,
-        };
+        let address = self.as_str().as_ptr() as usize;
         // Fibonacci hashing: the high bits of the product mix every bit of the address.
         let mixed = ((address ^ method as usize) as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
         (mixed >> 32) as usize & (slots - 1)
     }
 
     /// A handle that keeps this route's name alive, to recognise it later.
-    pub(crate) fn to_owned(self) -> RouteIdentity {
+    pub(crate) fn identity(self) -> RouteIdentity {
         match self {
             #[cfg(feature = "axum")]
             KnownRoute::Matched(matched) => RouteIdentity::Matched(matched.clone()),

@@ -84,9 +84,11 @@ where
             // Only a route function needs the request taken apart.
             None => {
                 let (parts, body) = request.into_parts();
-                let route = shared.routes.resolve(&parts);
-                let series = Arc::clone(shared.families.route(method, &route));
-                drop(route);
+                let series = Arc::clone(
+                    shared
+                        .families
+                        .route(method, &shared.routes.resolve(&parts)),
+                );
                 request = Request::from_parts(parts, body);
                 series
             }
