@@ -50,17 +50,26 @@ pub(crate) struct HttpFamilies {
 /// One [`RouteSeries`] per shard (see `metrics::shard`): the same series, but each
 /// copy its own allocation, so the reference count a request takes and the status
 /// slots it reads sit on cache lines no other thread writes.
-type PerShard = Arc<[Arc<RouteSeries>]>;
+type PerShard = Arc<ShardCopies>;
+
+/// The copies' handles, held inline and aligned to a cache line: every request reads
+/// them, so no neighbouring allocation (another thread's, say) may share their line.
+/// Every slot is filled; past the machine's shard count, slots repeat the copies.
+#[repr(align(64))]
+struct ShardCopies([Arc<RouteSeries>; shard::MAX_SHARDS]);
 
 fn per_shard(make: impl Fn(usize) -> RouteSeries) -> PerShard {
-    (0..shard::count())
+    let copies: Vec<_> = (0..shard::count())
         .map(|shard| Arc::new(make(shard)))
-        .collect()
+        .collect();
+    Arc::new(ShardCopies(std::array::from_fn(|slot| {
+        Arc::clone(&copies[slot % copies.len()])
+    })))
 }
 
-/// This thread's copy: one per shard, a power of two of them.
+/// This thread's copy.
 fn for_this_shard(shards: &PerShard) -> &Arc<RouteSeries> {
-    &shards[shard::current() & (shards.len() - 1)]
+    &shards.0[shard::current() % shard::MAX_SHARDS]
 }
 
 /// Slots of the route cache: a route whose slot another route holds is found by name.

@@ -11,7 +11,7 @@ use std::sync::OnceLock;
 /// Values per cache line.
 const LINE: usize = 8;
 /// Most shards a value has, whatever the machine.
-const MAX_SHARDS: usize = 16;
+pub(crate) const MAX_SHARDS: usize = 16;
 
 /// One cache line of values.
 #[repr(align(64))]
@@ -58,6 +58,11 @@ pub(crate) fn add_f64(cell: &AtomicU64, amount: f64) {
 
 /// `width` values, each kept as one cell per shard; a shard's cells share lines only
 /// with each other.
+///
+/// Aligned to a cache line: every write reads these fields, and a neighbouring
+/// allocation written by another thread (a reference count, say) must not share
+/// their line.
+#[repr(align(64))]
 pub(crate) struct ShardedCells {
     width: usize,
     lines_per_shard: usize,
