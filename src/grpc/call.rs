@@ -35,12 +35,11 @@ pub(crate) struct GrpcCall {
 impl GrpcCall {
     pub(crate) fn start(series: Arc<MethodSeries>) -> Self {
         series.start();
-        let sent = MessageCounter::new(series.sent.clone());
         Self {
             series,
             start: Instant::now(),
             code: None,
-            sent,
+            sent: MessageCounter::default(),
             panicked: false,
         }
     }
@@ -55,7 +54,7 @@ impl GrpcCall {
 
     /// A data frame of the response.
     pub(crate) fn on_data(&mut self, data: &impl Buf) {
-        self.sent.feed(data);
+        self.sent.feed(data, &self.series.sent);
     }
 
     /// The response ended (`failed`: with an error) with whatever status it sent.
@@ -71,6 +70,26 @@ impl GrpcCall {
     /// The inner future panicked; only matters while no code is set.
     pub(crate) fn mark_panicked(&mut self) {
         self.panicked = true;
+    }
+}
+
+/// Counts the messages a call receives, as the inner service reads the request body.
+pub(crate) struct ReceivedMessages {
+    series: Arc<MethodSeries>,
+    messages: MessageCounter,
+}
+
+impl ReceivedMessages {
+    pub(crate) fn new(series: Arc<MethodSeries>) -> Self {
+        Self {
+            series,
+            messages: MessageCounter::default(),
+        }
+    }
+
+    /// A data frame of the request.
+    pub(crate) fn on_data(&mut self, data: &impl Buf) {
+        self.messages.feed(data, &self.series.received);
     }
 }
 

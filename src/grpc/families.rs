@@ -14,6 +14,7 @@ use super::labels::{GrpcHandledLabels, GrpcLabels, GrpcType};
 use super::method::{service_and_method, MethodTypes};
 use crate::layer::slo::{method_target, Objectives, SloMethodLabels, GRPC_SLO_LATENCY_GOOD};
 use crate::layer::DEFAULT_FALLBACK_ROUTE;
+use crate::metrics::shard::PerShard;
 use crate::metrics::{Buckets, Counter, Family, Histogram, Table};
 use crate::{MetricsRegistry, RegistryError};
 
@@ -43,14 +44,18 @@ pub(crate) struct GrpcFamilies {
     received: GrpcCount,
     sent: GrpcCount,
     types: MethodTypes,
-    methods: Table<Arc<str>, Arc<MethodSeries>>,
+    methods: Table<Arc<str>, MethodShards>,
     /// Calls to paths that do not name a method.
-    other: OnceLock<Arc<MethodSeries>>,
+    other: OnceLock<MethodShards>,
     /// Methods past the cardinality cap.
-    overflow: OnceLock<Arc<MethodSeries>>,
+    overflow: OnceLock<MethodShards>,
     objectives: Objectives,
     latency_good: Option<Family<SloMethodLabels, Counter>>,
 }
+
+/// One [`MethodSeries`] per shard (see [`PerShard`]): the reference counts calls take
+/// on different threads sit on different cache lines.
+type MethodShards = Arc<PerShard<MethodSeries>>;
 
 impl GrpcFamilies {
     /// Declares the gRPC families in `registry` (unless the user declared those names
@@ -125,8 +130,13 @@ impl GrpcFamilies {
         })
     }
 
-    /// The series of the method at `path`: found without a lock once it exists.
+    /// This thread's series of the method at `path`: found without a lock once it
+    /// exists.
     pub(crate) fn method(&self, path: &str) -> &Arc<MethodSeries> {
+        self.method_shards(path).current()
+    }
+
+    fn method_shards(&self, path: &str) -> &MethodShards {
         let Some((service, method)) = service_and_method(path) else {
             return self.other.get_or_init(|| {
                 let labels = GrpcLabels::new(
@@ -155,36 +165,43 @@ impl GrpcFamilies {
 
     /// The series of `labels`, or the overflow series when the started family is
     /// past its cap.
-    fn series_or_overflow(&self, labels: GrpcLabels) -> Arc<MethodSeries> {
+    fn series_or_overflow(&self, labels: GrpcLabels) -> MethodShards {
         let started = self.started.lookup(&labels);
         if started.overflowed {
             return Arc::clone(self.overflow());
         }
         let latency = self.latency_objective(&labels);
-        Arc::new(MethodSeries {
-            latency,
-            started: started.metric,
-            received: self.received.get_or_create(&labels),
-            sent: self.sent.get_or_create(&labels),
-            handling: self.handling.as_ref().map(|h| h.get_or_create(&labels)),
+        let received = self.received.get_or_create(&labels);
+        let sent = self.sent.get_or_create(&labels);
+        let handling = self.handling.as_ref().map(|h| h.get_or_create(&labels));
+        Arc::new(PerShard::new(|_| MethodSeries {
+            latency: latency.clone(),
+            started: started.metric.clone(),
+            received: received.clone(),
+            sent: sent.clone(),
+            handling: handling.clone(),
             handled: self.handled.clone(),
-            labels: Some(labels),
+            labels: Some(labels.clone()),
             codes: Default::default(),
-        })
+        }))
     }
 
-    fn overflow(&self) -> &Arc<MethodSeries> {
+    fn overflow(&self) -> &MethodShards {
         self.overflow.get_or_init(|| {
-            Arc::new(MethodSeries {
-                started: self.started.overflow_series(),
-                received: self.received.overflow_series(),
-                sent: self.sent.overflow_series(),
-                handling: self.handling.as_ref().map(Family::overflow_series),
+            let started = self.started.overflow_series();
+            let received = self.received.overflow_series();
+            let sent = self.sent.overflow_series();
+            let handling = self.handling.as_ref().map(Family::overflow_series);
+            Arc::new(PerShard::new(|_| MethodSeries {
+                started: started.clone(),
+                received: received.clone(),
+                sent: sent.clone(),
+                handling: handling.clone(),
                 handled: self.handled.clone(),
                 labels: None,
                 codes: Default::default(),
                 latency: None,
-            })
+            }))
         })
     }
 

@@ -95,26 +95,19 @@ impl FrameDecoder {
     }
 }
 
-/// Counts the messages of one direction of a call into a counter, as they end.
-#[derive(Debug)]
+/// Counts the messages of one direction of a call, as they end. The counter is lent
+/// at each frame rather than held, so a call clones no counter handle.
+#[derive(Debug, Default)]
 pub(crate) struct MessageCounter {
     decoder: FrameDecoder,
-    counter: Counter,
 }
 
 impl MessageCounter {
-    pub(crate) fn new(counter: Counter) -> Self {
-        Self {
-            decoder: FrameDecoder::default(),
-            counter,
-        }
-    }
-
-    /// Counts the messages that end in this data frame.
-    pub(crate) fn feed(&mut self, data: &impl Buf) {
+    /// Adds the messages that end in this data frame to `counter`.
+    pub(crate) fn feed(&mut self, data: &impl Buf, counter: &Counter) {
         let messages = self.decoder.feed_buf(data);
         if messages > 0 {
-            self.counter.inc_by(messages);
+            counter.inc_by(messages);
         }
     }
 }

@@ -66,7 +66,6 @@ pub use families::{
 };
 pub use labels::{GrpcHandledLabels, GrpcLabels, GrpcType};
 
-pub(crate) use call::GrpcCall;
+pub(crate) use call::{GrpcCall, ReceivedMessages};
 pub(crate) use families::GrpcFamilies;
-pub(crate) use framing::MessageCounter;
 pub(crate) use method::{is_grpc, service_and_method, MethodTypes};

@@ -13,7 +13,8 @@ use prometheus_client::registry::Unit;
 use super::labels::{ActiveRequestLabels, HttpLabels, HttpMethod};
 use super::route::{KnownRoute, RouteIdentity};
 use super::slo::{route_target, Objectives, SloRouteLabels, SLO_LATENCY_GOOD};
-use crate::metrics::{shard, Buckets, Counter, Family, Gauge, Histogram, Table};
+use crate::metrics::shard::PerShard;
+use crate::metrics::{Buckets, Counter, Family, Gauge, Histogram, Table};
 use crate::multiprocess::GaugeMode;
 use crate::{MetricsRegistry, RegistryError};
 
@@ -39,38 +40,18 @@ pub(crate) struct HttpFamilies {
     duration: RequestDuration,
     requests: RequestCount,
     active: ActiveRequests,
-    routes: Table<RouteKey, PerShard>,
+    routes: Table<RouteKey, RouteShards>,
     /// Direct-mapped cache in front of `routes`, by the address of the route's name.
     cache: Box<[OnceLock<CachedRoute>]>,
-    overflow_route: OnceLock<PerShard>,
+    overflow_route: OnceLock<RouteShards>,
     objectives: Objectives,
     latency_good: Option<Family<SloRouteLabels, Counter>>,
 }
 
-/// One [`RouteSeries`] per shard (see `metrics::shard`): the same series, but each
-/// copy its own allocation, so the reference count a request takes and the status
-/// slots it reads sit on cache lines no other thread writes.
-type PerShard = Arc<ShardCopies>;
-
-/// The copies' handles, held inline and aligned to a cache line: every request reads
-/// them, so no neighbouring allocation (another thread's, say) may share their line.
-/// Every slot is filled; past the machine's shard count, slots repeat the copies.
-#[repr(align(64))]
-struct ShardCopies([Arc<RouteSeries>; shard::MAX_SHARDS]);
-
-fn per_shard(make: impl Fn(usize) -> RouteSeries) -> PerShard {
-    let copies: Vec<_> = (0..shard::count())
-        .map(|shard| Arc::new(make(shard)))
-        .collect();
-    Arc::new(ShardCopies(std::array::from_fn(|slot| {
-        Arc::clone(&copies[slot % copies.len()])
-    })))
-}
-
-/// This thread's copy.
-fn for_this_shard(shards: &PerShard) -> &Arc<RouteSeries> {
-    &shards.0[shard::current() % shard::MAX_SHARDS]
-}
+/// One [`RouteSeries`] per shard (see [`PerShard`]): the reference count a request
+/// takes and the status slots it reads sit on cache lines no other thread writes.
+/// Shared by the route table and the route cache.
+type RouteShards = Arc<PerShard<RouteSeries>>;
 
 /// Slots of the route cache: a route whose slot another route holds is found by name.
 const CACHE_SLOTS: usize = 128;
@@ -79,7 +60,7 @@ const CACHE_SLOTS: usize = 128;
 struct CachedRoute {
     method: HttpMethod,
     route: RouteIdentity,
-    series: PerShard,
+    series: RouteShards,
 }
 
 #[derive(Clone)]
@@ -156,7 +137,7 @@ impl HttpFamilies {
     /// The series of `(method, route)` for this thread: found without a lock once it
     /// exists.
     pub(crate) fn route(&self, method: HttpMethod, route: &str) -> &Arc<RouteSeries> {
-        for_this_shard(self.route_shards(method, route))
+        self.route_shards(method, route).current()
     }
 
     /// The series of `(method, route)` for this thread, found in the route cache when
@@ -169,7 +150,7 @@ impl HttpFamilies {
         let slot = &self.cache[route.slot(method, self.cache.len())];
         if let Some(cached) = slot.get() {
             if cached.method == method && route.is(&cached.route) {
-                return for_this_shard(&cached.series);
+                return cached.series.current();
             }
         }
         let series = self.route_shards(method, route.as_str());
@@ -179,10 +160,10 @@ impl HttpFamilies {
             route: route.identity(),
             series: Arc::clone(series),
         });
-        for_this_shard(series)
+        series.current()
     }
 
-    fn route_shards(&self, method: HttpMethod, route: &str) -> &PerShard {
+    fn route_shards(&self, method: HttpMethod, route: &str) -> &RouteShards {
         let hash = self.routes.hash(&(method, route));
         let matches = |key: &RouteKey| key.method == method && *key.route == *route;
         if let Some(series) = self.routes.find(hash, matches) {
@@ -202,7 +183,7 @@ impl HttpFamilies {
                 Arc::clone(self.overflow_route())
             } else {
                 let latency = self.latency_objective(&route);
-                per_shard(|shard| RouteSeries {
+                Arc::new(PerShard::new(|shard| RouteSeries {
                     target: StatusTarget::Route {
                         method,
                         route: Arc::clone(&route),
@@ -213,17 +194,17 @@ impl HttpFamilies {
                     statuses: Default::default(),
                     shard,
                     latency: latency.clone(),
-                })
+                }))
             };
             Some((RouteKey { method, route }, series))
         });
         created.unwrap_or_else(|| self.overflow_route())
     }
 
-    fn overflow_route(&self) -> &PerShard {
+    fn overflow_route(&self) -> &RouteShards {
         self.overflow_route.get_or_init(|| {
             let active = self.active.overflow_series();
-            per_shard(|shard| RouteSeries {
+            Arc::new(PerShard::new(|shard| RouteSeries {
                 target: StatusTarget::Overflow {
                     duration: self.duration.clone(),
                     requests: self.requests.clone(),
@@ -232,7 +213,7 @@ impl HttpFamilies {
                 statuses: Default::default(),
                 shard,
                 latency: None,
-            })
+            }))
         })
     }
 }

@@ -6,7 +6,7 @@ use std::task::{Context, Poll};
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 
-use crate::grpc::MessageCounter;
+use crate::grpc::ReceivedMessages;
 
 pin_project! {
     /// Request body handed to the inner service by
@@ -15,7 +15,7 @@ pin_project! {
     pub struct RequestBody<B> {
         #[pin]
         inner: B,
-        received: Option<MessageCounter>,
+        received: Option<ReceivedMessages>,
     }
 }
 
@@ -29,7 +29,7 @@ impl<B> RequestBody<B> {
     }
 
     /// A gRPC request body, whose messages `received` counts.
-    pub(crate) fn grpc(inner: B, received: MessageCounter) -> Self {
+    pub(crate) fn grpc(inner: B, received: ReceivedMessages) -> Self {
         Self {
             inner,
             received: Some(received),
@@ -67,7 +67,7 @@ impl<B: Body> Body for RequestBody<B> {
         let frame = this.inner.poll_frame(cx);
         if let (Some(received), Poll::Ready(Some(Ok(frame)))) = (this.received, &frame) {
             if let Some(data) = frame.data_ref() {
-                received.feed(data);
+                received.on_data(data);
             }
         }
         frame

@@ -14,7 +14,7 @@ use super::guard::{Recorder, RequestGuard};
 use super::labels::HttpMethod;
 use super::layer::LayerShared;
 use super::request_body::RequestBody;
-use crate::grpc::{is_grpc, GrpcCall, MessageCounter};
+use crate::grpc::{is_grpc, GrpcCall, ReceivedMessages};
 
 /// Records every request to the inner service, and answers the metrics endpoint's path
 /// itself. Built by [`MetricsLayer`](super::MetricsLayer).
@@ -73,7 +73,7 @@ where
         // recorded too. The request is moved as little as possible: it is large.
         if is_grpc(&request) {
             let series = shared.grpc.method(request.uri().path());
-            let received = MessageCounter::new(series.received.clone());
+            let received = ReceivedMessages::new(Arc::clone(series));
             let call = Recorder::Grpc(GrpcCall::start(Arc::clone(series)));
             let request = request.map(|body| RequestBody::grpc(body, received));
             return ResponseFuture::inner(self.inner.call(request), call);

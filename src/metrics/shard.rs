@@ -6,12 +6,12 @@
 
 use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 /// Values per cache line.
 const LINE: usize = 8;
 /// Most shards a value has, whatever the machine.
-pub(crate) const MAX_SHARDS: usize = 16;
+const MAX_SHARDS: usize = 16;
 
 /// One cache line of values.
 #[repr(align(64))]
@@ -41,6 +41,37 @@ pub(crate) fn current() -> usize {
         }
         index.get() & (count() - 1)
     })
+}
+
+/// One copy of a value per shard, each in its own allocation, for state that every
+/// request clones a handle to: each thread then writes only its own copy's reference
+/// count.
+///
+/// The handles are held inline and aligned to a cache line, because every request
+/// reads them: no neighbouring allocation (another thread's, say) may share their
+/// line. Every slot is filled; past the machine's shard count, slots repeat copies.
+#[repr(align(64))]
+pub(crate) struct PerShard<T>([Arc<T>; MAX_SHARDS]);
+
+impl<T> PerShard<T> {
+    /// Copies made by `make` from their shard's index.
+    pub(crate) fn new(make: impl Fn(usize) -> T) -> Self {
+        let copies: Vec<_> = (0..count()).map(|shard| Arc::new(make(shard))).collect();
+        Self(std::array::from_fn(|slot| {
+            Arc::clone(&copies[slot % copies.len()])
+        }))
+    }
+
+    /// The current thread's copy.
+    pub(crate) fn current(&self) -> &Arc<T> {
+        &self.0[current() % MAX_SHARDS]
+    }
+}
+
+impl<T> Clone for PerShard<T> {
+    fn clone(&self) -> Self {
+        Self(self.0.clone())
+    }
 }
 
 /// Adds `amount` to the `f64` whose bits `cell` holds: one compare-and-swap when no
