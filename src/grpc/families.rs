@@ -57,6 +57,20 @@ pub(crate) struct GrpcFamilies {
 /// on different threads sit on different cache lines.
 type MethodShards = Arc<PerShard<MethodSeries>>;
 
+/// Copies of `series` for every shard, each resolving its own per-code series.
+fn per_shard(series: MethodSeries) -> MethodShards {
+    Arc::new(PerShard::new(|_| MethodSeries {
+        started: series.started.clone(),
+        received: series.received.clone(),
+        sent: series.sent.clone(),
+        handling: series.handling.clone(),
+        handled: series.handled.clone(),
+        labels: series.labels.clone(),
+        codes: Default::default(),
+        latency: series.latency.clone(),
+    }))
+}
+
 impl GrpcFamilies {
     /// Declares the gRPC families in `registry` (unless the user declared those names
     /// first, to replace them), capped at `max_series` series each; the histogram only
@@ -171,37 +185,30 @@ impl GrpcFamilies {
             return Arc::clone(self.overflow());
         }
         let latency = self.latency_objective(&labels);
-        let received = self.received.get_or_create(&labels);
-        let sent = self.sent.get_or_create(&labels);
-        let handling = self.handling.as_ref().map(|h| h.get_or_create(&labels));
-        Arc::new(PerShard::new(|_| MethodSeries {
-            latency: latency.clone(),
-            started: started.metric.clone(),
-            received: received.clone(),
-            sent: sent.clone(),
-            handling: handling.clone(),
+        per_shard(MethodSeries {
+            latency,
+            started: started.metric,
+            received: self.received.get_or_create(&labels),
+            sent: self.sent.get_or_create(&labels),
+            handling: self.handling.as_ref().map(|h| h.get_or_create(&labels)),
             handled: self.handled.clone(),
-            labels: Some(labels.clone()),
+            labels: Some(labels),
             codes: Default::default(),
-        }))
+        })
     }
 
     fn overflow(&self) -> &MethodShards {
         self.overflow.get_or_init(|| {
-            let started = self.started.overflow_series();
-            let received = self.received.overflow_series();
-            let sent = self.sent.overflow_series();
-            let handling = self.handling.as_ref().map(Family::overflow_series);
-            Arc::new(PerShard::new(|_| MethodSeries {
-                started: started.clone(),
-                received: received.clone(),
-                sent: sent.clone(),
-                handling: handling.clone(),
+            per_shard(MethodSeries {
+                started: self.started.overflow_series(),
+                received: self.received.overflow_series(),
+                sent: self.sent.overflow_series(),
+                handling: self.handling.as_ref().map(Family::overflow_series),
                 handled: self.handled.clone(),
                 labels: None,
                 codes: Default::default(),
                 latency: None,
-            }))
+            })
         })
     }
 
