@@ -17,6 +17,8 @@ use super::format::Format;
 use super::guard::{ScrapeGuard, ScrapeRequest};
 use super::limit::{ScrapePermit, ScrapeSlots};
 use super::negotiate;
+#[cfg(feature = "axum")]
+use super::reach::ReachCheck;
 use crate::registry::Initialized;
 use crate::{BuildError, MetricsRegistry};
 
@@ -51,6 +53,9 @@ struct EndpointShared {
     path: String,
     registry: MetricsRegistry,
     initialized: Arc<Initialized>,
+    /// Whether scrapes reach the layer that serves this endpoint.
+    #[cfg(feature = "axum")]
+    reach: ReachCheck,
     guard: Option<ScrapeGuard>,
     slots: Arc<ScrapeSlots>,
     collector_timeout: Option<Duration>,
@@ -94,8 +99,19 @@ impl MetricsEndpoint {
     }
 
     /// Whether `request` is addressed to this endpoint.
-    pub(crate) fn matches<B>(&self, request: &Request<B>) -> bool {
+    fn matches<B>(&self, request: &Request<B>) -> bool {
         request.uri().path() == self.shared.path
+    }
+
+    /// Whether the layer serving this endpoint answers `request` itself; the requests
+    /// it passes on tell whether scrapes can reach it at all (see [`ReachCheck`]).
+    pub(crate) fn intercepts<B>(&self, request: &Request<B>) -> bool {
+        let matched = self.matches(request);
+        #[cfg(feature = "axum")]
+        if !matched {
+            self.shared.reach.observe(request, &self.shared.path);
+        }
+        matched
     }
 
     /// Runs the collectors and encodes the registry: the body of a scrape.
@@ -122,6 +138,8 @@ impl MetricsEndpoint {
     /// The response to a request known to be addressed to this endpoint.
     pub(crate) fn respond<B>(&self, request: &Request<B>) -> EndpointFuture {
         let shared = &*self.shared;
+        #[cfg(feature = "axum")]
+        shared.reach.settle();
         let scrape = ScrapeRequest {
             method: request.method(),
             uri: request.uri(),
@@ -300,8 +318,9 @@ impl MetricsEndpointBuilder {
         self
     }
 
-    /// At most `max` scrapes in flight; more get `503 Service Unavailable` with
-    /// `Retry-After` (unlimited by default, as in Go's promhttp).
+    /// At most `max` scrapes in flight, each until its body has been sent or dropped;
+    /// more get `503 Service Unavailable` with `Retry-After` (unlimited by default, as
+    /// in Go's promhttp).
     pub fn max_concurrent_scrapes(mut self, max: usize) -> Self {
         self.max_scrapes = Some(max);
         self
@@ -333,6 +352,8 @@ impl MetricsEndpointBuilder {
                 path: self.path,
                 registry: self.registry,
                 initialized,
+                #[cfg(feature = "axum")]
+                reach: ReachCheck::default(),
                 guard,
                 slots: Arc::new(ScrapeSlots::new(self.max_scrapes)),
                 collector_timeout: self.collector_timeout,
