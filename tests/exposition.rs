@@ -133,15 +133,21 @@ async fn gzip_only_when_the_client_accepts_it() {
 
     for refused in ["gzip;q=0", "identity", "br"] {
         let plain = scrape_reply(addr, &[("accept-encoding", refused)]).await;
-        assert!(
-            plain.headers.get(header::CONTENT_ENCODING).is_none(),
-            "{refused}"
-        );
-        assert_eq!(
-            Exposition::parse(&plain.body).value("jobs_total", &[]),
-            Some(3.0)
-        );
+        assert_plain_jobs(&plain, refused);
     }
+}
+
+/// `reply` is not compressed and carries the test registry's counter.
+fn assert_plain_jobs(reply: &common::Reply, case: &str) {
+    assert!(
+        reply.headers.get(header::CONTENT_ENCODING).is_none(),
+        "{case}"
+    );
+    assert_eq!(
+        Exposition::parse(&reply.body).value("jobs_total", &[]),
+        Some(3.0),
+        "{case}"
+    );
 }
 
 #[tokio::test]
@@ -210,14 +216,7 @@ async fn malformed_qvalues_count_as_zero() {
             "text/plain; version=0.0.4; charset=utf-8",
             "{accept}"
         );
-        assert!(
-            reply.headers.get(header::CONTENT_ENCODING).is_none(),
-            "{encoding}"
-        );
-        assert_eq!(
-            Exposition::parse(&reply.body).value("jobs_total", &[]),
-            Some(3.0)
-        );
+        assert_plain_jobs(&reply, &encoding);
     }
     // Three decimals are a weight: the lowest one still beats `text/plain;q=0`.
     let reply = scrape_reply(

@@ -7,6 +7,7 @@
 mod common;
 
 use std::fmt::{self, Write as _};
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -75,7 +76,7 @@ fn routes() -> Router {
 
 /// Serves `app` with the paused clock and the warnings captured for this test's thread
 /// (a current-thread runtime runs the server's tasks there too).
-async fn serve_watched(app: Router) -> (std::net::SocketAddr, Warnings, impl Drop) {
+async fn serve_watched(app: Router) -> (SocketAddr, Warnings, impl Drop) {
     let warnings = Warnings::default();
     let guard = tracing::subscriber::set_default(warnings.clone());
     let addr = common::serve(app).await;
@@ -84,8 +85,7 @@ async fn serve_watched(app: Router) -> (std::net::SocketAddr, Warnings, impl Dro
 
 #[tokio::test(start_paused = true)]
 async fn a_layer_added_with_route_layer_warns_that_scrapes_cannot_reach_it() {
-    let registry = MetricsRegistry::new();
-    let layer = MetricsLayer::new(&registry).unwrap();
+    let layer = MetricsLayer::new(&MetricsRegistry::new()).unwrap();
     let (addr, warnings, _guard) = serve_watched(routes().route_layer(layer)).await;
 
     assert_eq!(common::get(addr, "/").await.status, StatusCode::OK);
@@ -111,54 +111,50 @@ async fn a_layer_added_with_route_layer_warns_that_scrapes_cannot_reach_it() {
     assert_eq!(warnings.taken().len(), 1);
 }
 
-#[tokio::test(start_paused = true)]
-async fn a_layer_that_answers_scrapes_does_not_warn() {
-    let registry = MetricsRegistry::new();
-    let layer = MetricsLayer::new(&registry).unwrap();
-    let (addr, warnings, _guard) = serve_watched(routes().layer(layer)).await;
-
-    assert_eq!(common::get(addr, "/").await.status, StatusCode::OK);
-    assert_eq!(common::get(addr, "/metrics").await.status, StatusCode::OK);
+/// Serves `app`, sends the `first` requests (each a path and the status it gets), lets
+/// the five minutes pass, sends one more routed request, and checks that nothing was
+/// logged.
+async fn quiet_past_the_grace(app: Router, first: &[(&str, StatusCode)]) -> SocketAddr {
+    let (addr, warnings, _guard) = serve_watched(app).await;
+    for (path, status) in first {
+        assert_eq!(common::get(addr, path).await.status, *status, "{path}");
+    }
     tokio::time::advance(PAST_THE_GRACE).await;
     assert_eq!(common::get(addr, "/").await.status, StatusCode::OK);
     assert!(warnings.taken().is_empty(), "{:?}", warnings.taken());
+    addr
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_layer_that_answers_scrapes_does_not_warn() {
+    let layer = MetricsLayer::new(&MetricsRegistry::new()).unwrap();
+    let first = [("/", StatusCode::OK), ("/metrics", StatusCode::OK)];
+    quiet_past_the_grace(routes().layer(layer), &first).await;
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_layer_on_the_fallback_does_not_warn_before_the_first_scrape() {
     // Requests no route matched show the layer wraps the fallback, so `/metrics`
     // would reach it: no warning even before Prometheus first scrapes.
-    let registry = MetricsRegistry::new();
-    let layer = MetricsLayer::new(&registry).unwrap();
-    let (addr, warnings, _guard) = serve_watched(routes().layer(layer)).await;
-
-    assert_eq!(common::get(addr, "/").await.status, StatusCode::OK);
-    assert_eq!(
-        common::get(addr, "/no-such-page").await.status,
-        StatusCode::NOT_FOUND
-    );
-    tokio::time::advance(PAST_THE_GRACE).await;
-    assert_eq!(common::get(addr, "/").await.status, StatusCode::OK);
-    assert!(warnings.taken().is_empty(), "{:?}", warnings.taken());
+    let layer = MetricsLayer::new(&MetricsRegistry::new()).unwrap();
+    let first = [
+        ("/", StatusCode::OK),
+        ("/no-such-page", StatusCode::NOT_FOUND),
+    ];
+    quiet_past_the_grace(routes().layer(layer), &first).await;
 }
 
 #[tokio::test(start_paused = true)]
 async fn the_endpoint_on_a_route_of_its_own_does_not_warn() {
     // With `route_layer`, the endpoint taken from the layer serves scrapes on its own
     // route; those scrapes count as reaching it.
-    let registry = MetricsRegistry::new();
-    let layer = MetricsLayer::new(&registry).unwrap();
+    let layer = MetricsLayer::new(&MetricsRegistry::new()).unwrap();
     let endpoint = layer.endpoint();
     let app = routes()
         .route_layer(layer)
         .route_service("/metrics", endpoint);
-    let (addr, warnings, _guard) = serve_watched(app).await;
-
-    assert_eq!(common::get(addr, "/").await.status, StatusCode::OK);
-    assert_eq!(common::get(addr, "/metrics").await.status, StatusCode::OK);
-    tokio::time::advance(PAST_THE_GRACE).await;
-    assert_eq!(common::get(addr, "/").await.status, StatusCode::OK);
-    assert!(warnings.taken().is_empty(), "{:?}", warnings.taken());
+    let first = [("/", StatusCode::OK), ("/metrics", StatusCode::OK)];
+    let addr = quiet_past_the_grace(app, &first).await;
     let metrics = common::scrape(addr).await;
     assert_eq!(
         metrics.sum("http_server_requests_total", &[("http_route", "/")]),
