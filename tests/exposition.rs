@@ -200,6 +200,14 @@ fn a_bearer_token_no_request_could_carry_fails_the_build() {
         let message = error.to_string();
         assert!(message.contains("bearer token"), "{message}");
         assert!(token.is_empty() || !message.contains(token), "{message}");
+        // The same through the layer's endpoint options.
+        let layer = tower_prometheus::MetricsLayer::builder(&MetricsRegistry::new())
+            .endpoint_options(move |endpoint| endpoint.bearer_token(token))
+            .build();
+        assert!(
+            matches!(layer, Err(BuildError::InvalidBearerToken(_))),
+            "{layer:?}"
+        );
     }
 }
 
