@@ -40,6 +40,7 @@ const WAIT: Duration = Duration::from_secs(10);
 async fn start() -> (SocketAddr, HealthReporter) {
     let registry = MetricsRegistry::new();
     let layer = MetricsLayer::builder(&registry)
+        .grpc_only()
         .grpc_method_type(format!("/{SERVICE}/Watch"), GrpcType::ServerStream)
         .build()
         .expect("layer builds");
@@ -131,7 +132,7 @@ async fn unary_ok_is_counted_once_with_its_messages() {
     assert_eq!(scraped.value(HANDLING_COUNT, &labels), Some(1.0));
     assert_eq!(scraped.value(RECEIVED, &labels), Some(1.0));
     assert_eq!(scraped.value(SENT, &labels), Some(1.0));
-    assert_eq!(scraped.matching(HANDLED, &[]).len(), 1, "one code only");
+    assert_eq!(scraped.matching(HANDLED, &labels).len(), 1, "one code only");
     // The call is not also an HTTP request to a meaningless route.
     assert!(scraped
         .matching("http_server_requests_total", &[])
@@ -184,15 +185,17 @@ async fn cancelled_server_stream_is_canceled_with_messages_per_direction() {
         ]
     );
 
-    // Headers and messages were sent, but the call has not ended.
+    // Headers and messages were sent, but the call has not ended. The declared
+    // method has every code's series, at zero.
     let open = scrape(addr).await;
     assert_eq!(open.value(STARTED, &labels), Some(1.0));
-    assert!(open.matching(HANDLED, &labels).is_empty());
+    assert_eq!(open.matching(HANDLED, &labels).len(), 17);
+    assert_eq!(open.sum(HANDLED, &labels), 0.0);
     assert_eq!(open.value(HANDLING_COUNT, &labels), Some(0.0));
 
     drop(stream);
     let scraped = handled(addr, &labels, "Canceled").await;
-    assert_eq!(scraped.matching(HANDLED, &labels).len(), 1, "recorded once");
+    assert_eq!(scraped.sum(HANDLED, &labels), 1.0, "recorded once");
     assert_eq!(scraped.value(HANDLING_COUNT, &labels), Some(1.0));
     assert_eq!(scraped.value(RECEIVED, &labels), Some(1.0));
     assert_eq!(scraped.value(SENT, &labels), Some(3.0));
@@ -248,28 +251,54 @@ async fn trailers_only_error_is_recorded_with_its_code() {
     );
     assert!(body.to_bytes().is_empty());
 
-    let labels = method("unary", "no.such.Service", "Method");
+    // A method the server does not have gets no series of its own.
+    let labels = method("unary", "_OTHER", "_OTHER");
     let scraped = handled(addr, &labels, "Unimplemented").await;
     assert_eq!(scraped.value(STARTED, &labels), Some(1.0));
+    assert!(scraped
+        .matching(STARTED, &[("grpc_service", "no.such.Service")])
+        .is_empty());
     // tonic's router answers without reading the request, so no message was received.
     assert_eq!(scraped.value(RECEIVED, &labels), Some(0.0));
     assert_eq!(scraped.value(SENT, &labels), Some(0.0));
 }
 
+/// A gRPC server (no tonic) that answers every path with one message and OK, as
+/// gRPC: with its content type.
+async fn serve_answering_everything(layer: MetricsLayer) -> SocketAddr {
+    let service = layer.layer(tower::service_fn(
+        |_: Request<RequestBody<hyper::body::Incoming>>| async move {
+            let mut response = http::Response::new(Full::new(framed(b"reply")));
+            let headers = response.headers_mut();
+            headers.insert(
+                header::CONTENT_TYPE,
+                "application/grpc".parse().expect("valid"),
+            );
+            headers.insert("grpc-status", "0".parse().expect("valid"));
+            Ok::<_, std::convert::Infallible>(response)
+        },
+    ));
+    common::serve(service).await
+}
+
 #[tokio::test]
-async fn client_chosen_services_fold_into_overflow_past_the_cap() {
+async fn served_methods_past_the_cap_fold_into_overflow_with_every_label() {
     let registry = MetricsRegistry::new();
     let layer = MetricsLayer::builder(&registry)
         .max_series(3)
         .build()
         .expect("layer builds");
-    let (_reporter, health) = tonic_health::server::health_reporter();
-    let addr = serve(layer, health).await;
+    let addr = serve_answering_everything(layer).await;
     for i in 0..10 {
         let response = raw_call(addr, &format!("/scanner{i}.Service/Method")).await;
-        assert!(grpc_status(response.headers()).is_some());
+        assert_eq!(grpc_status(response.headers()), Some("0".to_string()));
     }
-    let overflow = [("otel_metric_overflow", "true")];
+    let overflow = [
+        ("grpc_type", "unary"),
+        ("grpc_service", "_OTHER"),
+        ("grpc_method", "_OTHER"),
+        ("otel_metric_overflow", "true"),
+    ];
     let scraped = eventually(WAIT, "ten calls handled", || async {
         let scraped = scrape(addr).await;
         (scraped.sum(HANDLED, &[]) == 10.0).then_some(scraped)
@@ -282,15 +311,26 @@ async fn client_chosen_services_fold_into_overflow_past_the_cap() {
         3
     );
     assert_eq!(scraped.value(STARTED, &overflow), Some(7.0));
+    assert_eq!(scraped.value(SENT, &overflow), Some(7.0));
     assert_eq!(scraped.sum(STARTED, &[]), 10.0);
-    assert_eq!(scraped.value(HANDLED, &overflow), Some(7.0));
+    assert_eq!(
+        scraped.value(HANDLED, &with_code(&overflow, "OK")),
+        Some(7.0)
+    );
+    assert_eq!(scraped.value(HANDLING_COUNT, &overflow), Some(7.0));
 }
 
 /// A gRPC server (no tonic) whose methods fail, panic, never answer, or answer
 /// without a status.
 async fn serve_misbehaving() -> SocketAddr {
     let registry = MetricsRegistry::new();
-    let layer = MetricsLayer::new(&registry).expect("layer builds");
+    // Not tonic, but only gRPC; the method that never answers is declared, so its
+    // unanswered calls keep its name.
+    let layer = MetricsLayer::builder(&registry)
+        .grpc_only()
+        .grpc_method_type("/t.S/Hangs", GrpcType::Unary)
+        .build()
+        .expect("layer builds");
     let service = layer.layer(tower::service_fn(
         |request: Request<RequestBody<hyper::body::Incoming>>| async move {
             match request.uri().path() {
@@ -343,12 +383,12 @@ async fn a_call_cancelled_before_its_headers_is_canceled() {
         (scrape(addr).await.value(STARTED, &labels) == Some(1.0)).then_some(())
     })
     .await;
-    assert!(scrape(addr).await.matching(HANDLED, &labels).is_empty());
+    assert_eq!(scrape(addr).await.sum(HANDLED, &labels), 0.0);
 
     // The client gives up: its HTTP/2 stream is reset.
     call.abort();
     let scraped = handled(addr, &labels, GRPC_CODE_DROPPED.as_str()).await;
-    assert_eq!(scraped.matching(HANDLED, &labels).len(), 1, "recorded once");
+    assert_eq!(scraped.sum(HANDLED, &labels), 1.0, "recorded once");
     assert_eq!(GRPC_CODE_DROPPED.as_str(), "Canceled");
 }
 

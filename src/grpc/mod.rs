@@ -58,7 +58,9 @@ mod framing;
 mod labels;
 mod method;
 
-pub use call::{GRPC_CODE_DROPPED, GRPC_CODE_NO_STATUS, GRPC_CODE_SERVER_ERROR};
+pub use call::{
+    GRPC_CODE_DEADLINE, GRPC_CODE_DROPPED, GRPC_CODE_NO_STATUS, GRPC_CODE_SERVER_ERROR,
+};
 pub use code::GrpcCode;
 pub use families::{
     GrpcCount, GrpcHandledCount, GrpcHandling, GRPC_HANDLED, GRPC_HANDLING, GRPC_MSG_RECEIVED,
@@ -68,4 +70,6 @@ pub use labels::{GrpcHandledLabels, GrpcLabels, GrpcType};
 
 pub(crate) use call::{GrpcCall, ReceivedMessages};
 pub(crate) use families::GrpcFamilies;
-pub(crate) use method::{is_grpc, service_and_method, MethodTypes};
+pub(crate) use method::{
+    claims_grpc, grpc_timeout, is_grpc_response, service_and_method, MethodTypes,
+};
