@@ -509,6 +509,47 @@ async fn grpc_looking_requests_to_plain_routes_stay_http_under_their_route() {
     assert_eq!(grpc_samples(&scraped), Vec::<&common::Sample>::new());
 }
 
+async fn an_unanswered_grpc_claim_to_a_plain_route_is_an_http_request() {
+    use axum::routing::post;
+    let arrived = std::sync::Arc::new(tokio::sync::Notify::new());
+    let signal = std::sync::Arc::clone(&arrived);
+    let registry = MetricsRegistry::new();
+    let app = axum::Router::new()
+        .route(
+            "/slow",
+            post(move || async move {
+                signal.notify_one();
+                std::future::pending::<()>().await
+            }),
+        )
+        .layer(MetricsLayer::new(&registry).expect("layer builds"));
+    let addr = common::serve(app).await;
+    let client = tokio::spawn(async move {
+        let grpc = [("content-type", "application/grpc")];
+        common::send_with_headers(addr, Method::POST, "/slow", &grpc).await
+    });
+    arrived.notified().await;
+    client.abort();
+
+    let client_closed = [
+        ("http_request_method", "POST"),
+        ("http_response_status_code", "499"),
+        ("http_route", "/slow"),
+    ];
+    let scraped = eventually(WAIT, "the request recorded as HTTP 499", || async {
+        let scraped = scrape(addr).await;
+        (scraped.value("http_server_requests_total", &client_closed) == Some(1.0))
+            .then_some(scraped)
+    })
+    .await;
+    assert_eq!(grpc_samples(&scraped), Vec::<&common::Sample>::new());
+    let active = [("http_request_method", "POST"), ("http_route", "/slow")];
+    assert_eq!(
+        scraped.value("http_server_active_requests", &active),
+        Some(0.0)
+    );
+}
+
 async fn tonic_calls_are_grpc_whatever_content_type_tonic_accepts() {
     let (addr, _reporter) = start().await;
     let client = raw_client();
@@ -603,16 +644,21 @@ async fn invented_methods_cannot_push_a_served_method_out_of_its_series() {
         let status = status.expect("no panic");
         assert_eq!(status, Some((Code::Unimplemented as i32).to_string()));
     }
+    // A path of another shape folds into the same series.
+    let response = raw_call(addr, "/not-a-method").await;
+    let unimplemented = (Code::Unimplemented as i32).to_string();
+    assert_eq!(grpc_status(response.headers()), Some(unimplemented));
     check_call(addr, "").await.expect("check answers");
 
     let other = method("unary", "_OTHER", "_OTHER");
     let check = method("unary", SERVICE, "Check");
     let scraped = handled(addr, &check, "OK").await;
+    let calls = (INVENTED + 1) as f64;
     assert_eq!(
         scraped.value(HANDLED, &with_code(&other, "Unimplemented")),
-        Some(INVENTED as f64)
+        Some(calls)
     );
-    assert_eq!(scraped.value(STARTED, &other), Some(INVENTED as f64));
+    assert_eq!(scraped.value(STARTED, &other), Some(calls));
     assert_eq!(scraped.value(STARTED, &check), Some(1.0));
     // Memory stays flat: the invented paths made one series in each family, and
     // the declared Watch has its own. Nothing folded into the overflow series.
@@ -797,18 +843,26 @@ async fn an_expired_grpc_timeout_is_deadline_exceeded() {
         ("content-type", "application/grpc"),
         ("grpc-timeout", "200m"),
     ];
-    let response = raw_call_with(&raw_client(), addr, "/t.Slow/Wait", &headers)
-        .await
-        .expect("answered");
-    // tonic gives up on the deadline itself, and tells the client so (it says
-    // `Cancelled`; go-grpc says `DeadlineExceeded`).
-    let status = grpc_status(response.headers()).expect("trailers-only status");
-    assert_eq!(status, (Code::Cancelled as i32).to_string());
+    for path in ["/t.Slow/Wait", "/t.Slow/Undeclared"] {
+        let response = raw_call_with(&raw_client(), addr, path, &headers)
+            .await
+            .expect("answered");
+        // tonic gives up on the deadline itself, and tells the client so (it says
+        // `Cancelled`; go-grpc says `DeadlineExceeded`).
+        let status = grpc_status(response.headers()).expect("trailers-only status");
+        assert_eq!(status, (Code::Cancelled as i32).to_string());
+    }
 
-    let labels = method("unary", "t.Slow", "Wait");
-    let scraped = handled(addr, &labels, "DeadlineExceeded").await;
-    assert_eq!(scraped.sum(HANDLED, &labels), 1.0);
+    let declared = method("unary", "t.Slow", "Wait");
+    let scraped = handled(addr, &declared, "DeadlineExceeded").await;
+    assert_eq!(scraped.sum(HANDLED, &declared), 1.0);
     assert_eq!(GRPC_CODE_DEADLINE.as_str(), "DeadlineExceeded");
+    // A method never served gets no series from calls that were never answered.
+    let other = method("unary", "_OTHER", "_OTHER");
+    let scraped = handled(addr, &other, "DeadlineExceeded").await;
+    assert!(scraped
+        .matching(STARTED, &[("grpc_method", "Undeclared")])
+        .is_empty());
 }
 
 /// A gRPC server (no tonic) that reads the request, sends messages, then a non-OK
@@ -915,6 +969,7 @@ test_main! {
     tokio a_call_cancelled_before_its_headers_is_canceled,
     tokio method_objectives_export_targets_and_count_calls_within_the_latency,
     tokio grpc_looking_requests_to_plain_routes_stay_http_under_their_route,
+    tokio an_unanswered_grpc_claim_to_a_plain_route_is_an_http_request,
     tokio tonic_calls_are_grpc_whatever_content_type_tonic_accepts,
     tokio without_grpc_only_the_answer_decides,
     tokio invented_methods_cannot_push_a_served_method_out_of_its_series,
