@@ -446,6 +446,15 @@ async fn method_objectives_export_targets_and_count_calls_within_the_latency() {
 
 // ---- What a client can and cannot do to the families ----
 
+/// The labels of `http_server_requests_total` for a `POST` to `route` answered `status`.
+fn http_post<'a>(status: &'a str, route: &'a str) -> [(&'a str, &'a str); 3] {
+    [
+        ("http_request_method", "POST"),
+        ("http_response_status_code", status),
+        ("http_route", route),
+    ]
+}
+
 /// Every sample of the gRPC families in a scrape.
 fn grpc_samples(scraped: &Exposition) -> Vec<&common::Sample> {
     scraped
@@ -487,13 +496,7 @@ async fn grpc_looking_requests_to_plain_routes_stay_http_under_their_route() {
     }
 
     let total = "http_server_requests_total";
-    let request = |status, route| {
-        [
-            ("http_request_method", "POST"),
-            ("http_response_status_code", status),
-            ("http_route", route),
-        ]
-    };
+    let request = http_post;
     let scraped = eventually(WAIT, "54 HTTP requests", || async {
         let scraped = scrape(addr).await;
         (scraped.sum(total, &[]) == 54.0).then_some(scraped)
@@ -531,11 +534,7 @@ async fn an_unanswered_grpc_claim_to_a_plain_route_is_an_http_request() {
     arrived.notified().await;
     client.abort();
 
-    let client_closed = [
-        ("http_request_method", "POST"),
-        ("http_response_status_code", "499"),
-        ("http_route", "/slow"),
-    ];
+    let client_closed = http_post("499", "/slow");
     let scraped = eventually(WAIT, "the request recorded as HTTP 499", || async {
         let scraped = scrape(addr).await;
         (scraped.value("http_server_requests_total", &client_closed) == Some(1.0))
@@ -598,11 +597,7 @@ async fn without_grpc_only_the_answer_decides() {
         response.into_body().collect().await.expect("body read");
     }
     let labels = method("unary", SERVICE, "Check");
-    let http = [
-        ("http_request_method", "POST"),
-        ("http_response_status_code", "200"),
-        ("http_route", "_OTHER"),
-    ];
+    let http = http_post("200", "_OTHER");
     let scraped = eventually(WAIT, "both calls recorded", || async {
         let scraped = scrape(addr).await;
         let http = scraped.value("http_server_requests_total", &http);
@@ -670,14 +665,7 @@ async fn invented_methods_cannot_push_a_served_method_out_of_its_series() {
 }
 
 async fn declared_methods_have_every_series_at_zero_before_their_first_call() {
-    let registry = MetricsRegistry::new();
-    let layer = MetricsLayer::builder(&registry)
-        .grpc_only()
-        .grpc_method_type(format!("{SERVICE}/Check"), GrpcType::Unary)
-        .build()
-        .expect("layer builds");
-    let (_reporter, health) = tonic_health::server::health_reporter();
-    let addr = serve(layer, health).await;
+    let addr = start_declared().await;
     let labels = method("unary", SERVICE, "Check");
 
     let before = scrape(addr).await;
