@@ -25,6 +25,10 @@ pub const GRPC_CODE_SERVER_ERROR: GrpcCode = GrpcCode::Internal;
 /// `grpc-timeout` had passed: the server gave up on the deadline.
 pub const GRPC_CODE_DEADLINE: GrpcCode = GrpcCode::DeadlineExceeded;
 
+/// How much earlier than this layer a server may start timing a call's deadline:
+/// tonic's timer starts before the request reaches the layers inside it.
+const DEADLINE_SLACK: Duration = Duration::from_millis(1);
+
 /// What the request body and the response of one call share.
 #[derive(Default)]
 struct CallState {
@@ -189,7 +193,7 @@ impl GrpcCall {
             GRPC_CODE_SERVER_ERROR
         } else if self
             .timeout
-            .is_some_and(|timeout| self.start.elapsed() >= timeout)
+            .is_some_and(|timeout| self.start.elapsed() + DEADLINE_SLACK >= timeout)
         {
             GRPC_CODE_DEADLINE
         } else {
