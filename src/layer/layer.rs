@@ -224,7 +224,8 @@ impl MetricsLayerBuilder {
     }
 
     /// Caps each default family at `max_series` label sets (default
-    /// [`DEFAULT_MAX_SERIES`]); past it, requests fold into the overflow series.
+    /// [`DEFAULT_MAX_SERIES`]); past it, requests fold into the overflow series. The
+    /// gRPC families hold that many methods, plus `_OTHER` and the overflow series.
     pub fn max_series(mut self, max_series: usize) -> Self {
         self.max_series = max_series;
         self
