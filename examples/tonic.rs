@@ -18,7 +18,10 @@ use tower_prometheus::{MetricsLayer, MetricsRegistry};
 async fn main() -> Result<(), Box<dyn Error>> {
     let registry = MetricsRegistry::new();
     let layer = MetricsLayer::builder(&registry)
-        // Undeclared methods are recorded as `unary`.
+        // tonic answers every request as gRPC, whatever its content type.
+        .grpc_only()
+        // Declared methods have their series from the start; undeclared ones are `unary`.
+        .grpc_method_type("/grpc.health.v1.Health/Check", GrpcType::Unary)
         .grpc_method_type("/grpc.health.v1.Health/Watch", GrpcType::ServerStream)
         .build()?;
 

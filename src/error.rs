@@ -14,6 +14,9 @@ pub enum BuildError {
     /// A service-level objective's target is not between 0 and 1.
     #[error("invalid objective: {0}")]
     InvalidObjective(String),
+    /// A declared gRPC method path is not `/package.Service/Method`.
+    #[error("`{0}` is not a gRPC method path (`/package.Service/Method`)")]
+    InvalidGrpcMethod(String),
     /// The endpoint path is not an absolute path.
     #[error("invalid metrics endpoint path `{0}`: it must start with `/`")]
     InvalidPath(String),

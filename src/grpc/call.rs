@@ -1,18 +1,19 @@
 //! The drop guard that records a gRPC call exactly once, however it ends.
 
-use std::sync::Arc;
-use std::time::Instant;
+use std::sync::atomic::{fence, AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
 
 use bytes::Buf;
 use http::HeaderMap;
 
 use super::code::GrpcCode;
-use super::families::MethodSeries;
-use super::framing::MessageCounter;
+use super::families::{GrpcFamilies, MethodSeries};
+use super::framing::{FrameDecoder, MessageCounter};
 use crate::layer::ended_by_panic;
 
-/// Code recorded for a call dropped before its status was sent: the client cancelled
-/// it (or went away), so the server's response stream was dropped.
+/// Code recorded for a call the client ended: it cancelled or reset the call, closed
+/// the connection, or broke off its request body. Its own doing, never a server error.
 pub const GRPC_CODE_DROPPED: GrpcCode = GrpcCode::Canceled;
 /// Code recorded for a call whose response ended without a `grpc-status`, which gRPC
 /// clients also read as `Unknown`.
@@ -20,33 +21,126 @@ pub const GRPC_CODE_NO_STATUS: GrpcCode = GrpcCode::Unknown;
 /// Code recorded for a call whose inner service or response body failed, or panicked:
 /// the server resets the stream, which clients read as `Internal`.
 pub const GRPC_CODE_SERVER_ERROR: GrpcCode = GrpcCode::Internal;
+/// Code recorded for a call dropped without an answer once the client's
+/// `grpc-timeout` had passed: the server gave up on the deadline.
+pub const GRPC_CODE_DEADLINE: GrpcCode = GrpcCode::DeadlineExceeded;
 
-/// Counts a call started from its creation, counts the messages it sends, and when
-/// dropped records its code and its duration since creation. Every path out of a
-/// call drops it, so nothing is counted twice.
+/// How much earlier than this layer a server may start timing a call's deadline:
+/// tonic's timer starts before the request reaches the layers inside it.
+const DEADLINE_SLACK: Duration = Duration::from_millis(1);
+
+/// What the request body and the response of one call share.
+#[derive(Default)]
+struct CallState {
+    /// The method's series, once the call is resolved.
+    series: OnceLock<Arc<MethodSeries>>,
+    /// Messages received before then.
+    pending: AtomicU64,
+    /// The client broke off its request: the body failed, or ended inside a message.
+    client_aborted: AtomicBool,
+}
+
+impl CallState {
+    /// Moves the messages counted before the series was known into it. Both sides
+    /// call this after their own write (a count, or the series), behind a fence, so
+    /// whichever comes second moves every message.
+    fn flush(&self) {
+        fence(Ordering::SeqCst);
+        if let Some(series) = self.series.get() {
+            let pending = self.pending.swap(0, Ordering::Relaxed);
+            if pending > 0 {
+                series.received.inc_by(pending);
+            }
+        }
+    }
+}
+
+/// A path without series yet: resolved by how the call ends.
+struct Unresolved {
+    families: Arc<GrpcFamilies>,
+    path: Box<str>,
+}
+
+/// Counts a call from when it is resolved to a method, counts the messages it sends,
+/// and when dropped records its code and its duration since creation. Every path out
+/// of a call drops it, so nothing is counted twice.
 pub(crate) struct GrpcCall {
-    series: Arc<MethodSeries>,
+    state: Arc<CallState>,
+    unresolved: Option<Unresolved>,
+    started: bool,
+    /// The request turned out not to be a gRPC call: record nothing.
+    discarded: bool,
     start: Instant,
+    timeout: Option<Duration>,
     code: Option<GrpcCode>,
     sent: MessageCounter,
     panicked: bool,
 }
 
 impl GrpcCall {
-    pub(crate) fn start(series: Arc<MethodSeries>) -> Self {
-        series.start();
-        Self {
-            series,
+    /// A call to `path` with the client's `timeout`, not counted yet; and the counter
+    /// of the messages its request body carries.
+    pub(crate) fn new(
+        families: &Arc<GrpcFamilies>,
+        path: &str,
+        timeout: Option<Duration>,
+    ) -> (Self, ReceivedMessages) {
+        let state = Arc::new(CallState::default());
+        let unresolved = match families.served(path) {
+            Some(series) => {
+                let _ = state.series.set(Arc::clone(series));
+                None
+            }
+            None => Some(Unresolved {
+                families: Arc::clone(families),
+                path: path.into(),
+            }),
+        };
+        let received = ReceivedMessages {
+            state: Arc::clone(&state),
+            decoder: FrameDecoder::default(),
+        };
+        let call = Self {
+            state,
+            unresolved,
+            started: false,
+            discarded: false,
             start: Instant::now(),
+            timeout,
             code: None,
             sent: MessageCounter::default(),
             panicked: false,
+        };
+        (call, received)
+    }
+
+    /// Counts the call started, once, if its method is known: at once for a server
+    /// that serves only gRPC, else when the answer shows it is a gRPC call.
+    pub(crate) fn start_if_served(&mut self) {
+        if self.started {
+            return;
+        }
+        if let Some(series) = self.state.series.get() {
+            series.start();
+            self.started = true;
         }
     }
 
-    /// Response headers (a trailers-only response carries its status there) or the
-    /// trailers.
-    pub(crate) fn on_headers(&mut self, headers: &HeaderMap) {
+    /// When the call was created.
+    pub(crate) fn start_time(&self) -> Instant {
+        self.start
+    }
+
+    /// The response headers: the server answered the call. A trailers-only response
+    /// carries its status here.
+    pub(crate) fn on_response(&mut self, headers: &HeaderMap) {
+        self.on_trailers(headers);
+        let served = self.code != Some(GrpcCode::Unimplemented);
+        self.resolve(served);
+    }
+
+    /// The trailers.
+    pub(crate) fn on_trailers(&mut self, headers: &HeaderMap) {
         if let Some(code) = GrpcCode::from_headers(headers) {
             self.code = Some(code);
         }
@@ -54,7 +148,9 @@ impl GrpcCall {
 
     /// A data frame of the response.
     pub(crate) fn on_data(&mut self, data: &impl Buf) {
-        self.sent.feed(data, &self.series.sent);
+        if let Some(series) = self.state.series.get() {
+            self.sent.feed(data, &series.sent);
+        }
     }
 
     /// The response ended (`failed`: with an error) with whatever status it sent.
@@ -71,37 +167,98 @@ impl GrpcCall {
     pub(crate) fn mark_panicked(&mut self) {
         self.panicked = true;
     }
-}
 
-/// Counts the messages a call receives, as the inner service reads the request body.
-pub(crate) struct ReceivedMessages {
-    series: Arc<MethodSeries>,
-    messages: MessageCounter,
-}
-
-impl ReceivedMessages {
-    pub(crate) fn new(series: Arc<MethodSeries>) -> Self {
-        Self {
-            series,
-            messages: MessageCounter::default(),
-        }
+    /// The request was not a gRPC call after all: nothing is recorded.
+    pub(crate) fn discard(mut self) {
+        self.discarded = true;
     }
 
-    /// A data frame of the request.
-    pub(crate) fn on_data(&mut self, data: &impl Buf) {
-        self.messages.feed(data, &self.series.received);
+    /// Settles the call's series (`served`: the server answered or failed the call,
+    /// rather than the client leaving it unanswered) and counts the call started.
+    fn resolve(&mut self, served: bool) {
+        if let Some(Unresolved { families, path }) = self.unresolved.take() {
+            let _ = self
+                .state
+                .series
+                .set(Arc::clone(families.resolve(&path, served)));
+            self.state.flush();
+        }
+        self.start_if_served();
+    }
+
+    /// The code of a call that ended without one: the server failed, the deadline
+    /// passed, or the client left.
+    fn code_without_status(&self) -> GrpcCode {
+        if ended_by_panic(self.panicked) {
+            GRPC_CODE_SERVER_ERROR
+        } else if self
+            .timeout
+            .is_some_and(|timeout| self.start.elapsed() + DEADLINE_SLACK >= timeout)
+        {
+            GRPC_CODE_DEADLINE
+        } else {
+            GRPC_CODE_DROPPED
+        }
     }
 }
 
 impl Drop for GrpcCall {
     fn drop(&mut self) {
-        let code = self.code.unwrap_or_else(|| {
-            if ended_by_panic(self.panicked) {
-                GRPC_CODE_SERVER_ERROR
-            } else {
+        if self.discarded {
+            return;
+        }
+        let code = match self.code {
+            // Whatever the server made of a request the client broke off, the client
+            // ended the call.
+            Some(code)
+                if code != GrpcCode::Ok && self.state.client_aborted.load(Ordering::Relaxed) =>
+            {
                 GRPC_CODE_DROPPED
             }
-        });
-        self.series.finish(code, self.start.elapsed().as_secs_f64());
+            Some(code) => code,
+            None => self.code_without_status(),
+        };
+        if !self.started {
+            self.resolve(code == GRPC_CODE_SERVER_ERROR);
+        }
+        if let Some(series) = self.state.series.get() {
+            series.finish(code, self.start.elapsed().as_secs_f64());
+        }
+    }
+}
+
+/// Counts the messages a call receives, as the inner service reads the request body,
+/// and notices a client that breaks off its request.
+pub(crate) struct ReceivedMessages {
+    state: Arc<CallState>,
+    decoder: FrameDecoder,
+}
+
+impl ReceivedMessages {
+    /// A data frame of the request.
+    pub(crate) fn on_data(&mut self, data: &impl Buf) {
+        let messages = self.decoder.feed_buf(data);
+        if messages == 0 {
+            return;
+        }
+        match self.state.series.get() {
+            Some(series) => series.received.inc_by(messages),
+            None => {
+                self.state.pending.fetch_add(messages, Ordering::Relaxed);
+                self.state.flush();
+            }
+        }
+    }
+
+    /// The request body ended; inside a message, the client cut it short.
+    pub(crate) fn on_end(&mut self) {
+        if !self.decoder.at_message_boundary() {
+            self.on_client_error();
+        }
+    }
+
+    /// The request body failed: the client reset the stream or closed the connection.
+    pub(crate) fn on_client_error(&mut self) {
+        self.state.client_aborted.store(true, Ordering::Relaxed);
     }
 }

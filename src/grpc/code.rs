@@ -51,7 +51,7 @@ impl GrpcCode {
     /// Number of codes.
     pub(crate) const COUNT: usize = 17;
 
-    const ALL: [GrpcCode; Self::COUNT] = [
+    pub(crate) const ALL: [GrpcCode; Self::COUNT] = [
         GrpcCode::Ok,
         GrpcCode::Canceled,
         GrpcCode::Unknown,

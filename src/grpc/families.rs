@@ -1,9 +1,10 @@
 //! The gRPC families, and the per-method series the layer records into.
 //!
-//! A call resolves its path once, at its start, to a [`MethodSeries`] (a lock-free
-//! probe of a table with one entry per method seen) that holds the method's counters,
-//! its histogram, and one lazily created `grpc_server_handled_total` series per code,
-//! indexed by the code: ending a call touches no map.
+//! A call resolves its path once to a [`MethodSeries`] (a lock-free probe of a table
+//! with one entry per method served) that holds the method's counters, its histogram,
+//! and one lazily created `grpc_server_handled_total` series per code, indexed by the
+//! code: ending a call touches no map. A path the server has not served yet is
+//! resolved when the server answers, so an invented method gets no series.
 
 use std::sync::{Arc, OnceLock};
 
@@ -44,10 +45,14 @@ pub(crate) struct GrpcFamilies {
     received: GrpcCount,
     sent: GrpcCount,
     types: MethodTypes,
+    /// Methods the server has served (or that were declared): only these have series.
     methods: Table<Arc<str>, MethodShards>,
-    /// Calls to paths that do not name a method.
+    /// Most methods with series of their own.
+    max_methods: usize,
+    /// Calls to paths that name no served method: answered `Unimplemented`, ended by
+    /// the client before any answer, or of another shape.
     other: OnceLock<MethodShards>,
-    /// Methods past the cardinality cap.
+    /// Served methods past the cardinality cap.
     overflow: OnceLock<MethodShards>,
     objectives: Objectives,
     latency_good: Option<Family<SloMethodLabels, Counter>>,
@@ -71,15 +76,19 @@ fn per_shard(series: MethodSeries) -> MethodShards {
     }))
 }
 
+/// Series a family holds beside its methods' own: `_OTHER` and the overflow series.
+const SHARED_SERIES: usize = 2;
+
 impl GrpcFamilies {
     /// Declares the gRPC families in `registry` (unless the user declared those names
-    /// first, to replace them), capped at `max_series` series each; the histogram only
-    /// if `handling` is set.
+    /// first, to replace them), sized for `max_methods` methods (each code of each in
+    /// `grpc_server_handled_total`); the histogram only if `handling` is set.
     pub(crate) fn declare(
         registry: &MetricsRegistry,
-        max_series: usize,
+        max_methods: usize,
         handling: bool,
     ) -> Result<(), RegistryError> {
+        let max_series = max_methods.saturating_add(SHARED_SERIES);
         let counts = [
             (GRPC_STARTED, "Total number of RPCs started on the server."),
             (
@@ -100,7 +109,9 @@ impl GrpcFamilies {
             GRPC_HANDLED,
             "Total number of RPCs completed on the server, regardless of success or failure.",
             None,
-            move || GrpcHandledCount::default().max_series(max_series),
+            move || {
+                GrpcHandledCount::default().max_series(max_series.saturating_mul(GrpcCode::COUNT))
+            },
         )?;
         if handling {
             registry.provider_if_absent(
@@ -118,18 +129,21 @@ impl GrpcFamilies {
         Ok(())
     }
 
-    /// The families of an initialised registry.
+    /// The families of an initialised registry, with the series of every declared
+    /// method created at zero, as go-grpc-prometheus's `InitializeMetrics` does, so
+    /// `rate()` sees a method's first error.
     pub(crate) fn from_registry(
         registry: &MetricsRegistry,
         handling: bool,
         types: MethodTypes,
         objectives: Objectives,
+        max_methods: usize,
     ) -> Result<Self, RegistryError> {
         let latency_good = match objectives.is_empty() {
             true => None,
             false => Some(registry.get(GRPC_SLO_LATENCY_GOOD)?),
         };
-        Ok(Self {
+        let families = Self {
             objectives,
             latency_good,
             started: registry.get(GRPC_STARTED)?,
@@ -139,82 +153,98 @@ impl GrpcFamilies {
             sent: registry.get(GRPC_MSG_SENT)?,
             types,
             methods: Table::new(),
+            max_methods,
             other: OnceLock::new(),
             overflow: OnceLock::new(),
-        })
+        };
+        for (path, grpc_type) in families.types.iter() {
+            let Some((service, method)) = service_and_method(path) else {
+                continue;
+            };
+            let labels = GrpcLabels::new(grpc_type, service, method);
+            let hash = families.methods.hash(path);
+            let declared = families.methods.find_or_insert(
+                hash,
+                |key| **key == *path,
+                |_| Some((path.into(), families.method_series(labels))),
+            );
+            if let Some(series) = declared {
+                for code in GrpcCode::ALL {
+                    series.current().handled(code);
+                }
+            }
+        }
+        Ok(families)
     }
 
-    /// This thread's series of the method at `path`: found without a lock once it
-    /// exists.
-    pub(crate) fn method(&self, path: &str) -> &Arc<MethodSeries> {
-        self.method_shards(path).current()
+    /// This thread's series of the method at `path`, if the server has served it (or
+    /// it was declared): found without a lock.
+    pub(crate) fn served(&self, path: &str) -> Option<&Arc<MethodSeries>> {
+        let hash = self.methods.hash(path);
+        self.methods
+            .find(hash, |key| **key == *path)
+            .map(|series| series.current())
     }
 
-    fn method_shards(&self, path: &str) -> &MethodShards {
-        let Some((service, method)) = service_and_method(path) else {
-            return self.other.get_or_init(|| {
-                let labels = GrpcLabels::new(
+    /// This thread's series of a call to `path`, once its outcome is known: `served`
+    /// when the server answered it with another code than `Unimplemented`, or failed
+    /// it. Only a served call gives a new method series, so a client cannot spend the
+    /// cap on methods the server does not have.
+    pub(crate) fn resolve(&self, path: &str, served: bool) -> &Arc<MethodSeries> {
+        if let Some(series) = self.served(path) {
+            return series;
+        }
+        let shards = match service_and_method(path) {
+            Some((service, method)) if served => self.insert(path, service, method),
+            _ => self.other.get_or_init(|| {
+                self.method_series(GrpcLabels::new(
                     GrpcType::Unary,
                     DEFAULT_FALLBACK_ROUTE,
                     DEFAULT_FALLBACK_ROUTE,
-                );
-                self.series_or_overflow(labels)
-            });
+                ))
+            }),
         };
-        let hash = self.methods.hash(path);
-        let matches = |key: &Arc<str>| **key == *path;
-        if let Some(series) = self.methods.find(hash, matches) {
-            return series;
-        }
-        let limit = self.started.series_limit();
-        let created = self.methods.find_or_insert(hash, matches, |len| {
-            if len >= limit {
-                return None;
-            }
-            let labels = GrpcLabels::new(self.types.get(path), service, method);
-            Some((path.into(), self.series_or_overflow(labels)))
-        });
-        created.unwrap_or_else(|| self.overflow())
+        shards.current()
     }
 
-    /// The series of `labels`, or the overflow series when the started family is
-    /// past its cap.
-    fn series_or_overflow(&self, labels: GrpcLabels) -> MethodShards {
-        let started = self.started.lookup(&labels);
-        if started.overflowed {
-            return Arc::clone(self.overflow());
-        }
-        let latency = self.latency_objective(&labels);
+    fn insert(&self, path: &str, service: &str, method: &str) -> &MethodShards {
+        let hash = self.methods.hash(path);
+        let created = self.methods.find_or_insert(
+            hash,
+            |key| **key == *path,
+            |len| {
+                (len < self.max_methods).then(|| {
+                    let labels = GrpcLabels::new(self.types.get(path), service, method);
+                    (path.into(), self.method_series(labels))
+                })
+            },
+        );
+        created.unwrap_or_else(|| {
+            self.overflow
+                .get_or_init(|| self.method_series(GrpcLabels::overflow()))
+        })
+    }
+
+    /// The series of `labels` in every family.
+    fn method_series(&self, labels: GrpcLabels) -> MethodShards {
         per_shard(MethodSeries {
-            latency,
-            started: started.metric,
+            latency: self.latency_objective(&labels),
+            started: self.started.get_or_create(&labels),
             received: self.received.get_or_create(&labels),
             sent: self.sent.get_or_create(&labels),
             handling: self.handling.as_ref().map(|h| h.get_or_create(&labels)),
             handled: self.handled.clone(),
-            labels: Some(labels),
+            labels,
             codes: Default::default(),
-        })
-    }
-
-    fn overflow(&self) -> &MethodShards {
-        self.overflow.get_or_init(|| {
-            per_shard(MethodSeries {
-                started: self.started.overflow_series(),
-                received: self.received.overflow_series(),
-                sent: self.sent.overflow_series(),
-                handling: self.handling.as_ref().map(Family::overflow_series),
-                handled: self.handled.clone(),
-                labels: None,
-                codes: Default::default(),
-                latency: None,
-            })
         })
     }
 
     /// The latency objective of a method: its threshold in seconds and its counter of
     /// calls within it.
     fn latency_objective(&self, labels: &GrpcLabels) -> Option<(f64, Counter)> {
+        if labels.is_overflow() {
+            return None;
+        }
         let threshold = self
             .objectives
             .latency_threshold(&method_target(labels.service(), labels.method()))?;
@@ -235,8 +265,7 @@ pub(crate) struct MethodSeries {
     pub(crate) sent: Counter,
     handling: Option<Histogram>,
     handled: GrpcHandledCount,
-    /// `None` for the overflow series.
-    labels: Option<GrpcLabels>,
+    labels: GrpcLabels,
     codes: [OnceLock<Counter>; GrpcCode::COUNT],
     /// The method's latency objective: threshold in seconds, and the counter of calls
     /// within it.
@@ -263,11 +292,9 @@ impl MethodSeries {
     }
 
     fn handled(&self, code: GrpcCode) -> &Counter {
-        self.codes[code as usize].get_or_init(|| match &self.labels {
-            Some(labels) => self
-                .handled
-                .get_or_create(&GrpcHandledLabels::new(labels.clone(), code)),
-            None => self.handled.overflow_series(),
+        self.codes[code as usize].get_or_init(|| {
+            self.handled
+                .get_or_create(&GrpcHandledLabels::new(self.labels.clone(), code))
         })
     }
 }

@@ -56,6 +56,12 @@ impl FrameDecoder {
         messages
     }
 
+    /// Whether the bytes so far end where a message ends (or counting stopped, which
+    /// says nothing either way).
+    pub(crate) fn at_message_boundary(&self) -> bool {
+        matches!(self.state, State::Header { read: 0, .. } | State::Lost)
+    }
+
     /// Feeds the next bytes; returns the number of messages that ended in them.
     pub(crate) fn feed(&mut self, mut bytes: &[u8]) -> u64 {
         let mut messages = 0;
@@ -174,8 +180,13 @@ mod tests {
     fn an_unfinished_message_is_not_counted() {
         let bytes = message(10);
         let mut decoder = FrameDecoder::default();
+        assert!(decoder.at_message_boundary());
         assert_eq!(decoder.feed(&bytes[..bytes.len() - 1]), 0);
+        assert!(!decoder.at_message_boundary());
         assert_eq!(decoder.feed(&bytes[bytes.len() - 1..]), 1);
+        assert!(decoder.at_message_boundary());
+        decoder.feed(&bytes[..2]);
+        assert!(!decoder.at_message_boundary(), "inside a header");
     }
 
     #[test]

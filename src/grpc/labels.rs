@@ -5,6 +5,8 @@ use std::sync::Arc;
 use prometheus_client::encoding::{EncodeLabel, EncodeLabelSet, LabelSetEncoder};
 
 use super::code::GrpcCode;
+use crate::layer::DEFAULT_FALLBACK_ROUTE;
+use crate::metrics::OVERFLOW_LABEL;
 
 /// The `grpc_type` label: the shape of a method.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -39,6 +41,7 @@ pub struct GrpcLabels {
     grpc_type: GrpcType,
     service: Arc<str>,
     method: Arc<str>,
+    overflow: bool,
 }
 
 impl GrpcLabels {
@@ -52,6 +55,21 @@ impl GrpcLabels {
             grpc_type,
             service: service.into(),
             method: method.into(),
+            overflow: false,
+        }
+    }
+
+    /// The labels of the series that methods past the cardinality cap fold into:
+    /// service and method `_OTHER`, and `otel_metric_overflow="true"`, so queries by
+    /// any of the family's labels still see those calls.
+    pub fn overflow() -> Self {
+        Self {
+            overflow: true,
+            ..Self::new(
+                GrpcType::Unary,
+                DEFAULT_FALLBACK_ROUTE,
+                DEFAULT_FALLBACK_ROUTE,
+            )
         }
     }
 
@@ -69,6 +87,11 @@ impl GrpcLabels {
     pub fn method(&self) -> &str {
         &self.method
     }
+
+    /// Whether these are the labels of the overflow series.
+    pub fn is_overflow(&self) -> bool {
+        self.overflow
+    }
 }
 
 impl EncodeLabelSet for GrpcLabels {
@@ -78,7 +101,11 @@ impl EncodeLabelSet for GrpcLabels {
             ("grpc_service", &*self.service),
             ("grpc_method", &*self.method),
         ]
-        .encode(encoder)
+        .encode(encoder)?;
+        if self.overflow {
+            OVERFLOW_LABEL.encode(encoder.encode_label())?;
+        }
+        Ok(())
     }
 }
 

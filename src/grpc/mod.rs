@@ -1,9 +1,8 @@
 //! gRPC calls: the go-grpc-prometheus families, status codes and message framing.
 //!
-//! [`MetricsLayer`](crate::MetricsLayer) records a request whose content type is
-//! `application/grpc` (also `application/grpc+proto`, `application/grpc; ...`) as a
-//! gRPC call, into the families go-grpc-prometheus exports, with its label names and
-//! values, so dashboards and alerts built for Go services work unchanged:
+//! [`MetricsLayer`](crate::MetricsLayer) records a gRPC call into the families
+//! go-grpc-prometheus exports, with its label names and values, so dashboards and
+//! alerts built for Go services work unchanged:
 //!
 //! | family | type | labels |
 //! |---|---|---|
@@ -13,16 +12,34 @@
 //! | `grpc_server_msg_received_total` | counter | `grpc_type`, `grpc_service`, `grpc_method` |
 //! | `grpc_server_msg_sent_total` | counter | `grpc_type`, `grpc_service`, `grpc_method` |
 //!
-//! - `grpc_service` and `grpc_method` come from the `/package.Service/Method` path. A
-//!   path of another shape is recorded as service and method `_OTHER`.
+//! - A request is a gRPC call when it is served as one: always, behind a layer built
+//!   with [`grpc_only`](crate::layer::MetricsLayerBuilder::grpc_only) (tonic serves
+//!   every request as gRPC, whatever its content type); otherwise when it is a `POST`
+//!   with an `application/grpc*` content type (any case, any suffix, not gRPC-Web) and
+//!   the response has a gRPC content type. Any other request stays in the HTTP
+//!   families under its route, so a client's content type cannot move it.
+//! - `grpc_service` and `grpc_method` come from the `/package.Service/Method` path,
+//!   once the server has served that method: answered it with a code other than
+//!   `Unimplemented`, or failed it. Calls answered `Unimplemented`, calls ended by the
+//!   client before any answer, and paths of another shape fold into service and method
+//!   `_OTHER`, unless the method was declared with
+//!   [`grpc_method_type`](crate::layer::MetricsLayerBuilder::grpc_method_type): a
+//!   declared method has all its series, every code included, at zero from the start.
+//!   So a client cannot spend the cap, nor push a served method out of its series.
 //! - `grpc_code` is Go's name of the code ([`GrpcCode`]): read from `grpc-status` in
-//!   the trailers, or in the response headers of a trailers-only response. A call
-//!   dropped before its status was sent (the client cancelled it or went away) records
-//!   [`GRPC_CODE_DROPPED`] (`Canceled`); a response that ended without a status,
-//!   [`GRPC_CODE_NO_STATUS`] (`Unknown`); an error or panic of the inner service or
-//!   the response body, [`GRPC_CODE_SERVER_ERROR`] (`Internal`). Each call is counted
-//!   in `grpc_server_handled_total` exactly once, so started minus handled is the
-//!   number of calls in flight.
+//!   the trailers, or in the response headers of a trailers-only response. A call the
+//!   client ended (cancelled, reset its stream with any reason, closed the
+//!   connection, or broke its request body off) records [`GRPC_CODE_DROPPED`]
+//!   (`Canceled`), whatever the server answered to the broken request, unless `OK`; a
+//!   call dropped unanswered after its `grpc-timeout`, [`GRPC_CODE_DEADLINE`]
+//!   (`DeadlineExceeded`); a response that ended without a status,
+//!   [`GRPC_CODE_NO_STATUS`] (`Unknown`); an error or panic of the inner service or the
+//!   response body, [`GRPC_CODE_SERVER_ERROR`] (`Internal`). Each call is counted in
+//!   `grpc_server_handled_total` exactly once.
+//! - `grpc_server_started_total` counts a call once it is known to be one: on arrival
+//!   for a served method behind a `grpc_only` layer, else at the response headers (or
+//!   at its end, if it ends unanswered). Started minus handled is the number of calls
+//!   in flight among those.
 //! - `grpc_server_handling_seconds` runs until the call ends: the trailers are sent,
 //!   the response fails, or it is dropped. It is **on by default**, unlike in
 //!   go-grpc-prometheus, which makes it opt-in because its histograms take a lock;
@@ -34,9 +51,8 @@
 //!   message bytes are skipped, never copied. A received message counts when the
 //!   service reads it: tonic answers an unknown service without reading the request,
 //!   so that call received none.
-//! - `grpc_type` is what you declare per method with
-//!   [`grpc_method_type`](crate::layer::MetricsLayerBuilder::grpc_method_type), and
-//!   `unary` for the others. The layer cannot infer it: the type is a label of
+//! - `grpc_type` is what you declare per method with `grpc_method_type`, and `unary`
+//!   for the others. The layer cannot infer it: the type is a label of
 //!   `grpc_server_started_total`, recorded when the call starts, before any message
 //!   shows whether either side streams, and the wire format is the same for all four.
 //!
@@ -45,11 +61,13 @@
 //! nothing the gRPC families do not. gRPC-Web (`application/grpc-web`) carries its
 //! trailers inside the body, and is recorded as HTTP.
 //!
-//! Each family holds at most [`max_series`](crate::layer::MetricsLayerBuilder::max_series)
-//! label sets. The path is client input, so calls to ever new service or method
-//! names fold, past the cap, into the `otel_metric_overflow="true"` series rather
-//! than growing memory. The families are ordinary registry providers: declare one of
-//! the names first to replace it (other buckets, another cap).
+//! Each family holds the series of at most
+//! [`max_series`](crate::layer::MetricsLayerBuilder::max_series) served methods, plus
+//! `_OTHER` and the overflow series (`grpc_server_handled_total`: each of those once
+//! per code). Methods past the cap fold into the overflow series, which keeps every
+//! label of its family, with service and method `_OTHER` and
+//! `otel_metric_overflow="true"`. The families are ordinary registry providers:
+//! declare one of the names first to replace it (other buckets, another cap).
 
 mod call;
 mod code;
@@ -58,7 +76,9 @@ mod framing;
 mod labels;
 mod method;
 
-pub use call::{GRPC_CODE_DROPPED, GRPC_CODE_NO_STATUS, GRPC_CODE_SERVER_ERROR};
+pub use call::{
+    GRPC_CODE_DEADLINE, GRPC_CODE_DROPPED, GRPC_CODE_NO_STATUS, GRPC_CODE_SERVER_ERROR,
+};
 pub use code::GrpcCode;
 pub use families::{
     GrpcCount, GrpcHandledCount, GrpcHandling, GRPC_HANDLED, GRPC_HANDLING, GRPC_MSG_RECEIVED,
@@ -68,4 +88,6 @@ pub use labels::{GrpcHandledLabels, GrpcLabels, GrpcType};
 
 pub(crate) use call::{GrpcCall, ReceivedMessages};
 pub(crate) use families::GrpcFamilies;
-pub(crate) use method::{is_grpc, service_and_method, MethodTypes};
+pub(crate) use method::{
+    claims_grpc, grpc_timeout, is_grpc_response, service_and_method, MethodTypes,
+};

@@ -8,7 +8,7 @@ use http::{HeaderMap, StatusCode};
 use http_body::Frame;
 
 use super::families::RouteSeries;
-use crate::grpc::GrpcCall;
+use crate::grpc::{is_grpc_response, GrpcCall};
 
 /// Status recorded for a request whose inner service returned an error or panicked
 /// before producing a response.
@@ -30,10 +30,15 @@ pub(crate) struct RequestGuard {
 
 impl RequestGuard {
     pub(crate) fn start(series: Arc<RouteSeries>) -> Self {
+        Self::started_at(series, Instant::now())
+    }
+
+    /// A request that started at `start`, counted in flight from now.
+    fn started_at(series: Arc<RouteSeries>, start: Instant) -> Self {
         series.start();
         Self {
             series,
-            start: Instant::now(),
+            start,
             status: None,
             panicked: false,
         }
@@ -70,10 +75,11 @@ pub(crate) fn ended_by_panic(panicked: bool) -> bool {
 }
 
 /// What a request records into, when dropped: the HTTP families, or for a gRPC call
-/// the gRPC ones.
+/// the gRPC ones; for a request that claims to be gRPC, whichever its answer shows.
 pub(crate) enum Recorder {
     Http(RequestGuard),
     Grpc(GrpcCall),
+    Claimed(ClaimedCall),
 }
 
 impl Recorder {
@@ -81,15 +87,27 @@ impl Recorder {
     pub(crate) fn on_response(&mut self, status: StatusCode, headers: &HeaderMap) {
         match self {
             Recorder::Http(guard) => guard.set_status(status.as_u16()),
-            Recorder::Grpc(call) => call.on_headers(headers),
+            Recorder::Grpc(call) => call.on_response(headers),
+            Recorder::Claimed(claimed) => {
+                if let Some(settled) = claimed.settle(is_grpc_response(headers)) {
+                    *self = settled;
+                    self.on_response(status, headers);
+                }
+            }
         }
     }
 
     /// The inner service failed instead of responding; records the request.
     pub(crate) fn on_error(mut self) {
+        if let Recorder::Claimed(claimed) = &mut self {
+            if let Some(settled) = claimed.settle(false) {
+                self = settled;
+            }
+        }
         match &mut self {
             Recorder::Http(guard) => guard.set_status(STATUS_SERVER_ERROR),
             Recorder::Grpc(call) => call.end(true),
+            Recorder::Claimed(_) => {}
         }
     }
 
@@ -99,7 +117,7 @@ impl Recorder {
             if let Some(data) = frame.data_ref() {
                 call.on_data(data);
             } else if let Some(trailers) = frame.trailers_ref() {
-                call.on_headers(trailers);
+                call.on_trailers(trailers);
             }
         }
     }
@@ -115,7 +133,49 @@ impl Recorder {
         match self {
             Recorder::Http(guard) => guard.mark_panicked(),
             Recorder::Grpc(call) => call.mark_panicked(),
+            Recorder::Claimed(claimed) => claimed.panicked = true,
         }
+    }
+}
+
+/// A request that claims to be gRPC, to a server not declared to serve only gRPC:
+/// a gRPC call if the server answers it as one, otherwise an HTTP request of its
+/// route, so a client's content type cannot move a request out of the HTTP families.
+/// Dropped unanswered, it is an HTTP request.
+pub(crate) struct ClaimedCall {
+    call: Option<GrpcCall>,
+    route: Option<Arc<RouteSeries>>,
+    panicked: bool,
+}
+
+impl ClaimedCall {
+    pub(crate) fn new(call: GrpcCall, route: Arc<RouteSeries>) -> Self {
+        Self {
+            call: Some(call),
+            route: Some(route),
+            panicked: false,
+        }
+    }
+
+    /// The recorder this request turns out to need (`grpc`: the answer is gRPC);
+    /// `None` once settled.
+    fn settle(&mut self, grpc: bool) -> Option<Recorder> {
+        let (call, route) = (self.call.take()?, self.route.take()?);
+        if grpc {
+            return Some(Recorder::Grpc(call));
+        }
+        let start = call.start_time();
+        call.discard();
+        let mut guard = RequestGuard::started_at(route, start);
+        guard.panicked = self.panicked;
+        Some(Recorder::Http(guard))
+    }
+}
+
+impl Drop for ClaimedCall {
+    fn drop(&mut self) {
+        // Unanswered: recorded as an HTTP request (499, or 500 after a panic).
+        drop(self.settle(false));
     }
 }
 

@@ -35,7 +35,9 @@ pub struct MetricsLayer {
 #[repr(align(64))]
 pub(crate) struct LayerShared {
     pub(crate) families: HttpFamilies,
-    pub(crate) grpc: GrpcFamilies,
+    pub(crate) grpc: Arc<GrpcFamilies>,
+    /// The inner service serves only gRPC: every request is a gRPC call.
+    pub(crate) grpc_only: bool,
     pub(crate) routes: RouteResolver,
     endpoint: MetricsEndpoint,
     intercept: bool,
@@ -52,6 +54,7 @@ impl fmt::Debug for LayerShared {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("LayerShared")
             .field("routes", &self.routes)
+            .field("grpc_only", &self.grpc_only)
             .field(
                 "endpoint",
                 &self.intercepted_endpoint().map(MetricsEndpoint::path),
@@ -81,6 +84,7 @@ impl MetricsLayer {
             invalid_objective: None,
             grpc_types: MethodTypes::default(),
             grpc_handling: true,
+            grpc_only: false,
         }
     }
 
@@ -122,6 +126,7 @@ pub struct MetricsLayerBuilder {
     invalid_objective: Option<String>,
     grpc_types: MethodTypes,
     grpc_handling: bool,
+    grpc_only: bool,
 }
 
 impl MetricsLayerBuilder {
@@ -219,17 +224,28 @@ impl MetricsLayerBuilder {
     }
 
     /// Caps each default family at `max_series` label sets (default
-    /// [`DEFAULT_MAX_SERIES`]); past it, requests fold into the overflow series.
+    /// [`DEFAULT_MAX_SERIES`]); past it, requests fold into the overflow series. The
+    /// gRPC families hold that many methods, plus `_OTHER` and the overflow series.
     pub fn max_series(mut self, max_series: usize) -> Self {
         self.max_series = max_series;
         self
     }
 
-    /// Declares the `grpc_type` of the gRPC method at `path`
-    /// (`/package.Service/Method`); undeclared methods are recorded as `unary`. See
+    /// Declares the gRPC method at `path` (`/package.Service/Method`) and its
+    /// `grpc_type`: its series are created at zero when the layer is built, every code
+    /// of `grpc_server_handled_total` included, and it keeps them whatever clients
+    /// send. Undeclared methods are `unary`, and get series when first served. See
     /// [`grpc`](crate::grpc) for why the type is declared rather than inferred.
     pub fn grpc_method_type(mut self, path: impl Into<String>, grpc_type: GrpcType) -> Self {
         self.grpc_types.insert(path.into(), grpc_type);
+        self
+    }
+
+    /// Declares that the inner service serves only gRPC (a tonic `Server` does):
+    /// every request is recorded as a gRPC call, whatever content type it carries,
+    /// as tonic serves it. Otherwise a request is a gRPC call when its answer is.
+    pub fn grpc_only(mut self) -> Self {
+        self.grpc_only = true;
         self
     }
 
@@ -244,6 +260,9 @@ impl MetricsLayerBuilder {
     pub fn build(self) -> Result<MetricsLayer, BuildError> {
         if let Some(invalid) = self.invalid_objective {
             return Err(BuildError::InvalidObjective(invalid));
+        }
+        if let Some(invalid) = self.grpc_types.invalid() {
+            return Err(BuildError::InvalidGrpcMethod(invalid.to_string()));
         }
         self.objectives
             .check()
@@ -273,11 +292,13 @@ impl MetricsLayerBuilder {
             self.grpc_handling,
             self.grpc_types,
             self.grpc_objectives,
+            self.max_series,
         )?;
         Ok(MetricsLayer {
             shared: Arc::new(LayerShared {
                 families,
-                grpc,
+                grpc: Arc::new(grpc),
+                grpc_only: self.grpc_only,
                 routes: RouteResolver::new(self.route_fn, self.fallback_route),
                 endpoint,
                 intercept,
@@ -297,6 +318,7 @@ impl fmt::Debug for MetricsLayerBuilder {
             .field("max_series", &self.max_series)
             .field("grpc_types", &self.grpc_types)
             .field("grpc_handling", &self.grpc_handling)
+            .field("grpc_only", &self.grpc_only)
             .finish()
     }
 }

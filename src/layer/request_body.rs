@@ -11,7 +11,8 @@ use crate::grpc::ReceivedMessages;
 pin_project! {
     /// Request body handed to the inner service by
     /// [`MetricsService`](super::MetricsService): the client's body, unchanged. For a
-    /// gRPC call it counts the messages received as they pass.
+    /// gRPC call it counts the messages received as they pass, and notices a client
+    /// that breaks its request off (an error, or an end inside a message).
     pub struct RequestBody<B> {
         #[pin]
         inner: B,
@@ -65,9 +66,15 @@ impl<B: Body> Body for RequestBody<B> {
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
         let this = self.project();
         let frame = this.inner.poll_frame(cx);
-        if let (Some(received), Poll::Ready(Some(Ok(frame)))) = (this.received, &frame) {
-            if let Some(data) = frame.data_ref() {
-                received.on_data(data);
+        if let (Some(received), Poll::Ready(polled)) = (this.received, &frame) {
+            match polled {
+                Some(Ok(frame)) => {
+                    if let Some(data) = frame.data_ref() {
+                        received.on_data(data);
+                    }
+                }
+                Some(Err(_)) => received.on_client_error(),
+                None => received.on_end(),
             }
         }
         frame

@@ -9,12 +9,13 @@ use http_body::Body;
 use tower::Service;
 
 use super::body::ResponseBody;
+use super::families::RouteSeries;
 use super::future::ResponseFuture;
-use super::guard::{Recorder, RequestGuard};
+use super::guard::{ClaimedCall, Recorder, RequestGuard};
 use super::labels::HttpMethod;
 use super::layer::LayerShared;
 use super::request_body::RequestBody;
-use crate::grpc::{is_grpc, GrpcCall, ReceivedMessages};
+use crate::grpc::{claims_grpc, grpc_timeout, GrpcCall};
 
 /// Records every request to the inner service, and answers the metrics endpoint's path
 /// itself. Built by [`MetricsLayer`](super::MetricsLayer).
@@ -71,29 +72,42 @@ where
         }
         // Recorders are created before the inner call, so a panic inside `call` is
         // recorded too. The request is moved as little as possible: it is large.
-        if is_grpc(&request) {
-            let series = shared.grpc.method(request.uri().path());
-            let received = ReceivedMessages::new(Arc::clone(series));
-            let call = Recorder::Grpc(GrpcCall::start(Arc::clone(series)));
+        let grpc_only = shared.grpc_only;
+        if grpc_only || claims_grpc(&request) {
+            let timeout = grpc_timeout(request.headers());
+            let (mut call, received) = GrpcCall::new(&shared.grpc, request.uri().path(), timeout);
+            let recorder = if grpc_only {
+                call.start_if_served();
+                Recorder::Grpc(call)
+            } else {
+                let route;
+                (route, request) = route_series(shared, request);
+                Recorder::Claimed(ClaimedCall::new(call, route))
+            };
             let request = request.map(|body| RequestBody::grpc(body, received));
-            return ResponseFuture::inner(self.inner.call(request), call);
+            return ResponseFuture::inner(self.inner.call(request), recorder);
         }
-        let method = HttpMethod::from(request.method());
-        let series = match shared.routes.known(&request) {
-            Some(route) => Arc::clone(shared.families.known_route(method, route)),
-            // Only a route function needs the request taken apart.
-            None => {
-                let (parts, body) = request.into_parts();
-                let series = Arc::clone(
-                    shared
-                        .families
-                        .route(method, &shared.routes.resolve(&parts)),
-                );
-                request = Request::from_parts(parts, body);
-                series
-            }
-        };
+        let (series, request) = route_series(shared, request);
         let guard = Recorder::Http(RequestGuard::start(series));
         ResponseFuture::inner(self.inner.call(request.map(RequestBody::plain)), guard)
     }
+}
+
+/// The HTTP series of the request's method and route. Inlined so the request, which
+/// is large, is not moved in and out on the way.
+#[inline(always)]
+fn route_series<B>(shared: &LayerShared, request: Request<B>) -> (Arc<RouteSeries>, Request<B>) {
+    let method = HttpMethod::from(request.method());
+    if let Some(route) = shared.routes.known(&request) {
+        let series = Arc::clone(shared.families.known_route(method, route));
+        return (series, request);
+    }
+    // Only a route function needs the request taken apart.
+    let (parts, body) = request.into_parts();
+    let series = Arc::clone(
+        shared
+            .families
+            .route(method, &shared.routes.resolve(&parts)),
+    );
+    (series, Request::from_parts(parts, body))
 }
