@@ -238,7 +238,15 @@ async fn corrupt_and_truncated_files_are_skipped_and_counted() {
 
     let metrics = scrape(addr).await;
     assert_eq!(metrics.value("kept_total", &[]), Some(3.0));
-    assert_eq!(metrics.value(SKIPPED_FILES, &[]), Some(3.0));
+    assert_eq!(
+        metrics.value(SKIPPED_FILES, &[("reason", "truncated")]),
+        Some(2.0)
+    );
+    assert_eq!(
+        metrics.value(SKIPPED_FILES, &[("reason", "corrupt")]),
+        Some(1.0)
+    );
+    assert_eq!(metrics.sum(SKIPPED_FILES, &[]), 3.0);
 }
 
 #[test]
@@ -483,6 +491,6 @@ async fn files_that_grow_between_scrapes_are_read_incrementally() {
         let expected: usize = (1..=round).map(|r| 3000 * r).sum();
         assert_eq!(metrics.sum("items_total", &[]), expected as f64);
         assert_eq!(metrics.matching("items_total", &[]).len(), 3000 * round);
-        assert_eq!(metrics.value(SKIPPED_FILES, &[]), Some(0.0));
+        assert_eq!(metrics.sum(SKIPPED_FILES, &[]), 0.0);
     }
 }

@@ -44,9 +44,8 @@ use std::sync::Arc;
 pub(crate) use aggregate::Aggregator;
 pub use aggregate::{SKIPPED_FILES, WRITE_ERRORS};
 pub(crate) use binding::{label_pairs, Binding};
-pub(crate) use file::MappedValue;
 pub(crate) use key::go_float;
-pub(crate) use store::{FileKind, ProcessStore};
+pub(crate) use store::{FileKind, MappedValue, ProcessStore};
 
 /// The environment variable that turns multi-process mode on.
 pub const ENV_VAR: &str = "PROMETHEUS_MULTIPROC_DIR";
@@ -174,8 +173,8 @@ fn dir_from_env() -> Option<PathBuf> {
         Some(dir) if !dir.is_empty() => Some(PathBuf::from(dir)),
         _ => {
             if std::env::var_os(OLD_ENV_VAR).is_some() {
-                eprintln!(
-                    "tower-prometheus: {OLD_ENV_VAR} is set but ignored; set {ENV_VAR} to turn on multi-process mode"
+                tracing::warn!(
+                    "{OLD_ENV_VAR} is set but ignored; set {ENV_VAR} to turn on multi-process mode"
                 );
             }
             None
