@@ -12,76 +12,14 @@ use std::time::Duration;
 
 use axum::routing::get;
 use axum::Router;
-use common::{eventually, scrape, serve, Exposition, TempDir};
+use common::multiprocess::{assert_same_samples, python_aggregate};
+use common::{eventually, scrape, serve, TempDir};
 use prometheus_client::registry::Unit;
 use tower_prometheus::metrics::{Buckets, Counter, Family, Gauge, Histogram};
 use tower_prometheus::multiprocess::{GaugeMode, SKIPPED_FILES};
 use tower_prometheus::{MetricsEndpoint, MetricsLayer, MetricsRegistry, RegistryError};
 
 const REQUESTS: &str = "http_server_requests_total";
-
-/// Python's `MultiProcessCollector` over `dir`, in the text format.
-fn python_aggregate(python: &std::path::Path, dir: &std::path::Path) -> Exposition {
-    let output = Command::new(python)
-        .env("PROMETHEUS_MULTIPROC_DIR", dir)
-        .args([
-            "-c",
-            "from prometheus_client import CollectorRegistry, generate_latest, multiprocess\n\
-             r = CollectorRegistry()\n\
-             multiprocess.MultiProcessCollector(r)\n\
-             print(generate_latest(r).decode())",
-        ])
-        .output()
-        .expect("python runs");
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    Exposition::parse(&String::from_utf8_lossy(&output.stdout))
-}
-
-/// Every sample Python's aggregate has (other than `skip`) has the same value here.
-/// Bucket bounds are compared as numbers: Python writes `le="1.0"` where the Go and
-/// Rust clients write `le="1"`.
-fn assert_same_samples(ours: &Exposition, python: &Exposition, skip: &[&str]) {
-    let mut compared = 0;
-    for sample in python
-        .samples
-        .iter()
-        .filter(|s| !skip.iter().any(|p| s.name.starts_with(p)))
-    {
-        let value = ours
-            .samples
-            .iter()
-            .find(|candidate| {
-                candidate.name == sample.name
-                    && candidate.labels.len() == sample.labels.len()
-                    && candidate
-                        .labels
-                        .iter()
-                        .all(|(k, v)| match sample.labels.get(k) {
-                            Some(theirs) if k == "le" => {
-                                theirs.parse::<f64>().ok() == v.parse::<f64>().ok()
-                            }
-                            Some(theirs) => theirs == v,
-                            None => false,
-                        })
-            })
-            .map(|s| s.value);
-        assert!(
-            value.is_some_and(|v| (v - sample.value).abs() <= 1e-9 * sample.value.abs().max(1.0)),
-            "{} {:?}: python {} here {:?}\n--- here ---\n{}",
-            sample.name,
-            sample.labels,
-            sample.value,
-            value,
-            ours.text
-        );
-        compared += 1;
-    }
-    assert!(compared > 0, "python aggregated nothing");
-}
 
 #[tokio::test]
 async fn python_reads_the_files_this_crate_writes() {

@@ -370,10 +370,13 @@ impl Cache {
             .file
             .read_exact_at(&mut header, 0)
             .map_err(|error| Skip::of_read(&error))?;
-        let used = used_of(header);
-        if used < 8 {
-            return Err(Skip::Corrupt);
-        }
+        // A writer sets `used` right after it creates the file: 0 is a file of no
+        // entries yet.
+        let used = match used_of(header) {
+            0 => 8,
+            1..8 => return Err(Skip::Corrupt),
+            used => used,
+        };
         if used < cached.parsed_until {
             // Rewritten shorter: the next scrape reads it afresh.
             return Err(Skip::Truncated);

@@ -19,6 +19,8 @@ use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 
+pub mod multiprocess;
+
 /// Serves `service` on 127.0.0.1 with an OS-chosen port, one task per connection.
 pub async fn serve<S, B>(service: S) -> SocketAddr
 where
@@ -286,6 +288,17 @@ pub fn require_python_client(why: &str) -> Option<PathBuf> {
         "no Python with the `prometheus-client` package (set TOWER_PROMETHEUS_PYTHON to one); it is needed to {why}"
     ));
     None
+}
+
+/// Whether the test runs as root (to mount a filesystem, or to pick the next pid);
+/// `false` after printing why the test skips.
+pub fn require_root(why: &str) -> bool {
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    if !root {
+        skip(&format!("not running as root; root is needed to {why}"));
+    }
+    root
 }
 
 /// Prints why a test skips, or fails it under `TOWER_PROMETHEUS_REQUIRE_TOOLS=1`.
