@@ -88,21 +88,30 @@ fn checked(file: File) -> io::Result<File> {
 
 /// Gives the file real blocks for its first `len` bytes (growing it if needed), so
 /// that touching them through a mapping never faults for lack of space.
+#[cfg(any(target_os = "linux", target_os = "android", target_os = "freebsd"))]
 pub(crate) fn allocate(file: &File, len: u64) -> io::Result<()> {
-    let len = libc::off_t::try_from(len)
+    let offset_len = libc::off_t::try_from(len)
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "file too large"))?;
     // SAFETY: a plain system call on an open descriptor; it touches no memory of ours.
-    match unsafe { libc::posix_fallocate(file.as_raw_fd(), 0, len) } {
+    match unsafe { libc::posix_fallocate(file.as_raw_fd(), 0, offset_len) } {
         0 => Ok(()),
-        // Filesystems without fallocate: fall back to extending the file, as before.
-        libc::EOPNOTSUPP | libc::EINVAL => {
-            if file.metadata()?.len() < len as u64 {
-                file.set_len(len as u64)?;
-            }
-            Ok(())
-        }
+        // Filesystems without fallocate: only extending the file is possible.
+        libc::EOPNOTSUPP | libc::EINVAL => extend(file, len),
         errno => Err(io::Error::from_raw_os_error(errno)),
     }
+}
+
+/// Systems without `posix_fallocate`: the file is extended (sparse), as Python does.
+#[cfg(not(any(target_os = "linux", target_os = "android", target_os = "freebsd")))]
+pub(crate) fn allocate(file: &File, len: u64) -> io::Result<()> {
+    extend(file, len)
+}
+
+fn extend(file: &File, len: u64) -> io::Result<()> {
+    if file.metadata()?.len() < len {
+        file.set_len(len)?;
+    }
+    Ok(())
 }
 
 fn whole_file_lock(lock_type: libc::c_int) -> libc::flock {
