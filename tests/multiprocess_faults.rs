@@ -390,6 +390,7 @@ fn fault_worker() {
         "fork" => fork_three_children(),
         "restart" => start_once(),
         "address_space" => start_in_little_address_space(),
+        "truncate_own" => write_after_own_file_is_truncated(),
         other => panic!("unknown worker role {other}"),
     }
 }
@@ -477,6 +478,30 @@ fn start_once() {
         }
         Err(error) => println!("started failed: {error}"),
     }
+}
+
+/// Counts, has its own counter file truncated (as a cleanup script would), and
+/// counts again into the cut range.
+fn write_after_own_file_is_truncated() {
+    let registry = MetricsRegistry::new();
+    registry
+        .provider("items", "Items.", Family::<Series, Counter>::default)
+        .unwrap();
+    let _endpoint = MetricsEndpoint::new(&registry).expect("endpoint builds");
+    let items: Family<Series, Counter> = registry.get("items").unwrap();
+    let counter = items.get_or_create(&[("item", "a".into())]);
+    counter.inc();
+    let dir = PathBuf::from(std::env::var_os("PROMETHEUS_MULTIPROC_DIR").unwrap());
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(own_file(&dir, "counter"))
+        .unwrap()
+        .set_len(0)
+        .unwrap();
+    println!("truncated");
+    std::io::stdout().flush().unwrap();
+    counter.inc();
+    println!("still running");
 }
 
 /// Virtual memory of this process, in kB.
@@ -744,6 +769,20 @@ async fn three_hundred_restarts_with_one_pid_never_fail_while_another_process_sc
     assert!(pids <= 5, "{pids} pids were taken by other processes");
     assert!(scrapes > 0);
     eprintln!("{restarts} restarts with {pids} pid(s), {scrapes} scrapes meanwhile, 0 failures");
+}
+
+/// The documented limit: a shared mapping cannot outlive the truncation of its own
+/// file, so the writer ends with SIGBUS; everyone else's scrapes go on.
+#[tokio::test]
+async fn a_writer_whose_own_file_is_truncated_ends_with_sigbus_and_scrapes_go_on() {
+    use std::os::unix::process::ExitStatusExt;
+    let dir = TempDir::new("truncate-own");
+    let mut child = worker("truncate_own", dir.path()).spawn().unwrap();
+    assert_eq!(line_of(&mut child, "truncated"), "");
+    let status = child.wait().unwrap();
+    assert_eq!(status.signal(), Some(libc::SIGBUS), "{status:?}");
+    let metrics = aggregate(dir.path()).await;
+    assert_eq!(skipped(&metrics, "truncated"), 1.0, "{}", metrics.text);
 }
 
 #[test]
