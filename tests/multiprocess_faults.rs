@@ -771,6 +771,62 @@ async fn three_hundred_restarts_with_one_pid_never_fail_while_another_process_sc
     eprintln!("{restarts} restarts with {pids} pid(s), {scrapes} scrapes meanwhile, 0 failures");
 }
 
+#[tokio::test]
+async fn workers_in_separate_pid_namespaces_never_share_one_pid_s_files() {
+    if !common::require_root("start workers in PID namespaces of their own") {
+        return;
+    }
+    let Some(unshare) = common::require_tool("unshare", "start workers in new PID namespaces")
+    else {
+        return;
+    };
+    let dir = TempDir::new("namespaces");
+    // Each worker is pid 1 of its own namespace: the second must refuse the first's
+    // files rather than append to them.
+    let in_namespace = || {
+        let inner = worker("restart", dir.path());
+        let mut command = Command::new(&unshare);
+        command
+            .args(["--pid", "--fork", "--kill-child"])
+            .arg(inner.get_program())
+            .args(inner.get_args())
+            .envs(inner.get_envs().filter_map(|(k, v)| Some((k, v?))))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped());
+        Worker(command.spawn().expect("unshare runs"))
+    };
+    let mut first = in_namespace();
+    assert_eq!(line_of(&mut first.0, "started "), "1");
+    let mut second = in_namespace();
+    let refused = line_of(&mut second.0, "started ");
+    assert!(
+        refused.starts_with("failed") && refused.contains("another live process holds"),
+        "{refused}"
+    );
+    // A live process of another namespace is live here: its lock is on the file.
+    let metrics = aggregate(dir.path()).await;
+    assert_eq!(
+        metrics.value("restarts_live", &[]),
+        Some(1.0),
+        "{}",
+        metrics.text
+    );
+    drop(first);
+    let dir = dir.path();
+    common::eventually(
+        Duration::from_secs(5),
+        "the killed worker counted dead",
+        || async move {
+            aggregate(dir)
+                .await
+                .value("restarts_live", &[])
+                .is_none()
+                .then_some(())
+        },
+    )
+    .await;
+}
+
 /// The documented limit: a shared mapping cannot outlive the truncation of its own
 /// file, so the writer ends with SIGBUS; everyone else's scrapes go on.
 #[tokio::test]

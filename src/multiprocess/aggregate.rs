@@ -387,21 +387,33 @@ impl Cache {
             .read_exact_at(&mut self.buffer, 0)
             .map_err(|error| Skip::of_read(&error))?;
         if used > cached.parsed_until {
-            let raw = parse_entries(path, &self.buffer, cached.parsed_until, used)
-                .map_err(|_| Skip::Corrupt)?;
-            let raw: Vec<(Box<[u8]>, usize)> = raw
-                .into_iter()
-                .map(|entry| (entry.key.into(), entry.value_offset))
-                .collect();
-            let mut parsed = Vec::with_capacity(raw.len());
-            for (key, offset) in raw {
-                parsed.push((self.intern(&key, file_type).ok_or(Skip::Corrupt)?, offset));
-            }
-            cached.entries.extend(parsed);
+            // Out of `self` while its keys are interned into `self`.
+            let buffer = std::mem::take(&mut self.buffer);
+            let parsed = self.intern_entries(path, &buffer, cached.parsed_until, file_type);
+            self.buffer = buffer;
+            cached.entries.extend(parsed?);
             cached.parsed_until = used;
         }
         self.files.insert(path.to_path_buf(), cached);
         Ok(())
+    }
+
+    /// The series and value offset of each entry of `data` from `start` on.
+    fn intern_entries(
+        &mut self,
+        path: &Path,
+        data: &[u8],
+        start: usize,
+        file_type: FileType,
+    ) -> Result<Vec<(SeriesId, usize)>, Skip> {
+        parse_entries(path, data, start, data.len())
+            .map_err(|_| Skip::Corrupt)?
+            .into_iter()
+            .map(|entry| {
+                let series = self.intern(entry.key, file_type).ok_or(Skip::Corrupt)?;
+                Ok((series, entry.value_offset))
+            })
+            .collect()
     }
 
     fn collect(&mut self, dir: &Path, own_pid: u32) -> Totals {

@@ -250,8 +250,11 @@ impl ProcessStore {
     }
 }
 
-/// Takes the lock of this process's pid in `dir`. Live-mode gauge files of this pid
-/// were written by a process that is gone (this pid is ours now): they go.
+/// Takes the lock of this process's pid in `dir`. It is a record lock (the kind a
+/// reader can query without taking), which a process loses when it closes any
+/// descriptor of the file: nothing else in this crate opens its own lock file.
+/// Live-mode gauge files of this pid were written by a process that is gone (this
+/// pid is ours now): they go.
 fn take_lock(dir: &Path, mode: u32) -> io::Result<(u32, File)> {
     let pid = std::process::id();
     let lock_path = dir.join(lock_file_name(pid));
