@@ -47,9 +47,13 @@ fn router() -> Router {
 /// One request through `router`, to the end of its body. Every future here is ready
 /// at once, so a no-op waker drives it.
 fn request(router: &mut Router) {
+    request_to(router, "/users/7");
+}
+
+fn request_to(router: &mut Router, uri: &str) {
     let mut cx = Context::from_waker(Waker::noop());
     let request = Request::builder()
-        .uri("/users/7")
+        .uri(uri)
         .body(Body::empty())
         .expect("valid request");
     let _ = <Router as Service<Request>>::poll_ready(router, &mut cx);
@@ -323,7 +327,11 @@ fn metrics_router(dir: Option<&std::path::Path>) -> Router {
         None => registry.single_process(),
     }
     .expect("not initialised");
-    router().layer(MetricsLayer::new(&registry).expect("layer builds"))
+    let mut router = router().layer(MetricsLayer::new(&registry).expect("layer builds"));
+    // Measured as a scraped service runs: until its first scrape the layer reads a
+    // clock per request, to warn if scrapes cannot reach it (`Router::route_layer`).
+    request_to(&mut router, "/metrics");
+    router
 }
 
 /// A fresh multi-process directory, removed on drop.

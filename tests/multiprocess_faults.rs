@@ -99,11 +99,8 @@ impl Drop for SmallFilesystem {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_full_disk_is_a_build_error_or_counted_write_errors_never_a_signal() {
-    if !common::require_root("mount a 1 MiB tmpfs that fills up") {
-        return;
-    }
+async fn a_full_disk_is_a_build_error_or_counted_write_errors_never_a_signal() -> common::Checked {
+    common::require_root("mount a 1 MiB tmpfs that fills up")?;
     let filesystem = SmallFilesystem::mount();
 
     // 100 KiB and 0 bytes free: the two files made at build time do not fit.
@@ -169,9 +166,9 @@ async fn a_full_disk_is_a_build_error_or_counted_write_errors_never_a_signal() {
         // Unplaced values try again a second after their last failure.
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    Ok(())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fifo_a_link_and_a_directory_in_the_directory_are_skipped_without_blocking() {
     let dir = TempDir::new("fifo");
     let (_registry, items, addr) = counting_endpoint(dir.path()).await;
@@ -200,7 +197,6 @@ async fn a_fifo_a_link_and_a_directory_in_the_directory_are_skipped_without_bloc
     assert_eq!(metrics.value("items_total", &[("item", "a")]), Some(3.0));
 }
 
-#[test]
 fn a_link_planted_in_place_of_a_file_is_never_written_through() {
     let dir = TempDir::new("planted");
     let victim = dir.path().join("victim");
@@ -213,7 +209,6 @@ fn a_link_planted_in_place_of_a_file_is_never_written_through() {
     assert_eq!(std::fs::read(&victim).unwrap(), b"precious bytes");
 }
 
-#[test]
 fn new_files_take_the_read_and_write_bits_of_their_directory() {
     for (directory_mode, most) in [(0o700, 0o600), (0o755, 0o644)] {
         let dir = TempDir::new("modes");
@@ -242,7 +237,6 @@ fn new_files_take_the_read_and_write_bits_of_their_directory() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_file_truncated_or_rewritten_under_scrapes_is_skipped_counted_and_read_again() {
     let dir = TempDir::new("truncated");
     let (_registry, items, addr) = counting_endpoint(dir.path()).await;
@@ -313,7 +307,6 @@ async fn a_file_truncated_or_rewritten_under_scrapes_is_skipped_counted_and_read
     eprintln!("{skips} of 300 scrapes skipped the file while it was being rewritten");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deleting_a_running_writers_files_leaves_it_running() {
     let dir = TempDir::new("deleted");
     let (_registry, items, addr) = counting_endpoint(dir.path()).await;
@@ -380,8 +373,6 @@ fn line_of(child: &mut Child, prefix: &str) -> String {
 
 /// Not a test: the body of the worker processes the fault tests start. On the main
 /// thread (one test thread), so that `fork` forks a single-threaded process.
-#[test]
-#[ignore = "started as a worker process by the fault tests"]
 fn fault_worker() {
     let Ok(role) = std::env::var("TOWER_PROMETHEUS_FAULT_WORKER") else {
         return;
@@ -574,7 +565,6 @@ fn assert_forked_counts(metrics: &Exposition) {
     assert_eq!(metrics.sum("wait_bucket", &[("le", "+Inf")]), 900.0);
 }
 
-#[tokio::test]
 async fn forked_children_write_their_own_files_with_exact_counts() {
     let dir = TempDir::new("fork");
     run_forking_worker(dir.path());
@@ -590,27 +580,21 @@ async fn forked_children_write_their_own_files_with_exact_counts() {
     assert_eq!(counter_files, 5);
 }
 
-#[tokio::test]
-async fn python_counts_forked_children_exactly_as_this_crate_does() {
-    let Some(python) = common::require_python_client(
+async fn python_counts_forked_children_exactly_as_this_crate_does() -> common::Checked {
+    let python = common::require_python_client(
         "aggregate the files of forked children with Python's MultiProcessCollector",
-    ) else {
-        return;
-    };
+    )?;
     let dir = TempDir::new("fork-python");
     run_forking_worker(dir.path());
     let python_view = python_aggregate(&python, dir.path());
     assert_forked_counts(&python_view);
     assert_same_samples(&aggregate(dir.path()).await, &python_view, &[]);
+    Ok(())
 }
 
-#[tokio::test]
-async fn python_summaries_are_summed_as_pythons_collector_sums_them() {
-    let Some(python) =
-        common::require_python_client("write summary files with Python's prometheus_client")
-    else {
-        return;
-    };
+async fn python_summaries_are_summed_as_pythons_collector_sums_them() -> common::Checked {
+    let python =
+        common::require_python_client("write summary files with Python's prometheus_client")?;
     let dir = TempDir::new("summary");
     let script = "import sys\n\
         from prometheus_client import Summary\n\
@@ -648,6 +632,7 @@ async fn python_summaries_are_summed_as_pythons_collector_sums_them() {
     }
     assert_eq!(ours.sum(SKIPPED_FILES, &[]), 0.0);
     assert_same_samples(&ours, &python_view, &[]);
+    Ok(())
 }
 
 /// Spawns `command` as pid `pid` (by setting the kernel's last pid first), trying a
@@ -665,16 +650,10 @@ fn spawn_as_pid(command: &mut Command, pid: u32) -> Option<Child> {
     None
 }
 
-#[tokio::test]
-async fn a_reused_pid_does_not_bring_back_a_dead_python_workers_live_gauge() {
-    let Some(python) =
-        common::require_python_client("write a live gauge from a Python worker that exits")
-    else {
-        return;
-    };
-    if !common::require_root("give a new process the pid of an exited one") {
-        return;
-    }
+async fn a_reused_pid_does_not_bring_back_a_dead_python_workers_live_gauge() -> common::Checked {
+    let python =
+        common::require_python_client("write a live gauge from a Python worker that exits")?;
+    common::require_root("give a new process the pid of an exited one")?;
     let dir = TempDir::new("reuse");
     let script = "import os\n\
         from prometheus_client import Gauge\n\
@@ -714,13 +693,12 @@ async fn a_reused_pid_does_not_bring_back_a_dead_python_workers_live_gauge() {
     let metrics = aggregate(dir.path()).await;
     assert_eq!(metrics.value("py_busy", &[]), None, "{}", metrics.text);
     assert_eq!(metrics.value("restarts_live", &[]), Some(1.0));
+    Ok(())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn three_hundred_restarts_with_one_pid_never_fail_while_another_process_scrapes() {
-    if !common::require_root("give each restarted worker the same pid") {
-        return;
-    }
+async fn three_hundred_restarts_with_one_pid_never_fail_while_another_process_scrapes(
+) -> common::Checked {
+    common::require_root("give each restarted worker the same pid")?;
     let dir = TempDir::new("restarts");
     let registry = MetricsRegistry::new();
     registry.multiprocess_dir(dir.path()).unwrap();
@@ -769,17 +747,12 @@ async fn three_hundred_restarts_with_one_pid_never_fail_while_another_process_sc
     assert!(pids <= 5, "{pids} pids were taken by other processes");
     assert!(scrapes > 0);
     eprintln!("{restarts} restarts with {pids} pid(s), {scrapes} scrapes meanwhile, 0 failures");
+    Ok(())
 }
 
-#[tokio::test]
-async fn workers_in_separate_pid_namespaces_never_share_one_pid_s_files() {
-    if !common::require_root("start workers in PID namespaces of their own") {
-        return;
-    }
-    let Some(unshare) = common::require_tool("unshare", "start workers in new PID namespaces")
-    else {
-        return;
-    };
+async fn workers_in_separate_pid_namespaces_never_share_one_pid_s_files() -> common::Checked {
+    common::require_root("start workers in PID namespaces of their own")?;
+    let unshare = common::require_tool("unshare", "start workers in new PID namespaces")?;
     let dir = TempDir::new("namespaces");
     // Each worker is pid 1 of its own namespace: the second must refuse the first's
     // files rather than append to them.
@@ -825,11 +798,11 @@ async fn workers_in_separate_pid_namespaces_never_share_one_pid_s_files() {
         },
     )
     .await;
+    Ok(())
 }
 
 /// The documented limit: a shared mapping cannot outlive the truncation of its own
 /// file, so the writer ends with SIGBUS; everyone else's scrapes go on.
-#[tokio::test]
 async fn a_writer_whose_own_file_is_truncated_ends_with_sigbus_and_scrapes_go_on() {
     use std::os::unix::process::ExitStatusExt;
     let dir = TempDir::new("truncate-own");
@@ -841,11 +814,8 @@ async fn a_writer_whose_own_file_is_truncated_ends_with_sigbus_and_scrapes_go_on
     assert_eq!(skipped(&metrics, "truncated"), 1.0, "{}", metrics.text);
 }
 
-#[test]
-fn the_layer_starts_in_an_address_space_of_300_mb() {
-    if common::require_tool("sh", "set a virtual memory limit with ulimit").is_none() {
-        return;
-    }
+fn the_layer_starts_in_an_address_space_of_300_mb() -> common::Checked {
+    common::require_tool("sh", "set a virtual memory limit with ulimit")?;
     let dir = TempDir::new("ulimit");
     let exe = std::env::current_exe().unwrap();
     let command = worker("address_space", dir.path());
@@ -871,4 +841,23 @@ fn the_layer_starts_in_an_address_space_of_300_mb() {
         "address space grew {} kB for {files} kB of files",
         after - before
     );
+    Ok(())
+}
+
+test_main! {
+    tokio_2 a_full_disk_is_a_build_error_or_counted_write_errors_never_a_signal,
+    tokio_2 a_fifo_a_link_and_a_directory_in_the_directory_are_skipped_without_blocking,
+    sync a_link_planted_in_place_of_a_file_is_never_written_through,
+    sync new_files_take_the_read_and_write_bits_of_their_directory,
+    tokio_2 a_file_truncated_or_rewritten_under_scrapes_is_skipped_counted_and_read_again,
+    tokio_2 deleting_a_running_writers_files_leaves_it_running,
+    sync_ignored fault_worker,
+    tokio forked_children_write_their_own_files_with_exact_counts,
+    tokio python_counts_forked_children_exactly_as_this_crate_does,
+    tokio python_summaries_are_summed_as_pythons_collector_sums_them,
+    tokio a_reused_pid_does_not_bring_back_a_dead_python_workers_live_gauge,
+    tokio_2 three_hundred_restarts_with_one_pid_never_fail_while_another_process_scrapes,
+    tokio workers_in_separate_pid_namespaces_never_share_one_pid_s_files,
+    tokio a_writer_whose_own_file_is_truncated_ends_with_sigbus_and_scrapes_go_on,
+    sync the_layer_starts_in_an_address_space_of_300_mb,
 }
