@@ -11,76 +11,14 @@ use std::time::Duration;
 
 use axum::routing::get;
 use axum::Router;
-use common::{eventually, scrape, serve, Exposition, TempDir};
+use common::multiprocess::{assert_same_samples, python_aggregate};
+use common::{eventually, scrape, serve, TempDir};
 use prometheus_client::registry::Unit;
 use tower_prometheus::metrics::{Buckets, Counter, Family, Gauge, Histogram};
 use tower_prometheus::multiprocess::{GaugeMode, SKIPPED_FILES};
 use tower_prometheus::{MetricsEndpoint, MetricsLayer, MetricsRegistry, RegistryError};
 
 const REQUESTS: &str = "http_server_requests_total";
-
-/// Python's `MultiProcessCollector` over `dir`, in the text format.
-fn python_aggregate(python: &std::path::Path, dir: &std::path::Path) -> Exposition {
-    let output = Command::new(python)
-        .env("PROMETHEUS_MULTIPROC_DIR", dir)
-        .args([
-            "-c",
-            "from prometheus_client import CollectorRegistry, generate_latest, multiprocess\n\
-             r = CollectorRegistry()\n\
-             multiprocess.MultiProcessCollector(r)\n\
-             print(generate_latest(r).decode())",
-        ])
-        .output()
-        .expect("python runs");
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    Exposition::parse(&String::from_utf8_lossy(&output.stdout))
-}
-
-/// Every sample Python's aggregate has (other than `skip`) has the same value here.
-/// Bucket bounds are compared as numbers: Python writes `le="1.0"` where the Go and
-/// Rust clients write `le="1"`.
-fn assert_same_samples(ours: &Exposition, python: &Exposition, skip: &[&str]) {
-    let mut compared = 0;
-    for sample in python
-        .samples
-        .iter()
-        .filter(|s| !skip.iter().any(|p| s.name.starts_with(p)))
-    {
-        let value = ours
-            .samples
-            .iter()
-            .find(|candidate| {
-                candidate.name == sample.name
-                    && candidate.labels.len() == sample.labels.len()
-                    && candidate
-                        .labels
-                        .iter()
-                        .all(|(k, v)| match sample.labels.get(k) {
-                            Some(theirs) if k == "le" => {
-                                theirs.parse::<f64>().ok() == v.parse::<f64>().ok()
-                            }
-                            Some(theirs) => theirs == v,
-                            None => false,
-                        })
-            })
-            .map(|s| s.value);
-        assert!(
-            value.is_some_and(|v| (v - sample.value).abs() <= 1e-9 * sample.value.abs().max(1.0)),
-            "{} {:?}: python {} here {:?}\n--- here ---\n{}",
-            sample.name,
-            sample.labels,
-            sample.value,
-            value,
-            ours.text
-        );
-        compared += 1;
-    }
-    assert!(compared > 0, "python aggregated nothing");
-}
 
 async fn python_reads_the_files_this_crate_writes() -> common::Checked {
     let python = common::require_python_client(
@@ -231,7 +169,15 @@ async fn corrupt_and_truncated_files_are_skipped_and_counted() {
 
     let metrics = scrape(addr).await;
     assert_eq!(metrics.value("kept_total", &[]), Some(3.0));
-    assert_eq!(metrics.value(SKIPPED_FILES, &[]), Some(3.0));
+    assert_eq!(
+        metrics.value(SKIPPED_FILES, &[("reason", "truncated")]),
+        Some(2.0)
+    );
+    assert_eq!(
+        metrics.value(SKIPPED_FILES, &[("reason", "corrupt")]),
+        Some(1.0)
+    );
+    assert_eq!(metrics.sum(SKIPPED_FILES, &[]), 3.0);
 }
 
 fn a_directory_that_cannot_hold_the_files_fails_when_the_layer_is_built() {
@@ -470,7 +416,7 @@ async fn files_that_grow_between_scrapes_are_read_incrementally() {
         let expected: usize = (1..=round).map(|r| 3000 * r).sum();
         assert_eq!(metrics.sum("items_total", &[]), expected as f64);
         assert_eq!(metrics.matching("items_total", &[]).len(), 3000 * round);
-        assert_eq!(metrics.value(SKIPPED_FILES, &[]), Some(0.0));
+        assert_eq!(metrics.sum(SKIPPED_FILES, &[]), 0.0);
     }
 }
 

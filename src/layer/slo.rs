@@ -205,9 +205,9 @@ impl ObjectiveTargets {
     fn new(series: Vec<TargetSeries>) -> Self {
         if let Some(binding) = Binding::claim() {
             for (labels, target) in &series {
-                if let Some(value) = binding.value(FileKind::Gauge(GaugeMode::Max), "", labels) {
-                    value.set(*target);
-                }
+                binding
+                    .value(FileKind::Gauge(GaugeMode::Max), "", labels)
+                    .set(*target);
             }
         }
         Self {

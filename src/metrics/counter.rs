@@ -53,11 +53,8 @@ impl Counter {
     }
 
     fn bind(binding: &Binding, labels: &[(String, String)]) -> Self {
-        match binding.value(FileKind::Counter, "_total", labels) {
-            Some(value) => Self {
-                value: CounterValue::Mapped(value),
-            },
-            None => Self::local(),
+        Self {
+            value: CounterValue::Mapped(binding.value(FileKind::Counter, "_total", labels)),
         }
     }
 

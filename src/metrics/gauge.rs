@@ -63,12 +63,9 @@ impl Gauge {
     }
 
     fn bind_mode(binding: &Binding, labels: &[(String, String)], mode: GaugeMode) -> Self {
-        match binding.value(FileKind::Gauge(mode), "", labels) {
-            Some(value) => Self {
-                value: GaugeValue::Mapped(value),
-                mode,
-            },
-            None => Self::local(mode),
+        Self {
+            value: GaugeValue::Mapped(binding.value(FileKind::Gauge(mode), "", labels)),
+            mode,
         }
     }
 

@@ -185,7 +185,7 @@ impl Histogram {
             with_le.push(("le".to_string(), go_float(bound)));
             binding.value(FileKind::Histogram, "_bucket", &with_le)
         };
-        let counts: Option<Box<[MappedValue]>> = buckets
+        let counts: Box<[MappedValue]> = buckets
             .bounds
             .iter()
             .copied()
@@ -193,12 +193,7 @@ impl Histogram {
             .map(bucket)
             .collect();
         let sum = binding.value(FileKind::Histogram, "_sum", labels);
-        match (counts, sum) {
-            (Some(counts), Some(sum)) => {
-                Self::with_values(buckets, HistogramValues::Mapped { counts, sum })
-            }
-            _ => Self::local(buckets),
-        }
+        Self::with_values(buckets, HistogramValues::Mapped { counts, sum })
     }
 
     fn with_values(buckets: Buckets, values: HistogramValues) -> Self {

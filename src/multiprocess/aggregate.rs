@@ -1,35 +1,90 @@
 //! The scrape side: every process's files, summed as Python's `MultiProcessCollector`
 //! does, and encoded through prometheus-client.
 //!
-//! Keys never change once written, so each file is parsed once: later scrapes parse
-//! only entries appended since, and read values at known offsets.
+//! Files are copied with `pread` into one reused buffer, never mapped: a file that
+//! another process truncates or rewrites is then a short or inconsistent copy, skipped
+//! for that scrape and counted, instead of a fault. Keys never change once written, so
+//! each file is parsed once: later scrapes parse only entries appended since, and read
+//! values at known offsets of the copy.
 
 use std::collections::HashMap;
 use std::fmt;
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, NoLabelSet};
+use prometheus_client::encoding::{DescriptorEncoder, NoLabelSet};
 use prometheus_client::metrics::exemplar::Exemplar;
 use prometheus_client::metrics::MetricType;
 
-use super::file::{parse_entries, ReadableFile};
+use super::file::{open_regular, parse_entries, used_of, value_at};
 use super::key;
 use super::store::{is_alive, ProcessStore};
 use super::GaugeMode;
 use crate::hash::FastHashBuilder;
 
-/// Name of the gauge of files skipped at the last scrape (corrupt, truncated, unreadable).
+/// Name of the gauge of files skipped at the last scrape, by `reason`: `not_regular`
+/// (a link, FIFO, socket, device or directory), `unreadable`, `truncated` (shorter
+/// than its header says, or rewritten shorter), `corrupt`, `unknown_name`.
 pub const SKIPPED_FILES: &str = "tower_prometheus_multiprocess_skipped_files";
-/// Name of the counter of values this process could not place in its files.
+/// Name of the counter of writes this process could not place in its files, by
+/// `reason`: `no_space`, `file_full`, `io`. Such values are kept in memory and placed
+/// (with what they gathered meanwhile) once there is room.
 pub const WRITE_ERRORS: &str = "tower_prometheus_multiprocess_write_errors";
+
+/// Why a file was skipped at a scrape; the `reason` label of [`SKIPPED_FILES`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Skip {
+    NotRegular,
+    Unreadable,
+    Truncated,
+    Corrupt,
+    UnknownName,
+}
+
+impl Skip {
+    const ALL: [Skip; 5] = [
+        Skip::NotRegular,
+        Skip::Unreadable,
+        Skip::Truncated,
+        Skip::Corrupt,
+        Skip::UnknownName,
+    ];
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Skip::NotRegular => "not_regular",
+            Skip::Unreadable => "unreadable",
+            Skip::Truncated => "truncated",
+            Skip::Corrupt => "corrupt",
+            Skip::UnknownName => "unknown_name",
+        }
+    }
+
+    fn of_open(error: &io::Error) -> Self {
+        match (error.kind(), error.raw_os_error()) {
+            (io::ErrorKind::InvalidInput, _) | (_, Some(libc::ELOOP)) => Skip::NotRegular,
+            _ => Skip::Unreadable,
+        }
+    }
+
+    fn of_read(error: &io::Error) -> Self {
+        match error.kind() {
+            io::ErrorKind::UnexpectedEof => Skip::Truncated,
+            _ => Skip::Unreadable,
+        }
+    }
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 enum FileType {
     Counter,
     Gauge(GaugeMode),
     Histogram,
+    Summary,
 }
 
 impl FileType {
@@ -38,6 +93,7 @@ impl FileType {
             FileType::Counter => FamilyType::Counter,
             FileType::Gauge(_) => FamilyType::Gauge,
             FileType::Histogram => FamilyType::Histogram,
+            FileType::Summary => FamilyType::Summary,
         }
     }
 }
@@ -47,6 +103,10 @@ enum FamilyType {
     Counter,
     Gauge,
     Histogram,
+    /// One sample of a Python summary (`_count` or `_sum`), summed over processes and
+    /// served as a gauge family of that name: prometheus-client cannot encode a
+    /// summary, and these are the samples a summary without quantiles has.
+    Summary,
 }
 
 /// What a file's name says: its type and the pid of the process that wrote it.
@@ -56,6 +116,7 @@ fn parse_file_name(name: &str) -> Option<(FileType, &str)> {
     let file_type = match parts.next()? {
         "counter" => FileType::Counter,
         "histogram" => FileType::Histogram,
+        "summary" => FileType::Summary,
         "gauge" => FileType::Gauge(GaugeMode::from_name(parts.next()?)?),
         _ => return None,
     };
@@ -99,7 +160,7 @@ struct HistogramGroup {
 }
 
 struct CachedFile {
-    file: ReadableFile,
+    file: File,
     identity: (u64, u64),
     parsed_until: usize,
     entries: Vec<(SeriesId, usize)>,
@@ -116,6 +177,8 @@ struct Cache {
     /// Key text to series, so the same key in many files is parsed once.
     keys: HashMap<Box<[u8]>, SeriesId, FastHashBuilder>,
     files: HashMap<PathBuf, CachedFile>,
+    /// The copy of the file being read, reused across files and scrapes.
+    buffer: Vec<u8>,
 }
 
 /// Per-scrape totals.
@@ -124,7 +187,15 @@ struct Totals {
     seen: Vec<bool>,
     gauges: Vec<GaugeValue>,
     gauge_index: HashMap<(SeriesId, Option<String>), usize>,
-    skipped_files: u64,
+    skipped_files: [u64; Skip::ALL.len()],
+}
+
+impl Totals {
+    fn skip(&mut self, reason: Skip) {
+        if let Some(index) = Skip::ALL.iter().position(|r| *r == reason) {
+            self.skipped_files[index] += 1;
+        }
+    }
 }
 
 struct GaugeValue {
@@ -169,7 +240,12 @@ impl Cache {
         let id = match self.series_ids.get(&(family_type, identity.clone())) {
             Some(id) => *id,
             None => {
-                let family = self.family(family_type, &parsed.metric, &parsed.help);
+                // A summary's samples are families of their own (see `FamilyType`).
+                let name = match family_type {
+                    FamilyType::Summary => &parsed.sample,
+                    _ => &parsed.metric,
+                };
+                let family = self.family(family_type, name, &parsed.help);
                 let id = self.series.len();
                 let role = self.role(family, family_type, &parsed, id);
                 self.series.push(SeriesInfo { family, role });
@@ -212,7 +288,9 @@ impl Cache {
             FamilyType::Counter if parsed.sample == format!("{name}_total") => {
                 Role::Value(parsed.labels.clone())
             }
-            FamilyType::Gauge if parsed.sample == *name => Role::Value(parsed.labels.clone()),
+            FamilyType::Gauge | FamilyType::Summary if parsed.sample == *name => {
+                Role::Value(parsed.labels.clone())
+            }
             FamilyType::Histogram if parsed.sample == format!("{name}_bucket") => {
                 let Some(bound) = parsed
                     .labels
@@ -259,84 +337,128 @@ impl Cache {
         id
     }
 
-    /// Brings the cached view of `path` up to date with what its writer appended.
-    fn refresh(&mut self, path: &Path, file_type: FileType) -> Result<(), ()> {
-        let metadata = std::fs::metadata(path).map_err(drop)?;
+    /// Copies `path` into the buffer and brings its cached entries up to date with
+    /// what its writer appended. `kind` is what the directory listing says it is.
+    fn refresh(
+        &mut self,
+        path: &Path,
+        kind: std::fs::FileType,
+        file_type: FileType,
+    ) -> Result<(), Skip> {
+        // Listing and `lstat` say what the name is without opening it; the open below
+        // refuses links and does not block, and checks again what it opened.
+        if !kind.is_file() {
+            return Err(Skip::NotRegular);
+        }
+        let metadata = std::fs::symlink_metadata(path).map_err(|_| Skip::Unreadable)?;
+        if !metadata.is_file() {
+            return Err(Skip::NotRegular);
+        }
         let identity = file_identity(&metadata);
         let mut cached = match self.files.remove(path) {
-            // The same file, not shrunk: what was parsed stays valid.
-            Some(cached)
-                if cached.identity == identity && metadata.len() >= cached.file.len() as u64 =>
-            {
-                cached
-            }
+            // The same file: what was parsed stays valid unless it shrank (checked below).
+            Some(cached) if cached.identity == identity => cached,
             _ => CachedFile {
-                file: ReadableFile::open(path).map_err(drop)?,
+                file: open_regular(path, false).map_err(|error| Skip::of_open(&error))?,
                 identity,
                 parsed_until: 8,
                 entries: Vec::new(),
             },
         };
-        let mut used = cached.file.used();
-        if used > cached.file.len() {
-            // The writer grew the file after it was mapped: map it again.
-            cached.file = ReadableFile::open(path).map_err(drop)?;
-            used = cached.file.used();
-        }
+        let mut header = [0; 8];
+        cached
+            .file
+            .read_exact_at(&mut header, 0)
+            .map_err(|error| Skip::of_read(&error))?;
+        // A writer sets `used` right after it creates the file: 0 is a file of no
+        // entries yet.
+        let used = match used_of(header) {
+            0 => 8,
+            1..8 => return Err(Skip::Corrupt),
+            used => used,
+        };
         if used < cached.parsed_until {
-            return Err(());
+            // Rewritten shorter: the next scrape reads it afresh.
+            return Err(Skip::Truncated);
         }
+        self.buffer.resize(used, 0);
+        cached
+            .file
+            .read_exact_at(&mut self.buffer, 0)
+            .map_err(|error| Skip::of_read(&error))?;
         if used > cached.parsed_until {
-            let raw =
-                parse_entries(path, cached.file.data(), cached.parsed_until, used).map_err(drop)?;
-            let mut parsed = Vec::with_capacity(raw.len());
-            for entry in raw {
-                parsed.push((
-                    self.intern(entry.key, file_type).ok_or(())?,
-                    entry.value_offset,
-                ));
-            }
-            cached.entries.extend(parsed);
+            // Out of `self` while its keys are interned into `self`.
+            let buffer = std::mem::take(&mut self.buffer);
+            let parsed = self.intern_entries(path, &buffer, cached.parsed_until, file_type);
+            self.buffer = buffer;
+            cached.entries.extend(parsed?);
             cached.parsed_until = used;
         }
         self.files.insert(path.to_path_buf(), cached);
         Ok(())
     }
 
-    fn collect(&mut self, dir: &Path) -> Totals {
+    /// The series and value offset of each entry of `data` from `start` on.
+    fn intern_entries(
+        &mut self,
+        path: &Path,
+        data: &[u8],
+        start: usize,
+        file_type: FileType,
+    ) -> Result<Vec<(SeriesId, usize)>, Skip> {
+        parse_entries(path, data, start, data.len())
+            .map_err(|_| Skip::Corrupt)?
+            .into_iter()
+            .map(|entry| {
+                let series = self.intern(entry.key, file_type).ok_or(Skip::Corrupt)?;
+                Ok((series, entry.value_offset))
+            })
+            .collect()
+    }
+
+    fn collect(&mut self, dir: &Path, own_pid: u32) -> Totals {
         let mut totals = Totals {
             sums: Vec::new(),
             seen: Vec::new(),
             gauges: Vec::new(),
             gauge_index: HashMap::new(),
-            skipped_files: 0,
+            skipped_files: [0; Skip::ALL.len()],
         };
-        let mut names: Vec<String> = match std::fs::read_dir(dir) {
+        let mut names: Vec<(String, std::fs::FileType)> = match std::fs::read_dir(dir) {
             Ok(entries) => entries
                 .filter_map(Result::ok)
-                .filter_map(|entry| entry.file_name().into_string().ok())
+                .filter_map(|entry| {
+                    let kind = entry.file_type().ok()?;
+                    Some((entry.file_name().into_string().ok()?, kind))
+                })
+                .filter(|(name, _)| name.ends_with(".db"))
                 .collect(),
             Err(_) => {
-                totals.skipped_files += 1;
+                totals.skip(Skip::Unreadable);
                 return totals;
             }
         };
-        names.sort();
-        let present: Vec<PathBuf> = names.iter().map(|name| dir.join(name)).collect();
+        names.sort_by(|a, b| a.0.cmp(&b.0));
+        let present: Vec<PathBuf> = names.iter().map(|(name, _)| dir.join(name)).collect();
         self.files.retain(|path, _| present.contains(path));
-        for name in &names {
+        for (name, kind) in &names {
             let Some((file_type, pid)) = parse_file_name(name) else {
+                totals.skip(Skip::UnknownName);
                 continue;
             };
+            let path = dir.join(name);
             if let FileType::Gauge(mode) = file_type {
-                if mode.is_live() && !pid.parse().is_ok_and(|pid| is_alive(dir, pid)) {
+                if mode.is_live()
+                    && !pid
+                        .parse()
+                        .is_ok_and(|pid| is_alive(dir, pid, &path, own_pid))
+                {
                     continue;
                 }
             }
-            let path = dir.join(name);
-            if self.refresh(&path, file_type).is_err() {
+            if let Err(reason) = self.refresh(&path, *kind, file_type) {
                 self.files.remove(&path);
-                totals.skipped_files += 1;
+                totals.skip(reason);
                 continue;
             }
             totals.sums.resize(self.series.len(), 0.0);
@@ -345,13 +467,15 @@ impl Cache {
                 continue;
             };
             for &(series, offset) in &cached.entries {
-                let (value, timestamp) = cached.file.load(offset);
+                let (value, timestamp) = value_at(&self.buffer, offset);
                 totals.seen[series] = true;
                 match file_type {
                     FileType::Gauge(mode) => {
                         add_gauge(&mut totals, series, pid, mode, value, timestamp);
                     }
-                    FileType::Counter | FileType::Histogram => totals.sums[series] += value,
+                    FileType::Counter | FileType::Histogram | FileType::Summary => {
+                        totals.sums[series] += value
+                    }
                 }
             }
         }
@@ -420,7 +544,7 @@ fn parse_bound(text: &str) -> Option<f64> {
 impl Collector for Aggregator {
     fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), fmt::Error> {
         let mut cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
-        let totals = cache.collect(self.store.dir());
+        let totals = cache.collect(self.store.dir(), self.store.pid());
         let cache = &*cache;
         let mut gauges_by_family: HashMap<usize, Vec<&GaugeValue>> = HashMap::new();
         for gauge in &totals.gauges {
@@ -431,7 +555,7 @@ impl Collector for Aggregator {
         }
         for (family_id, family) in cache.families.iter().enumerate() {
             match family.family_type {
-                FamilyType::Counter => {
+                FamilyType::Counter | FamilyType::Summary => {
                     let present: Vec<_> = family
                         .series
                         .iter()
@@ -444,19 +568,27 @@ impl Collector for Aggregator {
                     if present.is_empty() {
                         continue;
                     }
+                    let is_counter = family.family_type == FamilyType::Counter;
                     let mut metric = encoder.encode_descriptor(
                         &family.name,
                         &family.help,
                         None,
-                        MetricType::Counter,
+                        if is_counter {
+                            MetricType::Counter
+                        } else {
+                            MetricType::Gauge
+                        },
                     )?;
                     for (labels, value) in present {
-                        metric
-                            .encode_family(labels)?
-                            .encode_counter::<NoLabelSet, f64, f64>(
+                        let mut sample = metric.encode_family(labels)?;
+                        if is_counter {
+                            sample.encode_counter::<NoLabelSet, f64, f64>(
                                 &value,
                                 None::<&Exemplar<NoLabelSet, f64>>,
                             )?;
+                        } else {
+                            sample.encode_gauge(&value)?;
+                        }
                     }
                 }
                 FamilyType::Gauge => {
@@ -520,33 +652,38 @@ impl Collector for Aggregator {
                 }
             }
         }
-        encode_own_errors(
-            &mut encoder,
-            totals.skipped_files,
-            self.store.write_errors(),
-        )
+        encode_own_errors(&mut encoder, &totals.skipped_files, &self.store)
     }
 }
 
 fn encode_own_errors(
     encoder: &mut DescriptorEncoder<'_>,
-    skipped: u64,
-    write_errors: u64,
+    skipped: &[u64; Skip::ALL.len()],
+    store: &ProcessStore,
 ) -> fmt::Result {
-    let metric = encoder.encode_descriptor(
+    let mut metric = encoder.encode_descriptor(
         SKIPPED_FILES,
-        "Multiprocess files skipped at this scrape because they were corrupt, truncated or unreadable.",
+        "Multiprocess files skipped at this scrape, by reason.",
         None,
         MetricType::Gauge,
     )?;
-    prometheus_client::metrics::gauge::ConstGauge::new(skipped as i64).encode(metric)?;
-    let metric = encoder.encode_descriptor(
+    for (reason, count) in Skip::ALL.iter().zip(skipped) {
+        metric
+            .encode_family(&[("reason", reason.as_str())])?
+            .encode_gauge(&(*count as i64))?;
+    }
+    let mut metric = encoder.encode_descriptor(
         WRITE_ERRORS,
-        "Values this process could not place in its multiprocess files, kept in memory instead.",
+        "Writes this process could not place in its multiprocess files, by reason; the values are kept in memory until there is room.",
         None,
         MetricType::Counter,
     )?;
-    prometheus_client::metrics::counter::ConstCounter::new(write_errors).encode(metric)
+    for (reason, count) in store.write_errors() {
+        metric
+            .encode_family(&[("reason", reason.as_str())])?
+            .encode_counter::<NoLabelSet, u64, u64>(&count, None::<&Exemplar<NoLabelSet, u64>>)?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -569,6 +706,9 @@ mod tests {
         );
         assert_eq!(parse_file_name("gauge_bogus_3.db"), None);
         assert_eq!(parse_file_name("tower_prometheus_3.lock"), None);
-        assert_eq!(parse_file_name("summary_3.db"), None);
+        assert_eq!(
+            parse_file_name("summary_3.db"),
+            Some((FileType::Summary, "3"))
+        );
     }
 }

@@ -13,9 +13,8 @@ use prometheus_client::encoding::{EncodeLabelSet, EncodeMetric, MetricEncoder};
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
-use super::file::MappedValue;
 use super::key;
-use super::store::{FileKind, ProcessStore};
+use super::store::{FileKind, MappedValue, ProcessStore};
 
 /// Where the values of one registered metric go.
 #[derive(Clone)]
@@ -59,7 +58,7 @@ impl Binding {
         kind: FileKind,
         suffix: &str,
         labels: &[(String, String)],
-    ) -> Option<MappedValue> {
+    ) -> MappedValue {
         let metric = match kind {
             FileKind::Counter => &self.names[0],
             FileKind::Gauge(_) | FileKind::Histogram => &self.names[1],

@@ -22,14 +22,20 @@
 //!   the first of this crate's metrics built is the one placed in the files, so a
 //!   provider should build just the metric it returns.
 //! - A value is one atomic operation on shared memory: a process killed with SIGKILL
-//!   loses nothing it had recorded, and a scrape never sees a torn value. A corrupt or
-//!   truncated file is skipped and counted in `tower_prometheus_multiprocess_skipped_files`.
+//!   loses nothing it had recorded. Blocks are reserved before they are mapped, so a
+//!   full disk fails the build or is counted in [`WRITE_ERRORS`] (the value waits in
+//!   memory until there is room), never a signal.
+//! - A scrape copies each file with `pread` (never mapping another process's file),
+//!   opens only regular files, never through a link and without blocking, and skips
+//!   anything else, or a truncated or corrupt file, counting it in [`SKIPPED_FILES`].
+//! - After `fork()`, a child writes its own files from its first write on.
 //!
-//! Each process holds a lock on `tower_prometheus_<pid>.lock` while it runs, which is
-//! how a scrape tells live processes from exited ones (pid reuse included) without
-//! anything like Python's `mark_process_dead`. Python workers, which hold no lock, are
-//! live while their pid exists. Empty the directory between deployments (before the
-//! new processes start), as with Python.
+//! Each process holds a record lock on `tower_prometheus_<pid>.lock` while it runs,
+//! which is how a scrape tells live processes from exited ones (pid reuse included)
+//! without anything like Python's `mark_process_dead`. Python workers, which hold no
+//! lock, are live while their pid runs a process that started before their file last
+//! changed. Empty the directory between deployments (before the new processes start),
+//! as with Python.
 
 mod aggregate;
 mod binding;
@@ -44,9 +50,8 @@ use std::sync::Arc;
 pub(crate) use aggregate::Aggregator;
 pub use aggregate::{SKIPPED_FILES, WRITE_ERRORS};
 pub(crate) use binding::{label_pairs, Binding};
-pub(crate) use file::MappedValue;
 pub(crate) use key::go_float;
-pub(crate) use store::{FileKind, ProcessStore};
+pub(crate) use store::{FileKind, MappedValue, ProcessStore};
 
 /// The environment variable that turns multi-process mode on.
 pub const ENV_VAR: &str = "PROMETHEUS_MULTIPROC_DIR";
@@ -174,8 +179,8 @@ fn dir_from_env() -> Option<PathBuf> {
         Some(dir) if !dir.is_empty() => Some(PathBuf::from(dir)),
         _ => {
             if std::env::var_os(OLD_ENV_VAR).is_some() {
-                eprintln!(
-                    "tower-prometheus: {OLD_ENV_VAR} is set but ignored; set {ENV_VAR} to turn on multi-process mode"
+                tracing::warn!(
+                    "{OLD_ENV_VAR} is set but ignored; set {ENV_VAR} to turn on multi-process mode"
                 );
             }
             None

@@ -1,13 +1,16 @@
-//! The files of this process in the multiprocess directory, and which processes live.
+//! The files of this process in the multiprocess directory, the values placed in
+//! them, and which processes live.
 
 use std::collections::{BTreeMap, HashMap};
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use super::file::{FileError, MappedValue, WritableFile};
+use super::file::{self, FileError, SlotRef, WritableFile};
 use super::{GaugeMode, MultiprocessError};
 
 /// Which file of a process a value lives in.
@@ -28,6 +31,40 @@ impl FileKind {
     }
 }
 
+/// Why a write found no place in the files; the `reason` label of the write errors.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum WriteError {
+    /// The filesystem (or a quota) has no room.
+    NoSpace,
+    /// The file would outgrow the format (2 GiB).
+    FileFull,
+    /// Any other failure: permissions, a corrupt file of this pid, a link in its place.
+    Io,
+}
+
+impl WriteError {
+    pub(crate) const ALL: [WriteError; 3] =
+        [WriteError::NoSpace, WriteError::FileFull, WriteError::Io];
+
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            WriteError::NoSpace => "no_space",
+            WriteError::FileFull => "file_full",
+            WriteError::Io => "io",
+        }
+    }
+
+    fn of(error: &FileError) -> Self {
+        match error {
+            FileError::Full { .. } => WriteError::FileFull,
+            _ => match error.io_error().and_then(io::Error::raw_os_error) {
+                Some(libc::ENOSPC | libc::EDQUOT) => WriteError::NoSpace,
+                _ => WriteError::Io,
+            },
+        }
+    }
+}
+
 /// Name of the lock file a process holds for its whole life. Python's reader only
 /// reads `*.db` files, so it does not see these.
 fn lock_file_name(pid: u32) -> String {
@@ -37,21 +74,33 @@ fn lock_file_name(pid: u32) -> String {
 /// Stores open in this process, by canonical directory.
 static OPEN_STORES: Mutex<BTreeMap<PathBuf, Weak<ProcessStore>>> = Mutex::new(BTreeMap::new());
 
+/// How long a value that found no place waits before it tries again.
+const RETRY_AFTER: Duration = Duration::from_secs(1);
+
 /// This process's files in the directory.
 pub(crate) struct ProcessStore {
     dir: PathBuf,
+    /// Mode of new files: the directory's read and write bits, so a private
+    /// directory keeps its files private (the umask applies as well).
+    file_mode: u32,
+    state: Mutex<StoreState>,
+    /// Writes that found no place in the files, by [`WriteError`].
+    write_errors: [AtomicU64; 3],
+}
+
+/// The files of the process this is (it changes after a fork).
+struct StoreState {
     pid: u32,
-    files: Mutex<HashMap<FileKind, Arc<WritableFile>>>,
-    /// Values that could not get a cell (for example a full disk) and stay in memory.
-    write_errors: AtomicU64,
-    /// Held (exclusively locked) until the process exits; a reader that can lock it
-    /// knows the process is gone, however it died and whatever pid came later.
-    _lock: File,
+    generation: u64,
+    files: HashMap<FileKind, Arc<WritableFile>>,
+    /// Locked until the process exits; a reader that finds it unlocked knows the
+    /// process is gone, however it died and whatever pid came later. `None` in a
+    /// forked child that could not take its own.
+    _lock: Option<File>,
 }
 
 impl ProcessStore {
-    /// Checks the directory and takes this process's lock. A lock file left by a dead
-    /// process with the same pid means its live-mode gauges are stale: they go.
+    /// Checks the directory and takes this process's lock.
     pub(crate) fn open(dir: &Path) -> Result<Arc<Self>, MultiprocessError> {
         let io_error = |source: io::Error| MultiprocessError::Directory {
             path: dir.to_path_buf(),
@@ -79,40 +128,20 @@ impl ProcessStore {
                 "not a directory",
             ));
         }
-        let pid = std::process::id();
-        let lock_path = dir.join(lock_file_name(pid));
-        let reused = lock_path.exists();
-        let lock = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&lock_path)?;
-        lock.try_lock().map_err(|error| {
-            io::Error::new(
-                io::ErrorKind::WouldBlock,
-                format!(
-                    "another live process holds {}: {error}",
-                    lock_path.display()
-                ),
-            )
-        })?;
-        if reused {
-            for mode in GaugeMode::ALL.into_iter().filter(|m| m.is_live()) {
-                let stale = dir.join(FileKind::Gauge(mode).file_name(pid));
-                match std::fs::remove_file(&stale) {
-                    Ok(()) => {}
-                    Err(error) if error.kind() == io::ErrorKind::NotFound => {}
-                    Err(error) => return Err(error),
-                }
-            }
-        }
+        let file_mode = metadata.permissions().mode() & 0o666;
+        file::watch_forks();
+        let generation = file::fork_generation();
+        let (pid, lock) = take_lock(dir, file_mode)?;
         Ok(Arc::new(Self {
             dir: dir.to_path_buf(),
-            pid,
-            files: Mutex::new(HashMap::new()),
-            write_errors: AtomicU64::new(0),
-            _lock: lock,
+            file_mode,
+            state: Mutex::new(StoreState {
+                pid,
+                generation,
+                files: HashMap::new(),
+                _lock: Some(lock),
+            }),
+            write_errors: Default::default(),
         }))
     }
 
@@ -120,63 +149,303 @@ impl ProcessStore {
         &self.dir
     }
 
-    /// The cell for `key` in the file of `kind`, or `None` (counted) when the file
-    /// cannot take it.
-    pub(crate) fn value(&self, kind: FileKind, key: &str) -> Option<MappedValue> {
-        let result = self.file(kind).and_then(|file| file.value(key));
-        match result {
-            Ok(value) => Some(value),
-            Err(_) => {
-                self.write_errors.fetch_add(1, Ordering::Relaxed);
-                None
-            }
+    /// The cell for `key` in the file of `kind`. When the file cannot take it, the
+    /// value is kept in memory, its writes are counted, and it tries again later.
+    pub(crate) fn value(self: &Arc<Self>, kind: FileKind, key: &str) -> MappedValue {
+        let cell = Cell {
+            slot: SlotRef::unplaced(),
+            local: Default::default(),
+            store: Arc::clone(self),
+            kind,
+            key: key.into(),
+            pending: Mutex::new(Pending {
+                generation: file::fork_generation(),
+                retry_at: None,
+                reason: WriteError::Io,
+            }),
+        };
+        if let Err(reason) = cell.try_place(file::fork_generation()) {
+            let mut pending = cell.pending.lock().unwrap_or_else(PoisonError::into_inner);
+            pending.reason = reason;
+            pending.retry_at = Some(Instant::now() + RETRY_AFTER);
+        }
+        MappedValue {
+            cell: Arc::new(cell),
         }
     }
 
     /// Creates this process's file of `kind` now, so a directory that cannot hold it
     /// fails when the layer is built rather than at the first request.
     pub(crate) fn ensure(&self, kind: FileKind) -> Result<(), MultiprocessError> {
-        self.file(kind).map(drop).map_err(MultiprocessError::from)
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        self.file(&mut state, kind)
+            .map(drop)
+            .map_err(MultiprocessError::from)
     }
 
-    pub(crate) fn write_errors(&self) -> u64 {
-        self.write_errors.load(Ordering::Relaxed)
+    /// Writes that found no place in the files, by reason.
+    pub(crate) fn write_errors(&self) -> impl Iterator<Item = (WriteError, u64)> + '_ {
+        WriteError::ALL
+            .into_iter()
+            .zip(&self.write_errors)
+            .map(|(reason, count)| (reason, count.load(Ordering::Relaxed)))
     }
 
-    fn file(&self, kind: FileKind) -> Result<Arc<WritableFile>, FileError> {
-        let mut files = self.files.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(file) = files.get(&kind) {
+    /// The pid this process has now.
+    pub(crate) fn pid(&self) -> u32 {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        // A child that has not written yet takes its own lock at its first scrape.
+        let _ = self.follow_fork(&mut state);
+        state.pid
+    }
+
+    fn count_write_error(&self, reason: WriteError) {
+        let index = WriteError::ALL
+            .iter()
+            .position(|r| *r == reason)
+            .unwrap_or(WriteError::ALL.len() - 1);
+        if self.write_errors[index].fetch_add(1, Ordering::Relaxed) == 0 {
+            tracing::warn!(
+                dir = %self.dir.display(),
+                reason = reason.as_str(),
+                "multiprocess values found no place in their files: kept in memory, counted, and placed when there is room"
+            );
+        }
+    }
+
+    fn slot(&self, kind: FileKind, key: &str) -> Result<file::Slot, FileError> {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        self.follow_fork(&mut state)?;
+        self.file(&mut state, kind)?.slot(key)
+    }
+
+    /// After a fork, the child drops its parent's files and takes a lock of its own:
+    /// its values go to files of its own pid, as Python's clients do.
+    fn follow_fork(&self, state: &mut StoreState) -> Result<(), FileError> {
+        let generation = file::fork_generation();
+        if state.generation == generation {
+            return Ok(());
+        }
+        state.files.clear();
+        // The parent's lock is the parent's: record locks do not pass to a child.
+        state._lock = None;
+        let (pid, lock) = take_lock(&self.dir, self.file_mode).map_err(|source| FileError::Io {
+            path: self.dir.join(lock_file_name(std::process::id())),
+            source,
+        })?;
+        state.pid = pid;
+        state._lock = Some(lock);
+        state.generation = generation;
+        Ok(())
+    }
+
+    fn file(&self, state: &mut StoreState, kind: FileKind) -> Result<Arc<WritableFile>, FileError> {
+        if let Some(file) = state.files.get(&kind) {
             return Ok(Arc::clone(file));
         }
-        let file = Arc::new(WritableFile::open(
-            &self.dir.join(kind.file_name(self.pid)),
-        )?);
-        files.insert(kind, Arc::clone(&file));
+        let path = self.dir.join(kind.file_name(state.pid));
+        let file = Arc::new(WritableFile::open(&path, self.file_mode)?);
+        state.files.insert(kind, Arc::clone(&file));
         Ok(file)
     }
 }
 
-/// Whether the process `pid` that wrote files in `dir` still runs. A process of this
-/// crate holds its lock file; for others (Python workers) the pid is looked up.
-pub(crate) fn is_alive(dir: &Path, pid: u32) -> bool {
-    if pid == std::process::id() {
-        return true;
+/// Takes the lock of this process's pid in `dir`. It is a record lock (the kind a
+/// reader can query without taking), which a process loses when it closes any
+/// descriptor of the file: nothing else in this crate opens its own lock file.
+/// Live-mode gauge files of this pid were written by a process that is gone (this
+/// pid is ours now): they go.
+fn take_lock(dir: &Path, mode: u32) -> io::Result<(u32, File)> {
+    let pid = std::process::id();
+    let lock_path = dir.join(lock_file_name(pid));
+    let lock = file::open_or_create(&lock_path, mode)?;
+    if !file::try_lock(&lock)? {
+        return Err(io::Error::new(
+            io::ErrorKind::WouldBlock,
+            format!("another live process holds {}", lock_path.display()),
+        ));
     }
-    match File::open(dir.join(lock_file_name(pid))) {
-        Ok(lock) => match lock.try_lock_shared() {
-            Ok(()) => false,
-            Err(std::fs::TryLockError::WouldBlock) => true,
-            // Locking unsupported here: fall back to the pid.
-            Err(std::fs::TryLockError::Error(_)) => pid_exists(pid),
-        },
-        Err(_) => pid_exists(pid),
+    for mode in GaugeMode::ALL.into_iter().filter(|m| m.is_live()) {
+        let stale = dir.join(FileKind::Gauge(mode).file_name(pid));
+        match std::fs::remove_file(&stale) {
+            Ok(()) => {}
+            Err(error) if error.kind() == io::ErrorKind::NotFound => {}
+            Err(error) => return Err(error),
+        }
+    }
+    Ok((pid, lock))
+}
+
+/// A value in this process's files, shared by clones; after a fork it moves to the
+/// child's files at its first write there.
+#[derive(Clone)]
+pub(crate) struct MappedValue {
+    cell: Arc<Cell>,
+}
+
+struct Cell {
+    slot: SlotRef,
+    /// Value and timestamp bits while the cell has no place in a file.
+    local: [AtomicU64; 2],
+    store: Arc<ProcessStore>,
+    kind: FileKind,
+    key: Box<str>,
+    pending: Mutex<Pending>,
+}
+
+struct Pending {
+    /// The fork generation `local` belongs to.
+    generation: u64,
+    /// When to try placing the value again; `None`: now.
+    retry_at: Option<Instant>,
+    /// Why the last try failed.
+    reason: WriteError,
+}
+
+impl Cell {
+    fn try_place(&self, generation: u64) -> Result<(), WriteError> {
+        let slot = self
+            .store
+            .slot(self.kind, &self.key)
+            .map_err(|error| WriteError::of(&error))?;
+        self.slot.place(slot, generation);
+        Ok(())
+    }
+
+    /// A write that missed the fast path: the value moves to a file of this process
+    /// (with what was kept in memory meanwhile), or stays in memory and is counted.
+    #[cold]
+    fn write_slow<R>(&self, op: impl FnOnce(&AtomicU64, &AtomicU64) -> R) -> R {
+        let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
+        let generation = file::fork_generation();
+        if let Some((value, timestamp)) = self.slot.get(generation) {
+            return op(value, timestamp);
+        }
+        if pending.generation != generation {
+            // Forked: what the parent kept in memory is the parent's to write.
+            pending.generation = generation;
+            pending.retry_at = None;
+            for local in &self.local {
+                local.store(0, Ordering::Relaxed);
+            }
+        }
+        if pending.retry_at.is_none_or(|at| Instant::now() >= at) {
+            match self.try_place(generation) {
+                Ok(()) => {
+                    if let Some((value, timestamp)) = self.slot.get(generation) {
+                        crate::metrics::shard::add_f64(
+                            value,
+                            f64::from_bits(self.local[0].swap(0, Ordering::Relaxed)),
+                        );
+                        let kept = self.local[1].swap(0, Ordering::Relaxed);
+                        if kept != 0 {
+                            timestamp.store(kept, Ordering::Relaxed);
+                        }
+                        return op(value, timestamp);
+                    }
+                }
+                Err(reason) => {
+                    pending.reason = reason;
+                    pending.retry_at = Some(Instant::now() + RETRY_AFTER);
+                }
+            }
+        }
+        self.store.count_write_error(pending.reason);
+        op(&self.local[0], &self.local[1])
     }
 }
 
-fn pid_exists(pid: u32) -> bool {
-    if cfg!(target_os = "linux") {
-        Path::new("/proc").join(pid.to_string()).exists()
-    } else {
-        true
+impl MappedValue {
+    #[inline]
+    fn write<R>(&self, op: impl FnOnce(&AtomicU64, &AtomicU64) -> R) -> R {
+        match self.cell.slot.get(file::fork_generation()) {
+            Some((value, timestamp)) => op(value, timestamp),
+            None => self.cell.write_slow(op),
+        }
     }
+
+    pub(crate) fn add(&self, delta: f64) {
+        self.write(|value, _| crate::metrics::shard::add_f64(value, delta));
+    }
+
+    pub(crate) fn set(&self, value: f64) {
+        self.write(|cell, _| cell.store(value.to_bits(), Ordering::Relaxed));
+    }
+
+    pub(crate) fn set_timestamp(&self, seconds: f64) {
+        self.write(|_, timestamp| timestamp.store(seconds.to_bits(), Ordering::Relaxed));
+    }
+
+    /// The value this process has (0 in a forked child that has not written it yet).
+    pub(crate) fn get(&self) -> f64 {
+        let bits = match self.cell.slot.get(file::fork_generation()) {
+            Some((value, _)) => value.load(Ordering::Relaxed),
+            None => {
+                let pending = self
+                    .cell
+                    .pending
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner);
+                if pending.generation == file::fork_generation() {
+                    self.cell.local[0].load(Ordering::Relaxed)
+                } else {
+                    0
+                }
+            }
+        };
+        f64::from_bits(bits)
+    }
+}
+
+/// Whether the process `pid`, which wrote the file at `path` in `dir`, still runs.
+/// A process of this crate holds its lock file; for others (Python workers) the pid
+/// must exist and have started before the file was last written, or it is a later
+/// process that reuses the pid.
+pub(crate) fn is_alive(dir: &Path, pid: u32, path: &Path, own_pid: u32) -> bool {
+    if pid == own_pid {
+        return true;
+    }
+    match file::open_regular(&dir.join(lock_file_name(pid)), false) {
+        Ok(lock) => match file::is_locked(&lock) {
+            Ok(locked) => locked,
+            // Locking unsupported here: fall back to the pid.
+            Err(_) => started_before(pid, path),
+        },
+        Err(_) => started_before(pid, path),
+    }
+}
+
+/// Whether `pid` runs and started before the file at `path` was last changed.
+fn started_before(pid: u32, path: &Path) -> bool {
+    if !cfg!(target_os = "linux") {
+        return true;
+    }
+    let Some(started) = start_time(pid) else {
+        return false;
+    };
+    let changed = std::fs::symlink_metadata(path)
+        .ok()
+        .and_then(|metadata| metadata.modified().ok())
+        .and_then(|time| time.duration_since(UNIX_EPOCH).ok());
+    // The start time is known to a clock tick: allow for two.
+    changed.is_none_or(|changed| started <= changed + Duration::from_millis(20))
+}
+
+/// When `pid` started, as time since the epoch, from `/proc` (whose start time counts
+/// clock ticks since boot).
+fn start_time(pid: u32) -> Option<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name, which may hold spaces and parentheses.
+    let after_name = &stat[stat.rfind(')')? + 1..];
+    let ticks: u64 = after_name.split_whitespace().nth(19)?.parse().ok()?;
+    let uptime = std::fs::read_to_string("/proc/uptime").ok()?;
+    let uptime: f64 = uptime.split_whitespace().next()?.parse().ok()?;
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).ok()?;
+    let booted = now.checked_sub(Duration::try_from_secs_f64(uptime).ok()?)?;
+    let ticks_per_second = file::clock_ticks();
+    Some(
+        booted
+            + Duration::from_secs(ticks / ticks_per_second)
+            + Duration::from_nanos((ticks % ticks_per_second) * 1_000_000_000 / ticks_per_second),
+    )
 }

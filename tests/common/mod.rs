@@ -20,6 +20,7 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 
 pub mod harness;
+pub mod multiprocess;
 
 // Only the files with tests that can be skipped name `Checked`.
 #[allow(unused_imports)]
