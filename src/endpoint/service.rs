@@ -113,8 +113,9 @@ impl MetricsEndpoint {
             let failed: Vec<String> = failures.iter().map(ToString::to_string).collect();
             return Err(ScrapeError::Collectors(failed.join(", ")));
         }
-        format
-            .encode(shared.initialized.registry())
+        shared
+            .initialized
+            .with_registry(|registry| format.encode(registry))
             .map_err(|_| ScrapeError::Encode)
     }
 
