@@ -761,3 +761,67 @@ fn wrong_type_errors_name_the_public_types() {
         "{error}"
     );
 }
+
+#[tokio::test]
+async fn counters_and_gauges_take_fractional_values() {
+    use tower_prometheus::metrics::{CounterFamily, InvalidIncrement};
+
+    let registry = MetricsRegistry::new();
+    registry
+        .provider_with_unit(
+            "energy",
+            "Energy used.",
+            Unit::Other("joules".into()),
+            Counter::default,
+        )
+        .unwrap();
+    registry.provider("load", "Load.", Gauge::default).unwrap();
+    registry
+        .provider("disk_seconds", "Disk time.", <CounterFamily>::default)
+        .unwrap();
+    let addr = serve(MetricsEndpoint::new(&registry).unwrap()).await;
+    let energy = registry.get::<Counter>("energy").unwrap();
+    let load = registry.get::<Gauge>("load").unwrap();
+    let disks = registry.get::<CounterFamily>("disk_seconds").unwrap();
+
+    energy.inc_by_f64(1.5).unwrap();
+    energy.inc();
+    assert_eq!(energy.inc_by_f64(-1.0), Err(InvalidIncrement(-1.0)));
+    assert!(energy.inc_by_f64(f64::NAN).is_err());
+    assert!(energy.inc_by_f64(f64::INFINITY).is_err());
+    // Threads adding fractions at once lose none of them.
+    std::thread::scope(|scope| {
+        for _ in 0..4 {
+            scope.spawn(|| {
+                for _ in 0..1000 {
+                    energy.inc_by_f64(0.25).unwrap();
+                }
+            });
+        }
+    });
+    load.add(2);
+    load.set_f64(0.75);
+    load.add(2);
+    disks
+        .get_or_create(&vec![("disk".into(), "sda".into())])
+        .inc_by_f64(0.125)
+        .unwrap();
+
+    let metrics = scrape(addr).await;
+    assert_eq!(metrics.value("energy_joules_total", &[]), Some(1002.5));
+    assert_eq!(metrics.value("load", &[]), Some(2.75));
+    assert_eq!(
+        metrics.value("disk_seconds_total", &[("disk", "sda")]),
+        Some(0.125)
+    );
+    assert_eq!((energy.get(), load.get()), (1002, 2));
+
+    // A whole value set again is exposed as an integer, as before any fraction.
+    load.set(-4);
+    let reply = common::scrape_reply(addr, &[]).await;
+    assert!(
+        reply.body.lines().any(|line| line == "load -4"),
+        "{}",
+        reply.body
+    );
+}
