@@ -300,9 +300,10 @@ impl MetricsEndpointBuilder {
         self
     }
 
-    /// Gives each async collector at most `timeout` per scrape; a slower one is left
-    /// behind and counted with `reason="timeout"` (needs a Tokio runtime with timers, as
-    /// under hyper, axum and tonic; without one, collectors run to the end).
+    /// Gives each collector at most `timeout` per scrape (sync ones then run on a
+    /// blocking thread); a slower one is left behind and counted with
+    /// `reason="timeout"` (needs a Tokio runtime with timers, as under hyper, axum and
+    /// tonic; without one, collectors run to the end).
     pub fn collector_timeout(mut self, timeout: Duration) -> Self {
         self.collector_timeout = Some(timeout);
         self

@@ -14,7 +14,7 @@ use pin_project_lite::pin_project;
 use prometheus_client::encoding::{EncodeLabelSet, LabelSetEncoder};
 
 use super::provider::panic_message;
-use super::MetricsRegistry;
+use super::{MetricsRegistry, LOG_TARGET};
 use crate::metrics::{Counter, Family};
 
 /// The error a collector may return; any error type converts into it with `?`.
@@ -150,6 +150,7 @@ impl Collectors {
             return;
         };
         tracing::warn!(
+            target: LOG_TARGET,
             collector = &**name,
             reason = reason.as_str(),
             error = message.as_str(),

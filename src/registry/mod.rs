@@ -11,8 +11,11 @@
 //!   application includes that registry and builds its layer.
 //! - A **collector** is a closure run on every scrape, before encoding: sync collectors
 //!   first, then async ones, each in declaration order. A collector that returns an
-//!   error or panics does not fail the scrape; it is counted in
-//!   `tower_prometheus_collector_errors_total{collector, reason}`.
+//!   error, panics or times out does not fail the scrape; it is counted in
+//!   `tower_prometheus_collector_errors_total{collector, reason}` and logged as a
+//!   `tracing` warning with its message.
+//! - A layer may be built on a registry already initialised (by an endpoint or another
+//!   layer): it adds the families it lacks then.
 //! - [`MetricsRegistry::get`] returns a provider's metric after initialisation: the very
 //!   handle the layer records into, since metrics are cheap `Clone` handles.
 //!
@@ -63,6 +66,9 @@ use collector::{Collector, CollectorErrors, COLLECTOR_ERRORS};
 pub use collector::{CollectorError, CollectorResult};
 pub use error::RegistryError;
 use provider::{Provider, StoredMetric};
+
+/// The `tracing` target of the registry's events (see the README's logging section).
+pub(crate) const LOG_TARGET: &str = "tower_prometheus::registry";
 
 /// Named metric providers and collectors; see the [module docs](self).
 ///

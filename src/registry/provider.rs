@@ -7,7 +7,7 @@ use std::sync::Arc;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::{Metric, Registry, Unit};
 
-use super::RegistryError;
+use super::{RegistryError, LOG_TARGET};
 use crate::multiprocess::{Binding, ProcessStore};
 
 /// A declared provider, not yet run.
@@ -64,6 +64,7 @@ impl Provider {
         })?;
         if store.is_some() && !in_files {
             tracing::warn!(
+                target: LOG_TARGET,
                 metric = name,
                 "metric is not one of this crate's metric types, so in multi-process mode each \
                  process serves only its own values of it"
