@@ -634,40 +634,6 @@ async fn a_layer_builds_and_records_after_a_failed_build() {
 }
 
 #[tokio::test]
-async fn collector_errors_keep_their_messages() {
-    let registry = MetricsRegistry::new();
-    registry
-        .provider("queued", "Queued.", Gauge::default)
-        .unwrap();
-    registry
-        .collector("database", |_| Err("database is down".into()))
-        .unwrap();
-    registry
-        .collector("typo", |registry| {
-            registry.get::<Gauge>("gg")?.set(1);
-            Ok(())
-        })
-        .unwrap();
-    registry
-        .collector("bug", |_| panic!("index out of range in the pool"))
-        .unwrap();
-    let endpoint = MetricsEndpoint::builder(&registry)
-        .on_collector_error(tower_prometheus::endpoint::OnCollectorError::Fail)
-        .build()
-        .unwrap();
-    let addr = serve(endpoint).await;
-    let reply = common::scrape_reply(addr, &[]).await;
-    assert_eq!(reply.status, StatusCode::INTERNAL_SERVER_ERROR);
-    for expected in [
-        "collector `database`: error: database is down",
-        "collector `typo`: error: unknown metric `gg`",
-        "collector `bug`: panic: index out of range in the pool",
-    ] {
-        assert!(reply.body.contains(expected), "{expected}: {}", reply.body);
-    }
-}
-
-#[tokio::test]
 async fn a_blocking_sync_collector_times_out_and_is_not_started_twice() {
     use std::sync::mpsc;
     use std::time::Duration;
