@@ -777,3 +777,32 @@ const PUBLIC_MODULES: [&str; 7] = [
     "process",
     "registry",
 ];
+
+#[cfg(test)]
+mod tests {
+    use super::public_type_name;
+
+    #[test]
+    fn type_names_are_written_with_public_paths() {
+        assert_eq!(
+            public_type_name(
+                "tower_prometheus::metrics::family::Family<tower_prometheus::layer::labels::HttpLabels, \
+                 tower_prometheus::metrics::counter::Counter>"
+            ),
+            "tower_prometheus::metrics::Family<tower_prometheus::layer::HttpLabels, \
+             tower_prometheus::metrics::Counter>"
+        );
+        assert_eq!(
+            public_type_name("tower_prometheus::error::BuildError"),
+            "tower_prometheus::BuildError"
+        );
+        assert_eq!(
+            public_type_name("core::option::Option<alloc::vec::Vec<(alloc::string::String, u8)>>"),
+            "std::option::Option<std::vec::Vec<(std::string::String, u8)>>"
+        );
+        assert_eq!(
+            public_type_name("[(&str, alloc::string::String); 1]"),
+            "[(&str, std::string::String); 1]"
+        );
+    }
+}
