@@ -496,11 +496,14 @@ fn route_requests(metrics: &common::Exposition, route: &str) -> Option<f64> {
 #[cfg(feature = "axum")]
 #[tokio::test]
 async fn a_layer_built_after_the_endpoint_records_into_what_the_endpoint_serves() {
+    use tower_prometheus::layer::Objective;
+
     let registry = MetricsRegistry::new();
     let internal = serve(MetricsEndpoint::new(&registry).unwrap()).await;
     let router = Router::new().route("/", get(|| async { "hi" })).layer(
         MetricsLayer::builder(&registry)
             .without_endpoint()
+            .objective("/", Objective::availability(0.999))
             .build()
             .unwrap(),
     );
@@ -511,6 +514,13 @@ async fn a_layer_built_after_the_endpoint_records_into_what_the_endpoint_serves(
     let metrics = scrape(internal).await;
     assert_eq!(route_requests(&metrics, "/"), Some(3.0));
     assert!(metrics.declares("http_server_request_duration_seconds", "histogram"));
+    assert_eq!(
+        metrics.value(
+            "http_server_slo_objective",
+            &[("http_route", "/"), ("slo", "availability")]
+        ),
+        Some(0.999)
+    );
 }
 
 #[cfg(feature = "axum")]

@@ -149,10 +149,13 @@ impl Registered {
     ) -> Result<(), RegistryError> {
         let built = provider.build(&name, store)?;
         let exposition_name = built.exposition_name();
-        if self.exposed.contains(&exposition_name) || self.metrics.contains_key(&name) {
+        if self.exposed.contains(&exposition_name) {
             return Err(RegistryError::Duplicate {
                 name: exposition_name,
             });
+        }
+        if self.metrics.contains_key(&name) {
+            return Err(RegistryError::Duplicate { name });
         }
         let stored = built.register(&mut self.registry);
         self.exposed.insert(exposition_name);
