@@ -26,4 +26,8 @@ pub enum BuildError {
     /// The endpoint path is not an absolute path.
     #[error("invalid metrics endpoint path `{0}`: it must start with `/`")]
     InvalidPath(String),
+    /// The endpoint's bearer token could never match a request (the token itself is
+    /// kept out of the message).
+    #[error("invalid bearer token for the metrics endpoint: {0}")]
+    InvalidBearerToken(&'static str),
 }

@@ -66,7 +66,6 @@ fn run_with_stdin(program: &std::path::Path, args: &[&str], input: &str) -> std:
     child.wait_with_output().expect("program ran")
 }
 
-#[tokio::test]
 async fn hostile_routes_are_escaped_and_bounded() {
     let addr = hostile_server().await;
     let text = common::get(addr, "/metrics").await.body;
@@ -95,13 +94,8 @@ async fn hostile_routes_are_escaped_and_bounded() {
     assert_eq!(longest, MAX_ROUTE_LEN);
 }
 
-#[tokio::test]
-async fn promtool_accepts_hostile_values() {
-    let Some(promtool) =
-        common::require_tool("promtool", "check a scrape with hostile label values")
-    else {
-        return;
-    };
+async fn promtool_accepts_hostile_values() -> common::Checked {
+    let promtool = common::require_tool("promtool", "check a scrape with hostile label values")?;
     let addr = hostile_server().await;
     let text = common::get(addr, "/metrics").await.body;
     let output = run_with_stdin(&promtool, &["check", "metrics"], &text);
@@ -111,14 +105,11 @@ async fn promtool_accepts_hostile_values() {
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );
+    Ok(())
 }
 
-#[tokio::test]
-async fn python_parsers_read_hostile_values_in_both_formats() {
-    let Some(python) = common::require_python_client("parse the scrape with Python's text parsers")
-    else {
-        return;
-    };
+async fn python_parsers_read_hostile_values_in_both_formats() -> common::Checked {
+    let python = common::require_python_client("parse the scrape with Python's text parsers")?;
     let addr = hostile_server().await;
     let openmetrics = scrape_reply(
         addr,
@@ -158,6 +149,7 @@ async fn python_parsers_read_hostile_values_in_both_formats() {
         }
         assert!(decoded.iter().any(|r| r.len() == MAX_ROUTE_LEN));
     }
+    Ok(())
 }
 
 /// A JSON string as `json.dumps` writes it (ASCII-only, `\uXXXX` escapes).
@@ -190,4 +182,10 @@ fn decode_json_string(line: &str) -> String {
         }
     }
     out
+}
+
+test_main! {
+    tokio hostile_routes_are_escaped_and_bounded,
+    tokio promtool_accepts_hostile_values,
+    tokio python_parsers_read_hostile_values_in_both_formats,
 }

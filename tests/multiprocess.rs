@@ -1,7 +1,6 @@
 //! Multi-process mode end to end: files shared with Python's prometheus_client in both
 //! directions, worker processes killed with SIGKILL, corrupt files.
 // Several tests count requests by route, which axum's `MatchedPath` names.
-#![cfg(feature = "axum")]
 
 mod common;
 
@@ -83,13 +82,10 @@ fn assert_same_samples(ours: &Exposition, python: &Exposition, skip: &[&str]) {
     assert!(compared > 0, "python aggregated nothing");
 }
 
-#[tokio::test]
-async fn python_reads_the_files_this_crate_writes() {
-    let Some(python) = common::require_python_client(
+async fn python_reads_the_files_this_crate_writes() -> common::Checked {
+    let python = common::require_python_client(
         "read this crate's files with Python's MultiProcessCollector",
-    ) else {
-        return;
-    };
+    )?;
     let dir = TempDir::new("rust-writes");
     let registry = MetricsRegistry::new();
     registry.multiprocess_dir(dir.path()).unwrap();
@@ -143,14 +139,11 @@ async fn python_reads_the_files_this_crate_writes() {
     assert_eq!(python.value("jobs_total", &[]), Some(7.0));
     assert_eq!(python.sum("payload_bytes_count", &[]), 4.0);
     assert_same_samples(&ours, &python, &[]);
+    Ok(())
 }
 
-#[tokio::test]
-async fn this_crate_aggregates_files_python_processes_wrote() {
-    let Some(python) = common::require_python_client("write files with Python's prometheus_client")
-    else {
-        return;
-    };
+async fn this_crate_aggregates_files_python_processes_wrote() -> common::Checked {
+    let python = common::require_python_client("write files with Python's prometheus_client")?;
     let dir = TempDir::new("python-writes");
     let script = "import sys\n\
         from prometheus_client import Counter, Gauge, Histogram\n\
@@ -210,9 +203,9 @@ async fn this_crate_aggregates_files_python_processes_wrote() {
     assert_eq!(ours.value("py_live", &[]), Some(4.0));
     assert_eq!(python_view.value("py_live", &[]), Some(17.0));
     assert_same_samples(&ours, &python_view, &["py_live"]);
+    Ok(())
 }
 
-#[tokio::test]
 async fn corrupt_and_truncated_files_are_skipped_and_counted() {
     let dir = TempDir::new("corrupt");
     let registry = MetricsRegistry::new();
@@ -241,7 +234,6 @@ async fn corrupt_and_truncated_files_are_skipped_and_counted() {
     assert_eq!(metrics.value(SKIPPED_FILES, &[]), Some(3.0));
 }
 
-#[test]
 fn a_directory_that_cannot_hold_the_files_fails_when_the_layer_is_built() {
     let registry = MetricsRegistry::new();
     registry
@@ -295,8 +287,6 @@ fn spawn_worker(port: u16, dir: &std::path::Path) -> Worker {
 
 /// Not a test: the body of a worker process that the multi-process tests start. It
 /// serves `/` and `/metrics` on a port shared with other workers (`SO_REUSEPORT`).
-#[test]
-#[ignore = "started as a worker process by the multi-process tests"]
 fn worker_process() {
     let Ok(port) = std::env::var("TOWER_PROMETHEUS_WORKER_PORT") else {
         return;
@@ -326,7 +316,6 @@ fn worker_process() {
     });
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_killed_with_sigkill_loses_no_counted_request() {
     let dir = TempDir::new("sigkill");
     // Hold the port (bound, not listening) so no other program takes it meanwhile.
@@ -409,7 +398,6 @@ async fn try_get(addr: SocketAddr) -> Result<u16, Box<dyn std::error::Error + Se
     Ok(status)
 }
 
-#[tokio::test]
 async fn live_gauges_follow_process_liveness_even_when_a_pid_is_reused() {
     let dir = TempDir::new("liveness");
     let registry = MetricsRegistry::new();
@@ -462,7 +450,6 @@ async fn live_gauges_follow_process_liveness_even_when_a_pid_is_reused() {
     let _ = other.wait();
 }
 
-#[tokio::test]
 async fn files_that_grow_between_scrapes_are_read_incrementally() {
     let dir = TempDir::new("growth");
     let registry = MetricsRegistry::new();
@@ -487,13 +474,10 @@ async fn files_that_grow_between_scrapes_are_read_incrementally() {
     }
 }
 
-#[tokio::test]
-async fn fractional_values_are_shared_through_the_files() {
-    let Some(python) =
-        common::require_python_client("read fractional values with Python's MultiProcessCollector")
-    else {
-        return;
-    };
+async fn fractional_values_are_shared_through_the_files() -> common::Checked {
+    let python = common::require_python_client(
+        "read fractional values with Python's MultiProcessCollector",
+    )?;
     let dir = TempDir::new("fractions");
     let registry = MetricsRegistry::new();
     registry.multiprocess_dir(dir.path()).unwrap();
@@ -523,15 +507,13 @@ async fn fractional_values_are_shared_through_the_files() {
         );
         assert_eq!(metrics.value("load", &[]), Some(0.25), "{}", metrics.text);
     }
+    Ok(())
 }
 
-#[tokio::test]
-async fn collector_output_stays_in_the_scraped_process_when_declared_as_collected() {
-    let Some(python) =
-        common::require_python_client("check which collector output reaches the shared files")
-    else {
-        return;
-    };
+async fn collector_output_stays_in_the_scraped_process_when_declared_as_collected(
+) -> common::Checked {
+    let python =
+        common::require_python_client("check which collector output reaches the shared files")?;
     let dir = TempDir::new("collected");
     let registry = MetricsRegistry::new();
     registry.multiprocess_dir(dir.path()).unwrap();
@@ -568,4 +550,18 @@ async fn collector_output_stays_in_the_scraped_process_when_declared_as_collecte
         "{}",
         theirs.text
     );
+    Ok(())
+}
+
+test_main! {
+    tokio python_reads_the_files_this_crate_writes,
+    tokio this_crate_aggregates_files_python_processes_wrote,
+    tokio corrupt_and_truncated_files_are_skipped_and_counted,
+    sync a_directory_that_cannot_hold_the_files_fails_when_the_layer_is_built,
+    sync_ignored worker_process,
+    tokio_2 a_worker_killed_with_sigkill_loses_no_counted_request,
+    tokio live_gauges_follow_process_liveness_even_when_a_pid_is_reused,
+    tokio files_that_grow_between_scrapes_are_read_incrementally,
+    tokio fractional_values_are_shared_through_the_files,
+    tokio collector_output_stays_in_the_scraped_process_when_declared_as_collected,
 }

@@ -21,7 +21,6 @@ fn rule_names(rules: &str) -> Vec<String> {
         .collect()
 }
 
-#[test]
 fn every_rule_and_alert_has_a_unit_test() {
     let rules = std::fs::read_to_string(Path::new(RULES_DIR).join("rules.yml")).expect("rules.yml");
     let tests = std::fs::read_to_string(Path::new(RULES_DIR).join("rules_test.yml"))
@@ -36,12 +35,8 @@ fn every_rule_and_alert_has_a_unit_test() {
     }
 }
 
-#[test]
-fn promtool_checks_and_tests_the_rules() {
-    let Some(promtool) = common::require_tool("promtool", "check and unit-test the shipped rules")
-    else {
-        return;
-    };
+fn promtool_checks_and_tests_the_rules() -> common::Checked {
+    let promtool = common::require_tool("promtool", "check and unit-test the shipped rules")?;
     for args in [
         ["check", "rules", "rules.yml"],
         ["test", "rules", "rules_test.yml"],
@@ -59,4 +54,10 @@ fn promtool_checks_and_tests_the_rules() {
             String::from_utf8_lossy(&output.stderr)
         );
     }
+    Ok(())
+}
+
+test_main! {
+    sync every_rule_and_alert_has_a_unit_test,
+    sync promtool_checks_and_tests_the_rules,
 }

@@ -2,7 +2,6 @@
 //! layer every second; its query API must see every request and answer quantiles,
 //! once as Prometheus scrapes by default (OpenMetrics) and once with native histograms
 //! (protobuf).
-#![cfg(feature = "axum")]
 
 mod common;
 
@@ -114,13 +113,11 @@ async fn query(prometheus: SocketAddr, promql: &str) -> Option<f64> {
     value.parse().ok().filter(|v: &f64| v.is_finite())
 }
 
-async fn scraped_by_prometheus(native: bool) {
-    let Some(binary) = common::require_tool(
+async fn scraped_by_prometheus(native: bool) -> common::Checked {
+    let binary = common::require_tool(
         "prometheus",
         "run a real Prometheus server against the endpoint",
-    ) else {
-        return;
-    };
+    )?;
     let registry = MetricsRegistry::new();
     registry
         .provider("work_seconds", "Work done per request.", || {
@@ -182,23 +179,21 @@ async fn scraped_by_prometheus(native: bool) {
         assert!((0.0..=0.05).contains(&value), "{value}");
     }
     trickle.abort();
+    Ok(())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn prometheus_scrapes_openmetrics_by_default() {
-    scraped_by_prometheus(false).await;
+async fn prometheus_scrapes_openmetrics_by_default() -> common::Checked {
+    scraped_by_prometheus(false).await
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn prometheus_scrapes_native_histograms_through_protobuf() {
-    scraped_by_prometheus(true).await;
+async fn prometheus_scrapes_native_histograms_through_protobuf() -> common::Checked {
+    scraped_by_prometheus(true).await
 }
 
 /// Every panel query of the shipped dashboard and every recording rule of the shipped
 /// rules returns data from a real Prometheus that scrapes an app under traffic (HTTP
 /// and gRPC, some of it failing, objectives declared, multi-process mode).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_dashboard_query_and_recording_rule_returns_data() {
+async fn every_dashboard_query_and_recording_rule_returns_data() -> common::Checked {
     use std::time::Duration as D;
 
     use axum::http::{header, StatusCode};
@@ -206,12 +201,10 @@ async fn every_dashboard_query_and_recording_rule_returns_data() {
     use axum::routing::post;
     use tower_prometheus::layer::Objective;
 
-    let Some(binary) = common::require_tool(
+    let binary = common::require_tool(
         "prometheus",
         "run every dashboard query against a real Prometheus",
-    ) else {
-        return;
-    };
+    )?;
     let contrib = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("contrib");
     let files = TempDir::new("dashboard-multiprocess");
     std::fs::write(files.path().join("counter_4000009.db"), [9u8; 3]).expect("a corrupt file");
@@ -314,4 +307,11 @@ async fn every_dashboard_query_and_recording_rule_returns_data() {
         .await;
     }
     traffic.abort();
+    Ok(())
+}
+
+test_main! {
+    tokio_2 prometheus_scrapes_openmetrics_by_default,
+    tokio_2 prometheus_scrapes_native_histograms_through_protobuf,
+    tokio_2 every_dashboard_query_and_recording_rule_returns_data,
 }

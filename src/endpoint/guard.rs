@@ -1,9 +1,13 @@
 //! Who may scrape: a bearer token, or any predicate on the request.
 
+use std::collections::hash_map::RandomState;
 use std::fmt;
+use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;
 
 use http::{Extensions, HeaderMap, Method, Uri};
+
+use crate::BuildError;
 
 /// The parts of a scrape request a guard may look at.
 #[derive(Debug)]
@@ -49,15 +53,27 @@ impl ScrapeGuard {
         }
     }
 
-    /// Allows requests with `Authorization: Bearer <token>`.
-    pub(crate) fn bearer(token: &str) -> Self {
-        let expected = format!("Bearer {token}").into_bytes();
-        Self::new(move |request| {
+    /// Allows requests with `Authorization: Bearer <token>`, the scheme in any case
+    /// (RFC 9110 section 11.1). A token that no request could carry (empty, or with
+    /// characters other than visible ASCII) is refused here rather than never matching.
+    pub(crate) fn bearer(token: &str) -> Result<Self, BuildError> {
+        if token.is_empty() {
+            return Err(BuildError::InvalidBearerToken("it is empty"));
+        }
+        if !token.bytes().all(|byte| byte.is_ascii_graphic()) {
+            return Err(BuildError::InvalidBearerToken(
+                "it has characters other than visible ASCII",
+            ));
+        }
+        let key = RandomState::new();
+        let expected = digest(&key, token.as_bytes());
+        Ok(Self::new(move |request| {
             request
                 .headers()
                 .get(http::header::AUTHORIZATION)
-                .is_some_and(|value| constant_time_eq(value.as_bytes(), &expected))
-        })
+                .and_then(|value| bearer_credentials(value.as_bytes()))
+                .is_some_and(|presented| digest(&key, presented) == expected)
+        }))
     }
 
     pub(crate) fn allows(&self, request: &ScrapeRequest<'_>) -> bool {
@@ -71,38 +87,97 @@ impl fmt::Debug for ScrapeGuard {
     }
 }
 
-/// Compares without stopping at the first difference, so the time taken does not
-/// tell how much of a guessed token was right.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |diff, (x, y)| diff | (x ^ y)) == 0
+/// The token of `Bearer <token>` credentials: the scheme in any case, then one or
+/// more spaces (RFC 9110 section 11.4).
+fn bearer_credentials(value: &[u8]) -> Option<&[u8]> {
+    let space = value.iter().position(|&byte| byte == b' ')?;
+    let (scheme, rest) = value.split_at(space);
+    let token = rest.trim_ascii_start();
+    (scheme.eq_ignore_ascii_case(b"bearer") && !token.is_empty()).then_some(token)
+}
+
+/// A digest of `token` under a key drawn when the guard is built. Comparing digests of
+/// a fixed size, never the tokens, takes the same time whatever a guessed token shares
+/// with the real one, its length included; a guesser who does not know the key cannot
+/// aim at the digest either. Two domain-separated halves make it 128 bits.
+fn digest(key: &RandomState, token: &[u8]) -> u128 {
+    let half = |domain: u8| {
+        let mut hasher = key.build_hasher();
+        hasher.write_u8(domain);
+        hasher.write(token);
+        hasher.finish()
+    };
+    (u128::from(half(0)) << 64) | u128::from(half(1))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn allows(guard: &ScrapeGuard, value: Option<&'static [u8]>) -> bool {
+        let mut headers = HeaderMap::new();
+        if let Some(value) = value {
+            headers.insert(
+                http::header::AUTHORIZATION,
+                http::HeaderValue::from_bytes(value).expect("a valid header value"),
+            );
+        }
+        guard.allows(&ScrapeRequest {
+            method: &Method::GET,
+            uri: &Uri::from_static("/metrics"),
+            headers: &headers,
+            extensions: &Extensions::new(),
+        })
+    }
+
     #[test]
-    fn bearer_tokens_must_match_exactly() {
-        let guard = ScrapeGuard::bearer("s3cret");
-        let check = |value: Option<&'static str>| {
-            let mut headers = HeaderMap::new();
-            if let Some(value) = value {
-                headers.insert(
-                    http::header::AUTHORIZATION,
-                    http::HeaderValue::from_static(value),
-                );
-            }
-            guard.allows(&ScrapeRequest {
-                method: &Method::GET,
-                uri: &Uri::from_static("/metrics"),
-                headers: &headers,
-                extensions: &Extensions::new(),
-            })
-        };
-        assert!(check(Some("Bearer s3cret")));
-        assert!(!check(Some("Bearer s3cre")));
-        assert!(!check(Some("Bearer s3cret2")));
-        assert!(!check(Some("Basic s3cret")));
-        assert!(!check(None));
+    fn bearer_tokens_must_match_exactly_and_the_scheme_in_any_case() {
+        let guard = ScrapeGuard::bearer("s3cret").expect("a valid token");
+        for accepted in [
+            &b"Bearer s3cret"[..],
+            b"bearer s3cret",
+            b"BEARER s3cret",
+            b"bEaReR   s3cret",
+        ] {
+            assert!(allows(&guard, Some(accepted)), "{accepted:?}");
+        }
+        for refused in [
+            &b"Bearer s3cre"[..],
+            b"Bearer s3cret2",
+            b"Bearer S3CRET",
+            b"Bearer",
+            b"Bearers3cret",
+            b"Bearer\ts3cret",
+            b"Basic s3cret",
+            b"s3cret",
+            b"Bearer \xffs3cret",
+        ] {
+            assert!(!allows(&guard, Some(refused)), "{refused:?}");
+        }
+        assert!(!allows(&guard, None));
+    }
+
+    #[test]
+    fn tokens_no_request_could_carry_are_build_errors() {
+        for token in ["", "two words", "tab\t", "caf\u{e9}"] {
+            assert!(
+                matches!(
+                    ScrapeGuard::bearer(token),
+                    Err(BuildError::InvalidBearerToken(_))
+                ),
+                "{token:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn digests_are_fixed_size_and_keyed() {
+        let (one, other) = (RandomState::new(), RandomState::new());
+        assert_eq!(digest(&one, b"s3cret"), digest(&one, b"s3cret"));
+        assert_ne!(digest(&one, b"s3cret"), digest(&one, b"s3cre"));
+        assert_ne!(digest(&one, b"s3cret"), digest(&other, b"s3cret"));
+        // The halves differ, so a digest is not one 64-bit hash written twice.
+        let full = digest(&one, b"s3cret");
+        assert_ne!(full >> 64, full & u128::from(u64::MAX));
     }
 }

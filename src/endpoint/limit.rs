@@ -1,4 +1,6 @@
-//! A cap on scrapes in flight, so a flood of scrapes cannot pile up encodes.
+//! A cap on scrapes in flight, so a flood of scrapes cannot pile up encodes. A scrape is
+//! in flight until its body has been sent or dropped (the body's buffer holds the
+//! permit), so clients that never read cannot pile up bodies either.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;

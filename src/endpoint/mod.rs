@@ -1,15 +1,20 @@
 //! The `/metrics` endpoint: matching, formats, and the standalone service.
 //!
 //! A scrape runs the registry's collectors, then encodes the registry in the format the
-//! `Accept` header asks for (q-values respected): OpenMetrics 1.0.0 text, delimited
-//! protobuf (feature `protobuf`, on by default; what a Prometheus server with native
-//! histograms asks for), or else the Prometheus text format 0.0.4, each with its
-//! `Content-Type`. The body is gzip-compressed when `Accept-Encoding` allows it, and
-//! every scrape response says `Vary: Accept, Accept-Encoding`.
+//! `Accept` header asks for (q-values as RFC 9110 defines them; a malformed one counts
+//! as 0): OpenMetrics 1.0.0 text, delimited protobuf (feature `protobuf`, on by default;
+//! what a Prometheus server with native histograms asks for), or else the Prometheus
+//! text format 0.0.4, each with its `Content-Type` and `Content-Length`. The body is
+//! gzip-compressed when `Accept-Encoding` allows it, and every scrape response says
+//! `Vary: Accept, Accept-Encoding`. `HEAD` gets the same headers and no body.
 //!
 //! Options ([`MetricsEndpointBuilder`]): a bearer token or any guard on the request
 //! (`401` with `WWW-Authenticate` otherwise), and a maximum of scrapes in flight (`503`
-//! with `Retry-After` past it).
+//! with `Retry-After` past it), each in flight until its body has been sent or dropped.
+//!
+//! With the `axum` feature, a layer that sees five minutes of requests that all matched
+//! an axum route, and no scrape, logs a `tracing` warning: it was most likely added with
+//! `Router::route_layer`, which leaves the endpoint path to axum's fallback (`404`).
 
 mod body;
 mod compress;
@@ -17,6 +22,8 @@ mod format;
 mod guard;
 mod limit;
 mod negotiate;
+#[cfg(feature = "axum")]
+mod reach;
 mod service;
 
 pub use body::MetricsBody;

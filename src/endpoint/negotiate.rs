@@ -10,7 +10,8 @@ use super::format::Format;
 struct Offer<'a> {
     value: &'a str,
     params: Vec<(&'a str, &'a str)>,
-    quality: f32,
+    /// The weight in thousandths, as RFC 9110 writes it with at most three decimals.
+    quality: u16,
 }
 
 /// The entries of comma-separated header values; a malformed quality counts as 0.
@@ -23,14 +24,15 @@ fn offers<'a>(headers: &'a HeaderMap, name: http::header::HeaderName) -> Vec<Off
         .filter_map(|entry| {
             let mut parts = entry.split(';').map(str::trim);
             let value = parts.next().filter(|v| !v.is_empty())?;
-            let mut quality = 1.0;
+            let mut quality = 1000;
             let mut params = Vec::new();
             for param in parts {
                 let (key, val) = param.split_once('=').unwrap_or((param, ""));
-                let (key, val) = (key.trim(), val.trim().trim_matches('"'));
-                if key.eq_ignore_ascii_case("q") {
-                    quality = val.parse().unwrap_or(0.0);
+                // A weight with spaces around its `=` is malformed too, not a parameter.
+                if key.trim_end().eq_ignore_ascii_case("q") {
+                    quality = qvalue(val).unwrap_or(0);
                 } else {
+                    let (key, val) = (key.trim(), val.trim().trim_matches('"'));
                     params.push((key, val));
                 }
             }
@@ -41,6 +43,26 @@ fn offers<'a>(headers: &'a HeaderMap, name: http::header::HeaderName) -> Vec<Off
             })
         })
         .collect()
+}
+
+/// An RFC 9110 `qvalue` (section 12.4.2) in thousandths: `0` to `1` with at most three
+/// decimals, no sign, exponent or whitespace, so `NaN`, `inf`, `1.5` and `0.0001` are
+/// malformed.
+fn qvalue(text: &str) -> Option<u16> {
+    let (whole, decimals) = text.split_once('.').unwrap_or((text, ""));
+    if decimals.len() > 3 || !decimals.bytes().all(|byte| byte.is_ascii_digit()) {
+        return None;
+    }
+    let thousandths = decimals
+        .bytes()
+        .chain(std::iter::repeat(b'0'))
+        .take(3)
+        .fold(0, |value, digit| value * 10 + u16::from(digit - b'0'));
+    match whole {
+        "0" => Some(thousandths),
+        "1" if thousandths == 0 => Some(1000),
+        _ => None,
+    }
 }
 
 impl Offer<'_> {
@@ -73,9 +95,9 @@ impl Offer<'_> {
 /// The format to answer with: the acceptable one with the highest quality (the first
 /// listed among equals), else the Prometheus text format.
 pub(crate) fn format(headers: &HeaderMap) -> Format {
-    let mut best: Option<(f32, Format)> = None;
+    let mut best: Option<(u16, Format)> = None;
     for offer in offers(headers, ACCEPT) {
-        if offer.quality <= 0.0 {
+        if offer.quality == 0 {
             continue;
         }
         if let Some(format) = offer.format() {
@@ -99,7 +121,7 @@ pub(crate) fn accepts_gzip(headers: &HeaderMap) -> bool {
     };
     quality("gzip")
         .or_else(|| quality("*"))
-        .is_some_and(|q| q > 0.0)
+        .is_some_and(|q| q > 0)
 }
 
 #[cfg(test)]
@@ -147,6 +169,57 @@ mod tests {
                 "application/vnd.google.protobuf;proto=other"
             )),
             Format::PrometheusText
+        );
+    }
+
+    #[test]
+    fn qvalues_as_rfc_9110_writes_them() {
+        for (text, expected) in [
+            ("1", Some(1000)),
+            ("1.", Some(1000)),
+            ("1.000", Some(1000)),
+            ("0", Some(0)),
+            ("0.5", Some(500)),
+            ("0.05", Some(50)),
+            ("0.001", Some(1)),
+            ("0.999", Some(999)),
+        ] {
+            assert_eq!(qvalue(text), expected, "{text}");
+        }
+        for malformed in [
+            "NaN", "nan", "inf", "-inf", "+0.5", "-0", "1.5", "1.001", "2", "0.0001", "00.5", ".5",
+            "0,5", "1e0", "0.5 ", " 0.5", "\"0.5\"", "", "0x1",
+        ] {
+            assert_eq!(qvalue(malformed), None, "{malformed:?}");
+        }
+    }
+
+    #[test]
+    fn malformed_qvalues_count_as_zero() {
+        // Were `NaN` or `inf` a weight, they would win over `text/plain`.
+        for weight in ["=NaN", "=inf", "=1.5", "=0.0001", "=1e3", " = 1"] {
+            let accept = format!("application/openmetrics-text;q{weight}, text/plain;q=0.1");
+            let mut headers = HeaderMap::new();
+            headers.insert(ACCEPT, HeaderValue::from_str(&accept).expect("valid"));
+            assert_eq!(format(&headers), Format::PrometheusText, "{accept}");
+            let encoding = format!("gzip;q{weight}");
+            headers.insert(
+                ACCEPT_ENCODING,
+                HeaderValue::from_str(&encoding).expect("valid"),
+            );
+            assert!(!accepts_gzip(&headers), "{encoding}");
+        }
+        // A weight of 0.001 is a weight: it still beats no offer at all.
+        assert_eq!(
+            format(&headers(ACCEPT, "application/openmetrics-text;q=0.001")),
+            Format::OpenMetricsText
+        );
+        assert_eq!(
+            format(&headers(
+                ACCEPT,
+                "application/openmetrics-text;Q=0.9, text/plain;q=0.8"
+            )),
+            Format::OpenMetricsText
         );
     }
 

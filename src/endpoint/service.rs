@@ -15,8 +15,10 @@ use super::body::MetricsBody;
 use super::compress;
 use super::format::Format;
 use super::guard::{ScrapeGuard, ScrapeRequest};
-use super::limit::ScrapeSlots;
+use super::limit::{ScrapePermit, ScrapeSlots};
 use super::negotiate;
+#[cfg(feature = "axum")]
+use super::reach::ReachCheck;
 use crate::registry::Initialized;
 use crate::{BuildError, MetricsRegistry};
 
@@ -24,7 +26,8 @@ use crate::{BuildError, MetricsRegistry};
 pub const DEFAULT_PATH: &str = "/metrics";
 
 /// Answers scrapes: on `GET` of its path it runs the registry's collectors and encodes
-/// the registry; `HEAD` gets the same headers without running anything; other methods
+/// the registry; `HEAD` gets the same headers (length and encoding included) without
+/// the body; other methods
 /// get `405 Method Not Allowed` with `Allow: GET, HEAD`, and other paths `404`.
 ///
 /// The [`MetricsLayer`](crate::MetricsLayer) serves it on the application's own
@@ -50,6 +53,9 @@ struct EndpointShared {
     path: String,
     registry: MetricsRegistry,
     initialized: Arc<Initialized>,
+    /// Whether scrapes reach the layer that serves this endpoint.
+    #[cfg(feature = "axum")]
+    reach: ReachCheck,
     guard: Option<ScrapeGuard>,
     slots: Arc<ScrapeSlots>,
     collector_timeout: Option<Duration>,
@@ -93,8 +99,19 @@ impl MetricsEndpoint {
     }
 
     /// Whether `request` is addressed to this endpoint.
-    pub(crate) fn matches<B>(&self, request: &Request<B>) -> bool {
+    fn matches<B>(&self, request: &Request<B>) -> bool {
         request.uri().path() == self.shared.path
+    }
+
+    /// Whether the layer serving this endpoint answers `request` itself; the requests
+    /// it passes on tell whether scrapes can reach it at all (see [`ReachCheck`]).
+    pub(crate) fn intercepts<B>(&self, request: &Request<B>) -> bool {
+        let matched = self.matches(request);
+        #[cfg(feature = "axum")]
+        if !matched {
+            self.shared.reach.observe(request, &self.shared.path);
+        }
+        matched
     }
 
     /// Runs the collectors and encodes the registry: the body of a scrape.
@@ -122,6 +139,8 @@ impl MetricsEndpoint {
     /// The response to a request known to be addressed to this endpoint.
     pub(crate) fn respond<B>(&self, request: &Request<B>) -> EndpointFuture {
         let shared = &*self.shared;
+        #[cfg(feature = "axum")]
+        shared.reach.settle();
         let scrape = ScrapeRequest {
             method: request.method(),
             uri: request.uri(),
@@ -161,37 +180,42 @@ impl MetricsEndpoint {
         let head = *request.method() == Method::HEAD;
         let endpoint = self.clone();
         EndpointFuture {
-            inner: Box::pin(async move {
-                let _permit = permit;
-                endpoint.scrape(format, gzip, head).await
-            }),
+            inner: Box::pin(async move { endpoint.scrape(format, gzip, head, permit).await }),
         }
     }
 
-    /// Answers a scrape; `HEAD` gets the headers without running anything.
-    async fn scrape(&self, format: Format, gzip: bool, head: bool) -> Response<MetricsBody> {
-        let body = if head {
-            Vec::new()
-        } else {
-            match self.render(format).await {
-                Ok(body) => body,
-                Err(error) => {
-                    return plain_response(StatusCode::INTERNAL_SERVER_ERROR, error.to_string())
-                }
+    /// Answers a scrape. `HEAD` renders the body too, so that it gets `GET`'s headers
+    /// (`Content-Length` and `Content-Encoding` among them), and then sends none of it.
+    async fn scrape(
+        &self,
+        format: Format,
+        gzip: bool,
+        head: bool,
+        permit: ScrapePermit,
+    ) -> Response<MetricsBody> {
+        let body = match self.render(format).await {
+            Ok(body) => body,
+            Err(error) => {
+                return plain_response(StatusCode::INTERNAL_SERVER_ERROR, error.to_string())
             }
         };
         // Compression of a buffer in memory cannot fail short of running out of
         // memory; should it, the plain body is served.
-        let compressed = (gzip && !head)
-            .then(|| compress::gzip(&body))
-            .and_then(Result::ok);
+        let compressed = gzip.then(|| compress::gzip(&body)).and_then(Result::ok);
         let gzipped = compressed.is_some();
-        let mut response = Response::new(MetricsBody::new(compressed.unwrap_or(body)));
+        let body = compressed.unwrap_or(body);
+        let length = HeaderValue::from(body.len());
+        let mut response = Response::new(if head {
+            MetricsBody::default()
+        } else {
+            MetricsBody::holding(body, permit)
+        });
         let headers = response.headers_mut();
         headers.insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static(format.content_type()),
         );
+        headers.insert(header::CONTENT_LENGTH, length);
         headers.insert(
             header::VARY,
             HeaderValue::from_static("Accept, Accept-Encoding"),
@@ -263,7 +287,8 @@ impl<B> Service<Request<B>> for MetricsEndpoint {
 pub struct MetricsEndpointBuilder {
     registry: MetricsRegistry,
     path: String,
-    guard: Option<ScrapeGuard>,
+    /// A bearer token's guard is checked when the endpoint is built.
+    guard: Option<Result<ScrapeGuard, BuildError>>,
     max_scrapes: Option<usize>,
     collector_timeout: Option<Duration>,
     on_collector_error: OnCollectorError,
@@ -276,8 +301,9 @@ impl MetricsEndpointBuilder {
         self
     }
 
-    /// Answers only scrapes with `Authorization: Bearer <token>`; others get
-    /// `401 Unauthorized` with `WWW-Authenticate`.
+    /// Answers only scrapes with `Authorization: Bearer <token>` (the scheme in any
+    /// case); others get `401 Unauthorized` with `WWW-Authenticate`. An empty token, or
+    /// one with characters other than visible ASCII, fails the build.
     pub fn bearer_token(mut self, token: impl AsRef<str>) -> Self {
         self.guard = Some(ScrapeGuard::bearer(token.as_ref()));
         self
@@ -289,12 +315,13 @@ impl MetricsEndpointBuilder {
         mut self,
         allows: impl Fn(&ScrapeRequest<'_>) -> bool + Send + Sync + 'static,
     ) -> Self {
-        self.guard = Some(ScrapeGuard::new(allows));
+        self.guard = Some(Ok(ScrapeGuard::new(allows)));
         self
     }
 
-    /// At most `max` scrapes in flight; more get `503 Service Unavailable` with
-    /// `Retry-After` (unlimited by default, as in Go's promhttp).
+    /// At most `max` scrapes in flight, each until its body has been sent or dropped;
+    /// more get `503 Service Unavailable` with `Retry-After` (unlimited by default, as
+    /// in Go's promhttp).
     pub fn max_concurrent_scrapes(mut self, max: usize) -> Self {
         self.max_scrapes = Some(max);
         self
@@ -320,13 +347,16 @@ impl MetricsEndpointBuilder {
         if !self.path.starts_with('/') {
             return Err(BuildError::InvalidPath(self.path));
         }
+        let guard = self.guard.transpose()?;
         let initialized = self.registry.init()?;
         Ok(MetricsEndpoint {
             shared: Arc::new(EndpointShared {
                 path: self.path,
                 registry: self.registry,
                 initialized,
-                guard: self.guard,
+                #[cfg(feature = "axum")]
+                reach: ReachCheck::default(),
+                guard,
                 slots: Arc::new(ScrapeSlots::new(self.max_scrapes)),
                 collector_timeout: self.collector_timeout,
                 on_collector_error: self.on_collector_error,

@@ -65,7 +65,7 @@ where
     fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
         let shared = &*self.shared;
         if let Some(endpoint) = shared.intercepted_endpoint() {
-            if endpoint.matches(&request) {
+            if endpoint.intercepts(&request) {
                 return ResponseFuture::endpoint(endpoint.respond(&request));
             }
         }

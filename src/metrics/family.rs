@@ -217,6 +217,13 @@ where
     fn metric_type(&self) -> MetricType {
         M::TYPE
     }
+
+    /// A family without series writes no `HELP` and `TYPE` lines either: a family that
+    /// never records (the gRPC families of an HTTP-only server) stays out of the scrape.
+    fn is_empty(&self) -> bool {
+        // Probing the slots takes no lock, unlike asking the table for its length.
+        self.state.series.iter().next().is_none() && self.state.overflow.get().is_none()
+    }
 }
 
 #[cfg(test)]

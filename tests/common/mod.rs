@@ -19,6 +19,13 @@ use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 
+pub mod harness;
+
+// Only the files with tests that can be skipped name `Checked`.
+#[allow(unused_imports)]
+pub use harness::Checked;
+pub use harness::Skipped;
+
 /// Serves `service` on 127.0.0.1 with an OS-chosen port, one task per connection.
 pub async fn serve<S, B>(service: S) -> SocketAddr
 where
@@ -251,51 +258,70 @@ fn parse_sample(line: &str) -> Option<Sample> {
     })
 }
 
-/// The path of an external program a test needs, or `None` after printing why the
-/// test skips. With `TOWER_PROMETHEUS_REQUIRE_TOOLS=1` a missing program fails instead.
-pub fn require_tool(program: &str, why: &str) -> Option<PathBuf> {
-    let found = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|dir| dir.join(program))
-            .find(|candidate| candidate.is_file())
-    });
-    if found.is_none() {
-        skip(&format!(
-            "`{program}` is not on PATH; it is needed to {why}"
-        ));
-    }
-    found
+/// The path of an external program a test needs, or why the test is skipped. With
+/// `TOWER_PROMETHEUS_REQUIRE_TOOLS=1` a missing program fails the test instead.
+pub fn require_tool(program: &str, why: &str) -> Result<PathBuf, Skipped> {
+    std::env::var_os("PATH")
+        .and_then(|paths| {
+            std::env::split_paths(&paths)
+                .map(|dir| dir.join(program))
+                .find(|candidate| candidate.is_file())
+        })
+        .ok_or_else(|| skip(format!("`{program}` is not on PATH; it is needed to {why}")))
 }
 
 /// A Python interpreter with PyPI's `prometheus-client`: `TOWER_PROMETHEUS_PYTHON`, or
-/// `python3` if it can import the package; `None` after printing why the test skips.
-pub fn require_python_client(why: &str) -> Option<PathBuf> {
+/// `python3` if it can import the package; otherwise why the test is skipped.
+pub fn require_python_client(why: &str) -> Result<PathBuf, Skipped> {
+    require_python_module("prometheus_client", "prometheus-client", why)
+}
+
+/// A Python interpreter that can import `module` (PyPI's `package`):
+/// `TOWER_PROMETHEUS_PYTHON`, or `python3`; otherwise why the test is skipped.
+pub fn require_python_module(module: &str, package: &str, why: &str) -> Result<PathBuf, Skipped> {
     let candidate = std::env::var_os("TOWER_PROMETHEUS_PYTHON")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("python3"));
     let works = std::process::Command::new(&candidate)
-        .args(["-c", "import prometheus_client"])
+        .args(["-c", &format!("import {module}")])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .status()
         .is_ok_and(|status| status.success());
     if works {
-        return Some(candidate);
+        return Ok(candidate);
     }
-    skip(&format!(
-        "no Python with the `prometheus-client` package (set TOWER_PROMETHEUS_PYTHON to one); it is needed to {why}"
-    ));
-    None
+    Err(skip(format!(
+        "no Python with the `{package}` package (set TOWER_PROMETHEUS_PYTHON to one); it is needed to {why}"
+    )))
 }
 
-/// Prints why a test skips, or fails it under `TOWER_PROMETHEUS_REQUIRE_TOOLS=1`.
-fn skip(reason: &str) {
+/// Ok when the test runs as root; otherwise why the test is skipped.
+pub fn require_root(why: &str) -> Result<(), Skipped> {
+    // The effective uid, from the kernel's own view of this process.
+    let root = std::fs::read_to_string("/proc/self/status").is_ok_and(|status| {
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix("Uid:"))
+            .and_then(|ids| ids.split_whitespace().nth(1))
+            == Some("0")
+    });
+    if root {
+        return Ok(());
+    }
+    Err(skip(format!(
+        "not running as root; root is needed to {why}"
+    )))
+}
+
+/// Why a test is skipped; under `TOWER_PROMETHEUS_REQUIRE_TOOLS=1` it fails instead.
+fn skip(reason: String) -> Skipped {
     let required = std::env::var("TOWER_PROMETHEUS_REQUIRE_TOOLS").is_ok_and(|v| v == "1");
     assert!(
         !required,
         "required by TOWER_PROMETHEUS_REQUIRE_TOOLS=1: {reason}"
     );
-    eprintln!("SKIPPED: {reason}. Install it, or set TOWER_PROMETHEUS_REQUIRE_TOOLS=1 to make this a failure.");
+    Skipped(reason)
 }
 
 /// A fresh directory under the system's temporary directory, removed on drop.
