@@ -1,84 +1,36 @@
-//! The crate's `tracing` events, caught by a subscriber of the test's own while a real
+//! The crate's `tracing` events, caught by a subscriber installed for the whole binary while a real
 //! server answers scrapes.
 
 mod common;
 
-use std::collections::BTreeMap;
-use std::sync::{Mutex, Once};
+use std::sync::OnceLock;
 use std::time::Duration;
 
+use common::events::{Captured, Events};
 use common::{eventually, scrape, serve, TempDir};
 use tower_prometheus::metrics::Gauge;
 use tower_prometheus::{MetricsEndpoint, MetricsRegistry};
-use tracing::field::{Field, Visit};
-use tracing::span::{Attributes, Id, Record};
-use tracing::{Event, Level, Metadata, Subscriber};
+use tracing::Level;
 
-/// One event: its target, level and fields.
-#[derive(Clone, Debug)]
-struct Captured {
-    target: String,
-    level: Level,
-    fields: BTreeMap<String, String>,
-}
+/// Every event of every thread (the server's included).
+static EVENTS: OnceLock<Events> = OnceLock::new();
 
-static EVENTS: Mutex<Vec<Captured>> = Mutex::new(Vec::new());
-
-/// Keeps every event of every thread (the server's included).
-struct Recorder;
-
-impl Visit for Captured {
-    fn record_str(&mut self, field: &Field, value: &str) {
-        self.fields.insert(field.name().into(), value.into());
-    }
-
-    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
-        self.fields
-            .insert(field.name().into(), format!("{value:?}"));
-    }
-}
-
-impl Subscriber for Recorder {
-    fn enabled(&self, _: &Metadata<'_>) -> bool {
-        true
-    }
-    fn new_span(&self, _: &Attributes<'_>) -> Id {
-        Id::from_u64(1)
-    }
-    fn record(&self, _: &Id, _: &Record<'_>) {}
-    fn record_follows_from(&self, _: &Id, _: &Id) {}
-    fn event(&self, event: &Event<'_>) {
-        let mut captured = Captured {
-            target: event.metadata().target().into(),
-            level: *event.metadata().level(),
-            fields: BTreeMap::new(),
-        };
-        event.record(&mut captured);
-        EVENTS
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(captured);
-    }
-    fn enter(&self, _: &Id) {}
-    fn exit(&self, _: &Id) {}
-}
-
-fn install() {
-    static INSTALL: Once = Once::new();
-    INSTALL.call_once(|| {
-        tracing::subscriber::set_global_default(Recorder).expect("the only subscriber");
-    });
+/// The events, with the subscriber installed for the whole test binary.
+fn recorded() -> &'static Events {
+    EVENTS.get_or_init(|| {
+        let events = Events::default();
+        tracing::subscriber::set_global_default(events.clone()).expect("the only subscriber");
+        events
+    })
 }
 
 /// The events whose field `key` is `value`, waiting up to a few seconds for one.
 async fn events_with(key: &str, value: &str) -> Vec<Captured> {
     eventually(Duration::from_secs(5), "the event", || async {
-        let events: Vec<Captured> = EVENTS
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter()
-            .filter(|e| e.fields.get(key).map(String::as_str) == Some(value))
-            .cloned()
+        let events: Vec<Captured> = recorded()
+            .taken()
+            .into_iter()
+            .filter(|e| e.fields.get(key) == Some(&format!("{value:?}")))
             .collect();
         (!events.is_empty()).then_some(events)
     })
@@ -87,7 +39,7 @@ async fn events_with(key: &str, value: &str) -> Vec<Captured> {
 
 #[tokio::test]
 async fn a_failing_collector_is_a_warning_naming_it_with_its_message() {
-    install();
+    recorded();
     let registry = MetricsRegistry::new();
     registry
         .provider("queued", "Queued.", Gauge::default)
@@ -109,13 +61,13 @@ async fn a_failing_collector_is_a_warning_naming_it_with_its_message() {
     let event = &events[0];
     assert_eq!(event.level, Level::WARN);
     assert_eq!(event.target, "tower_prometheus::registry");
-    assert_eq!(event.fields["reason"], "error");
-    assert_eq!(event.fields["error"], "database is down");
+    assert_eq!(event.fields["reason"], "\"error\"");
+    assert_eq!(event.fields["error"], "\"database is down\"");
 }
 
 #[tokio::test]
 async fn a_metric_outside_the_files_is_a_warning_at_init() {
-    install();
+    recorded();
     let dir = TempDir::new("logging");
     let registry = MetricsRegistry::new();
     registry.multiprocess_dir(dir.path()).unwrap();
@@ -133,10 +85,10 @@ async fn a_metric_outside_the_files_is_a_warning_at_init() {
     assert_eq!(events[0].level, Level::WARN);
     assert_eq!(events[0].target, "tower_prometheus::registry");
     // A metric declared to stay in the process is not warned about.
-    let all = EVENTS.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let all = recorded().taken();
     assert!(
         !all.iter()
-            .any(|e| e.fields.get("metric").map(String::as_str) == Some("collected_depth")),
+            .any(|e| e.fields.get("metric").map(String::as_str) == Some("\"collected_depth\"")),
         "{all:?}"
     );
 }
