@@ -1,5 +1,5 @@
-//! The crate's `tracing` events, caught by a subscriber installed for the whole binary while a real
-//! server answers scrapes.
+//! The crate's `tracing` events, caught by a subscriber installed for the whole test
+//! binary while a real server answers scrapes.
 
 mod common;
 
