@@ -17,6 +17,15 @@ pub enum BuildError {
     /// A declared gRPC method path is not `/package.Service/Method`.
     #[error("`{0}` is not a gRPC method path (`/package.Service/Method`)")]
     InvalidGrpcMethod(String),
+    /// A layer setting cannot take effect on the registry it is built on, for example
+    /// another `max_series` than the families it shares with an earlier layer.
+    #[error("layer setting `{setting}` cannot take effect: {message}")]
+    Setting {
+        /// The builder method of the setting.
+        setting: &'static str,
+        /// Why, and what to do instead.
+        message: String,
+    },
     /// The endpoint path is not an absolute path.
     #[error("invalid metrics endpoint path `{0}`: it must start with `/`")]
     InvalidPath(String),

@@ -50,6 +50,10 @@ pub mod multiprocess;
 pub mod process;
 pub mod registry;
 
+/// The prometheus-client crate this one builds on, for its metric types and
+/// `registry::Unit` without a dependency of your own to keep in step.
+pub use prometheus_client;
+
 pub use build_info::BUILD_INFO;
 pub use endpoint::MetricsEndpoint;
 pub use error::BuildError;

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use common::{scrape_reply, serve, Exposition};
 use http::{header, Method, StatusCode};
-use tower_prometheus::metrics::{Buckets, Counter, Family, Histogram};
+use tower_prometheus::metrics::{Buckets, Counter, Family, Gauge, Histogram};
 use tower_prometheus::{BuildError, MetricsEndpoint, MetricsRegistry};
 
 const PROMETHEUS_DEFAULT_ACCEPT: &str = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
@@ -524,6 +524,15 @@ async fn collector_failures_can_fail_the_scrape() {
     registry
         .collector("broken", |_| Err("backend down".into()))
         .unwrap();
+    registry
+        .collector("typo", |registry| {
+            registry.get::<Gauge>("gg")?.set(1);
+            Ok(())
+        })
+        .unwrap();
+    registry
+        .collector("bug", |_| panic!("index out of range in the pool"))
+        .unwrap();
     let endpoint = MetricsEndpoint::builder(&registry)
         .on_collector_error(tower_prometheus::endpoint::OnCollectorError::Fail)
         .build()
@@ -531,6 +540,14 @@ async fn collector_failures_can_fail_the_scrape() {
     let addr = serve(endpoint).await;
     let reply = scrape_reply(addr, &[]).await;
     assert_eq!(reply.status, StatusCode::INTERNAL_SERVER_ERROR);
+    // Each failure keeps its message: the error's, the panic's.
+    for expected in [
+        "collector `broken`: error: backend down",
+        "collector `typo`: error: unknown metric `gg`",
+        "collector `bug`: panic: index out of range in the pool",
+    ] {
+        assert!(reply.body.contains(expected), "{expected}: {}", reply.body);
+    }
     assert!(
         reply.body.contains("collector `broken`: error"),
         "{}",

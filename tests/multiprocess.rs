@@ -420,6 +420,85 @@ async fn files_that_grow_between_scrapes_are_read_incrementally() {
     }
 }
 
+async fn fractional_values_are_shared_through_the_files() -> common::Checked {
+    let python = common::require_python_client(
+        "read fractional values with Python's MultiProcessCollector",
+    )?;
+    let dir = TempDir::new("fractions");
+    let registry = MetricsRegistry::new();
+    registry.multiprocess_dir(dir.path()).unwrap();
+    registry
+        .provider("energy", "Energy used.", Counter::default)
+        .unwrap();
+    registry
+        .provider("load", "Load.", || Gauge::with_mode(GaugeMode::Max))
+        .unwrap();
+    let addr = serve(MetricsEndpoint::new(&registry).unwrap()).await;
+    let energy = registry.get::<Counter>("energy").unwrap();
+    energy.inc_by_f64(1.5).unwrap();
+    energy.inc();
+    assert!(energy.inc_by_f64(-0.5).is_err());
+    let load = registry.get::<Gauge>("load").unwrap();
+    load.set_f64(0.75);
+    load.add_f64(-0.5);
+
+    let ours = scrape(addr).await;
+    let theirs = python_aggregate(&python, dir.path());
+    for metrics in [&ours, &theirs] {
+        assert_eq!(
+            metrics.value("energy_total", &[]),
+            Some(2.5),
+            "{}",
+            metrics.text
+        );
+        assert_eq!(metrics.value("load", &[]), Some(0.25), "{}", metrics.text);
+    }
+    Ok(())
+}
+
+async fn collector_output_stays_in_the_scraped_process_when_declared_as_collected(
+) -> common::Checked {
+    let python =
+        common::require_python_client("check which collector output reaches the shared files")?;
+    let dir = TempDir::new("collected");
+    let registry = MetricsRegistry::new();
+    registry.multiprocess_dir(dir.path()).unwrap();
+    registry
+        .collected_provider("pool_idle", "Idle connections.", Gauge::default)
+        .unwrap();
+    registry
+        .provider("queue_depth", "Jobs waiting.", || {
+            Gauge::with_mode(GaugeMode::LiveMostRecent)
+        })
+        .unwrap();
+    registry
+        .collector("state", |registry| {
+            registry.get::<Gauge>("pool_idle")?.set(3);
+            registry.get::<Gauge>("queue_depth")?.set(7);
+            Ok(())
+        })
+        .unwrap();
+    let addr = serve(MetricsEndpoint::new(&registry).unwrap()).await;
+    let ours = scrape(addr).await;
+    // The collected gauge: this process's value, no `pid` label, nothing in the files.
+    assert_eq!(ours.value("pool_idle", &[]), Some(3.0), "{}", ours.text);
+    // A gauge in the files: what the scraped process's collector wrote, in its mode.
+    assert_eq!(ours.value("queue_depth", &[]), Some(7.0), "{}", ours.text);
+    let theirs = python_aggregate(&python, dir.path());
+    assert!(
+        theirs.matching("pool_idle", &[]).is_empty(),
+        "{}",
+        theirs.text
+    );
+    assert_eq!(
+        theirs.value("queue_depth", &[]),
+        Some(7.0),
+        "{}",
+        theirs.text
+    );
+    Ok(())
+}
+
 test_main! {
     tokio python_reads_the_files_this_crate_writes,
     tokio this_crate_aggregates_files_python_processes_wrote,
@@ -429,4 +508,6 @@ test_main! {
     tokio_2 a_worker_killed_with_sigkill_loses_no_counted_request,
     tokio live_gauges_follow_process_liveness_even_when_a_pid_is_reused,
     tokio files_that_grow_between_scrapes_are_read_incrementally,
+    tokio fractional_values_are_shared_through_the_files,
+    tokio collector_output_stays_in_the_scraped_process_when_declared_as_collected,
 }

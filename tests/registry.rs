@@ -389,9 +389,11 @@ fn a_panicking_provider_is_an_error_not_a_panic() {
     assert_eq!(
         error,
         BuildError::Registry(RegistryError::ProviderPanicked {
-            name: "broken".into()
+            name: "broken".into(),
+            message: "provider bug".into(),
         })
     );
+    assert!(error.to_string().contains("provider bug"), "{error}");
 }
 
 #[test]
@@ -475,5 +477,327 @@ async fn build_info_names_the_crate_and_the_service() {
             &[("version", env!("CARGO_PKG_VERSION"))]
         ),
         Some(1.0)
+    );
+}
+
+/// The request counter of one axum route, as a scrape shows it.
+#[cfg(feature = "axum")]
+fn route_requests(metrics: &common::Exposition, route: &str) -> Option<f64> {
+    metrics.value(
+        REQUESTS_TOTAL,
+        &[
+            ("http_request_method", "GET"),
+            ("http_response_status_code", "200"),
+            ("http_route", route),
+        ],
+    )
+}
+
+#[cfg(feature = "axum")]
+#[tokio::test]
+async fn a_layer_built_after_the_endpoint_records_into_what_the_endpoint_serves() {
+    use tower_prometheus::layer::Objective;
+
+    let registry = MetricsRegistry::new();
+    let internal = serve(MetricsEndpoint::new(&registry).unwrap()).await;
+    let router = Router::new().route("/", get(|| async { "hi" })).layer(
+        MetricsLayer::builder(&registry)
+            .without_endpoint()
+            .objective("/", Objective::availability(0.999))
+            .build()
+            .unwrap(),
+    );
+    let app = serve(router).await;
+    for _ in 0..3 {
+        assert_eq!(common::get(app, "/").await.status, StatusCode::OK);
+    }
+    let metrics = scrape(internal).await;
+    assert_eq!(route_requests(&metrics, "/"), Some(3.0));
+    assert!(metrics.declares("http_server_request_duration_seconds", "histogram"));
+    assert_eq!(
+        metrics.value(
+            "http_server_slo_objective",
+            &[("http_route", "/"), ("slo", "availability")]
+        ),
+        Some(0.999)
+    );
+}
+
+#[cfg(feature = "axum")]
+#[tokio::test]
+async fn two_layers_export_both_objectives_and_a_cap_that_cannot_apply_is_an_error() {
+    use std::time::Duration;
+    use tower_prometheus::layer::Objective;
+
+    let registry = MetricsRegistry::new();
+    let public = MetricsLayer::builder(&registry)
+        .max_series(50)
+        .objective(
+            "/a",
+            Objective::availability(0.99).with_latency(Duration::from_secs(10), 0.9),
+        )
+        .build()
+        .unwrap();
+    // A second layer on the same families: another cap cannot take effect.
+    let error = MetricsLayer::builder(&registry)
+        .max_series(10)
+        .build()
+        .unwrap_err();
+    assert!(
+        matches!(
+            error,
+            BuildError::Setting {
+                setting: "max_series",
+                ..
+            }
+        ),
+        "{error}"
+    );
+    assert!(error.to_string().contains("50"), "{error}");
+    // Another objective for a route an earlier layer declared is an error too.
+    let error = MetricsLayer::builder(&registry)
+        .objective("/a", Objective::availability(0.5))
+        .build()
+        .unwrap_err();
+    assert!(matches!(error, BuildError::InvalidObjective(_)), "{error}");
+    assert!(error.to_string().contains("/a"), "{error}");
+    // The same cap, or none, and objectives of other routes take effect.
+    let internal = MetricsLayer::builder(&registry)
+        .max_series(50)
+        .objective("/b", Objective::latency(Duration::from_secs(10), 0.95))
+        .build()
+        .unwrap();
+    let a = serve(
+        Router::new()
+            .route("/a", get(|| async { "a" }))
+            .layer(public),
+    )
+    .await;
+    let b = serve(
+        Router::new()
+            .route("/b", get(|| async { "b" }))
+            .layer(internal),
+    )
+    .await;
+    common::get(a, "/a").await;
+    common::get(b, "/b").await;
+    common::get(b, "/b").await;
+
+    let metrics = scrape(a).await;
+    let objective = "http_server_slo_objective";
+    assert_eq!(
+        metrics.value(objective, &[("http_route", "/a"), ("slo", "availability")]),
+        Some(0.99)
+    );
+    assert_eq!(
+        metrics.value(
+            objective,
+            &[
+                ("http_route", "/b"),
+                ("slo", "latency"),
+                ("threshold_seconds", "10")
+            ]
+        ),
+        Some(0.95)
+    );
+    let good = "http_server_slo_latency_good_total";
+    assert_eq!(metrics.value(good, &[("http_route", "/a")]), Some(1.0));
+    assert_eq!(metrics.value(good, &[("http_route", "/b")]), Some(2.0));
+    assert_eq!(route_requests(&metrics, "/b"), Some(2.0));
+}
+
+#[cfg(feature = "axum")]
+#[tokio::test]
+async fn a_layer_builds_and_records_after_a_failed_build() {
+    use tower_prometheus::layer::Objective;
+
+    let registry = MetricsRegistry::new();
+    let error = MetricsLayer::builder(&registry)
+        .objective("/", Objective::availability(2.0))
+        .build()
+        .unwrap_err();
+    assert!(matches!(error, BuildError::InvalidObjective(_)), "{error}");
+    let endpoint = MetricsEndpoint::new(&registry).unwrap();
+    // The first layer creates the families, so its cap takes effect.
+    MetricsLayer::builder(&registry)
+        .max_series(7)
+        .build()
+        .unwrap();
+    let capped: tower_prometheus::layer::RequestCount = registry.get(REQUESTS_TOTAL).unwrap();
+    assert_eq!(capped.series_limit(), 7);
+    let error = MetricsLayer::builder(&registry)
+        .max_series(8)
+        .build()
+        .unwrap_err();
+    assert!(matches!(error, BuildError::Setting { .. }), "{error}");
+
+    let layer = MetricsLayer::new(&registry).unwrap();
+    let app = serve(
+        Router::new()
+            .route("/", get(|| async { "hi" }))
+            .layer(layer),
+    )
+    .await;
+    common::get(app, "/").await;
+    let metrics = scrape(serve(endpoint).await).await;
+    assert_eq!(route_requests(&metrics, "/"), Some(1.0));
+}
+
+#[tokio::test]
+async fn a_blocking_sync_collector_times_out_and_is_not_started_twice() {
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    let registry = MetricsRegistry::new();
+    registry
+        .provider("fresh", "Fresh.", Gauge::default)
+        .unwrap();
+    let runs = Arc::new(AtomicUsize::new(0));
+    let (release, released) = mpsc::channel::<()>();
+    let released = Mutex::new(released);
+    let counted = Arc::clone(&runs);
+    registry
+        .collector("blocked", move |_| {
+            counted.fetch_add(1, Ordering::SeqCst);
+            // Blocks until the test releases it (or gives up after a minute).
+            let released = released.lock().map_err(|_| "poisoned")?;
+            released.recv_timeout(Duration::from_secs(60))?;
+            Ok(())
+        })
+        .unwrap();
+    registry
+        .collector("after", |registry| {
+            registry.get::<Gauge>("fresh")?.inc();
+            Ok(())
+        })
+        .unwrap();
+    let endpoint = MetricsEndpoint::builder(&registry)
+        .collector_timeout(Duration::from_millis(100))
+        .build()
+        .unwrap();
+    let addr = serve(endpoint).await;
+    let errors = "tower_prometheus_collector_errors_total";
+    let timeouts = [("collector", "blocked"), ("reason", "timeout")];
+    for scrape_number in 1..=2 {
+        let metrics = tokio::time::timeout(Duration::from_secs(10), scrape(addr))
+            .await
+            .expect("the scrape does not wait for the blocked collector");
+        assert_eq!(metrics.value(errors, &timeouts), Some(scrape_number as f64));
+        assert_eq!(metrics.value("fresh", &[]), Some(scrape_number as f64));
+    }
+    // The second scrape found the first run still blocked and did not start another.
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+    release.send(()).unwrap();
+    release.send(()).unwrap();
+    common::eventually(
+        Duration::from_secs(10),
+        "the collector runs again",
+        || async {
+            scrape(addr).await;
+            (runs.load(Ordering::SeqCst) == 2).then_some(())
+        },
+    )
+    .await;
+}
+
+#[test]
+fn wrong_type_errors_name_the_public_types() {
+    use tower_prometheus::layer::RequestCount;
+    use tower_prometheus::metrics::Histogram;
+
+    let registry = MetricsRegistry::new();
+    let _layer = MetricsLayer::new(&registry).unwrap();
+    let error = registry.get::<Histogram>(REQUESTS_TOTAL).unwrap_err();
+    let RegistryError::WrongType {
+        requested, actual, ..
+    } = &error
+    else {
+        panic!("{error}");
+    };
+    assert_eq!(requested, "tower_prometheus::metrics::Histogram");
+    // The very path the message prints names the type in code.
+    let _: tower_prometheus::metrics::Family<
+        tower_prometheus::layer::HttpLabels,
+        tower_prometheus::metrics::Counter,
+    > = registry.get(REQUESTS_TOTAL).unwrap();
+    assert_eq!(
+        actual,
+        "tower_prometheus::metrics::Family<tower_prometheus::layer::HttpLabels, \
+         tower_prometheus::metrics::Counter>"
+    );
+    // The aliases name the same type.
+    registry.get::<RequestCount>(REQUESTS_TOTAL).unwrap();
+    let error = registry
+        .get::<tower_prometheus::prometheus_client::metrics::gauge::Gauge>(REQUESTS_TOTAL)
+        .unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .ends_with("not a prometheus_client::metrics::gauge::Gauge"),
+        "{error}"
+    );
+}
+
+#[tokio::test]
+async fn counters_and_gauges_take_fractional_values() {
+    use tower_prometheus::metrics::{CounterFamily, InvalidIncrement};
+
+    let registry = MetricsRegistry::new();
+    registry
+        .provider_with_unit(
+            "energy",
+            "Energy used.",
+            Unit::Other("joules".into()),
+            Counter::default,
+        )
+        .unwrap();
+    registry.provider("load", "Load.", Gauge::default).unwrap();
+    registry
+        .provider("disk_seconds", "Disk time.", <CounterFamily>::default)
+        .unwrap();
+    let addr = serve(MetricsEndpoint::new(&registry).unwrap()).await;
+    let energy = registry.get::<Counter>("energy").unwrap();
+    let load = registry.get::<Gauge>("load").unwrap();
+    let disks = registry.get::<CounterFamily>("disk_seconds").unwrap();
+
+    energy.inc_by_f64(1.5).unwrap();
+    energy.inc();
+    assert_eq!(energy.inc_by_f64(-1.0), Err(InvalidIncrement(-1.0)));
+    assert!(energy.inc_by_f64(f64::NAN).is_err());
+    assert!(energy.inc_by_f64(f64::INFINITY).is_err());
+    // Threads adding fractions at once lose none of them.
+    std::thread::scope(|scope| {
+        for _ in 0..4 {
+            scope.spawn(|| {
+                for _ in 0..1000 {
+                    energy.inc_by_f64(0.25).unwrap();
+                }
+            });
+        }
+    });
+    load.add(2);
+    load.set_f64(0.75);
+    load.add(2);
+    disks
+        .get_or_create(&vec![("disk".into(), "sda".into())])
+        .inc_by_f64(0.125)
+        .unwrap();
+
+    let metrics = scrape(addr).await;
+    assert_eq!(metrics.value("energy_joules_total", &[]), Some(1002.5));
+    assert_eq!(metrics.value("load", &[]), Some(2.75));
+    assert_eq!(
+        metrics.value("disk_seconds_total", &[("disk", "sda")]),
+        Some(0.125)
+    );
+    assert_eq!((energy.get(), load.get()), (1002, 2));
+
+    // A whole value set again is exposed as an integer, as before any fraction.
+    load.set(-4);
+    let reply = common::scrape_reply(addr, &[]).await;
+    assert!(
+        reply.body.lines().any(|line| line == "load -4"),
+        "{}",
+        reply.body
     );
 }

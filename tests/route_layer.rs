@@ -6,67 +6,17 @@
 
 mod common;
 
-use std::fmt::{self, Write as _};
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use axum::routing::get;
 use axum::Router;
+use common::events::Events;
 use http::StatusCode;
 use tower_prometheus::{MetricsLayer, MetricsRegistry};
-use tracing::field::Field;
-use tracing::span::{Attributes, Id, Record};
-use tracing::{Event, Level, Metadata, Subscriber};
 
 /// Longer than the five minutes the layer waits.
 const PAST_THE_GRACE: Duration = Duration::from_secs(5 * 60 + 1);
-
-/// The crate's warnings, each as its fields written out.
-#[derive(Clone, Default)]
-struct Warnings(Arc<Mutex<Vec<String>>>);
-
-impl Warnings {
-    fn taken(&self) -> Vec<String> {
-        self.0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
-    }
-}
-
-impl Subscriber for Warnings {
-    fn enabled(&self, _: &Metadata<'_>) -> bool {
-        true
-    }
-
-    fn new_span(&self, _: &Attributes<'_>) -> Id {
-        Id::from_u64(1)
-    }
-
-    fn record(&self, _: &Id, _: &Record<'_>) {}
-
-    fn record_follows_from(&self, _: &Id, _: &Id) {}
-
-    fn event(&self, event: &Event<'_>) {
-        let metadata = event.metadata();
-        if *metadata.level() != Level::WARN || !metadata.target().starts_with("tower_prometheus") {
-            return;
-        }
-        let mut fields = String::new();
-        event.record(&mut |field: &Field, value: &dyn fmt::Debug| {
-            let _ = write!(fields, "{}={value:?} ", field.name());
-        });
-        self.0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push(fields);
-    }
-
-    fn enter(&self, _: &Id) {}
-
-    fn exit(&self, _: &Id) {}
-}
 
 fn routes() -> Router {
     Router::new()
@@ -76,8 +26,8 @@ fn routes() -> Router {
 
 /// Serves `app` with the paused clock and the warnings captured for this test's thread
 /// (a current-thread runtime runs the server's tasks there too).
-async fn serve_watched(app: Router) -> (SocketAddr, Warnings, impl Drop) {
-    let warnings = Warnings::default();
+async fn serve_watched(app: Router) -> (SocketAddr, Events, impl Drop) {
+    let warnings = Events::default();
     let guard = tracing::subscriber::set_default(warnings.clone());
     let addr = common::serve(app).await;
     (addr, warnings, guard)
@@ -95,20 +45,21 @@ async fn a_layer_added_with_route_layer_warns_that_scrapes_cannot_reach_it() {
         StatusCode::NOT_FOUND
     );
     assert_eq!(common::get(addr, "/users/7").await.status, StatusCode::OK);
-    assert!(warnings.taken().is_empty(), "{:?}", warnings.taken());
+    assert!(warnings.warnings().is_empty(), "{:?}", warnings.warnings());
 
     tokio::time::advance(PAST_THE_GRACE).await;
     assert_eq!(common::get(addr, "/").await.status, StatusCode::OK);
-    let taken = warnings.taken();
+    let taken = warnings.warnings();
     assert_eq!(taken.len(), 1, "{taken:?}");
+    let written = taken[0].written();
     for needed in ["Router::route_layer", "Router::layer", "path=\"/metrics\""] {
-        assert!(taken[0].contains(needed), "{needed} in {}", taken[0]);
+        assert!(written.contains(needed), "{needed} in {written}");
     }
 
     // Once is enough.
     tokio::time::advance(PAST_THE_GRACE).await;
     assert_eq!(common::get(addr, "/users/8").await.status, StatusCode::OK);
-    assert_eq!(warnings.taken().len(), 1);
+    assert_eq!(warnings.warnings().len(), 1);
 }
 
 /// Serves `app`, sends the `first` requests (each a path and the status it gets), lets
@@ -121,7 +72,7 @@ async fn quiet_past_the_grace(app: Router, first: &[(&str, StatusCode)]) -> Sock
     }
     tokio::time::advance(PAST_THE_GRACE).await;
     assert_eq!(common::get(addr, "/").await.status, StatusCode::OK);
-    assert!(warnings.taken().is_empty(), "{:?}", warnings.taken());
+    assert!(warnings.warnings().is_empty(), "{:?}", warnings.warnings());
     addr
 }
 

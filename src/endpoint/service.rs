@@ -130,8 +130,9 @@ impl MetricsEndpoint {
             let failed: Vec<String> = failures.iter().map(ToString::to_string).collect();
             return Err(ScrapeError::Collectors(failed.join(", ")));
         }
-        format
-            .encode(shared.initialized.registry())
+        shared
+            .initialized
+            .with_registry(|registry| format.encode(registry))
             .map_err(|_| ScrapeError::Encode)
     }
 
@@ -326,9 +327,10 @@ impl MetricsEndpointBuilder {
         self
     }
 
-    /// Gives each async collector at most `timeout` per scrape; a slower one is left
-    /// behind and counted with `reason="timeout"` (needs a Tokio runtime with timers, as
-    /// under hyper, axum and tonic; without one, collectors run to the end).
+    /// Gives each collector at most `timeout` per scrape (sync ones then run on a
+    /// blocking thread); a slower one is left behind and counted with
+    /// `reason="timeout"` (needs a Tokio runtime with timers, as under hyper, axum and
+    /// tonic; without one, collectors run to the end).
     pub fn collector_timeout(mut self, timeout: Duration) -> Self {
         self.collector_timeout = Some(timeout);
         self

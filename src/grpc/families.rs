@@ -79,6 +79,23 @@ fn per_shard(series: MethodSeries) -> MethodShards {
 /// Series a family holds beside its methods' own: `_OTHER` and the overflow series.
 const SHARED_SERIES: usize = 2;
 
+/// The series cap of the gRPC family `family` sized for `max_methods` methods: each
+/// method, `_OTHER` and the overflow series, times each code in
+/// `grpc_server_handled_total`.
+pub(crate) fn series_cap(family: &str, max_methods: usize) -> usize {
+    let per_code = max_methods.saturating_add(SHARED_SERIES);
+    match family {
+        GRPC_HANDLED => per_code.saturating_mul(GrpcCode::COUNT),
+        _ => per_code,
+    }
+}
+
+/// How many methods a gRPC family other than `grpc_server_handled_total` with the
+/// series cap `cap` was sized for.
+pub(crate) fn methods_within(cap: usize) -> usize {
+    cap.saturating_sub(SHARED_SERIES)
+}
+
 impl GrpcFamilies {
     /// Declares the gRPC families in `registry` (unless the user declared those names
     /// first, to replace them), sized for `max_methods` methods (each code of each in
@@ -88,7 +105,7 @@ impl GrpcFamilies {
         max_methods: usize,
         handling: bool,
     ) -> Result<(), RegistryError> {
-        let max_series = max_methods.saturating_add(SHARED_SERIES);
+        let max_series = series_cap(GRPC_STARTED, max_methods);
         let counts = [
             (GRPC_STARTED, "Total number of RPCs started on the server."),
             (
@@ -109,9 +126,7 @@ impl GrpcFamilies {
             GRPC_HANDLED,
             "Total number of RPCs completed on the server, regardless of success or failure.",
             None,
-            move || {
-                GrpcHandledCount::default().max_series(max_series.saturating_mul(GrpcCode::COUNT))
-            },
+            move || GrpcHandledCount::default().max_series(series_cap(GRPC_HANDLED, max_methods)),
         )?;
         if handling {
             registry.provider_if_absent(

@@ -87,7 +87,7 @@ pub use families::{
 pub use labels::{GrpcHandledLabels, GrpcLabels, GrpcType};
 
 pub(crate) use call::{GrpcCall, ReceivedMessages};
-pub(crate) use families::GrpcFamilies;
+pub(crate) use families::{methods_within, series_cap, GrpcFamilies};
 pub(crate) use method::{
     claims_grpc, grpc_timeout, is_grpc_response, service_and_method, MethodTypes,
 };

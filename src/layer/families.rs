@@ -28,6 +28,20 @@ pub const ACTIVE_REQUESTS: &str = "http_server_active_requests";
 /// Type of [`REQUEST_DURATION`]: one histogram per method, status and route.
 pub type RequestDuration = Family<HttpLabels, Histogram>;
 /// Type of [`REQUESTS_TOTAL`]: one counter per method, status and route.
+///
+/// ```
+/// use tower_prometheus::layer::{HttpLabels, HttpMethod, RequestCount, REQUESTS_TOTAL};
+/// use tower_prometheus::{MetricsLayer, MetricsRegistry};
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let registry = MetricsRegistry::new();
+/// let _layer = MetricsLayer::new(&registry)?;
+/// let requests = registry.get::<RequestCount>(REQUESTS_TOTAL)?;
+/// let served = requests.get(&HttpLabels::new(HttpMethod::Get, 200, "/"));
+/// assert!(served.is_none(), "no request yet");
+/// # Ok(())
+/// # }
+/// ```
 pub type RequestCount = Family<HttpLabels, Counter>;
 /// Type of [`ACTIVE_REQUESTS`]: one gauge per method and route.
 pub type ActiveRequests = Family<ActiveRequestLabels, Gauge>;

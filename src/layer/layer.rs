@@ -7,18 +7,24 @@ use std::sync::Arc;
 use http::request::Parts;
 use tower::Layer;
 
-use super::families::HttpFamilies;
+use super::families::{
+    ActiveRequests, HttpFamilies, RequestCount, RequestDuration, ACTIVE_REQUESTS, REQUESTS_TOTAL,
+    REQUEST_DURATION,
+};
 use super::route::{RouteFn, RouteResolver, DEFAULT_FALLBACK_ROUTE};
 use super::service::MetricsService;
 use super::slo::{method_target, route_target, Objective, Objectives};
 use crate::endpoint::{MetricsEndpoint, MetricsEndpointBuilder, DEFAULT_PATH};
 use crate::grpc::service_and_method;
-use crate::grpc::{GrpcFamilies, GrpcType, MethodTypes};
+use crate::grpc::{
+    methods_within, series_cap, GrpcCount, GrpcFamilies, GrpcHandledCount, GrpcHandling, GrpcType,
+    MethodTypes, GRPC_HANDLED, GRPC_HANDLING, GRPC_MSG_RECEIVED, GRPC_MSG_SENT, GRPC_STARTED,
+};
+use crate::metrics::DEFAULT_MAX_SERIES;
+use crate::{BuildError, MetricsRegistry};
 
 /// An option of the endpoint, applied when the layer builds it.
 type EndpointOption = Box<dyn FnOnce(MetricsEndpointBuilder) -> MetricsEndpointBuilder + Send>;
-use crate::metrics::DEFAULT_MAX_SERIES;
-use crate::{BuildError, MetricsRegistry};
 
 /// A [`tower::Layer`] that records every request into the HTTP families and answers
 /// the metrics endpoint; see the [module docs](super).
@@ -78,7 +84,7 @@ impl MetricsLayer {
             endpoint_options: Vec::new(),
             route_fn: None,
             fallback_route: DEFAULT_FALLBACK_ROUTE.into(),
-            max_series: DEFAULT_MAX_SERIES,
+            max_series: None,
             objectives: Objectives::default(),
             grpc_objectives: Objectives::grpc(),
             invalid_objective: None,
@@ -119,7 +125,8 @@ pub struct MetricsLayerBuilder {
     endpoint_options: Vec<EndpointOption>,
     route_fn: Option<Arc<RouteFn>>,
     fallback_route: Arc<str>,
-    max_series: usize,
+    /// `None` until set: then a layer built on families that exist takes their cap.
+    max_series: Option<usize>,
     objectives: Objectives,
     grpc_objectives: Objectives,
     /// A gRPC objective declared for a path that names no method.
@@ -226,8 +233,12 @@ impl MetricsLayerBuilder {
     /// Caps each default family at `max_series` label sets (default
     /// [`DEFAULT_MAX_SERIES`]); past it, requests fold into the overflow series. The
     /// gRPC families hold that many methods, plus `_OTHER` and the overflow series.
+    ///
+    /// The families are shared by every layer of a registry: a layer built after
+    /// another (or after a provider that replaced a family) fails to build with
+    /// [`BuildError::Setting`] if its cap differs from theirs.
     pub fn max_series(mut self, max_series: usize) -> Self {
-        self.max_series = max_series;
+        self.max_series = Some(max_series);
         self
     }
 
@@ -255,8 +266,13 @@ impl MetricsLayerBuilder {
         self
     }
 
-    /// Declares the default families (unless the registry already declares those
+    /// Declares the default families (unless the registry already holds those
     /// names), initialises the registry and builds the layer.
+    ///
+    /// The registry may already be initialised, by an endpoint or another layer: the
+    /// families it lacks are added then, and its objectives join the exported ones. A
+    /// setting that cannot take effect on what is already there (another cap, another
+    /// objective for the same route) is an error naming it.
     pub fn build(self) -> Result<MetricsLayer, BuildError> {
         if let Some(invalid) = self.invalid_objective {
             return Err(BuildError::InvalidObjective(invalid));
@@ -270,12 +286,11 @@ impl MetricsLayerBuilder {
         self.grpc_objectives
             .check()
             .map_err(BuildError::InvalidObjective)?;
-        if !self.registry.is_initialized() {
-            HttpFamilies::declare(&self.registry, self.max_series)?;
-            self.objectives.declare(&self.registry)?;
-            self.grpc_objectives.declare(&self.registry)?;
-            GrpcFamilies::declare(&self.registry, self.max_series, self.grpc_handling)?;
-        }
+        let max_series = self.max_series.unwrap_or(DEFAULT_MAX_SERIES);
+        HttpFamilies::declare(&self.registry, max_series)?;
+        self.objectives.declare(&self.registry)?;
+        self.grpc_objectives.declare(&self.registry)?;
+        GrpcFamilies::declare(&self.registry, max_series, self.grpc_handling)?;
         let intercept = self.path.is_some();
         let endpoint = self
             .endpoint_options
@@ -286,13 +301,26 @@ impl MetricsLayerBuilder {
                 |builder, options| options(builder),
             )
             .build()?;
+        if let Some(max_series) = self.max_series {
+            check_series_limits(&self.registry, max_series, self.grpc_handling)?;
+        }
+        self.objectives
+            .publish(&self.registry)
+            .map_err(BuildError::InvalidObjective)?;
+        self.grpc_objectives
+            .publish(&self.registry)
+            .map_err(BuildError::InvalidObjective)?;
         let families = HttpFamilies::from_registry(&self.registry, self.objectives)?;
+        // The method cap follows the shared families' cap, which an earlier layer may
+        // have set.
+        let max_methods =
+            methods_within(self.registry.get::<GrpcCount>(GRPC_STARTED)?.series_limit());
         let grpc = GrpcFamilies::from_registry(
             &self.registry,
             self.grpc_handling,
             self.grpc_types,
             self.grpc_objectives,
-            self.max_series,
+            max_methods,
         )?;
         Ok(MetricsLayer {
             shared: Arc::new(LayerShared {
@@ -304,6 +332,73 @@ impl MetricsLayerBuilder {
                 intercept,
             }),
         })
+    }
+}
+
+/// Fails unless every family the layer records into is capped at `max_series`: the
+/// families of a registry are shared, so a cap set when they already exist cannot
+/// take effect.
+fn check_series_limits(
+    registry: &MetricsRegistry,
+    max_series: usize,
+    grpc_handling: bool,
+) -> Result<(), BuildError> {
+    let mut limits = vec![
+        (
+            REQUEST_DURATION,
+            registry
+                .get::<RequestDuration>(REQUEST_DURATION)?
+                .series_limit(),
+            max_series,
+        ),
+        (
+            REQUESTS_TOTAL,
+            registry.get::<RequestCount>(REQUESTS_TOTAL)?.series_limit(),
+            max_series,
+        ),
+        (
+            ACTIVE_REQUESTS,
+            registry
+                .get::<ActiveRequests>(ACTIVE_REQUESTS)?
+                .series_limit(),
+            max_series,
+        ),
+        (
+            GRPC_HANDLED,
+            registry
+                .get::<GrpcHandledCount>(GRPC_HANDLED)?
+                .series_limit(),
+            series_cap(GRPC_HANDLED, max_series),
+        ),
+    ];
+    for name in [GRPC_STARTED, GRPC_MSG_RECEIVED, GRPC_MSG_SENT] {
+        limits.push((
+            name,
+            registry.get::<GrpcCount>(name)?.series_limit(),
+            series_cap(name, max_series),
+        ));
+    }
+    if grpc_handling {
+        let handling = registry.get::<GrpcHandling>(GRPC_HANDLING)?;
+        limits.push((
+            GRPC_HANDLING,
+            handling.series_limit(),
+            series_cap(GRPC_HANDLING, max_series),
+        ));
+    }
+    match limits
+        .into_iter()
+        .find(|(_, limit, expected)| limit != expected)
+    {
+        Some((family, limit, expected)) => Err(BuildError::Setting {
+            setting: "max_series",
+            message: format!(
+                "`{family}` already exists in the registry with a cap of {limit} series, not the \
+                 {expected} that `max_series({max_series})` gives it: set the cap on the layer \
+                 built first, or on the provider that replaces the family"
+            ),
+        }),
+        None => Ok(()),
     }
 }
 

@@ -10,7 +10,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
 use prometheus_client::encoding::{EncodeMetric, MetricEncoder};
@@ -119,33 +119,56 @@ impl Objectives {
     }
 
     /// Declares the objective series and the good-request counter, when there are
-    /// objectives.
+    /// objectives (and the registry lacks them).
     pub(crate) fn declare(&self, registry: &MetricsRegistry) -> Result<(), RegistryError> {
         if self.is_empty() {
             return Ok(());
         }
-        let targets = self.target_series();
         let help = "Service-level objective: the share of requests that must be good.";
+        let (objective, good_help) = self.names();
+        registry.provider_if_absent(objective, help, None, ObjectiveTargets::new)?;
         if self.grpc {
-            registry.provider_if_absent(GRPC_SLO_OBJECTIVE, help, None, move || {
-                ObjectiveTargets::new(targets)
-            })?;
             registry.provider_if_absent(
                 GRPC_SLO_LATENCY_GOOD,
-                "Calls that finished within their method's latency objective.",
+                good_help,
                 None,
                 Family::<SloMethodLabels, Counter>::default,
             )
         } else {
-            registry.provider_if_absent(SLO_OBJECTIVE, help, None, move || {
-                ObjectiveTargets::new(targets)
-            })?;
             registry.provider_if_absent(
                 SLO_LATENCY_GOOD,
-                "Requests that finished within their route's latency objective.",
+                good_help,
                 None,
                 Family::<SloRouteLabels, Counter>::default,
             )
+        }
+    }
+
+    /// Adds the targets to the exported ones, beside those of other layers of the
+    /// registry; an objective of the same route (or method) that differs from theirs
+    /// is an error naming it.
+    pub(crate) fn publish(&self, registry: &MetricsRegistry) -> Result<(), String> {
+        if self.is_empty() {
+            return Ok(());
+        }
+        let (objective, _) = self.names();
+        registry
+            .get::<ObjectiveTargets>(objective)
+            .map_err(|error| error.to_string())?
+            .add(self.target_series())
+    }
+
+    /// The name of the family of targets, and the help of the good-request counter.
+    fn names(&self) -> (&'static str, &'static str) {
+        match self.grpc {
+            true => (
+                GRPC_SLO_OBJECTIVE,
+                "Calls that finished within their method's latency objective.",
+            ),
+            false => (
+                SLO_OBJECTIVE,
+                "Requests that finished within their route's latency objective.",
+            ),
         }
     }
 
@@ -194,32 +217,74 @@ pub(crate) fn method_target(service: &str, method: &str) -> Vec<(String, String)
     ]
 }
 
-/// Constant gauges holding the objectives' targets. In multi-process mode they are
-/// written to the files (mode `max`: every process holds the same values).
+/// Constant gauges holding the objectives' targets, of every layer of the registry. In
+/// multi-process mode they are written to the files (mode `max`: every process holds
+/// the same values).
 #[derive(Clone)]
 struct ObjectiveTargets {
-    series: Arc<[TargetSeries]>,
+    series: Arc<RwLock<Vec<TargetSeries>>>,
+    binding: Option<Binding>,
 }
 
 impl ObjectiveTargets {
-    fn new(series: Vec<TargetSeries>) -> Self {
-        if let Some(binding) = Binding::claim() {
-            for (labels, target) in &series {
-                binding
-                    .value(FileKind::Gauge(GaugeMode::Max), "", labels)
-                    .set(*target);
+    fn new() -> Self {
+        Self {
+            series: Arc::default(),
+            binding: Binding::claim(),
+        }
+    }
+
+    /// Adds `series`; one whose labels other than the threshold match an existing
+    /// series' must equal it.
+    fn add(&self, series: Vec<TargetSeries>) -> Result<(), String> {
+        let mut existing = self.series.write().unwrap_or_else(PoisonError::into_inner);
+        let without_threshold = |labels: &[(String, String)]| -> Vec<(String, String)> {
+            labels
+                .iter()
+                .filter(|(name, _)| name != "threshold_seconds")
+                .cloned()
+                .collect()
+        };
+        for new in &series {
+            let target = without_threshold(&new.0);
+            if let Some(other) = existing
+                .iter()
+                .find(|other| without_threshold(&other.0) == target && *other != new)
+            {
+                return Err(format!(
+                    "{target:?}: objective {:?} = {} differs from {:?} = {} of a layer built earlier \
+                     on this registry",
+                    new.0, new.1, other.0, other.1
+                ));
             }
         }
-        Self {
-            series: series.into(),
+        for new in series {
+            if existing.contains(&new) {
+                continue;
+            }
+            if let Some(binding) = &self.binding {
+                binding
+                    .value(FileKind::Gauge(GaugeMode::Max), "", &new.0)
+                    .set(new.1);
+            }
+            existing.push(new);
         }
+        existing.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(())
     }
 }
 
 impl fmt::Debug for ObjectiveTargets {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ObjectiveTargets")
-            .field("series", &self.series.len())
+            .field(
+                "series",
+                &self
+                    .series
+                    .read()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .len(),
+            )
             .finish()
     }
 }
@@ -230,7 +295,8 @@ impl TypedMetric for ObjectiveTargets {
 
 impl EncodeMetric for ObjectiveTargets {
     fn encode(&self, mut encoder: MetricEncoder<'_>) -> Result<(), fmt::Error> {
-        for (labels, target) in self.series.iter() {
+        let series = self.series.read().unwrap_or_else(PoisonError::into_inner);
+        for (labels, target) in series.iter() {
             encoder.encode_family(labels)?.encode_gauge(target)?;
         }
         Ok(())

@@ -14,6 +14,11 @@ use crate::multiprocess::{Binding, FileKind, MappedValue};
 /// A counter: a cheap [`Clone`] handle to one shared count, kept per thread so that
 /// threads counting at once do not contend.
 ///
+/// It counts whole amounts ([`inc_by`](Self::inc_by): one atomic add) and fractional
+/// ones ([`inc_by_f64`](Self::inc_by_f64), such as seconds or bytes per unit: a
+/// compare-and-swap on the bits of an `f64`); the value is their sum, exposed as an
+/// integer until a fraction has been added.
+///
 /// Register it under a name without the `_total` suffix, or with it: the registry
 /// strips the suffix because the encoders add it. In multi-process mode the count
 /// lives in this process's `counter_<pid>.db`.
@@ -25,6 +30,10 @@ use crate::multiprocess::{Binding, FileKind, MappedValue};
 /// counter.inc();
 /// counter.clone().inc_by(2);
 /// assert_eq!(counter.get(), 3);
+/// counter.inc_by_f64(1.5)?;
+/// assert_eq!(counter.get_f64(), 4.5);
+/// assert!(counter.inc_by_f64(-1.0).is_err());
+/// # Ok::<(), tower_prometheus::metrics::InvalidIncrement>(())
 /// ```
 #[derive(Clone)]
 pub struct Counter {
@@ -60,7 +69,7 @@ impl Counter {
 
     fn local() -> Self {
         Self {
-            value: CounterValue::Local(Arc::new(ShardedCells::new(1))),
+            value: CounterValue::Local(Arc::new(ShardedCells::new(2))),
         }
     }
 
@@ -77,19 +86,60 @@ impl Counter {
     /// Adds `amount` in shard `shard` (the caller's, looked up once per request).
     pub(crate) fn inc_by_in(&self, shard: usize, amount: u64) {
         match &self.value {
-            CounterValue::Local(value) => value.add(shard, 0, amount),
+            CounterValue::Local(value) => value.add(shard, WHOLE, amount),
             CounterValue::Mapped(value) => value.add(amount as f64),
         }
     }
 
-    /// The current count (of this process, in multi-process mode).
+    /// Adds `amount`, which may have a fraction; a negative, NaN or infinite amount is
+    /// an error and changes nothing.
+    pub fn inc_by_f64(&self, amount: f64) -> Result<(), InvalidIncrement> {
+        if !(amount.is_finite() && amount >= 0.0) {
+            return Err(InvalidIncrement(amount));
+        }
+        match &self.value {
+            CounterValue::Local(value) => value.add_f64(shard::current(), FRACTIONS, amount),
+            CounterValue::Mapped(value) => value.add(amount),
+        }
+        Ok(())
+    }
+
+    /// The current count, rounded down (of this process, in multi-process mode).
     pub fn get(&self) -> u64 {
         match &self.value {
-            CounterValue::Local(value) => value.sum(0),
+            CounterValue::Local(value) => value
+                .sum(WHOLE)
+                .wrapping_add(value.sum_f64(FRACTIONS) as u64),
             CounterValue::Mapped(value) => value.get() as u64,
         }
     }
+
+    /// The current count with its fraction (of this process, in multi-process mode).
+    pub fn get_f64(&self) -> f64 {
+        match &self.value {
+            CounterValue::Local(value) => value.sum(WHOLE) as f64 + value.sum_f64(FRACTIONS),
+            CounterValue::Mapped(value) => value.get(),
+        }
+    }
+
+    /// Whether the value has a fraction, so it is exposed as a float.
+    fn has_fraction(&self) -> bool {
+        match &self.value {
+            CounterValue::Local(value) => value.sum_f64(FRACTIONS) != 0.0,
+            CounterValue::Mapped(value) => value.get().fract() != 0.0,
+        }
+    }
 }
+
+/// Cell of the whole amounts added.
+const WHOLE: usize = 0;
+/// Cell of the fractional amounts added, as `f64` bits.
+const FRACTIONS: usize = 1;
+
+/// A counter increment that is negative, NaN or infinite: a counter only goes up.
+#[derive(Clone, Copy, Debug, PartialEq, thiserror::Error)]
+#[error("a counter cannot be increased by {0}: the amount must be finite and not negative")]
+pub struct InvalidIncrement(pub f64);
 
 impl Bind for Counter {
     fn bind_like(&self, binding: &Binding, labels: &[(String, String)]) -> Self {
@@ -100,7 +150,7 @@ impl Bind for Counter {
 impl fmt::Debug for Counter {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Counter")
-            .field("value", &self.get())
+            .field("value", &self.get_f64())
             .finish()
     }
 }
@@ -111,6 +161,12 @@ impl TypedMetric for Counter {
 
 impl EncodeMetric for Counter {
     fn encode(&self, mut encoder: MetricEncoder<'_>) -> Result<(), std::fmt::Error> {
+        if self.has_fraction() {
+            return encoder.encode_counter::<NoLabelSet, _, u64>(
+                &self.get_f64(),
+                None::<&Exemplar<NoLabelSet, u64>>,
+            );
+        }
         encoder
             .encode_counter::<NoLabelSet, _, u64>(&self.get(), None::<&Exemplar<NoLabelSet, u64>>)
     }

@@ -11,10 +11,15 @@ use super::series::Bind;
 use super::shard::{self, ShardedCells};
 use crate::multiprocess::{Binding, FileKind, GaugeMode, MappedValue};
 
-/// A gauge: a cheap [`Clone`] handle to one shared integer, kept per thread so that
-/// threads moving it at once do not contend. [`Gauge::set`] adds the difference to the
-/// current value: an add by another thread at the same moment is kept, and of two
-/// sets at the same moment the result may combine both.
+/// A gauge: a cheap [`Clone`] handle to one shared value, kept per thread so that
+/// threads moving it at once do not contend. Whole steps ([`add`](Self::add)) are one
+/// atomic add; fractional ones ([`add_f64`](Self::add_f64),
+/// [`set_f64`](Self::set_f64)) a compare-and-swap on the bits of an `f64`. The value is
+/// exposed as an integer until it has a fraction.
+///
+/// [`Gauge::set`] clears the other threads' parts and then writes its own: an add by
+/// another thread at the same moment is kept or replaced as if it came after or
+/// before the set, and of two sets at the same moment the result may combine both.
 ///
 /// Its [`GaugeMode`] says how the values of several processes combine in
 /// multi-process mode (by default one series per process, as in Python).
@@ -27,6 +32,9 @@ use crate::multiprocess::{Binding, FileKind, GaugeMode, MappedValue};
 /// in_queue.set(7);
 /// in_queue.dec();
 /// assert_eq!(in_queue.get(), 6);
+/// in_queue.set_f64(0.75);
+/// in_queue.add_f64(0.5);
+/// assert_eq!(in_queue.get_f64(), 1.25);
 /// ```
 #[derive(Clone)]
 pub struct Gauge {
@@ -57,7 +65,7 @@ impl Gauge {
 
     fn local(mode: GaugeMode) -> Self {
         Self {
-            value: GaugeValue::Local(Arc::new(ShardedCells::new(1))),
+            value: GaugeValue::Local(Arc::new(ShardedCells::new(2))),
             mode,
         }
     }
@@ -92,9 +100,20 @@ impl Gauge {
     /// Adds `delta` in shard `shard` (the caller's, looked up once per request).
     pub(crate) fn add_in(&self, shard: usize, delta: i64) {
         match &self.value {
-            GaugeValue::Local(value) => value.add(shard, 0, delta as u64),
+            GaugeValue::Local(value) => value.add(shard, WHOLE, delta as u64),
             GaugeValue::Mapped(value) => {
                 value.add(delta as f64);
+                self.touch(value);
+            }
+        }
+    }
+
+    /// Adds `delta`, which may be negative or have a fraction.
+    pub fn add_f64(&self, delta: f64) {
+        match &self.value {
+            GaugeValue::Local(value) => value.add_f64(shard::current(), FRACTIONS, delta),
+            GaugeValue::Mapped(value) => {
+                value.add(delta);
                 self.touch(value);
             }
         }
@@ -103,12 +122,7 @@ impl Gauge {
     /// Replaces the value (see the type's docs for sets racing other changes).
     pub fn set(&self, new: i64) {
         match &self.value {
-            // Adds the difference, so adds of other threads meanwhile are kept.
-            GaugeValue::Local(value) => value.add(
-                shard::current(),
-                0,
-                new.wrapping_sub(value.sum(0) as i64) as u64,
-            ),
+            GaugeValue::Local(value) => value.replace(shard::current(), &[new as u64, 0]),
             GaugeValue::Mapped(value) => {
                 value.set(new as f64);
                 self.touch(value);
@@ -116,11 +130,41 @@ impl Gauge {
         }
     }
 
-    /// The current value (of this process, in multi-process mode).
+    /// Replaces the value with one that may have a fraction.
+    pub fn set_f64(&self, new: f64) {
+        match &self.value {
+            GaugeValue::Local(value) => value.replace(shard::current(), &[0, new.to_bits()]),
+            GaugeValue::Mapped(value) => {
+                value.set(new);
+                self.touch(value);
+            }
+        }
+    }
+
+    /// The current value, its fraction cut off (of this process, in multi-process
+    /// mode).
     pub fn get(&self) -> i64 {
         match &self.value {
-            GaugeValue::Local(value) => value.sum(0) as i64,
+            GaugeValue::Local(value) => {
+                (value.sum(WHOLE) as i64).wrapping_add(value.sum_f64(FRACTIONS) as i64)
+            }
             GaugeValue::Mapped(value) => value.get() as i64,
+        }
+    }
+
+    /// The current value with its fraction (of this process, in multi-process mode).
+    pub fn get_f64(&self) -> f64 {
+        match &self.value {
+            GaugeValue::Local(value) => value.sum(WHOLE) as i64 as f64 + value.sum_f64(FRACTIONS),
+            GaugeValue::Mapped(value) => value.get(),
+        }
+    }
+
+    /// Whether the value has a fraction, so it is exposed as a float.
+    fn has_fraction(&self) -> bool {
+        match &self.value {
+            GaugeValue::Local(value) => value.sum_f64(FRACTIONS) != 0.0,
+            GaugeValue::Mapped(value) => value.get().fract() != 0.0,
         }
     }
 
@@ -135,6 +179,11 @@ impl Gauge {
     }
 }
 
+/// Cell of the whole steps.
+const WHOLE: usize = 0;
+/// Cell of the fractional steps, as `f64` bits.
+const FRACTIONS: usize = 1;
+
 impl Bind for Gauge {
     fn bind_like(&self, binding: &Binding, labels: &[(String, String)]) -> Self {
         Self::bind_mode(binding, labels, self.mode)
@@ -144,7 +193,7 @@ impl Bind for Gauge {
 impl fmt::Debug for Gauge {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Gauge")
-            .field("value", &self.get())
+            .field("value", &self.get_f64())
             .field("mode", &self.mode)
             .finish()
     }
@@ -156,7 +205,10 @@ impl TypedMetric for Gauge {
 
 impl EncodeMetric for Gauge {
     fn encode(&self, mut encoder: MetricEncoder<'_>) -> Result<(), std::fmt::Error> {
-        encoder.encode_gauge(&self.get())
+        match self.has_fraction() {
+            true => encoder.encode_gauge(&self.get_f64()),
+            false => encoder.encode_gauge(&self.get()),
+        }
     }
 
     fn metric_type(&self) -> MetricType {

@@ -15,9 +15,43 @@ mod series;
 pub(crate) mod shard;
 mod table;
 
-pub use counter::Counter;
+pub use counter::{Counter, InvalidIncrement};
 pub use family::{Family, Labels, DEFAULT_MAX_SERIES, OVERFLOW_LABEL};
 pub use gauge::Gauge;
 pub use histogram::{Buckets, Histogram, InvalidBuckets};
 pub use series::SeriesMetric;
+
+/// Label pairs known only at run time, the label set the family aliases default to.
+pub type LabelPairs = Vec<(String, String)>;
+
+/// A family of counters, by default labelled with any [`LabelPairs`]; name the type
+/// with it in [`MetricsRegistry::get`](crate::MetricsRegistry::get).
+///
+/// ```
+/// use tower_prometheus::metrics::CounterFamily;
+/// use tower_prometheus::{MetricsEndpoint, MetricsRegistry};
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let registry = MetricsRegistry::new();
+/// // `<CounterFamily>` (a type) takes the default labels, where `CounterFamily::` would not.
+/// registry.provider("jobs_done", "Jobs done, by queue.", <CounterFamily>::default)?;
+/// let _endpoint = MetricsEndpoint::new(&registry)?;
+/// let jobs = registry.get::<CounterFamily>("jobs_done")?;
+/// jobs.get_or_create(&vec![("queue".into(), "mail".into())]).inc();
+///
+/// // Fixed label names need no allocation of their own:
+/// let by_tenant: CounterFamily<[(&'static str, String); 1]> = CounterFamily::default();
+/// by_tenant.get_or_create(&[("tenant", "acme".to_string())]).inc();
+/// # Ok(())
+/// # }
+/// ```
+pub type CounterFamily<L = LabelPairs> = Family<L, Counter>;
+
+/// A family of gauges, by default labelled with any [`LabelPairs`] (see
+/// [`CounterFamily`]).
+pub type GaugeFamily<L = LabelPairs> = Family<L, Gauge>;
+
+/// A family of histograms, by default labelled with any [`LabelPairs`] (see
+/// [`CounterFamily`]).
+pub type HistogramFamily<L = LabelPairs> = Family<L, Histogram>;
 pub(crate) use table::Table;

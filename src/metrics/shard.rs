@@ -138,6 +138,22 @@ impl ShardedCells {
         add_f64(self.shard_cell(shard, index), amount);
     }
 
+    /// Replaces every value: shard `shard` takes `values` (the bits of each, by
+    /// index; zero past its end), every other shard zero. An add to another shard after it cleared that
+    /// shard is kept; one before is replaced, as if it came first.
+    pub(crate) fn replace(&self, shard: usize, values: &[u64]) {
+        let mine = shard & self.shard_mask;
+        for other in (0..count()).filter(|other| *other != mine) {
+            for index in 0..self.width {
+                self.cell(other, index).store(0, Ordering::Relaxed);
+            }
+        }
+        for index in 0..self.width {
+            let value = values.get(index).copied().unwrap_or(0);
+            self.cell(mine, index).store(value, Ordering::Relaxed);
+        }
+    }
+
     /// Value `index` (an integer, wrapping): the sum of its shards.
     pub(crate) fn sum(&self, index: usize) -> u64 {
         (0..count())
@@ -174,5 +190,9 @@ mod tests {
         assert_eq!(cells.sum(0), 8000);
         assert_eq!(cells.sum(2), 16000);
         assert_eq!(cells.sum_f64(1), 4000.0);
+        cells.replace(current(), &[5, 0.25f64.to_bits()]);
+        assert_eq!(cells.sum(0), 5);
+        assert_eq!(cells.sum_f64(1), 0.25);
+        assert_eq!(cells.sum(2), 0);
     }
 }

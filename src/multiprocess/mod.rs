@@ -16,9 +16,11 @@
 //! - A scrape reads every process's files and sums counters and histograms (those of
 //!   exited processes too, so counters never go backwards), and combines gauges by
 //!   their [`GaugeMode`].
-//! - Metrics of other types (plain prometheus-client metrics) and collector output are
-//!   served as this process has them, beside the aggregate; a provider that returns
-//!   one is reported on stderr when the registry is initialised. Within a provider,
+//! - Metrics of other types (plain prometheus-client metrics), and metrics declared
+//!   with [`collected_provider`](crate::MetricsRegistry::collected_provider) for
+//!   collectors to set, are served as this process has them, beside the aggregate; a
+//!   provider that returns a plain metric is a `tracing` warning when the registry is
+//!   initialised. Within a provider,
 //!   the first of this crate's metrics built is the one placed in the files, so a
 //!   provider should build just the metric it returns.
 //! - A value is one atomic operation on shared memory: a process killed with SIGKILL

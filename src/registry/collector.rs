@@ -1,9 +1,11 @@
 //! Collectors: closures run on every scrape, before encoding, to bring gauges that
 //! mirror outside state up to date.
 
+use std::any::Any;
 use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -11,7 +13,8 @@ use std::time::Duration;
 use pin_project_lite::pin_project;
 use prometheus_client::encoding::{EncodeLabelSet, LabelSetEncoder};
 
-use super::MetricsRegistry;
+use super::provider::panic_message;
+use super::{MetricsRegistry, LOG_TARGET};
 use crate::metrics::{Counter, Family};
 
 /// The error a collector may return; any error type converts into it with `?`.
@@ -78,10 +81,21 @@ pub(crate) type CollectorErrors = Family<CollectorErrorLabels, Counter>;
 
 /// The collectors of an initialised registry, in run order.
 pub(crate) struct Collectors {
-    sync: Vec<(Arc<str>, SyncCollector)>,
+    sync: Vec<SyncEntry>,
     asynchronous: Vec<(Arc<str>, AsyncCollector)>,
     errors: CollectorErrors,
 }
+
+/// A sync collector, and whether a run of it is still going on a blocking thread
+/// (one that outlived its timeout: it cannot be stopped, so it is not started again).
+struct SyncEntry {
+    name: Arc<str>,
+    collect: SyncCollector,
+    running: Arc<AtomicBool>,
+}
+
+/// How one collector run ended: a failure comes with its message.
+type Outcome = Result<(), (Failure, String)>;
 
 impl Collectors {
     pub(crate) fn new(errors: CollectorErrors) -> Self {
@@ -94,46 +108,54 @@ impl Collectors {
 
     pub(crate) fn push(&mut self, name: &str, collector: Collector) {
         match collector {
-            Collector::Sync(run) => self.sync.push((name.into(), run)),
+            Collector::Sync(collect) => self.sync.push(SyncEntry {
+                name: name.into(),
+                collect,
+                running: Arc::default(),
+            }),
             Collector::Async(run) => self.asynchronous.push((name.into(), run)),
         }
     }
 
-    /// Runs every sync collector, then every async one, each async one for at most
-    /// `timeout`. A collector that fails, panics or times out is counted in
-    /// [`COLLECTOR_ERRORS`], the others still run, and the failures are returned.
+    /// Runs every sync collector, then every async one, each for at most `timeout`
+    /// (sync ones then run on a blocking thread). A collector that fails, panics or
+    /// times out is counted in [`COLLECTOR_ERRORS`] and logged, the others still run,
+    /// and the failures are returned.
     pub(crate) async fn run(
         &self,
         registry: &MetricsRegistry,
         timeout: Option<Duration>,
     ) -> Vec<CollectorFailure> {
         let mut failures = Vec::new();
-        for (name, collect) in &self.sync {
-            let outcome = catch_unwind(AssertUnwindSafe(|| collect(registry)));
-            self.record(name, outcome.map_err(|_| Failure::Panic), &mut failures);
+        for entry in &self.sync {
+            let outcome = match timeout.filter(|_| tokio::runtime::Handle::try_current().is_ok()) {
+                Some(timeout) => entry.run_blocking(registry, timeout).await,
+                None => finished(catch_unwind(AssertUnwindSafe(|| (entry.collect)(registry)))),
+            };
+            self.record(&entry.name, outcome, &mut failures);
         }
         for (name, collect) in &self.asynchronous {
             let future = catch_unwind(AssertUnwindSafe(|| collect(registry.clone())));
             let outcome = match future {
                 Ok(future) => with_timeout(CatchUnwind { inner: future }, timeout).await,
-                Err(_) => Err(Failure::Panic),
+                Err(panic) => finished(Err(panic)),
             };
             self.record(name, outcome, &mut failures);
         }
         failures
     }
 
-    fn record(
-        &self,
-        name: &Arc<str>,
-        outcome: Result<CollectorResult, Failure>,
-        failures: &mut Vec<CollectorFailure>,
-    ) {
-        let reason = match outcome {
-            Ok(Ok(())) => return,
-            Ok(Err(_)) => Failure::Error,
-            Err(failure) => failure,
+    fn record(&self, name: &Arc<str>, outcome: Outcome, failures: &mut Vec<CollectorFailure>) {
+        let Err((reason, message)) = outcome else {
+            return;
         };
+        tracing::warn!(
+            target: LOG_TARGET,
+            collector = &**name,
+            reason = reason.as_str(),
+            error = message.as_str(),
+            "metrics collector failed"
+        );
         self.errors
             .get_or_create(&CollectorErrorLabels {
                 collector: Arc::clone(name),
@@ -143,7 +165,45 @@ impl Collectors {
         failures.push(CollectorFailure {
             collector: Arc::clone(name),
             reason,
+            message,
         });
+    }
+}
+
+impl SyncEntry {
+    /// Runs the collector on a blocking thread for at most `timeout`; a run still
+    /// going from an earlier scrape counts as a timeout of this one.
+    async fn run_blocking(&self, registry: &MetricsRegistry, timeout: Duration) -> Outcome {
+        if self.running.swap(true, Ordering::AcqRel) {
+            return Err((
+                Failure::Timeout,
+                "still running since an earlier scrape".to_string(),
+            ));
+        }
+        let collect = Arc::clone(&self.collect);
+        let registry = registry.clone();
+        let running = Arc::clone(&self.running);
+        let handle = tokio::task::spawn_blocking(move || {
+            let result = catch_unwind(AssertUnwindSafe(|| collect(&registry)));
+            running.store(false, Ordering::Release);
+            result
+        });
+        let joined = async move {
+            match handle.await {
+                Ok(result) => finished(result),
+                Err(error) => Err((Failure::Panic, error.to_string())),
+            }
+        };
+        with_timeout(joined, Some(timeout)).await
+    }
+}
+
+/// The outcome of a collector that ran to its end (or panicked).
+fn finished(result: Result<CollectorResult, Box<dyn Any + Send>>) -> Outcome {
+    match result {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(error)) => Err((Failure::Error, error.to_string())),
+        Err(panic) => Err((Failure::Panic, panic_message(panic.as_ref()))),
     }
 }
 
@@ -152,24 +212,27 @@ impl Collectors {
 pub(crate) struct CollectorFailure {
     pub(crate) collector: Arc<str>,
     pub(crate) reason: Failure,
+    /// The error's message, the panic's, or how long it ran.
+    pub(crate) message: String,
 }
 
 impl std::fmt::Display for CollectorFailure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "collector `{}`: {}",
+            "collector `{}`: {}: {}",
             self.collector,
-            self.reason.as_str()
+            self.reason.as_str(),
+            self.message
         )
     }
 }
 
 /// Runs `collect`, giving up after `timeout` when a Tokio runtime with timers is
 /// running (the usual case under hyper, axum and tonic); without one, it runs to the end.
-async fn with_timeout<F>(collect: F, timeout: Option<Duration>) -> Result<CollectorResult, Failure>
+async fn with_timeout<F>(collect: F, timeout: Option<Duration>) -> Outcome
 where
-    F: Future<Output = Result<CollectorResult, Failure>>,
+    F: Future<Output = Outcome>,
 {
     let Some(timeout) = timeout.filter(|_| tokio::runtime::Handle::try_current().is_ok()) else {
         return collect.await;
@@ -182,6 +245,7 @@ where
     Deadline {
         inner: collect,
         sleep,
+        timeout,
     }
     .await
 }
@@ -193,18 +257,22 @@ pin_project! {
         inner: F,
         #[pin]
         sleep: tokio::time::Sleep,
+        timeout: Duration,
     }
 }
 
-impl<F: Future<Output = Result<CollectorResult, Failure>>> Future for Deadline<F> {
-    type Output = Result<CollectorResult, Failure>;
+impl<F: Future<Output = Outcome>> Future for Deadline<F> {
+    type Output = Outcome;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         if let Poll::Ready(outcome) = this.inner.poll(cx) {
             return Poll::Ready(outcome);
         }
-        this.sleep.poll(cx).map(|()| Err(Failure::Timeout))
+        let timeout = *this.timeout;
+        this.sleep
+            .poll(cx)
+            .map(|()| Err((Failure::Timeout, format!("no result within {timeout:?}"))))
     }
 }
 
@@ -217,14 +285,14 @@ pin_project! {
 }
 
 impl<F: Future<Output = CollectorResult>> Future for CatchUnwind<F> {
-    type Output = Result<CollectorResult, Failure>;
+    type Output = Outcome;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let inner = self.project().inner;
         match catch_unwind(AssertUnwindSafe(|| inner.poll(cx))) {
-            Ok(Poll::Ready(result)) => Poll::Ready(Ok(result)),
+            Ok(Poll::Ready(result)) => Poll::Ready(finished(Ok(result))),
             Ok(Poll::Pending) => Poll::Pending,
-            Err(_) => Poll::Ready(Err(Failure::Panic)),
+            Err(panic) => Poll::Ready(finished(Err(panic))),
         }
     }
 }

@@ -24,10 +24,10 @@ pub enum RegistryError {
     WrongType {
         /// The name asked for.
         name: String,
-        /// The type asked for.
-        requested: &'static str,
-        /// The type registered under the name.
-        actual: &'static str,
+        /// The type asked for, by its public path.
+        requested: String,
+        /// The type registered under the name, by its public path (or `collector`).
+        actual: String,
     },
     /// Two registries being merged, or two metrics once their exposition names are
     /// derived, have the same name.
@@ -49,10 +49,12 @@ pub enum RegistryError {
         name: String,
     },
     /// A provider panicked while building its metric at initialisation.
-    #[error("the provider of metric `{name}` panicked")]
+    #[error("the provider of metric `{name}` panicked: {message}")]
     ProviderPanicked {
         /// The provider's name.
         name: String,
+        /// The panic's message.
+        message: String,
     },
     /// `include_registry` of a registry into itself, into one it already includes,
     /// of one already included elsewhere, or of one already initialised.

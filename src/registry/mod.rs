@@ -11,8 +11,11 @@
 //!   application includes that registry and builds its layer.
 //! - A **collector** is a closure run on every scrape, before encoding: sync collectors
 //!   first, then async ones, each in declaration order. A collector that returns an
-//!   error or panics does not fail the scrape; it is counted in
-//!   `tower_prometheus_collector_errors_total{collector, reason}`.
+//!   error, panics or times out does not fail the scrape; it is counted in
+//!   `tower_prometheus_collector_errors_total{collector, reason}` and logged as a
+//!   `tracing` warning with its message.
+//! - A layer may be built on a registry already initialised (by an endpoint or another
+//!   layer): it adds the families it lacks then.
 //! - [`MetricsRegistry::get`] returns a provider's metric after initialisation: the very
 //!   handle the layer records into, since metrics are cheap `Clone` handles.
 //!
@@ -47,22 +50,25 @@ mod collector;
 mod error;
 mod provider;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::future::Future;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 
 use prometheus_client::registry::{Registry, Unit};
 
 use crate::build_info::{BuildInfoCollector, ServiceBuild};
-use crate::multiprocess::{self, Aggregator, MultiprocessSetting};
+use crate::multiprocess::{self, Aggregator, MultiprocessSetting, ProcessStore};
 use crate::process::ProcessCollector;
 pub(crate) use collector::Collectors;
 use collector::{Collector, CollectorErrors, COLLECTOR_ERRORS};
 pub use collector::{CollectorError, CollectorResult};
 pub use error::RegistryError;
 use provider::{Provider, StoredMetric};
+
+/// The `tracing` target of the registry's events (see the README's logging section).
+pub(crate) const LOG_TARGET: &str = "tower_prometheus::registry";
 
 /// Named metric providers and collectors; see the [module docs](self).
 ///
@@ -118,21 +124,78 @@ enum DeclarationKind {
 
 /// A registry after its providers have run.
 pub(crate) struct Initialized {
-    registry: Registry,
-    metrics: HashMap<String, StoredMetric>,
+    registered: RwLock<Registered>,
+    /// Where the values of metrics added later go, in multi-process mode.
+    store: Option<Arc<ProcessStore>>,
     collector_names: Vec<String>,
     collectors: Collectors,
 }
 
+/// The metrics of an initialised registry; providers of a layer built later add theirs.
+struct Registered {
+    registry: Registry,
+    metrics: HashMap<String, StoredMetric>,
+    /// Family names as exposed, which must not clash.
+    exposed: HashSet<String>,
+}
+
+impl Registered {
+    /// Runs `provider` and registers its metric under `name`.
+    fn add(
+        &mut self,
+        name: String,
+        provider: Provider,
+        store: Option<&Arc<ProcessStore>>,
+    ) -> Result<(), RegistryError> {
+        let built = provider.build(&name, store)?;
+        let exposition_name = built.exposition_name();
+        if self.exposed.contains(&exposition_name) {
+            return Err(RegistryError::Duplicate {
+                name: exposition_name,
+            });
+        }
+        if self.metrics.contains_key(&name) {
+            return Err(RegistryError::Duplicate { name });
+        }
+        let stored = built.register(&mut self.registry);
+        self.exposed.insert(exposition_name);
+        self.metrics.insert(name, stored);
+        Ok(())
+    }
+}
+
 impl Initialized {
-    /// The prometheus-client registry every metric is registered in.
-    pub(crate) fn registry(&self) -> &Registry {
-        &self.registry
+    /// Runs `f` on the prometheus-client registry every metric is registered in.
+    pub(crate) fn with_registry<R>(&self, f: impl FnOnce(&Registry) -> R) -> R {
+        f(&self.read().registry)
     }
 
     /// The collectors, to run before each encode.
     pub(crate) fn collectors(&self) -> &Collectors {
         &self.collectors
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Registered> {
+        // Only `Registered::add` writes, and it changes nothing before it succeeds.
+        self.registered
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Registers the metric of `provider` under `name` unless a metric or collector
+    /// already has that name.
+    fn add_if_absent(&self, name: &str, provider: Provider) -> Result<(), RegistryError> {
+        if self.collector_names.iter().any(|c| c == name) {
+            return Ok(());
+        }
+        let mut registered = self
+            .registered
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        if registered.metrics.contains_key(name) {
+            return Ok(());
+        }
+        registered.add(name.to_string(), provider, self.store.as_ref())
     }
 }
 
@@ -156,7 +219,7 @@ impl MetricsRegistry {
         M: prometheus_client::registry::Metric + Clone,
         F: FnOnce() -> M + Send + 'static,
     {
-        self.declare_provider(name.into(), help.into(), None, provide, true)
+        self.declare_provider(name.into(), Provider::new(help.into(), None, provide))
     }
 
     /// Like [`provider`](Self::provider), with a unit. The exposed name ends with the
@@ -172,27 +235,44 @@ impl MetricsRegistry {
         M: prometheus_client::registry::Metric + Clone,
         F: FnOnce() -> M + Send + 'static,
     {
-        self.declare_provider(name.into(), help.into(), Some(unit), provide, true)
+        self.declare_provider(name.into(), Provider::new(help.into(), Some(unit), provide))
     }
 
-    /// Declares a provider; `replace` says whether it replaces an earlier declaration
-    /// of the name or yields to it.
-    fn declare_provider<M, F>(
+    /// Like [`provider`](Self::provider), for a metric that [collectors](Self::collector)
+    /// set: in multi-process mode its values stay in this process, served by the scrape
+    /// that ran the collectors, instead of going into the shared files.
+    ///
+    /// ```
+    /// use tower_prometheus::metrics::Gauge;
+    /// use tower_prometheus::MetricsRegistry;
+    ///
+    /// # fn main() -> Result<(), tower_prometheus::RegistryError> {
+    /// let registry = MetricsRegistry::new();
+    /// registry.collected_provider("pool_idle", "Idle connections.", Gauge::default)?;
+    /// registry.collector("pool", |registry| {
+    ///     registry.get::<Gauge>("pool_idle")?.set(3); // read the real pool here
+    ///     Ok(())
+    /// })?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn collected_provider<M, F>(
         &self,
-        name: String,
-        help: String,
-        unit: Option<Unit>,
+        name: impl Into<String>,
+        help: impl Into<String>,
         provide: F,
-        replace: bool,
     ) -> Result<(), RegistryError>
     where
         M: prometheus_client::registry::Metric + Clone,
         F: FnOnce() -> M + Send + 'static,
     {
-        self.declare(name, |existing| match existing {
-            Some(existing) if !replace => existing,
-            _ => DeclarationKind::Provider(Provider::new(help, unit, provide)),
-        })
+        let provider = Provider::new(help.into(), None, provide).in_process();
+        self.declare_provider(name.into(), provider)
+    }
+
+    /// Declares a provider, replacing an earlier declaration of the name.
+    fn declare_provider(&self, name: String, provider: Provider) -> Result<(), RegistryError> {
+        self.declare(name, |_| DeclarationKind::Provider(provider))
     }
 
     /// Declares a collector run on every scrape, before encoding, after the
@@ -309,19 +389,19 @@ impl MetricsRegistry {
             // `with_root` never passes an included registry's state.
             State::Included(_) => return Err(RegistryError::Unknown { name: name.into() }),
         };
-        match initialized.metrics.get(name) {
+        match initialized.read().metrics.get(name) {
             Some(stored) => stored
                 .downcast::<M>()
                 .ok_or_else(|| RegistryError::WrongType {
                     name: name.into(),
-                    requested: std::any::type_name::<M>(),
-                    actual: stored.type_name(),
+                    requested: public_type_name(std::any::type_name::<M>()),
+                    actual: public_type_name(stored.type_name()),
                 }),
             None if initialized.collector_names.iter().any(|c| c == name) => {
                 Err(RegistryError::WrongType {
                     name: name.into(),
-                    requested: std::any::type_name::<M>(),
-                    actual: "collector",
+                    requested: public_type_name(std::any::type_name::<M>()),
+                    actual: "collector".into(),
                 })
             }
             None => Err(RegistryError::Unknown { name: name.into() }),
@@ -403,7 +483,9 @@ impl MetricsRegistry {
     }
 
     /// Declares a provider unless `name` is already declared; used for the layer's
-    /// default families, which a user may replace by declaring the name first.
+    /// default families, which a user may replace by declaring the name first. On an
+    /// initialised registry the provider runs at once, so a layer built after the
+    /// endpoint (or after another layer) finds its families.
     pub(crate) fn provider_if_absent<M, F>(
         &self,
         name: &str,
@@ -415,7 +497,13 @@ impl MetricsRegistry {
         M: prometheus_client::registry::Metric + Clone,
         F: FnOnce() -> M + Send + 'static,
     {
-        self.declare_provider(name.to_string(), help.to_string(), unit, provide, false)
+        let provider = Provider::new(help.to_string(), unit, provide);
+        self.with_root(|_, state| match state {
+            State::Initialized(initialized) => initialized.add_if_absent(name, provider),
+            _ => Self::declare_in(state, name.to_string(), |existing| {
+                existing.unwrap_or(DeclarationKind::Provider(provider))
+            }),
+        })
     }
 
     /// Runs the providers, once: later calls return the same result.
@@ -530,7 +618,7 @@ impl MetricsRegistry {
                 .map(|d| d.name.clone())
                 .collect(),
             State::Initialized(initialized) if providers => {
-                let mut names: Vec<_> = initialized.metrics.keys().cloned().collect();
+                let mut names: Vec<_> = initialized.read().metrics.keys().cloned().collect();
                 names.sort();
                 names
             }
@@ -606,16 +694,21 @@ fn initialize(
         registry.register_collector(Box::new(Aggregator::new(Arc::clone(store))));
     }
     let collector_errors = CollectorErrors::default();
-    let mut exposed = std::collections::HashSet::new();
-    let mut metrics = HashMap::new();
+    let mut registered = Registered {
+        registry,
+        metrics: HashMap::new(),
+        exposed: HashSet::new(),
+    };
     let mut collector_names = Vec::new();
     let mut collectors = Collectors::new(collector_errors.clone());
 
+    // Collectors run in the scraped process, so their failures are counted there.
     let internal = Provider::new(
-        "Collector runs that failed, by collector and reason (error or panic).".into(),
+        "Collector runs that failed, by collector and reason (error, panic or timeout).".into(),
         None,
         move || collector_errors,
-    );
+    )
+    .in_process();
     let all = std::iter::once(Declaration {
         name: COLLECTOR_ERRORS.into(),
         kind: DeclarationKind::Provider(internal),
@@ -625,23 +718,7 @@ fn initialize(
     for Declaration { name, kind } in all {
         match kind {
             DeclarationKind::Provider(provider) => {
-                let built = provider.build(&name, store.as_ref())?;
-                if store.is_some() && !built.in_files() && name != COLLECTOR_ERRORS {
-                    eprintln!(
-                        "tower-prometheus: metric `{name}` is not one of this crate's metric types, so in \
-                         multi-process mode each process serves only its own values of it"
-                    );
-                }
-                let exposition_name = built.exposition_name();
-                if !exposed.insert(exposition_name.clone()) {
-                    return Err(RegistryError::Duplicate {
-                        name: exposition_name,
-                    });
-                }
-                let stored = built.register(&mut registry);
-                if metrics.insert(name.clone(), stored).is_some() {
-                    return Err(RegistryError::Duplicate { name });
-                }
+                registered.add(name, provider, store.as_ref())?
             }
             DeclarationKind::Collector(collector) => {
                 collectors.push(&name, collector);
@@ -650,9 +727,85 @@ fn initialize(
         }
     }
     Ok(Initialized {
-        registry,
-        metrics,
+        registered: RwLock::new(registered),
+        store,
         collector_names,
         collectors,
     })
+}
+
+/// `type_name` with every path as users write it: this crate's private modules left
+/// out (`tower_prometheus::metrics::Counter`, not `tower_prometheus::metrics::counter::Counter`),
+/// and `std` for what `core` and `alloc` define.
+pub(crate) fn public_type_name(type_name: &str) -> String {
+    let mut public = String::with_capacity(type_name.len());
+    let mut rest = type_name;
+    while !rest.is_empty() {
+        let is_path = |c: char| c.is_alphanumeric() || c == '_' || c == ':';
+        let path_len = rest.find(|c: char| !is_path(c)).unwrap_or(rest.len());
+        public_path(&rest[..path_len], &mut public);
+        let other_len = rest[path_len..]
+            .find(is_path)
+            .unwrap_or(rest.len() - path_len);
+        public.push_str(&rest[path_len..path_len + other_len]);
+        rest = &rest[path_len + other_len..];
+    }
+    public
+}
+
+/// Writes `path` as users write it (see [`public_type_name`]).
+fn public_path(path: &str, out: &mut String) {
+    let segments: Vec<&str> = path.split("::").collect();
+    let kept = match segments.as_slice() {
+        // Public types sit at the crate root or one public module below it.
+        ["tower_prometheus", module, .., item] if PUBLIC_MODULES.contains(module) => {
+            vec!["tower_prometheus", module, item]
+        }
+        ["tower_prometheus", .., item] => vec!["tower_prometheus", item],
+        ["core" | "alloc", rest @ ..] => {
+            std::iter::once("std").chain(rest.iter().copied()).collect()
+        }
+        _ => segments,
+    };
+    out.push_str(&kept.join("::"));
+}
+
+/// The crate's public modules, whose types are re-exported at their top.
+const PUBLIC_MODULES: [&str; 7] = [
+    "endpoint",
+    "grpc",
+    "layer",
+    "metrics",
+    "multiprocess",
+    "process",
+    "registry",
+];
+
+#[cfg(test)]
+mod tests {
+    use super::public_type_name;
+
+    #[test]
+    fn type_names_are_written_with_public_paths() {
+        assert_eq!(
+            public_type_name(
+                "tower_prometheus::metrics::family::Family<tower_prometheus::layer::labels::HttpLabels, \
+                 tower_prometheus::metrics::counter::Counter>"
+            ),
+            "tower_prometheus::metrics::Family<tower_prometheus::layer::HttpLabels, \
+             tower_prometheus::metrics::Counter>"
+        );
+        assert_eq!(
+            public_type_name("tower_prometheus::error::BuildError"),
+            "tower_prometheus::BuildError"
+        );
+        assert_eq!(
+            public_type_name("core::option::Option<alloc::vec::Vec<(alloc::string::String, u8)>>"),
+            "std::option::Option<std::vec::Vec<(std::string::String, u8)>>"
+        );
+        assert_eq!(
+            public_type_name("[(&str, alloc::string::String); 1]"),
+            "[(&str, std::string::String); 1]"
+        );
+    }
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::{Metric, Registry, Unit};
 
-use super::RegistryError;
+use super::{RegistryError, LOG_TARGET};
 use crate::multiprocess::{Binding, ProcessStore};
 
 /// A declared provider, not yet run.
@@ -15,6 +15,8 @@ pub(crate) struct Provider {
     help: String,
     unit: Option<Unit>,
     make: Box<dyn FnOnce() -> Box<dyn Registrable> + Send>,
+    /// Keeps the values in this process in multi-process mode.
+    in_process: bool,
 }
 
 impl Provider {
@@ -27,7 +29,14 @@ impl Provider {
             help,
             unit,
             make: Box::new(move || Box::new(provide()) as Box<dyn Registrable>),
+            in_process: false,
         }
+    }
+
+    /// Keeps the metric's values in this process, out of the multi-process files.
+    pub(crate) fn in_process(mut self) -> Self {
+        self.in_process = true;
+        self
     }
 
     /// Runs the provider; a panic becomes [`RegistryError::ProviderPanicked`]. With a
@@ -38,6 +47,7 @@ impl Provider {
         store: Option<&Arc<ProcessStore>>,
     ) -> Result<BuiltMetric, RegistryError> {
         let make = self.make;
+        let store = store.filter(|_| !self.in_process);
         let run = || match store {
             Some(store) => {
                 let names = [MetricType::Counter, MetricType::Gauge]
@@ -46,10 +56,20 @@ impl Provider {
             }
             None => (make(), false),
         };
-        let (metric, in_files) =
-            catch_unwind(AssertUnwindSafe(run)).map_err(|_| RegistryError::ProviderPanicked {
+        let (metric, in_files) = catch_unwind(AssertUnwindSafe(run)).map_err(|panic| {
+            RegistryError::ProviderPanicked {
                 name: name.to_string(),
-            })?;
+                message: panic_message(panic.as_ref()),
+            }
+        })?;
+        if store.is_some() && !in_files {
+            tracing::warn!(
+                target: LOG_TARGET,
+                metric = name,
+                "metric is not one of this crate's metric types, so in multi-process mode each \
+                 process serves only its own values of it"
+            );
+        }
         let base = base_name(name, metric.metric_type(), self.unit.as_ref());
         if base.is_empty() {
             return Err(RegistryError::InvalidName { name: name.into() });
@@ -61,6 +81,18 @@ impl Provider {
             metric,
             in_files,
         })
+    }
+}
+
+/// The message of a caught panic: its `&str` or `String` payload.
+pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> String {
+    match (
+        payload.downcast_ref::<&str>(),
+        payload.downcast_ref::<String>(),
+    ) {
+        (Some(message), _) => (*message).to_string(),
+        (None, Some(message)) => message.clone(),
+        (None, None) => "(a panic payload that is not a string)".to_string(),
     }
 }
 
@@ -117,11 +149,6 @@ impl BuiltMetric {
             exposed.push_str(suffix);
         }
         exposed
-    }
-
-    /// Whether the values live in the multi-process files.
-    pub(crate) fn in_files(&self) -> bool {
-        self.in_files
     }
 
     /// Registers the metric (unless the files hold it) and keeps a handle for `get`.

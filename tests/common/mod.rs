@@ -19,6 +19,7 @@ use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 
+pub mod events;
 pub mod harness;
 pub mod multiprocess;
 
