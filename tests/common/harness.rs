@@ -67,13 +67,7 @@ where
     Fut: Future,
     Fut::Output: TestResult,
 {
-    Trial::ignorable_test(name, move || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|error| Failed::from(format!("runtime: {error}")))?;
-        Ok(runtime.block_on(test()).completion())
-    })
+    on_runtime(name, tokio::runtime::Builder::new_current_thread, test)
 }
 
 /// An async test on a runtime with two worker threads, as
@@ -84,9 +78,23 @@ where
     Fut: Future,
     Fut::Output: TestResult,
 {
+    let two_workers = || {
+        let mut builder = tokio::runtime::Builder::new_multi_thread();
+        builder.worker_threads(2);
+        builder
+    };
+    on_runtime(name, two_workers, test)
+}
+
+/// An async test on a runtime from `builder`, with its I/O and time drivers.
+fn on_runtime<F, Fut>(name: &str, builder: fn() -> tokio::runtime::Builder, test: F) -> Trial
+where
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: Future,
+    Fut::Output: TestResult,
+{
     Trial::ignorable_test(name, move || {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
+        let runtime = builder()
             .enable_all()
             .build()
             .map_err(|error| Failed::from(format!("runtime: {error}")))?;
