@@ -801,3 +801,50 @@ async fn counters_and_gauges_take_fractional_values() {
         reply.body
     );
 }
+
+#[test]
+fn a_setting_changed_after_init_is_an_error_naming_the_setting() {
+    let registry = MetricsRegistry::new();
+    registry.single_process().unwrap();
+    let _layer = MetricsLayer::new(&registry).unwrap();
+    // A setting is not a metric name: the error says which setting, as a setting.
+    let late_setting = registry.single_process().unwrap_err();
+    assert_eq!(
+        late_setting,
+        RegistryError::SettingAfterInit {
+            setting: "multi-process mode"
+        }
+    );
+    assert_eq!(
+        late_setting.to_string(),
+        "cannot change multi-process mode: the registry is already initialized"
+    );
+    assert!(matches!(
+        registry.without_process_metrics(),
+        Err(RegistryError::SettingAfterInit {
+            setting: "process metrics"
+        })
+    ));
+}
+
+#[test]
+fn an_objective_family_replaced_by_another_type_is_a_registry_error() {
+    use tower_prometheus::layer::{Objective, SLO_OBJECTIVE};
+
+    let registry = MetricsRegistry::new();
+    registry
+        .provider(SLO_OBJECTIVE, "Not the targets.", Gauge::default)
+        .unwrap();
+    let error = MetricsLayer::builder(&registry)
+        .objective("/", Objective::availability(0.99))
+        .build()
+        .unwrap_err();
+    // The registry's own error, not an objective that is fine reworded as invalid.
+    assert!(
+        matches!(
+            &error,
+            BuildError::Registry(RegistryError::WrongType { name, .. }) if name == SLO_OBJECTIVE
+        ),
+        "{error}"
+    );
+}
