@@ -398,15 +398,32 @@ fn a_panicking_provider_is_an_error_not_a_panic() {
 
 #[test]
 fn replacing_a_default_family_with_another_type_is_a_clear_error() {
-    let registry = MetricsRegistry::new();
-    registry
-        .provider(REQUESTS_TOTAL, "Not a family.", Counter::default)
-        .unwrap();
-    let error = MetricsLayer::new(&registry).unwrap_err();
-    assert!(
-        matches!(error, BuildError::Registry(RegistryError::WrongType { .. })),
-        "{error}"
-    );
+    use tower_prometheus::layer::{Objective, SLO_OBJECTIVE};
+
+    // The objective family is read only by a layer with objectives.
+    let cases = [
+        (REQUESTS_TOTAL, None),
+        (SLO_OBJECTIVE, Some(Objective::availability(0.99))),
+    ];
+    for (replaced, objective) in cases {
+        let registry = MetricsRegistry::new();
+        registry
+            .provider(replaced, "Not a family.", Counter::default)
+            .unwrap();
+        let mut builder = MetricsLayer::builder(&registry);
+        if let Some(objective) = objective {
+            builder = builder.objective("/", objective);
+        }
+        let error = builder.build().unwrap_err();
+        // The registry's own error, not reworded as an error of another kind.
+        assert!(
+            matches!(
+                &error,
+                BuildError::Registry(RegistryError::WrongType { name, .. }) if name == replaced
+            ),
+            "{error}"
+        );
+    }
 }
 
 #[cfg(target_os = "linux")]
@@ -825,26 +842,4 @@ fn a_setting_changed_after_init_is_an_error_naming_the_setting() {
             setting: "process metrics"
         })
     ));
-}
-
-#[test]
-fn an_objective_family_replaced_by_another_type_is_a_registry_error() {
-    use tower_prometheus::layer::{Objective, SLO_OBJECTIVE};
-
-    let registry = MetricsRegistry::new();
-    registry
-        .provider(SLO_OBJECTIVE, "Not the targets.", Gauge::default)
-        .unwrap();
-    let error = MetricsLayer::builder(&registry)
-        .objective("/", Objective::availability(0.99))
-        .build()
-        .unwrap_err();
-    // The registry's own error, not an objective that is fine reworded as invalid.
-    assert!(
-        matches!(
-            &error,
-            BuildError::Registry(RegistryError::WrongType { name, .. }) if name == SLO_OBJECTIVE
-        ),
-        "{error}"
-    );
 }
