@@ -47,7 +47,7 @@ mod hash;
 pub mod layer;
 pub mod metrics;
 pub mod multiprocess;
-pub mod process;
+mod process;
 pub mod registry;
 
 /// The prometheus-client crate this one builds on, for its metric types and

@@ -1,18 +1,5 @@
-//! Standard process metrics, read from `/proc` on every scrape, with the names and
-//! meaning of Go's and Python's clients.
-//!
-//! | name | meaning |
-//! |---|---|
-//! | `process_cpu_seconds_total` | user and system CPU time |
-//! | `process_resident_memory_bytes` | resident set size |
-//! | `process_virtual_memory_bytes` | virtual memory size |
-//! | `process_open_fds` | open file descriptors |
-//! | `process_max_fds` | the soft limit on open file descriptors |
-//! | `process_start_time_seconds` | start time, in seconds since the Unix epoch |
-//!
-//! On by default on Linux (as in Go's and Python's default registries); elsewhere, and
-//! for any value `/proc` does not give, the metric is left out. They describe the
-//! process that answers the scrape, also in multi-process mode.
+//! Standard process metrics, read from `/proc` on every scrape; their names and
+//! meaning are listed on `MetricsRegistry::without_process_metrics`.
 
 use std::fmt;
 

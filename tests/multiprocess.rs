@@ -15,7 +15,7 @@ use common::multiprocess::{assert_same_samples, python_aggregate};
 use common::{eventually, scrape, serve, TempDir};
 use prometheus_client::registry::Unit;
 use tower_prometheus::metrics::{Buckets, Counter, Family, Gauge, Histogram};
-use tower_prometheus::multiprocess::{GaugeMode, SKIPPED_FILES};
+use tower_prometheus::multiprocess::{GaugeMode, MultiprocessError, SKIPPED_FILES};
 use tower_prometheus::{MetricsEndpoint, MetricsLayer, MetricsRegistry, RegistryError};
 
 const REQUESTS: &str = "http_server_requests_total";
@@ -186,12 +186,31 @@ fn a_directory_that_cannot_hold_the_files_fails_when_the_layer_is_built() {
         .multiprocess_dir(std::env::temp_dir().join("tower-prometheus-does-not-exist-4711"))
         .unwrap();
     let error = MetricsLayer::new(&registry).unwrap_err();
+    let tower_prometheus::BuildError::Registry(RegistryError::Multiprocess { source }) = &error
+    else {
+        panic!("not a multi-process error: {error}");
+    };
+    // The system's error is reachable as the source, and the message still says it.
+    let MultiprocessError::Directory { path, source: io } = source.as_ref() else {
+        panic!("not a directory error: {source}");
+    };
     assert!(
-        matches!(
-            error,
-            tower_prometheus::BuildError::Registry(RegistryError::Multiprocess { .. })
-        ),
-        "{error}"
+        path.ends_with("tower-prometheus-does-not-exist-4711"),
+        "{path:?}"
+    );
+    assert_eq!(io.kind(), std::io::ErrorKind::NotFound);
+    let chain = std::iter::successors(Some(&error as &dyn std::error::Error), |e| e.source());
+    assert!(
+        chain
+            .filter_map(|e| e.downcast_ref::<std::io::Error>())
+            .any(|e| e.kind() == std::io::ErrorKind::NotFound),
+        "no io::Error in the source chain of {error}"
+    );
+    let message = error.to_string();
+    assert!(
+        message.starts_with("multi-process mode cannot start: multiprocess directory ")
+            && message.contains("tower-prometheus-does-not-exist-4711"),
+        "{message}"
     );
 }
 

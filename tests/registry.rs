@@ -398,15 +398,32 @@ fn a_panicking_provider_is_an_error_not_a_panic() {
 
 #[test]
 fn replacing_a_default_family_with_another_type_is_a_clear_error() {
-    let registry = MetricsRegistry::new();
-    registry
-        .provider(REQUESTS_TOTAL, "Not a family.", Counter::default)
-        .unwrap();
-    let error = MetricsLayer::new(&registry).unwrap_err();
-    assert!(
-        matches!(error, BuildError::Registry(RegistryError::WrongType { .. })),
-        "{error}"
-    );
+    use tower_prometheus::layer::{Objective, SLO_OBJECTIVE};
+
+    // The objective family is read only by a layer with objectives.
+    let cases = [
+        (REQUESTS_TOTAL, None),
+        (SLO_OBJECTIVE, Some(Objective::availability(0.99))),
+    ];
+    for (replaced, objective) in cases {
+        let registry = MetricsRegistry::new();
+        registry
+            .provider(replaced, "Not a family.", Counter::default)
+            .unwrap();
+        let mut builder = MetricsLayer::builder(&registry);
+        if let Some(objective) = objective {
+            builder = builder.objective("/", objective);
+        }
+        let error = builder.build().unwrap_err();
+        // The registry's own error, not reworded as an error of another kind.
+        assert!(
+            matches!(
+                &error,
+                BuildError::Registry(RegistryError::WrongType { name, .. }) if name == replaced
+            ),
+            "{error}"
+        );
+    }
 }
 
 #[cfg(target_os = "linux")]
@@ -800,4 +817,29 @@ async fn counters_and_gauges_take_fractional_values() {
         "{}",
         reply.body
     );
+}
+
+#[test]
+fn a_setting_changed_after_init_is_an_error_naming_the_setting() {
+    let registry = MetricsRegistry::new();
+    registry.single_process().unwrap();
+    let _layer = MetricsLayer::new(&registry).unwrap();
+    // A setting is not a metric name: the error says which setting, as a setting.
+    let late_setting = registry.single_process().unwrap_err();
+    assert_eq!(
+        late_setting,
+        RegistryError::SettingAfterInit {
+            setting: "multi-process mode"
+        }
+    );
+    assert_eq!(
+        late_setting.to_string(),
+        "cannot change multi-process mode: the registry is already initialized"
+    );
+    assert!(matches!(
+        registry.without_process_metrics(),
+        Err(RegistryError::SettingAfterInit {
+            setting: "process metrics"
+        })
+    ));
 }

@@ -69,14 +69,16 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project().kind.project() {
             KindProj::Inner { future, guard } => {
+                // The guard is taken when the future completes: a poll after that is a
+                // bug of the caller, said as loudly as std's and tower-http's futures do.
+                let Some(recorder) = guard.as_mut() else {
+                    panic!("`ResponseFuture` polled after completion");
+                };
                 let output = {
-                    let _watch = PanicWatch(guard.as_mut());
+                    let _watch = PanicWatch(Some(recorder));
                     ready!(future.poll(cx))
                 };
-                let Some(mut guard) = guard.take() else {
-                    // Polled again after completion: nothing more to record.
-                    return Poll::Pending;
-                };
+                let mut guard = guard.take().expect("the guard is there until completion");
                 match output {
                     Ok(response) => {
                         guard.on_response(response.status(), response.headers());
@@ -102,5 +104,37 @@ where
                 Poll::Ready(Ok(response.map(ResponseBody::metrics)))
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::convert::Infallible;
+    use std::future::Future;
+    use std::pin::pin;
+    use std::task::{Context, Poll, Waker};
+
+    use bytes::Bytes;
+    use http::{Request, Response};
+    use http_body_util::Empty;
+    use tower::{service_fn, Layer, Service};
+
+    use crate::{MetricsLayer, MetricsRegistry};
+
+    #[test]
+    #[should_panic(expected = "`ResponseFuture` polled after completion")]
+    fn a_poll_after_completion_panics() {
+        let registry = MetricsRegistry::new();
+        let layer = MetricsLayer::new(&registry).expect("the default layer builds");
+        let mut service = layer.layer(service_fn(|_request| async {
+            Ok::<_, Infallible>(Response::new(Empty::<Bytes>::new()))
+        }));
+        let request = Request::get("/")
+            .body(Empty::<Bytes>::new())
+            .expect("a request");
+        let mut future = pin!(service.call(request));
+        let mut cx = Context::from_waker(Waker::noop());
+        assert!(matches!(future.as_mut().poll(&mut cx), Poll::Ready(Ok(_))));
+        let _ = future.as_mut().poll(&mut cx);
     }
 }

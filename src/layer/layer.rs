@@ -304,12 +304,8 @@ impl MetricsLayerBuilder {
         if let Some(max_series) = self.max_series {
             check_series_limits(&self.registry, max_series, self.grpc_handling)?;
         }
-        self.objectives
-            .publish(&self.registry)
-            .map_err(BuildError::InvalidObjective)?;
-        self.grpc_objectives
-            .publish(&self.registry)
-            .map_err(BuildError::InvalidObjective)?;
+        self.objectives.publish(&self.registry)?;
+        self.grpc_objectives.publish(&self.registry)?;
         let families = HttpFamilies::from_registry(&self.registry, self.objectives)?;
         // The method cap follows the shared families' cap, which an earlier layer may
         // have set.

@@ -18,7 +18,7 @@ use prometheus_client::metrics::{MetricType, TypedMetric};
 
 use crate::metrics::{Counter, Family};
 use crate::multiprocess::{Binding, FileKind, GaugeMode};
-use crate::{MetricsRegistry, RegistryError};
+use crate::{BuildError, MetricsRegistry, RegistryError};
 
 /// Name of the family of objective targets of HTTP routes.
 pub const SLO_OBJECTIVE: &str = "http_server_slo_objective";
@@ -147,15 +147,15 @@ impl Objectives {
     /// Adds the targets to the exported ones, beside those of other layers of the
     /// registry; an objective of the same route (or method) that differs from theirs
     /// is an error naming it.
-    pub(crate) fn publish(&self, registry: &MetricsRegistry) -> Result<(), String> {
+    pub(crate) fn publish(&self, registry: &MetricsRegistry) -> Result<(), BuildError> {
         if self.is_empty() {
             return Ok(());
         }
         let (objective, _) = self.names();
         registry
-            .get::<ObjectiveTargets>(objective)
-            .map_err(|error| error.to_string())?
+            .get::<ObjectiveTargets>(objective)?
             .add(self.target_series())
+            .map_err(BuildError::InvalidObjective)
     }
 
     /// The name of the family of targets, and the help of the good-request counter.

@@ -52,6 +52,7 @@ use std::sync::Arc;
 pub(crate) use aggregate::Aggregator;
 pub use aggregate::{SKIPPED_FILES, WRITE_ERRORS};
 pub(crate) use binding::{label_pairs, Binding};
+pub use file::FileError;
 pub(crate) use key::go_float;
 pub(crate) use store::{FileKind, MappedValue, ProcessStore};
 
@@ -145,15 +146,18 @@ pub enum MultiprocessError {
         source: io::Error,
     },
     /// A metric file could not be created or read.
-    #[error("multiprocess file: {0}")]
-    File(#[source] Box<dyn std::error::Error + Send + Sync>),
+    #[error("multiprocess file {0}")]
+    File(#[from] FileError),
 }
 
-impl From<file::FileError> for MultiprocessError {
-    fn from(error: file::FileError) -> Self {
-        MultiprocessError::File(Box::new(error))
+/// Two errors are equal when they say the same: `io::Error` has no equality of its own.
+impl PartialEq for MultiprocessError {
+    fn eq(&self, other: &Self) -> bool {
+        self.to_string() == other.to_string()
     }
 }
+
+impl Eq for MultiprocessError {}
 
 /// Whether a registry runs in multi-process mode, decided when it is initialised.
 #[derive(Clone, Debug, Default)]

@@ -1,5 +1,9 @@
 //! Errors of declaring, initialising and reading a registry.
 
+use std::sync::Arc;
+
+use crate::multiprocess::MultiprocessError;
+
 /// What went wrong with a registry operation. Every variant names the metric or
 /// collector it is about.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -68,12 +72,29 @@ pub enum RegistryError {
     /// Multi-process mode was asked for (`PROMETHEUS_MULTIPROC_DIR` or
     /// [`MetricsRegistry::multiprocess_dir`](crate::MetricsRegistry::multiprocess_dir)) but
     /// cannot start, for example because the directory is missing or not writable.
-    #[error("multi-process mode cannot start: {message}")]
+    #[error("multi-process mode cannot start: {source}")]
     Multiprocess {
-        /// What went wrong.
-        message: String,
+        /// What went wrong, shared so that the error of a failed initialisation can be
+        /// returned again.
+        #[source]
+        source: Arc<MultiprocessError>,
+    },
+    /// A setting changed after the registry was initialised, which reads settings
+    /// only then.
+    #[error("cannot change {setting}: the registry is already initialized")]
+    SettingAfterInit {
+        /// The setting, as its method's docs name it.
+        setting: &'static str,
     },
     /// An earlier initialisation of this registry failed, so it holds no metrics.
     #[error("the registry failed to initialize: {0}")]
     InitFailed(Box<RegistryError>),
+}
+
+impl From<MultiprocessError> for RegistryError {
+    fn from(error: MultiprocessError) -> Self {
+        RegistryError::Multiprocess {
+            source: Arc::new(error),
+        }
+    }
 }

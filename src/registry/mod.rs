@@ -435,8 +435,21 @@ impl MetricsRegistry {
         })
     }
 
-    /// Leaves out the standard `process_*` metrics (on by default on Linux, as in Go's
-    /// and Python's clients; see [`crate::process`]).
+    /// Leaves out the standard process metrics, which are on by default on Linux (as in
+    /// Go's and Python's default registries), read from `/proc` on every scrape, with
+    /// the names and meaning of Go's and Python's clients:
+    ///
+    /// | name | meaning |
+    /// |---|---|
+    /// | `process_cpu_seconds_total` | user and system CPU time |
+    /// | `process_resident_memory_bytes` | resident set size |
+    /// | `process_virtual_memory_bytes` | virtual memory size |
+    /// | `process_open_fds` | open file descriptors |
+    /// | `process_max_fds` | the soft limit on open file descriptors |
+    /// | `process_start_time_seconds` | start time, in seconds since the Unix epoch |
+    ///
+    /// Elsewhere, and for any value `/proc` does not give, the metric is left out. They
+    /// describe the process that answers the scrape, also in multi-process mode.
     pub fn without_process_metrics(&self) -> Result<(), RegistryError> {
         self.configure("process metrics", |settings| {
             settings.process_metrics = false
@@ -466,12 +479,12 @@ impl MetricsRegistry {
     /// Changes a setting, which only initialisation reads.
     fn configure(
         &self,
-        what: &str,
+        setting: &'static str,
         change: impl FnOnce(&mut Settings),
     ) -> Result<(), RegistryError> {
         let root = self.root();
         if root.is_initialized() {
-            return Err(RegistryError::AlreadyInitialized { name: what.into() });
+            return Err(RegistryError::SettingAfterInit { setting });
         }
         change(&mut root.settings.lock().unwrap_or_else(PoisonError::into_inner));
         Ok(())
@@ -681,13 +694,7 @@ fn initialize(
     }
     registry.register_collector(Box::new(BuildInfoCollector::new(settings.service)));
     let store = match settings.multiprocess.dir() {
-        Some(dir) => {
-            Some(
-                multiprocess::start(&dir).map_err(|error| RegistryError::Multiprocess {
-                    message: error.to_string(),
-                })?,
-            )
-        }
+        Some(dir) => Some(multiprocess::start(&dir)?),
         None => None,
     };
     if let Some(store) = &store {

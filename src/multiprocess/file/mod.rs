@@ -52,23 +52,35 @@ fn entry_len(key_len: usize) -> usize {
     4 + padded_len(key_len) + 16
 }
 
-/// Why a file cannot be read or written.
+/// Why a metric file cannot be read or written.
 #[derive(Debug, thiserror::Error)]
-pub(crate) enum FileError {
+#[non_exhaustive]
+pub enum FileError {
+    /// The system refused an operation on the file.
     #[error("{path}: {source}")]
     Io {
+        /// The file.
         path: PathBuf,
+        /// What the system said.
         #[source]
         source: io::Error,
     },
+    /// The file holds something that is not the multiprocess format.
     #[error("{path}: corrupt at byte {offset}: {reason}")]
     Corrupt {
+        /// The file.
         path: PathBuf,
+        /// Where the bad bytes start.
         offset: usize,
+        /// What is wrong there.
         reason: &'static str,
     },
+    /// The file cannot grow: its format counts its bytes in an `i32`.
     #[error("{path}: full (more than {MAX_SIZE} bytes of entries)")]
-    Full { path: PathBuf },
+    Full {
+        /// The file.
+        path: PathBuf,
+    },
 }
 
 impl FileError {
