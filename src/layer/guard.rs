@@ -143,16 +143,15 @@ impl Recorder {
 /// route, so a client's content type cannot move a request out of the HTTP families.
 /// Dropped unanswered, it is an HTTP request.
 pub(crate) struct ClaimedCall {
-    call: Option<GrpcCall>,
-    route: Option<Arc<RouteSeries>>,
+    /// Both ways the request may be recorded, until it is settled.
+    unsettled: Option<(GrpcCall, Arc<RouteSeries>)>,
     panicked: bool,
 }
 
 impl ClaimedCall {
     pub(crate) fn new(call: GrpcCall, route: Arc<RouteSeries>) -> Self {
         Self {
-            call: Some(call),
-            route: Some(route),
+            unsettled: Some((call, route)),
             panicked: false,
         }
     }
@@ -160,7 +159,7 @@ impl ClaimedCall {
     /// The recorder this request turns out to need (`grpc`: the answer is gRPC);
     /// `None` once settled.
     fn settle(&mut self, grpc: bool) -> Option<Recorder> {
-        let (call, route) = (self.call.take()?, self.route.take()?);
+        let (call, route) = self.unsettled.take()?;
         if grpc {
             return Some(Recorder::Grpc(call));
         }
