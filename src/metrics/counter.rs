@@ -8,7 +8,7 @@ use prometheus_client::metrics::exemplar::Exemplar;
 use prometheus_client::metrics::{MetricType, TypedMetric};
 
 use super::series::Bind;
-use super::shard::{self, ShardedCells};
+use super::shard::{self, ShardedCells, FRACTIONS, WHOLE};
 use crate::multiprocess::{Binding, FileKind, MappedValue};
 
 /// A counter: a cheap [`Clone`] handle to one shared count, kept per thread so that
@@ -130,11 +130,6 @@ impl Counter {
         }
     }
 }
-
-/// Cell of the whole amounts added.
-const WHOLE: usize = 0;
-/// Cell of the fractional amounts added, as `f64` bits.
-const FRACTIONS: usize = 1;
 
 /// A counter increment that is negative, NaN or infinite: a counter only goes up.
 #[derive(Clone, Copy, Debug, PartialEq, thiserror::Error)]

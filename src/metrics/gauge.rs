@@ -8,7 +8,7 @@ use prometheus_client::encoding::{EncodeMetric, MetricEncoder};
 use prometheus_client::metrics::{MetricType, TypedMetric};
 
 use super::series::Bind;
-use super::shard::{self, ShardedCells};
+use super::shard::{self, ShardedCells, FRACTIONS, WHOLE};
 use crate::multiprocess::{Binding, FileKind, GaugeMode, MappedValue};
 
 /// A gauge: a cheap [`Clone`] handle to one shared value, kept per thread so that
@@ -178,11 +178,6 @@ impl Gauge {
         }
     }
 }
-
-/// Cell of the whole steps.
-const WHOLE: usize = 0;
-/// Cell of the fractional steps, as `f64` bits.
-const FRACTIONS: usize = 1;
 
 impl Bind for Gauge {
     fn bind_like(&self, binding: &Binding, labels: &[(String, String)]) -> Self {

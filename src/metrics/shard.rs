@@ -87,6 +87,11 @@ pub(crate) fn add_f64(cell: &AtomicU64, amount: f64) {
     }
 }
 
+/// The cell of a counter's or gauge's value counted in whole steps (one atomic add).
+pub(crate) const WHOLE: usize = 0;
+/// The cell of the same value's fractional steps, as `f64` bits (a compare-and-swap).
+pub(crate) const FRACTIONS: usize = 1;
+
 /// `width` values, each kept as one cell per shard; a shard's cells share lines only
 /// with each other.
 ///
