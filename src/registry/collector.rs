@@ -127,8 +127,9 @@ impl Collectors {
         timeout: Option<Duration>,
     ) -> Vec<CollectorFailure> {
         let mut failures = Vec::new();
+        let timeout = enforceable(timeout);
         for entry in &self.sync {
-            let outcome = match timeout.filter(|_| tokio::runtime::Handle::try_current().is_ok()) {
+            let outcome = match timeout {
                 Some(timeout) => entry.run_blocking(registry, timeout).await,
                 None => finished(catch_unwind(AssertUnwindSafe(|| (entry.collect)(registry)))),
             };
@@ -228,13 +229,19 @@ impl std::fmt::Display for CollectorFailure {
     }
 }
 
+/// `timeout`, where this thread runs inside a Tokio runtime that can time it out (and,
+/// for sync collectors, run them on a blocking thread); `None` elsewhere.
+fn enforceable(timeout: Option<Duration>) -> Option<Duration> {
+    timeout.filter(|_| tokio::runtime::Handle::try_current().is_ok())
+}
+
 /// Runs `collect`, giving up after `timeout` when a Tokio runtime with timers is
 /// running (the usual case under hyper, axum and tonic); without one, it runs to the end.
 async fn with_timeout<F>(collect: F, timeout: Option<Duration>) -> Outcome
 where
     F: Future<Output = Outcome>,
 {
-    let Some(timeout) = timeout.filter(|_| tokio::runtime::Handle::try_current().is_ok()) else {
+    let Some(timeout) = enforceable(timeout) else {
         return collect.await;
     };
     // A runtime built without `enable_time` panics when the timer is made.
