@@ -10,7 +10,7 @@ use prometheus_client::metrics::{MetricType, TypedMetric};
 
 use super::series::SeriesMetric;
 use super::table::Table;
-use crate::multiprocess::{label_pairs, Binding};
+use crate::storage::{label_pairs, Binding};
 
 /// Default cap on the series of one family; the same default as OpenTelemetry's
 /// cardinality limit.

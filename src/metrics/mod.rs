@@ -12,7 +12,6 @@ mod family;
 mod gauge;
 mod histogram;
 mod series;
-pub(crate) mod shard;
 mod table;
 
 pub use counter::{Counter, InvalidIncrement};
@@ -54,4 +53,5 @@ pub type GaugeFamily<L = LabelPairs> = Family<L, Gauge>;
 /// A family of histograms, by default labelled with any [`LabelPairs`] (see
 /// [`CounterFamily`]).
 pub type HistogramFamily<L = LabelPairs> = Family<L, Histogram>;
+pub(crate) use crate::storage::shard;
 pub(crate) use table::Table;

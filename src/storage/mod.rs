@@ -1,9 +1,20 @@
-//! How a metric built by a provider finds its place in the files.
+//! Where the values of this crate's metrics live, decided in this one place.
 //!
-//! While the registry runs a provider in multiprocess mode, the provider's name and
-//! help are offered on the running thread. The first of this crate's metric types
-//! built there takes the offer and keeps its values in the files; a family keeps the
-//! binding and gives each series it creates later its own entry.
+//! A metric's values live either in in-process cells ([`shard::ShardedCells`]: atomics
+//! kept per thread shard) or, in multi-process mode, in cells of this process's files
+//! ([`files::MappedValue`]), which every process of the directory reads.
+//!
+//! The registry decides which when it runs a provider at init: with the multi-process
+//! files open, it runs the provider through [`Binding::offer`], which offers the
+//! provider's name and help on the running thread for the duration of that call. The
+//! first of this crate's metric constructors built there takes the offer
+//! ([`Binding::claim`]) and keeps its values in the files, so `Counter::default()` in
+//! a provider needs no change for multi-process mode. Every other metric (one built
+//! outside a provider, or after the first) gets in-process cells. A family keeps the
+//! binding and gives each series it creates later an entry of its own.
+
+pub(crate) mod files;
+pub(crate) mod shard;
 
 use std::cell::RefCell;
 use std::sync::Arc;
@@ -13,8 +24,7 @@ use prometheus_client::encoding::{EncodeLabelSet, EncodeMetric, MetricEncoder};
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
-use super::key;
-use super::store::{FileKind, MappedValue, ProcessStore};
+use files::{key, FileKind, MappedValue, ProcessStore};
 
 /// Where the values of one registered metric go.
 #[derive(Clone)]
@@ -39,7 +49,8 @@ impl Binding {
         }
     }
 
-    /// Runs `provide` with this binding offered; returns whether a metric took it.
+    /// The decision point: runs `provide` (a provider) with this binding offered on
+    /// this thread; returns whether a metric took it.
     pub(crate) fn offer<R>(self, provide: impl FnOnce() -> R) -> (R, bool) {
         OFFERED.with(|offered| *offered.borrow_mut() = Some(self));
         let result = provide();
@@ -47,7 +58,8 @@ impl Binding {
         (result, unclaimed.is_none())
     }
 
-    /// Takes the binding offered on this thread, if any.
+    /// Takes the binding offered on this thread, if any: a metric constructor's
+    /// question whether its values go to the files.
     pub(crate) fn claim() -> Option<Binding> {
         OFFERED.with(|offered| offered.borrow_mut().take())
     }
@@ -61,7 +73,7 @@ impl Binding {
     ) -> MappedValue {
         let metric = match kind {
             FileKind::Counter => &self.names[0],
-            FileKind::Gauge(_) | FileKind::Histogram => &self.names[1],
+            FileKind::Gauge(_) | FileKind::Histogram | FileKind::Summary => &self.names[1],
         };
         let sample = format!("{metric}{suffix}");
         let key = key::encode(metric, &sample, labels, &self.help);
