@@ -11,13 +11,16 @@ mod counter;
 mod family;
 mod gauge;
 mod histogram;
+mod labels;
 mod series;
 mod table;
 
 pub use counter::{Counter, InvalidIncrement};
-pub use family::{Family, Labels, DEFAULT_MAX_SERIES, OVERFLOW_LABEL};
+pub use family::{Family, DEFAULT_MAX_SERIES, OVERFLOW_LABEL};
 pub use gauge::Gauge;
 pub use histogram::{Buckets, Histogram, InvalidBuckets};
+pub(crate) use labels::pairs_of;
+pub use labels::Labels;
 pub use series::SeriesMetric;
 
 /// Label pairs known only at run time, the label set the family aliases default to.

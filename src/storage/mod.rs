@@ -19,11 +19,6 @@ pub(crate) mod shard;
 use std::cell::RefCell;
 use std::sync::Arc;
 
-use prometheus_client::encoding::text::encode;
-use prometheus_client::encoding::{EncodeLabelSet, EncodeMetric, MetricEncoder};
-use prometheus_client::metrics::MetricType;
-use prometheus_client::registry::Registry;
-
 use files::{key, FileKind, MappedValue, ProcessStore};
 
 /// Where the values of one registered metric go.
@@ -78,85 +73,5 @@ impl Binding {
         let sample = format!("{metric}{suffix}");
         let key = key::encode(metric, &sample, labels, &self.help);
         self.store.value(kind, &key)
-    }
-}
-
-/// The label pairs of any label set, as the text encoder writes them; used once per
-/// new series to build its key.
-pub(crate) fn label_pairs<L>(labels: &L) -> Vec<(String, String)>
-where
-    L: EncodeLabelSet + Clone + Send + Sync + 'static,
-{
-    struct OneSeries<L>(L);
-    impl<L> std::fmt::Debug for OneSeries<L> {
-        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            f.write_str("labels")
-        }
-    }
-    impl<L: EncodeLabelSet> EncodeMetric for OneSeries<L> {
-        fn encode(&self, mut encoder: MetricEncoder<'_>) -> Result<(), std::fmt::Error> {
-            encoder.encode_family(&self.0)?.encode_gauge(&0i64)
-        }
-        fn metric_type(&self) -> MetricType {
-            MetricType::Gauge
-        }
-    }
-    let mut registry = Registry::default();
-    registry.register("x", "", OneSeries(labels.clone()));
-    let mut text = String::new();
-    if encode(&mut text, &registry).is_err() {
-        return Vec::new();
-    }
-    text.lines()
-        .find_map(|line| line.strip_prefix("x{"))
-        .map(parse_label_list)
-        .unwrap_or_default()
-}
-
-/// Parses `a="1",b="2"} 0` (escapes `\\`, `\"`, `\n`).
-fn parse_label_list(text: &str) -> Vec<(String, String)> {
-    let mut pairs = Vec::new();
-    let mut chars = text.chars();
-    loop {
-        let name: String = chars.by_ref().take_while(|c| *c != '=').collect();
-        if name.is_empty() || chars.next() != Some('"') {
-            return pairs;
-        }
-        let mut value = String::new();
-        while let Some(c) = chars.next() {
-            match c {
-                '"' => break,
-                '\\' => match chars.next() {
-                    Some('n') => value.push('\n'),
-                    Some(other) => value.push(other),
-                    None => return pairs,
-                },
-                other => value.push(other),
-            }
-        }
-        pairs.push((name, value));
-        if chars.next() != Some(',') {
-            return pairs;
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn label_pairs_of_any_label_set() {
-        let labels = [
-            ("route", "/a\"b\\c\nd".to_string()),
-            ("method", "GET".to_string()),
-        ];
-        assert_eq!(
-            label_pairs(&labels),
-            vec![
-                ("route".to_string(), "/a\"b\\c\nd".to_string()),
-                ("method".to_string(), "GET".to_string())
-            ]
-        );
     }
 }
