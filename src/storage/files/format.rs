@@ -5,8 +5,9 @@
 //! hold entries), then entries of: key length (i32), the UTF-8 key, spaces up to 8-byte
 //! alignment, the value (f64) and a timestamp (f64).
 
-use std::io;
-use std::path::{Path, PathBuf};
+use std::path::Path;
+
+pub(crate) use super::error::FileError;
 use std::sync::atomic::{AtomicI32, Ordering};
 
 /// Size of a new file, as Python makes it.
@@ -23,47 +24,6 @@ pub(crate) fn padded_len(len: usize) -> usize {
 
 pub(crate) fn entry_len(key_len: usize) -> usize {
     4 + padded_len(key_len) + 16
-}
-
-/// Why a metric file cannot be read or written.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum FileError {
-    /// The system refused an operation on the file.
-    #[error("{path}: {source}")]
-    Io {
-        /// The file.
-        path: PathBuf,
-        /// What the system said.
-        #[source]
-        source: io::Error,
-    },
-    /// The file holds something that is not the multiprocess format.
-    #[error("{path}: corrupt at byte {offset}: {reason}")]
-    Corrupt {
-        /// The file.
-        path: PathBuf,
-        /// Where the bad bytes start.
-        offset: usize,
-        /// What is wrong there.
-        reason: &'static str,
-    },
-    /// The file cannot grow: its format counts its bytes in an `i32`.
-    #[error("{path}: full (more than {MAX_SIZE} bytes of entries)")]
-    Full {
-        /// The file.
-        path: PathBuf,
-    },
-}
-
-impl FileError {
-    /// The system's error, if this is one.
-    pub(crate) fn io_error(&self) -> Option<&io::Error> {
-        match self {
-            FileError::Io { source, .. } => Some(source),
-            _ => None,
-        }
-    }
 }
 
 /// One entry as read: its key (UTF-8, checked by whoever parses it) and where its

@@ -5,6 +5,7 @@
 //! Readers do not map other processes' files (a mapping faults when its file is
 //! truncated): they copy the file with `pread` and check what they copied.
 
+mod error;
 pub(crate) mod format;
 pub(crate) mod key;
 mod map;
@@ -14,37 +15,7 @@ pub(crate) mod reason;
 mod store;
 mod writer;
 
-use std::io;
-use std::path::PathBuf;
-
-pub use format::FileError;
+pub use error::{FileError, MultiprocessError};
 pub(crate) use naming::FileKind;
 pub use naming::GaugeMode;
 pub(crate) use store::{is_alive, MappedValue, ProcessStore};
-
-/// Why multi-process mode could not start.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum MultiprocessError {
-    /// The directory is missing, not a directory, or not writable.
-    #[error("multiprocess directory {path}: {source}")]
-    Directory {
-        /// The directory.
-        path: PathBuf,
-        /// What the system said.
-        #[source]
-        source: io::Error,
-    },
-    /// A metric file could not be created or read.
-    #[error("multiprocess file {0}")]
-    File(#[from] FileError),
-}
-
-/// Two errors are equal when they say the same: `io::Error` has no equality of its own.
-impl PartialEq for MultiprocessError {
-    fn eq(&self, other: &Self) -> bool {
-        self.to_string() == other.to_string()
-    }
-}
-
-impl Eq for MultiprocessError {}

@@ -10,13 +10,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use super::format::FileError;
+use super::error::{FileError, MultiprocessError};
 use super::map::{self, Slot, SlotRef};
 use super::naming::{lock_file_name, FileKind, GaugeMode};
 use super::open::{open_or_create, open_regular};
 use super::reason::{Reason, Tally};
 use super::writer::WritableFile;
-use super::MultiprocessError;
 use crate::storage::shard::add_f64;
 
 /// Why a write found no place in the files; the `reason` label of the write errors.
