@@ -38,6 +38,11 @@
 //! lock, are live while their pid runs a process that started before their file last
 //! changed. Empty the directory between deployments (before the new processes start),
 //! as with Python.
+//!
+//! A scrape here reads every process's files (copying each, interning its keys),
+//! combines their values, and encodes the aggregate, one module each; the files
+//! themselves (their format, their names, and the cells this process writes) belong
+//! to the storage of the metric types, which this module only reads.
 
 mod combine;
 mod encode;

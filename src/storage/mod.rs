@@ -47,10 +47,20 @@ impl Binding {
     /// The decision point: runs `provide` (a provider) with this binding offered on
     /// this thread; returns whether a metric took it.
     pub(crate) fn offer<R>(self, provide: impl FnOnce() -> R) -> (R, bool) {
+        /// Withdraws the offer when the provider returns or panics, so no metric built
+        /// later on this thread takes it.
+        struct Withdraw;
+        impl Drop for Withdraw {
+            fn drop(&mut self) {
+                OFFERED.with(|offered| offered.borrow_mut().take());
+            }
+        }
         OFFERED.with(|offered| *offered.borrow_mut() = Some(self));
+        let withdraw = Withdraw;
         let result = provide();
-        let unclaimed = OFFERED.with(|offered| offered.borrow_mut().take());
-        (result, unclaimed.is_none())
+        let claimed = OFFERED.with(|offered| offered.borrow().is_none());
+        drop(withdraw);
+        (result, claimed)
     }
 
     /// Takes the binding offered on this thread, if any: a metric constructor's
