@@ -48,6 +48,7 @@ pub mod layer;
 pub mod metrics;
 pub mod multiprocess;
 mod process;
+mod record;
 pub mod registry;
 
 /// The prometheus-client crate this one builds on, for its metric types and

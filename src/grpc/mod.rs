@@ -81,13 +81,15 @@ pub use call::{
 };
 pub use code::GrpcCode;
 pub use families::{
-    GrpcCount, GrpcHandledCount, GrpcHandling, GRPC_HANDLED, GRPC_HANDLING, GRPC_MSG_RECEIVED,
-    GRPC_MSG_SENT, GRPC_STARTED,
+    GrpcCount, GrpcHandledCount, GrpcHandling, SloMethodLabels, GRPC_HANDLED, GRPC_HANDLING,
+    GRPC_MSG_RECEIVED, GRPC_MSG_SENT, GRPC_SLO_LATENCY_GOOD, GRPC_SLO_OBJECTIVE, GRPC_STARTED,
 };
 pub use labels::{GrpcHandledLabels, GrpcLabels, GrpcType};
 
 pub(crate) use call::{GrpcCall, ReceivedMessages};
-pub(crate) use families::{methods_within, series_cap, GrpcFamilies};
+pub(crate) use families::{
+    method_target, methods_within, series_cap, GrpcFamilies, GRPC_OBJECTIVES,
+};
 pub(crate) use method::{
     claims_grpc, grpc_timeout, is_grpc_response, service_and_method, MethodTypes,
 };

@@ -7,20 +7,21 @@ use std::sync::Arc;
 use http::request::Parts;
 use tower::Layer;
 
+use super::families::SloRouteLabels;
 use super::families::{
-    ActiveRequests, HttpFamilies, RequestCount, RequestDuration, ACTIVE_REQUESTS, REQUESTS_TOTAL,
-    REQUEST_DURATION,
+    route_target, ActiveRequests, HttpFamilies, RequestCount, RequestDuration, ACTIVE_REQUESTS,
+    HTTP_OBJECTIVES, REQUESTS_TOTAL, REQUEST_DURATION,
 };
-use super::route::{RouteFn, RouteResolver, DEFAULT_FALLBACK_ROUTE};
-use super::service::MetricsService;
-use super::slo::{method_target, route_target, Objective, Objectives};
+use super::route::{RouteFn, RouteResolver};
+use super::service::{LayerShared, MetricsService};
 use crate::endpoint::{MetricsEndpoint, MetricsEndpointBuilder, DEFAULT_PATH};
-use crate::grpc::service_and_method;
 use crate::grpc::{
-    methods_within, series_cap, GrpcCount, GrpcFamilies, GrpcHandledCount, GrpcHandling, GrpcType,
-    MethodTypes, GRPC_HANDLED, GRPC_HANDLING, GRPC_MSG_RECEIVED, GRPC_MSG_SENT, GRPC_STARTED,
+    method_target, methods_within, series_cap, service_and_method, GrpcCount, GrpcFamilies,
+    GrpcHandledCount, GrpcHandling, GrpcType, MethodTypes, SloMethodLabels, GRPC_HANDLED,
+    GRPC_HANDLING, GRPC_MSG_RECEIVED, GRPC_MSG_SENT, GRPC_OBJECTIVES, GRPC_STARTED,
 };
 use crate::metrics::DEFAULT_MAX_SERIES;
+use crate::record::{Objective, Objectives, DEFAULT_FALLBACK_ROUTE};
 use crate::{BuildError, MetricsRegistry};
 
 /// An option of the endpoint, applied when the layer builds it.
@@ -33,40 +34,6 @@ type EndpointOption = Box<dyn FnOnce(MetricsEndpointBuilder) -> MetricsEndpointB
 #[derive(Clone)]
 pub struct MetricsLayer {
     shared: Arc<LayerShared>,
-}
-
-/// What every service of one layer shares. Aligned to a cache line: axum clones a
-/// route's service for every request, so the `Arc`'s counts are written by every
-/// thread, and the fields each request reads must not share their line.
-#[repr(align(64))]
-pub(crate) struct LayerShared {
-    pub(crate) families: HttpFamilies,
-    pub(crate) grpc: Arc<GrpcFamilies>,
-    /// The inner service serves only gRPC: every request is a gRPC call.
-    pub(crate) grpc_only: bool,
-    pub(crate) routes: RouteResolver,
-    endpoint: MetricsEndpoint,
-    intercept: bool,
-}
-
-impl LayerShared {
-    /// The endpoint, if the layer answers it.
-    pub(crate) fn intercepted_endpoint(&self) -> Option<&MetricsEndpoint> {
-        self.intercept.then_some(&self.endpoint)
-    }
-}
-
-impl fmt::Debug for LayerShared {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("LayerShared")
-            .field("routes", &self.routes)
-            .field("grpc_only", &self.grpc_only)
-            .field(
-                "endpoint",
-                &self.intercepted_endpoint().map(MetricsEndpoint::path),
-            )
-            .finish_non_exhaustive()
-    }
 }
 
 impl MetricsLayer {
@@ -85,8 +52,8 @@ impl MetricsLayer {
             route_fn: None,
             fallback_route: DEFAULT_FALLBACK_ROUTE.into(),
             max_series: None,
-            objectives: Objectives::default(),
-            grpc_objectives: Objectives::grpc(),
+            objectives: Objectives::new(&HTTP_OBJECTIVES),
+            grpc_objectives: Objectives::new(&GRPC_OBJECTIVES),
             invalid_objective: None,
             grpc_types: MethodTypes::default(),
             grpc_handling: true,
@@ -127,8 +94,8 @@ pub struct MetricsLayerBuilder {
     fallback_route: Arc<str>,
     /// `None` until set: then a layer built on families that exist takes their cap.
     max_series: Option<usize>,
-    objectives: Objectives,
-    grpc_objectives: Objectives,
+    objectives: Objectives<SloRouteLabels>,
+    grpc_objectives: Objectives<SloMethodLabels>,
     /// A gRPC objective declared for a path that names no method.
     invalid_objective: Option<String>,
     grpc_types: MethodTypes,
@@ -306,7 +273,7 @@ impl MetricsLayerBuilder {
         }
         self.objectives.publish(&self.registry)?;
         self.grpc_objectives.publish(&self.registry)?;
-        let families = HttpFamilies::from_registry(&self.registry, self.objectives)?;
+        let families = HttpFamilies::from_registry(&self.registry, &self.objectives)?;
         // The method cap follows the shared families' cap, which an earlier layer may
         // have set.
         let max_methods =
@@ -315,7 +282,7 @@ impl MetricsLayerBuilder {
             &self.registry,
             self.grpc_handling,
             self.grpc_types,
-            self.grpc_objectives,
+            &self.grpc_objectives,
             max_methods,
         )?;
         Ok(MetricsLayer {

@@ -55,22 +55,18 @@ mod layer;
 mod request_body;
 mod route;
 mod service;
-pub(crate) mod slo;
 
+pub use crate::grpc::{SloMethodLabels, GRPC_SLO_LATENCY_GOOD, GRPC_SLO_OBJECTIVE};
+pub use crate::record::{Objective, DEFAULT_FALLBACK_ROUTE, MAX_ROUTE_LEN};
 pub use body::ResponseBody;
 pub use families::{
-    ActiveRequests, RequestCount, RequestDuration, ACTIVE_REQUESTS, REQUESTS_TOTAL,
-    REQUEST_DURATION,
+    ActiveRequests, RequestCount, RequestDuration, SloRouteLabels, ACTIVE_REQUESTS, REQUESTS_TOTAL,
+    REQUEST_DURATION, SLO_LATENCY_GOOD, SLO_OBJECTIVE,
 };
 pub use future::ResponseFuture;
-pub(crate) use guard::ended_by_panic;
 pub use guard::{STATUS_CLIENT_CLOSED, STATUS_SERVER_ERROR};
 pub use labels::{ActiveRequestLabels, HttpLabels, HttpMethod};
 pub use layer::{MetricsLayer, MetricsLayerBuilder};
 pub use request_body::RequestBody;
-pub use route::{RouteFn, DEFAULT_FALLBACK_ROUTE, MAX_ROUTE_LEN};
+pub use route::RouteFn;
 pub use service::MetricsService;
-pub use slo::{
-    Objective, SloMethodLabels, SloRouteLabels, GRPC_SLO_LATENCY_GOOD, GRPC_SLO_OBJECTIVE,
-    SLO_LATENCY_GOOD, SLO_OBJECTIVE,
-};

@@ -1,5 +1,6 @@
 //! [`MetricsService`]: the service the layer wraps around the application.
 
+use std::fmt;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -9,13 +10,49 @@ use http_body::Body;
 use tower::Service;
 
 use super::body::ResponseBody;
-use super::families::RouteSeries;
+use super::families::{HttpFamilies, RouteSeries};
 use super::future::ResponseFuture;
-use super::guard::{ClaimedCall, Recorder, RequestGuard};
+use super::guard::{start_request, ClaimedCall, Recorder};
 use super::labels::HttpMethod;
-use super::layer::LayerShared;
 use super::request_body::RequestBody;
-use crate::grpc::{claims_grpc, grpc_timeout, GrpcCall};
+use super::route::RouteResolver;
+use crate::endpoint::MetricsEndpoint;
+use crate::grpc::{claims_grpc, grpc_timeout, GrpcCall, GrpcFamilies};
+
+/// What every service of one layer shares. Aligned to a cache line: axum clones a
+/// route's service for every request, so the `Arc`'s counts are written by every
+/// thread, and the fields each request reads must not share their line.
+#[repr(align(64))]
+pub(crate) struct LayerShared {
+    pub(crate) families: HttpFamilies,
+    pub(crate) grpc: Arc<GrpcFamilies>,
+    /// The inner service serves only gRPC: every request is a gRPC call.
+    pub(crate) grpc_only: bool,
+    pub(crate) routes: RouteResolver,
+    pub(crate) endpoint: MetricsEndpoint,
+    /// Whether the layer answers the endpoint's path itself.
+    pub(crate) intercept: bool,
+}
+
+impl LayerShared {
+    /// The endpoint, if the layer answers it.
+    pub(crate) fn intercepted_endpoint(&self) -> Option<&MetricsEndpoint> {
+        self.intercept.then_some(&self.endpoint)
+    }
+}
+
+impl fmt::Debug for LayerShared {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LayerShared")
+            .field("routes", &self.routes)
+            .field("grpc_only", &self.grpc_only)
+            .field(
+                "endpoint",
+                &self.intercepted_endpoint().map(MetricsEndpoint::path),
+            )
+            .finish_non_exhaustive()
+    }
+}
 
 /// Records every request to the inner service, and answers the metrics endpoint's path
 /// itself. Built by [`MetricsLayer`](super::MetricsLayer).
@@ -88,7 +125,7 @@ where
             return ResponseFuture::inner(self.inner.call(request), recorder);
         }
         let (series, request) = route_series(shared, request);
-        let guard = Recorder::Http(RequestGuard::start(series));
+        let guard = Recorder::Http(start_request(series));
         ResponseFuture::inner(self.inner.call(request.map(RequestBody::plain)), guard)
     }
 }
