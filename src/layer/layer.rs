@@ -2,11 +2,13 @@
 
 use std::borrow::Cow;
 use std::fmt;
+use std::marker::PhantomData;
 use std::sync::Arc;
 
 use http::request::Parts;
 use tower::Layer;
 
+use super::bodies::{CountMessages, Untouched};
 use super::families::SloRouteLabels;
 use super::families::{
     route_target, ActiveRequests, HttpFamilies, RequestCount, RequestDuration, ACTIVE_REQUESTS,
@@ -31,9 +33,15 @@ type EndpointOption = Box<dyn FnOnce(MetricsEndpointBuilder) -> MetricsEndpointB
 /// the metrics endpoint; see the [module docs](super).
 ///
 /// Building it initialises the registry. Clones share everything.
-#[derive(Clone)]
-pub struct MetricsLayer {
+///
+/// `M` says what the inner service receives as the request: by default
+/// ([`Untouched`]) the client's `Request<B>` as it came; in a layer built with
+/// [`count_grpc_messages`](MetricsLayerBuilder::count_grpc_messages) or
+/// [`grpc_only`](MetricsLayerBuilder::grpc_only) ([`CountMessages`]),
+/// `Request<RequestBody<B>>`, which counts the messages gRPC calls receive.
+pub struct MetricsLayer<M = Untouched> {
     shared: Arc<LayerShared>,
+    bodies: PhantomData<fn() -> M>,
 }
 
 impl MetricsLayer {
@@ -58,9 +66,12 @@ impl MetricsLayer {
             grpc_types: MethodTypes::default(),
             grpc_handling: true,
             grpc_only: false,
+            bodies: PhantomData,
         }
     }
+}
 
+impl<M> MetricsLayer<M> {
     /// The metrics endpoint as a standalone service, for a separate listener. It
     /// answers on the layer's endpoint path, or `/metrics` when the layer has none.
     pub fn endpoint(&self) -> MetricsEndpoint {
@@ -68,7 +79,16 @@ impl MetricsLayer {
     }
 }
 
-impl fmt::Debug for MetricsLayer {
+impl<M> Clone for MetricsLayer<M> {
+    fn clone(&self) -> Self {
+        Self {
+            shared: Arc::clone(&self.shared),
+            bodies: PhantomData,
+        }
+    }
+}
+
+impl<M> fmt::Debug for MetricsLayer<M> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("MetricsLayer")
             .field("shared", &self.shared)
@@ -76,17 +96,17 @@ impl fmt::Debug for MetricsLayer {
     }
 }
 
-impl<S> Layer<S> for MetricsLayer {
-    type Service = MetricsService<S>;
+impl<S, M> Layer<S> for MetricsLayer<M> {
+    type Service = MetricsService<S, M>;
 
     fn layer(&self, inner: S) -> Self::Service {
         MetricsService::new(inner, Arc::clone(&self.shared))
     }
 }
 
-/// Builds a [`MetricsLayer`].
+/// Builds a [`MetricsLayer`]; `M` is the layer's [`RequestBodies`](super::RequestBodies).
 #[must_use]
-pub struct MetricsLayerBuilder {
+pub struct MetricsLayerBuilder<M = Untouched> {
     registry: MetricsRegistry,
     path: Option<String>,
     endpoint_options: Vec<EndpointOption>,
@@ -101,9 +121,10 @@ pub struct MetricsLayerBuilder {
     grpc_types: MethodTypes,
     grpc_handling: bool,
     grpc_only: bool,
+    bodies: PhantomData<fn() -> M>,
 }
 
-impl MetricsLayerBuilder {
+impl<M> MetricsLayerBuilder<M> {
     /// Serves the endpoint at `path` (default `/metrics`).
     pub fn endpoint_path(mut self, path: impl Into<String>) -> Self {
         self.path = Some(path.into());
@@ -222,9 +243,37 @@ impl MetricsLayerBuilder {
     /// Declares that the inner service serves only gRPC (a tonic `Server` does):
     /// every request is recorded as a gRPC call, whatever content type it carries,
     /// as tonic serves it. Otherwise a request is a gRPC call when its answer is.
-    pub fn grpc_only(mut self) -> Self {
-        self.grpc_only = true;
-        self
+    ///
+    /// Such a layer counts the messages calls receive, as
+    /// [`count_grpc_messages`](Self::count_grpc_messages) does.
+    pub fn grpc_only(self) -> MetricsLayerBuilder<CountMessages> {
+        let mut builder = self.count_grpc_messages();
+        builder.grpc_only = true;
+        builder
+    }
+
+    /// Hands the inner service `Request<RequestBody<B>>` instead of the client's
+    /// `Request<B>`, so the messages gRPC calls receive are counted
+    /// (`grpc_server_msg_received_total`), and a call whose client breaks its request
+    /// off is `Canceled` whatever the server answers. Other requests' bodies pass
+    /// through the wrapper as they are. Without it, gRPC calls are recorded all the
+    /// same, with no message received.
+    pub fn count_grpc_messages(self) -> MetricsLayerBuilder<CountMessages> {
+        MetricsLayerBuilder {
+            registry: self.registry,
+            path: self.path,
+            endpoint_options: self.endpoint_options,
+            route_fn: self.route_fn,
+            fallback_route: self.fallback_route,
+            max_series: self.max_series,
+            objectives: self.objectives,
+            grpc_objectives: self.grpc_objectives,
+            invalid_objective: self.invalid_objective,
+            grpc_types: self.grpc_types,
+            grpc_handling: self.grpc_handling,
+            grpc_only: self.grpc_only,
+            bodies: PhantomData,
+        }
     }
 
     /// Whether to record `grpc_server_handling_seconds` (default `true`).
@@ -240,7 +289,7 @@ impl MetricsLayerBuilder {
     /// families it lacks are added then, and its objectives join the exported ones. A
     /// setting that cannot take effect on what is already there (another cap, another
     /// objective for the same route) is an error naming it.
-    pub fn build(self) -> Result<MetricsLayer, BuildError> {
+    pub fn build(self) -> Result<MetricsLayer<M>, BuildError> {
         if let Some(invalid) = self.invalid_objective {
             return Err(BuildError::InvalidObjective(invalid));
         }
@@ -294,6 +343,7 @@ impl MetricsLayerBuilder {
                 endpoint,
                 intercept,
             }),
+            bodies: PhantomData,
         })
     }
 }
@@ -365,7 +415,7 @@ fn check_series_limits(
     }
 }
 
-impl fmt::Debug for MetricsLayerBuilder {
+impl<M> fmt::Debug for MetricsLayerBuilder<M> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("MetricsLayerBuilder")
             .field("registry", &self.registry)

@@ -1,6 +1,7 @@
 //! [`MetricsService`]: the service the layer wraps around the application.
 
 use std::fmt;
+use std::marker::PhantomData;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -9,6 +10,7 @@ use http::{Request, Response};
 use http_body::Body;
 use tower::Service;
 
+use super::bodies::{RequestBodies, Untouched};
 use super::body::ResponseBody;
 use super::families::{HttpFamilies, RouteSeries};
 use super::future::ResponseFuture;
@@ -57,17 +59,24 @@ impl fmt::Debug for LayerShared {
 /// Records every request to the inner service, and answers the metrics endpoint's path
 /// itself. Built by [`MetricsLayer`](super::MetricsLayer).
 ///
-/// The inner service receives the request body wrapped in a [`RequestBody`], which
-/// counts the messages of gRPC calls.
+/// `M` says what the inner service receives: with [`Untouched`](super::Untouched)
+/// (the default) the client's request as it came, `Request<B>`; with
+/// [`CountMessages`](super::CountMessages) `Request<RequestBody<B>>`, whose body counts
+/// the messages of gRPC calls.
 #[derive(Clone, Debug)]
-pub struct MetricsService<S> {
+pub struct MetricsService<S, M = Untouched> {
     inner: S,
     shared: Arc<LayerShared>,
+    bodies: PhantomData<fn() -> M>,
 }
 
-impl<S> MetricsService<S> {
+impl<S, M> MetricsService<S, M> {
     pub(crate) fn new(inner: S, shared: Arc<LayerShared>) -> Self {
-        Self { inner, shared }
+        Self {
+            inner,
+            shared,
+            bodies: PhantomData,
+        }
     }
 
     /// The wrapped service.
@@ -86,9 +95,10 @@ impl<S> MetricsService<S> {
     }
 }
 
-impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for MetricsService<S>
+impl<S, M, ReqBody, ResBody> Service<Request<ReqBody>> for MetricsService<S, M>
 where
-    S: Service<Request<RequestBody<ReqBody>>, Response = Response<ResBody>>,
+    M: RequestBodies,
+    S: Service<Request<M::Body<ReqBody>>, Response = Response<ResBody>>,
     ResBody: Body,
     ResBody::Data: From<Bytes>,
 {
@@ -121,12 +131,12 @@ where
                 (route, request) = route_series(shared, request);
                 Recorder::Claimed(ClaimedCall::new(call, route))
             };
-            let request = request.map(|body| RequestBody::grpc(body, received));
+            let request = M::grpc(request.map(|body| RequestBody::grpc(body, received)));
             return ResponseFuture::inner(self.inner.call(request), recorder);
         }
         let (series, request) = route_series(shared, request);
         let guard = Recorder::Http(start_request(series));
-        ResponseFuture::inner(self.inner.call(request.map(RequestBody::plain)), guard)
+        ResponseFuture::inner(self.inner.call(M::http(request)), guard)
     }
 }
 
