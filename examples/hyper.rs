@@ -19,13 +19,10 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
 use tower::{service_fn, Layer};
-use tower_prometheus::layer::RequestBody;
 use tower_prometheus::{MetricsLayer, MetricsRegistry};
 
-/// The layer hands the application the client's body wrapped in a `RequestBody`.
-async fn handle(
-    request: Request<RequestBody<Incoming>>,
-) -> Result<Response<Full<Bytes>>, Infallible> {
+/// The layer hands the application the client's request as it came.
+async fn handle(request: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
     let path = request.uri().path();
     let (status, body) = if path == "/" {
         (StatusCode::OK, "hello\n".to_string())

@@ -48,6 +48,7 @@ pub mod layer;
 pub mod metrics;
 pub mod multiprocess;
 mod process;
+mod record;
 pub mod registry;
 mod storage;
 

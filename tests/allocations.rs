@@ -1,5 +1,6 @@
-//! Recording an HTTP request allocates nothing once its series exist, and a gRPC call one
-//! small block (the state its request body and its response share). A counting global
+//! Recording an HTTP request allocates nothing once its series exist (through axum too:
+//! its request body is not boxed again), and a gRPC call one small block (the state
+//! its request body and its response share). A counting global
 //! allocator needs a test binary of its own.
 
 mod common;
@@ -94,9 +95,7 @@ fn recording_a_request_allocates_nothing_once_its_series_exist() {
         })
         .build()
         .expect("layer builds");
-    let mut service = layer.layer(service_fn(
-        common::answer_with_requested_status::<RequestBody<()>>,
-    ));
+    let mut service = layer.layer(service_fn(common::answer_with_requested_status::<()>));
     let cases = [
         (Method::GET, 200),
         (Method::GET, 404),
@@ -141,6 +140,53 @@ fn recording_a_request_allocates_nothing_once_its_series_exist() {
     }
 }
 
+/// Allocations of `ROUNDS` requests through `router` (after a first one), checking
+/// each is answered.
+fn axum_allocations(mut router: axum::Router) -> usize {
+    let request = || {
+        Request::get("/users/7")
+            .body(axum::body::Body::empty())
+            .expect("valid request")
+    };
+    // The first request creates the series.
+    common::drive(&mut router, request());
+    (0..AXUM_ROUNDS)
+        .map(|_| {
+            let (status, allocated) = counted(|| common::drive(&mut router, request()));
+            assert_eq!(status, StatusCode::OK);
+            allocated
+        })
+        .sum()
+}
+
+const AXUM_ROUNDS: usize = 1_000;
+
+#[test]
+fn through_axum_the_request_body_is_not_boxed_again() {
+    let routes =
+        || axum::Router::new().route("/users/{id}", axum::routing::get(|| async { "user" }));
+    let registry = MetricsRegistry::new();
+    let untouched =
+        axum_allocations(routes().layer(MetricsLayer::new(&registry).expect("layer builds")));
+    let counting = axum_allocations(
+        routes().layer(
+            MetricsLayer::builder(&MetricsRegistry::new())
+                .count_grpc_messages()
+                .build()
+                .expect("layer builds"),
+        ),
+    );
+    // A request body left as it came reaches the route as axum's own body; a wrapped
+    // one is boxed by the route, once per request.
+    assert_eq!(counting, untouched + AXUM_ROUNDS);
+
+    let requests: RequestCount = registry.get(REQUESTS_TOTAL).expect("family");
+    let served = requests
+        .get(&HttpLabels::new(HttpMethod::Get, 200, "/users/{id}"))
+        .expect("series");
+    assert_eq!(served.get(), AXUM_ROUNDS as u64 + 1);
+}
+
 /// One gRPC message of 3 bytes, framed.
 const GRPC_MESSAGE: &[u8] = &[0, 0, 0, 0, 3, 1, 2, 3];
 
@@ -175,7 +221,10 @@ fn grpc_reply<B: Body>(request: Request<B>) -> Ready<Result<Response<Full<Bytes>
 #[test]
 fn recording_a_grpc_call_allocates_one_block_beyond_the_service() {
     let registry = MetricsRegistry::new();
-    let layer = MetricsLayer::new(&registry).expect("layer builds");
+    let layer = MetricsLayer::builder(&registry)
+        .count_grpc_messages()
+        .build()
+        .expect("layer builds");
     let mut bare = service_fn(grpc_reply::<Full<Bytes>>);
     let mut layered = layer.layer(service_fn(grpc_reply::<RequestBody<Full<Bytes>>>));
     // The first call creates the series.

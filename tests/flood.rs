@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicIsize, Ordering};
 
 use http::{Method, Request, StatusCode};
 use tower::{service_fn, Layer};
-use tower_prometheus::layer::{RequestBody, RequestCount, REQUESTS_TOTAL};
+use tower_prometheus::layer::{RequestCount, REQUESTS_TOTAL};
 use tower_prometheus::{MetricsLayer, MetricsRegistry};
 
 struct LiveBytes;
@@ -73,9 +73,7 @@ fn a_million_distinct_label_values_stay_within_the_cap_and_bounded_memory() {
         .route_fn(|parts| Some(Cow::Owned(parts.uri.path().to_string())))
         .build()
         .expect("layer builds");
-    let mut service = layer.layer(service_fn(
-        common::answer_with_requested_status::<RequestBody<()>>,
-    ));
+    let mut service = layer.layer(service_fn(common::answer_with_requested_status::<()>));
     let mut run = |i: usize| {
         common::drive(&mut service, hostile_request(i));
     };

@@ -25,7 +25,7 @@ use tower::Layer;
 use tower_prometheus::grpc::{
     GrpcType, GRPC_CODE_DEADLINE, GRPC_CODE_DROPPED, GRPC_CODE_NO_STATUS, GRPC_CODE_SERVER_ERROR,
 };
-use tower_prometheus::layer::RequestBody;
+use tower_prometheus::layer::{CountMessages, RequestBody};
 use tower_prometheus::{MetricsLayer, MetricsRegistry};
 
 const SERVICE: &str = "grpc.health.v1.Health";
@@ -50,7 +50,7 @@ async fn start() -> (SocketAddr, HealthReporter) {
 }
 
 /// Serves `health` behind `layer` on an OS-chosen port of 127.0.0.1.
-async fn serve<S>(layer: MetricsLayer, health: S) -> SocketAddr
+async fn serve<S>(layer: MetricsLayer<CountMessages>, health: S) -> SocketAddr
 where
     S: tower::Service<
             Request<tonic::body::Body>,
@@ -278,22 +278,51 @@ async fn trailers_only_error_is_recorded_with_its_code() {
     assert_eq!(scraped.value(SENT, &labels), Some(0.0));
 }
 
-/// A gRPC server (no tonic) that answers every path with one message and OK, as
-/// gRPC: with its content type.
+/// A gRPC service (no tonic) that reads the request, then answers any path with one
+/// message and OK, as gRPC: with its content type.
+async fn answer_everything<B: http_body::Body>(
+    request: Request<B>,
+) -> Result<http::Response<Full<Bytes>>, std::convert::Infallible> {
+    // A client that breaks its request off gets the same answer.
+    let _ = request.into_body().collect().await;
+    let mut response = http::Response::new(Full::new(framed(b"reply")));
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        "application/grpc".parse().expect("valid"),
+    );
+    headers.insert("grpc-status", "0".parse().expect("valid"));
+    Ok(response)
+}
+
+/// [`answer_everything`] behind `layer`, which hands it the client's body untouched.
 async fn serve_answering_everything(layer: MetricsLayer) -> SocketAddr {
     let service = layer.layer(tower::service_fn(
-        |_: Request<RequestBody<hyper::body::Incoming>>| async move {
-            let mut response = http::Response::new(Full::new(framed(b"reply")));
-            let headers = response.headers_mut();
-            headers.insert(
-                header::CONTENT_TYPE,
-                "application/grpc".parse().expect("valid"),
-            );
-            headers.insert("grpc-status", "0".parse().expect("valid"));
-            Ok::<_, std::convert::Infallible>(response)
-        },
+        answer_everything::<hyper::body::Incoming>,
     ));
     common::serve(service).await
+}
+
+async fn a_plain_layer_records_calls_and_a_counting_one_their_received_messages() {
+    let plain = MetricsLayer::new(&MetricsRegistry::new()).expect("layer builds");
+    let plain = serve_answering_everything(plain).await;
+    let counting = MetricsLayer::builder(&MetricsRegistry::new())
+        .count_grpc_messages()
+        .build()
+        .expect("layer builds");
+    let counting = common::serve(counting.layer(tower::service_fn(
+        answer_everything::<RequestBody<hyper::body::Incoming>>,
+    )))
+    .await;
+    let labels = method("unary", "t.S", "M");
+    for (addr, received) in [(plain, 0.0), (counting, 1.0)] {
+        let response = raw_call(addr, "/t.S/M").await;
+        assert_eq!(grpc_status(response.headers()), Some("0".to_string()));
+        let scraped = handled(addr, &labels, "OK").await;
+        assert_eq!(scraped.value(STARTED, &labels), Some(1.0));
+        assert_eq!(scraped.value(SENT, &labels), Some(1.0));
+        assert_eq!(scraped.value(RECEIVED, &labels), Some(received), "{addr}");
+    }
 }
 
 async fn served_methods_past_the_cap_fold_into_overflow_with_every_label() {
@@ -412,6 +441,7 @@ async fn method_objectives_export_targets_and_count_calls_within_the_latency() {
             format!("{SERVICE}/Check"),
             Objective::availability(0.999).with_latency(Duration::from_secs(5), 0.99),
         )
+        .count_grpc_messages()
         .build()
         .expect("layer builds");
     let (_reporter, health) = tonic_health::server::health_reporter();
@@ -583,7 +613,10 @@ async fn tonic_calls_are_grpc_whatever_content_type_tonic_accepts() {
 
 async fn without_grpc_only_the_answer_decides() {
     let registry = MetricsRegistry::new();
-    let layer = MetricsLayer::new(&registry).expect("layer builds");
+    let layer = MetricsLayer::builder(&registry)
+        .count_grpc_messages()
+        .build()
+        .expect("layer builds");
     let (_reporter, health) = tonic_health::server::health_reporter();
     let addr = serve(layer, health).await;
     let client = raw_client();
@@ -859,6 +892,7 @@ async fn an_expired_grpc_timeout_is_deadline_exceeded() {
 async fn serve_failing_after_messages() -> SocketAddr {
     let layer = MetricsLayer::builder(&MetricsRegistry::new())
         .grpc_method_type("/t.S/Stream", GrpcType::ServerStream)
+        .count_grpc_messages()
         .build()
         .expect("layer builds");
     let service = layer.layer(tower::service_fn(
@@ -953,6 +987,7 @@ test_main! {
     tokio cancelled_server_stream_is_canceled_with_messages_per_direction,
     tokio trailers_only_error_is_recorded_with_its_code,
     tokio served_methods_past_the_cap_fold_into_overflow_with_every_label,
+    tokio a_plain_layer_records_calls_and_a_counting_one_their_received_messages,
     tokio calls_ending_without_a_status_record_documented_codes,
     tokio a_call_cancelled_before_its_headers_is_canceled,
     tokio method_objectives_export_targets_and_count_calls_within_the_latency,

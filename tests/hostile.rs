@@ -14,7 +14,7 @@ use common::{scrape_reply, serve, Exposition};
 use http::{Request, Response};
 use http_body_util::Full;
 use tower::{service_fn, Layer};
-use tower_prometheus::layer::{RequestBody, MAX_ROUTE_LEN};
+use tower_prometheus::layer::MAX_ROUTE_LEN;
 use tower_prometheus::{MetricsLayer, MetricsRegistry};
 
 const HOSTILE: [&str; 5] = [
@@ -38,7 +38,7 @@ async fn hostile_server() -> std::net::SocketAddr {
         .build()
         .unwrap();
     let service = layer.layer(service_fn(
-        |_request: Request<RequestBody<hyper::body::Incoming>>| async {
+        |_request: Request<hyper::body::Incoming>| async {
             Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"ok"))))
         },
     ));

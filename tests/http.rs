@@ -22,7 +22,6 @@ use http_body_util::Full;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tower::{service_fn, Layer};
-use tower_prometheus::layer::RequestBody;
 use tower_prometheus::{MetricsLayer, MetricsRegistry};
 
 const REQUESTS: &str = "http_server_requests_total";
@@ -245,7 +244,7 @@ async fn cardinality_cap_folds_new_label_sets_into_the_overflow_series() {
         .build()
         .expect("layer builds");
     let service = layer.layer(service_fn(
-        |_request: Request<RequestBody<hyper::body::Incoming>>| async {
+        |_request: Request<hyper::body::Incoming>| async {
             Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"ok"))))
         },
     ));
@@ -382,7 +381,7 @@ async fn an_inner_error_records_500_and_leaves_no_request_in_flight() {
         .build()
         .expect("layer builds");
     let service = layer.layer(service_fn(
-        |_request: Request<RequestBody<hyper::body::Incoming>>| async {
+        |_request: Request<hyper::body::Incoming>| async {
             Err::<Response<Full<Bytes>>, _>(std::io::Error::other("backend unavailable"))
         },
     ));

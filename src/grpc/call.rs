@@ -9,8 +9,8 @@ use http::HeaderMap;
 
 use super::code::GrpcCode;
 use super::families::{GrpcFamilies, MethodSeries};
-use super::framing::{FrameDecoder, MessageCounter};
-use crate::layer::ended_by_panic;
+use super::framing::FrameDecoder;
+use crate::record::{Guard, Record, Unanswered};
 
 /// Code recorded for a call the client ended: it cancelled or reset the call, closed
 /// the connection, or broke off its request body. Its own doing, never a server error.
@@ -49,7 +49,7 @@ impl CallState {
         if let Some(series) = self.series.get() {
             let pending = self.pending.swap(0, Ordering::Relaxed);
             if pending > 0 {
-                series.received.inc_by(pending);
+                series.received(pending);
             }
         }
     }
@@ -64,17 +64,15 @@ struct Unresolved {
 /// Counts a call from when it is resolved to a method, counts the messages it sends,
 /// and when dropped records its code and its duration since creation. Every path out
 /// of a call drops it, so nothing is counted twice.
-pub(crate) struct GrpcCall {
+pub(crate) struct GrpcCall(Guard<CallSeries>);
+
+/// What a call records into, once resolved.
+struct CallSeries {
     state: Arc<CallState>,
     unresolved: Option<Unresolved>,
     started: bool,
-    /// The request turned out not to be a gRPC call: record nothing.
-    discarded: bool,
-    start: Instant,
     timeout: Option<Duration>,
-    code: Option<GrpcCode>,
-    sent: MessageCounter,
-    panicked: bool,
+    sent: FrameDecoder,
 }
 
 impl GrpcCall {
@@ -100,23 +98,80 @@ impl GrpcCall {
             state: Arc::clone(&state),
             decoder: FrameDecoder::default(),
         };
-        let call = Self {
+        let call = Self(Guard::start(CallSeries {
             state,
             unresolved,
             started: false,
-            discarded: false,
-            start: Instant::now(),
             timeout,
-            code: None,
-            sent: MessageCounter::default(),
-            panicked: false,
-        };
+            sent: FrameDecoder::default(),
+        }));
         (call, received)
     }
 
     /// Counts the call started, once, if its method is known: at once for a server
     /// that serves only gRPC, else when the answer shows it is a gRPC call.
     pub(crate) fn start_if_served(&mut self) {
+        self.0.record_mut().start_if_served();
+    }
+
+    /// When the call was created.
+    pub(crate) fn start_time(&self) -> Instant {
+        self.0.start_time()
+    }
+
+    /// Whether the inner future panicked.
+    pub(crate) fn panicked(&self) -> bool {
+        self.0.panicked()
+    }
+
+    /// The response headers: the server answered the call. A trailers-only response
+    /// carries its status here.
+    pub(crate) fn on_response(&mut self, headers: &HeaderMap) {
+        self.on_trailers(headers);
+        let served = self.0.outcome() != Some(GrpcCode::Unimplemented);
+        self.0.record_mut().resolve(served);
+    }
+
+    /// The trailers.
+    pub(crate) fn on_trailers(&mut self, headers: &HeaderMap) {
+        if let Some(code) = GrpcCode::from_headers(headers) {
+            self.0.set_outcome(code);
+        }
+    }
+
+    /// A data frame of the response.
+    pub(crate) fn on_data(&mut self, data: &impl Buf) {
+        let call = self.0.record_mut();
+        if let Some(series) = call.state.series.get() {
+            let messages = call.sent.feed_buf(data);
+            if messages > 0 {
+                series.sent(messages);
+            }
+        }
+    }
+
+    /// The response ended (`failed`: with an error) with whatever status it sent.
+    pub(crate) fn end(&mut self, failed: bool) {
+        self.0.outcome_or(if failed {
+            GRPC_CODE_SERVER_ERROR
+        } else {
+            GRPC_CODE_NO_STATUS
+        });
+    }
+
+    /// The inner future panicked; only matters while no code is set.
+    pub(crate) fn mark_panicked(&mut self) {
+        self.0.mark_panicked();
+    }
+
+    /// The request was not a gRPC call after all: nothing is recorded.
+    pub(crate) fn discard(self) {
+        self.0.disarm();
+    }
+}
+
+impl CallSeries {
+    fn start_if_served(&mut self) {
         if self.started {
             return;
         }
@@ -124,53 +179,6 @@ impl GrpcCall {
             series.start();
             self.started = true;
         }
-    }
-
-    /// When the call was created.
-    pub(crate) fn start_time(&self) -> Instant {
-        self.start
-    }
-
-    /// The response headers: the server answered the call. A trailers-only response
-    /// carries its status here.
-    pub(crate) fn on_response(&mut self, headers: &HeaderMap) {
-        self.on_trailers(headers);
-        let served = self.code != Some(GrpcCode::Unimplemented);
-        self.resolve(served);
-    }
-
-    /// The trailers.
-    pub(crate) fn on_trailers(&mut self, headers: &HeaderMap) {
-        if let Some(code) = GrpcCode::from_headers(headers) {
-            self.code = Some(code);
-        }
-    }
-
-    /// A data frame of the response.
-    pub(crate) fn on_data(&mut self, data: &impl Buf) {
-        if let Some(series) = self.state.series.get() {
-            self.sent.feed(data, &series.sent);
-        }
-    }
-
-    /// The response ended (`failed`: with an error) with whatever status it sent.
-    pub(crate) fn end(&mut self, failed: bool) {
-        let fallback = if failed {
-            GRPC_CODE_SERVER_ERROR
-        } else {
-            GRPC_CODE_NO_STATUS
-        };
-        self.code.get_or_insert(fallback);
-    }
-
-    /// The inner future panicked; only matters while no code is set.
-    pub(crate) fn mark_panicked(&mut self) {
-        self.panicked = true;
-    }
-
-    /// The request was not a gRPC call after all: nothing is recorded.
-    pub(crate) fn discard(mut self) {
-        self.discarded = true;
     }
 
     /// Settles the call's series (`served`: the server answered or failed the call,
@@ -185,44 +193,36 @@ impl GrpcCall {
         }
         self.start_if_served();
     }
-
-    /// The code of a call that ended without one: the server failed, the deadline
-    /// passed, or the client left.
-    fn code_without_status(&self) -> GrpcCode {
-        if ended_by_panic(self.panicked) {
-            GRPC_CODE_SERVER_ERROR
-        } else if self
-            .timeout
-            .is_some_and(|timeout| self.start.elapsed() + DEADLINE_SLACK >= timeout)
-        {
-            GRPC_CODE_DEADLINE
-        } else {
-            GRPC_CODE_DROPPED
-        }
-    }
 }
 
-impl Drop for GrpcCall {
-    fn drop(&mut self) {
-        if self.discarded {
-            return;
-        }
-        let code = match self.code {
+impl Record for CallSeries {
+    type Outcome = GrpcCode;
+
+    fn record(&mut self, ended: Result<GrpcCode, Unanswered>, elapsed: Duration) {
+        let code = match ended {
             // Whatever the server made of a request the client broke off, the client
             // ended the call.
-            Some(code)
+            Ok(code)
                 if code != GrpcCode::Ok && self.state.client_aborted.load(Ordering::Relaxed) =>
             {
                 GRPC_CODE_DROPPED
             }
-            Some(code) => code,
-            None => self.code_without_status(),
+            Ok(code) => code,
+            Err(Unanswered::Panicked) => GRPC_CODE_SERVER_ERROR,
+            Err(Unanswered::Dropped)
+                if self
+                    .timeout
+                    .is_some_and(|timeout| elapsed + DEADLINE_SLACK >= timeout) =>
+            {
+                GRPC_CODE_DEADLINE
+            }
+            Err(Unanswered::Dropped) => GRPC_CODE_DROPPED,
         };
         if !self.started {
             self.resolve(code == GRPC_CODE_SERVER_ERROR);
         }
         if let Some(series) = self.state.series.get() {
-            series.finish(code, self.start.elapsed().as_secs_f64());
+            series.finish(code, elapsed);
         }
     }
 }
@@ -242,7 +242,7 @@ impl ReceivedMessages {
             return;
         }
         match self.state.series.get() {
-            Some(series) => series.received.inc_by(messages),
+            Some(series) => series.received(messages),
             None => {
                 self.state.pending.fetch_add(messages, Ordering::Relaxed);
                 self.state.flush();

@@ -7,16 +7,18 @@
 //! resolved when the server answers, so an invented method gets no series.
 
 use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use prometheus_client::registry::Unit;
 
 use super::code::GrpcCode;
 use super::labels::{GrpcHandledLabels, GrpcLabels, GrpcType};
 use super::method::{service_and_method, MethodTypes};
-use crate::layer::slo::{method_target, Objectives, SloMethodLabels, GRPC_SLO_LATENCY_GOOD};
-use crate::layer::DEFAULT_FALLBACK_ROUTE;
-use crate::metrics::shard::PerShard;
-use crate::metrics::{Buckets, Counter, Family, Histogram, Table};
+use crate::metrics::{Buckets, Counter, Family, Histogram};
+use crate::record::{
+    shards, Latencies, Latency, ObjectiveFamilies, Objectives, SeriesCache, Shards,
+    DEFAULT_FALLBACK_ROUTE,
+};
 use crate::{MetricsRegistry, RegistryError};
 
 /// Name of the family counting calls started.
@@ -37,6 +39,28 @@ pub type GrpcHandledCount = Family<GrpcHandledLabels, Counter>;
 /// Type of [`GRPC_HANDLING`].
 pub type GrpcHandling = Family<GrpcLabels, Histogram>;
 
+/// Name of the family of objective targets of gRPC methods.
+pub const GRPC_SLO_OBJECTIVE: &str = "grpc_server_slo_objective";
+/// Name of the counter of calls within their method's latency threshold.
+pub const GRPC_SLO_LATENCY_GOOD: &str = "grpc_server_slo_latency_good";
+/// Labels of [`GRPC_SLO_LATENCY_GOOD`]: `grpc_service` and `grpc_method`.
+pub type SloMethodLabels = [(&'static str, String); 2];
+
+/// The families gRPC methods' objectives are exported in.
+pub(crate) static GRPC_OBJECTIVES: ObjectiveFamilies = ObjectiveFamilies {
+    targets: GRPC_SLO_OBJECTIVE,
+    latency_good: GRPC_SLO_LATENCY_GOOD,
+    latency_good_help: "Calls that finished within their method's latency objective.",
+};
+
+/// The labels that name a gRPC method's objective.
+pub(crate) fn method_target(service: &str, method: &str) -> SloMethodLabels {
+    [
+        ("grpc_service", service.to_string()),
+        ("grpc_method", method.to_string()),
+    ]
+}
+
 /// The gRPC families and the method table in front of them.
 pub(crate) struct GrpcFamilies {
     started: GrpcCount,
@@ -45,36 +69,17 @@ pub(crate) struct GrpcFamilies {
     received: GrpcCount,
     sent: GrpcCount,
     types: MethodTypes,
-    /// Methods the server has served (or that were declared): only these have series.
-    methods: Table<Arc<str>, MethodShards>,
-    /// Most methods with series of their own.
-    max_methods: usize,
+    /// Methods the server has served (or that were declared), by path: only these
+    /// have series; past the cap, the overflow series.
+    methods: SeriesCache<Arc<str>, MethodSeries>,
     /// Calls to paths that name no served method: answered `Unimplemented`, ended by
     /// the client before any answer, or of another shape.
     other: OnceLock<MethodShards>,
-    /// Served methods past the cardinality cap.
-    overflow: OnceLock<MethodShards>,
-    objectives: Objectives,
-    latency_good: Option<Family<SloMethodLabels, Counter>>,
+    latencies: Latencies<SloMethodLabels>,
 }
 
-/// One [`MethodSeries`] per shard (see [`PerShard`]): the reference counts calls take
-/// on different threads sit on different cache lines.
-type MethodShards = Arc<PerShard<MethodSeries>>;
-
-/// Copies of `series` for every shard, each resolving its own per-code series.
-fn per_shard(series: MethodSeries) -> MethodShards {
-    Arc::new(PerShard::new(|_| MethodSeries {
-        started: series.started.clone(),
-        received: series.received.clone(),
-        sent: series.sent.clone(),
-        handling: series.handling.clone(),
-        handled: series.handled.clone(),
-        labels: series.labels.clone(),
-        codes: Default::default(),
-        latency: series.latency.clone(),
-    }))
-}
+/// A method's series, one per shard.
+type MethodShards = Shards<MethodSeries>;
 
 /// Series a family holds beside its methods' own: `_OTHER` and the overflow series.
 const SHARED_SERIES: usize = 2;
@@ -151,26 +156,19 @@ impl GrpcFamilies {
         registry: &MetricsRegistry,
         handling: bool,
         types: MethodTypes,
-        objectives: Objectives,
+        objectives: &Objectives<SloMethodLabels>,
         max_methods: usize,
     ) -> Result<Self, RegistryError> {
-        let latency_good = match objectives.is_empty() {
-            true => None,
-            false => Some(registry.get(GRPC_SLO_LATENCY_GOOD)?),
-        };
         let families = Self {
-            objectives,
-            latency_good,
+            latencies: objectives.latencies(registry)?,
             started: registry.get(GRPC_STARTED)?,
             handled: registry.get(GRPC_HANDLED)?,
             handling: handling.then(|| registry.get(GRPC_HANDLING)).transpose()?,
             received: registry.get(GRPC_MSG_RECEIVED)?,
             sent: registry.get(GRPC_MSG_SENT)?,
             types,
-            methods: Table::new(),
-            max_methods,
+            methods: SeriesCache::new(max_methods),
             other: OnceLock::new(),
-            overflow: OnceLock::new(),
         };
         for (path, grpc_type) in families.types.iter() {
             let Some((service, method)) = service_and_method(path) else {
@@ -178,10 +176,10 @@ impl GrpcFamilies {
             };
             let labels = GrpcLabels::new(grpc_type, service, method);
             let hash = families.methods.hash(path);
-            let declared = families.methods.find_or_insert(
+            let declared = families.methods.declare(
                 hash,
                 |key| **key == *path,
-                |_| Some((path.into(), families.method_series(labels))),
+                || (path.into(), families.method_series(labels)),
             );
             if let Some(series) = declared {
                 for code in GrpcCode::ALL {
@@ -223,51 +221,45 @@ impl GrpcFamilies {
     }
 
     fn insert(&self, path: &str, service: &str, method: &str) -> &MethodShards {
-        let hash = self.methods.hash(path);
-        let created = self.methods.find_or_insert(
-            hash,
+        self.methods.find_or_create(
+            self.methods.hash(path),
             |key| **key == *path,
-            |len| {
-                (len < self.max_methods).then(|| {
-                    let labels = GrpcLabels::new(self.types.get(path), service, method);
-                    (path.into(), self.method_series(labels))
-                })
+            || {
+                let labels = GrpcLabels::new(self.types.get(path), service, method);
+                (path.into(), self.method_series(labels))
             },
-        );
-        created.unwrap_or_else(|| {
-            self.overflow
-                .get_or_init(|| self.method_series(GrpcLabels::overflow()))
-        })
+            || self.method_series(GrpcLabels::overflow()),
+        )
     }
 
-    /// The series of `labels` in every family.
+    /// The series of `labels` in every family, each shard's copy resolving its own
+    /// per-code series.
     fn method_series(&self, labels: GrpcLabels) -> MethodShards {
-        per_shard(MethodSeries {
-            latency: self.latency_objective(&labels),
-            started: self.started.get_or_create(&labels),
-            received: self.received.get_or_create(&labels),
-            sent: self.sent.get_or_create(&labels),
-            handling: self.handling.as_ref().map(|h| h.get_or_create(&labels)),
+        let latency = self.latency_objective(&labels);
+        let started = self.started.get_or_create(&labels);
+        let received = self.received.get_or_create(&labels);
+        let sent = self.sent.get_or_create(&labels);
+        let handling = self.handling.as_ref().map(|h| h.get_or_create(&labels));
+        shards(|shard| MethodSeries {
+            started: started.clone(),
+            received: received.clone(),
+            sent: sent.clone(),
+            handling: handling.clone(),
             handled: self.handled.clone(),
-            labels,
+            labels: labels.clone(),
             codes: Default::default(),
+            shard,
+            latency: latency.clone(),
         })
     }
 
-    /// The latency objective of a method: its threshold in seconds and its counter of
-    /// calls within it.
-    fn latency_objective(&self, labels: &GrpcLabels) -> Option<(f64, Counter)> {
+    /// The latency objective of a method.
+    fn latency_objective(&self, labels: &GrpcLabels) -> Option<Latency> {
         if labels.is_overflow() {
             return None;
         }
-        let threshold = self
-            .objectives
-            .latency_threshold(&method_target(labels.service(), labels.method()))?;
-        let good = self.latency_good.as_ref()?.get_or_create(&[
-            ("grpc_service", labels.service().to_string()),
-            ("grpc_method", labels.method().to_string()),
-        ]);
-        Some((threshold.as_secs_f64(), good))
+        self.latencies
+            .of(&method_target(labels.service(), labels.method()))
     }
 }
 
@@ -276,33 +268,43 @@ impl GrpcFamilies {
 #[repr(align(64))]
 pub(crate) struct MethodSeries {
     started: Counter,
-    pub(crate) received: Counter,
-    pub(crate) sent: Counter,
+    received: Counter,
+    sent: Counter,
     handling: Option<Histogram>,
     handled: GrpcHandledCount,
     labels: GrpcLabels,
     codes: [OnceLock<Counter>; GrpcCode::COUNT],
-    /// The method's latency objective: threshold in seconds, and the counter of calls
-    /// within it.
-    latency: Option<(f64, Counter)>,
+    /// The shard this copy records into.
+    shard: usize,
+    /// The method's latency objective.
+    latency: Option<Latency>,
 }
 
 impl MethodSeries {
     /// A call of this method started.
     pub(crate) fn start(&self) {
-        self.started.inc();
+        self.started.inc_by_in(self.shard, 1);
     }
 
-    /// A call of this method ended with `code` after `seconds`.
-    pub(crate) fn finish(&self, code: GrpcCode, seconds: f64) {
+    /// The call received `messages` messages.
+    pub(crate) fn received(&self, messages: u64) {
+        self.received.inc_by_in(self.shard, messages);
+    }
+
+    /// The call sent `messages` messages.
+    pub(crate) fn sent(&self, messages: u64) {
+        self.sent.inc_by_in(self.shard, messages);
+    }
+
+    /// A call of this method ended with `code` after `elapsed`.
+    pub(crate) fn finish(&self, code: GrpcCode, elapsed: Duration) {
+        let seconds = elapsed.as_secs_f64();
         if let Some(handling) = &self.handling {
-            handling.observe(seconds);
+            handling.observe_in(self.shard, seconds);
         }
-        self.handled(code).inc();
-        if let Some((threshold, good)) = &self.latency {
-            if seconds <= *threshold {
-                good.inc();
-            }
+        self.handled(code).inc_by_in(self.shard, 1);
+        if let Some(latency) = &self.latency {
+            latency.observe(self.shard, seconds);
         }
     }
 

@@ -9,8 +9,6 @@ use std::io::IoSlice;
 
 use bytes::Buf;
 
-use crate::metrics::Counter;
-
 /// Bytes of a message header: one flag byte and a 4-byte length.
 const HEADER_LEN: usize = 5;
 
@@ -98,23 +96,6 @@ impl FrameDecoder {
             }
         }
         messages
-    }
-}
-
-/// Counts the messages of one direction of a call, as they end. The counter is lent
-/// at each frame rather than held, so a call clones no counter handle.
-#[derive(Debug, Default)]
-pub(crate) struct MessageCounter {
-    decoder: FrameDecoder,
-}
-
-impl MessageCounter {
-    /// Adds the messages that end in this data frame to `counter`.
-    pub(crate) fn feed(&mut self, data: &impl Buf, counter: &Counter) {
-        let messages = self.decoder.feed_buf(data);
-        if messages > 0 {
-            counter.inc_by(messages);
-        }
     }
 }
 

@@ -5,8 +5,8 @@ use std::sync::Arc;
 use prometheus_client::encoding::{EncodeLabel, EncodeLabelSet, LabelSetEncoder};
 
 use super::code::GrpcCode;
-use crate::layer::DEFAULT_FALLBACK_ROUTE;
 use crate::metrics::{pairs_of, LabelPairs, Labels, OVERFLOW_LABEL};
+use crate::record::DEFAULT_FALLBACK_ROUTE;
 
 /// The `grpc_type` label: the shape of a method.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]

@@ -9,7 +9,7 @@ use http::header::CONTENT_TYPE;
 use http::{HeaderMap, Method, Request};
 
 use super::labels::GrpcType;
-use crate::layer::MAX_ROUTE_LEN;
+use crate::record::MAX_ROUTE_LEN;
 
 /// Content type of gRPC over HTTP/2. Media types compare without case, and gRPC
 /// allows any suffix (`+proto`, `+json`, `; charset=...`), so the prefix is what counts.

@@ -50,7 +50,12 @@
 //!   directions, as each message ends, however the body is split into chunks; the
 //!   message bytes are skipped, never copied. A received message counts when the
 //!   service reads it: tonic answers an unknown service without reading the request,
-//!   so that call received none.
+//!   so that call received none. Only a layer built with
+//!   [`grpc_only`](crate::layer::MetricsLayerBuilder::grpc_only) or
+//!   [`count_grpc_messages`](crate::layer::MetricsLayerBuilder::count_grpc_messages)
+//!   sees them (its inner service reads a [`RequestBody`](crate::layer::RequestBody));
+//!   a plain layer leaves request bodies untouched, records no message received, and
+//!   does not see a client break its request off.
 //! - `grpc_type` is what you declare per method with `grpc_method_type`, and `unary`
 //!   for the others. The layer cannot infer it: the type is a label of
 //!   `grpc_server_started_total`, recorded when the call starts, before any message
@@ -81,13 +86,15 @@ pub use call::{
 };
 pub use code::GrpcCode;
 pub use families::{
-    GrpcCount, GrpcHandledCount, GrpcHandling, GRPC_HANDLED, GRPC_HANDLING, GRPC_MSG_RECEIVED,
-    GRPC_MSG_SENT, GRPC_STARTED,
+    GrpcCount, GrpcHandledCount, GrpcHandling, SloMethodLabels, GRPC_HANDLED, GRPC_HANDLING,
+    GRPC_MSG_RECEIVED, GRPC_MSG_SENT, GRPC_SLO_LATENCY_GOOD, GRPC_SLO_OBJECTIVE, GRPC_STARTED,
 };
 pub use labels::{GrpcHandledLabels, GrpcLabels, GrpcType};
 
 pub(crate) use call::{GrpcCall, ReceivedMessages};
-pub(crate) use families::{methods_within, series_cap, GrpcFamilies};
+pub(crate) use families::{
+    method_target, methods_within, series_cap, GrpcFamilies, GRPC_OBJECTIVES,
+};
 pub(crate) use method::{
     claims_grpc, grpc_timeout, is_grpc_response, service_and_method, MethodTypes,
 };

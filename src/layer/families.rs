@@ -12,10 +12,11 @@ use prometheus_client::registry::Unit;
 
 use super::labels::{ActiveRequestLabels, HttpLabels, HttpMethod};
 use super::route::{KnownRoute, RouteIdentity};
-use super::slo::{route_target, Objectives, SloRouteLabels, SLO_LATENCY_GOOD};
-use crate::metrics::shard::PerShard;
-use crate::metrics::{Buckets, Counter, Family, Gauge, Histogram, Table};
+use crate::metrics::{Buckets, Counter, Family, Gauge, Histogram};
 use crate::multiprocess::GaugeMode;
+use crate::record::{
+    shards, Latencies, Latency, ObjectiveFamilies, Objectives, SeriesCache, Shards,
+};
 use crate::{MetricsRegistry, RegistryError};
 
 /// Name of the request duration histogram family.
@@ -46,6 +47,25 @@ pub type RequestCount = Family<HttpLabels, Counter>;
 /// Type of [`ACTIVE_REQUESTS`]: one gauge per method and route.
 pub type ActiveRequests = Family<ActiveRequestLabels, Gauge>;
 
+/// Name of the family of objective targets of HTTP routes.
+pub const SLO_OBJECTIVE: &str = "http_server_slo_objective";
+/// Name of the counter of requests within their route's latency threshold.
+pub const SLO_LATENCY_GOOD: &str = "http_server_slo_latency_good";
+/// Labels of [`SLO_LATENCY_GOOD`].
+pub type SloRouteLabels = [(&'static str, String); 1];
+
+/// The families HTTP routes' objectives are exported in.
+pub(crate) static HTTP_OBJECTIVES: ObjectiveFamilies = ObjectiveFamilies {
+    targets: SLO_OBJECTIVE,
+    latency_good: SLO_LATENCY_GOOD,
+    latency_good_help: "Requests that finished within their route's latency objective.",
+};
+
+/// The labels that name an HTTP route's objective.
+pub(crate) fn route_target(route: &str) -> SloRouteLabels {
+    [("http_route", route.to_string())]
+}
+
 /// Status codes a route keeps at hand; rarer ones are looked up in the family.
 const STATUS_SLOTS: usize = 8;
 
@@ -54,18 +74,14 @@ pub(crate) struct HttpFamilies {
     duration: RequestDuration,
     requests: RequestCount,
     active: ActiveRequests,
-    routes: Table<RouteKey, RouteShards>,
+    routes: SeriesCache<RouteKey, RouteSeries>,
     /// Direct-mapped cache in front of `routes`, by the address of the route's name.
     cache: Box<[OnceLock<CachedRoute>]>,
-    overflow_route: OnceLock<RouteShards>,
-    objectives: Objectives,
-    latency_good: Option<Family<SloRouteLabels, Counter>>,
+    latencies: Latencies<SloRouteLabels>,
 }
 
-/// One [`RouteSeries`] per shard (see [`PerShard`]): the reference count a request
-/// takes and the status slots it reads sit on cache lines no other thread writes.
-/// Shared by the route table and the route cache.
-type RouteShards = Arc<PerShard<RouteSeries>>;
+/// A route's series, one per shard: shared by the route table and the route cache.
+type RouteShards = Shards<RouteSeries>;
 
 /// Slots of the route cache: a route whose slot another route holds is found by name.
 const CACHE_SLOTS: usize = 128;
@@ -120,32 +136,22 @@ impl HttpFamilies {
     /// The families of an initialised registry.
     pub(crate) fn from_registry(
         registry: &MetricsRegistry,
-        objectives: Objectives,
+        objectives: &Objectives<SloRouteLabels>,
     ) -> Result<Self, RegistryError> {
-        let latency_good = match objectives.is_empty() {
-            true => None,
-            false => Some(registry.get(SLO_LATENCY_GOOD)?),
-        };
+        let active: ActiveRequests = registry.get(ACTIVE_REQUESTS)?;
         Ok(Self {
             duration: registry.get(REQUEST_DURATION)?,
             requests: registry.get(REQUESTS_TOTAL)?,
-            active: registry.get(ACTIVE_REQUESTS)?,
-            routes: Table::new(),
+            routes: SeriesCache::new(active.series_limit()),
+            active,
             cache: (0..CACHE_SLOTS).map(|_| OnceLock::new()).collect(),
-            overflow_route: OnceLock::new(),
-            objectives,
-            latency_good,
+            latencies: objectives.latencies(registry)?,
         })
     }
 
     /// The latency objective of `route`: its threshold and its good-request counter.
-    fn latency_objective(&self, route: &str) -> Option<(Duration, Counter)> {
-        let threshold = self.objectives.latency_threshold(&route_target(route))?;
-        let good = self.latency_good.as_ref()?;
-        Some((
-            threshold,
-            good.get_or_create(&[("http_route", route.to_string())]),
-        ))
+    fn latency_objective(&self, route: &str) -> Option<Latency> {
+        self.latencies.of(&route_target(route))
     }
 
     /// The series of `(method, route)` for this thread: found without a lock once it
@@ -183,11 +189,7 @@ impl HttpFamilies {
         if let Some(series) = self.routes.find(hash, matches) {
             return series;
         }
-        let limit = self.active.series_limit();
-        let created = self.routes.find_or_insert(hash, matches, |len| {
-            if len >= limit {
-                return None;
-            }
+        let create = || {
             let route: Arc<str> = route.into();
             let active = self
                 .active
@@ -197,7 +199,7 @@ impl HttpFamilies {
                 Arc::clone(self.overflow_route())
             } else {
                 let latency = self.latency_objective(&route);
-                Arc::new(PerShard::new(|shard| RouteSeries {
+                shards(|shard| RouteSeries {
                     target: StatusTarget::Route {
                         method,
                         route: Arc::clone(&route),
@@ -208,26 +210,29 @@ impl HttpFamilies {
                     statuses: Default::default(),
                     shard,
                     latency: latency.clone(),
-                }))
+                })
             };
-            Some((RouteKey { method, route }, series))
-        });
-        created.unwrap_or_else(|| self.overflow_route())
+            (RouteKey { method, route }, series)
+        };
+        self.routes
+            .find_or_create(hash, matches, create, || self.new_overflow_route())
     }
 
     fn overflow_route(&self) -> &RouteShards {
-        self.overflow_route.get_or_init(|| {
-            let active = self.active.overflow_series();
-            Arc::new(PerShard::new(|shard| RouteSeries {
-                target: StatusTarget::Overflow {
-                    duration: self.duration.clone(),
-                    requests: self.requests.clone(),
-                },
-                active: active.clone(),
-                statuses: Default::default(),
-                shard,
-                latency: None,
-            }))
+        self.routes.overflow(|| self.new_overflow_route())
+    }
+
+    fn new_overflow_route(&self) -> RouteShards {
+        let active = self.active.overflow_series();
+        shards(|shard| RouteSeries {
+            target: StatusTarget::Overflow {
+                duration: self.duration.clone(),
+                requests: self.requests.clone(),
+            },
+            active: active.clone(),
+            statuses: Default::default(),
+            shard,
+            latency: None,
         })
     }
 }
@@ -241,9 +246,8 @@ pub(crate) struct RouteSeries {
     statuses: [OnceLock<(u16, StatusSeries)>; STATUS_SLOTS],
     /// The shard this copy records into.
     shard: usize,
-    /// The route's latency objective: its threshold, and the counter of requests
-    /// within it.
-    latency: Option<(Duration, Counter)>,
+    /// The route's latency objective.
+    latency: Option<Latency>,
 }
 
 /// Where a route's per-status series come from.
@@ -282,14 +286,11 @@ impl RouteSeries {
     }
 
     fn record(&self, series: &StatusSeries, elapsed: Duration) {
-        series
-            .duration
-            .observe_in(self.shard, elapsed.as_secs_f64());
+        let seconds = elapsed.as_secs_f64();
+        series.duration.observe_in(self.shard, seconds);
         series.requests.inc_by_in(self.shard, 1);
-        if let Some((threshold, good)) = &self.latency {
-            if elapsed <= *threshold {
-                good.inc_by_in(self.shard, 1);
-            }
+        if let Some(latency) = &self.latency {
+            latency.observe(self.shard, seconds);
         }
     }
 

@@ -1,7 +1,8 @@
-//! The drop guard that records a request exactly once, however it ends.
+//! What a request records into: the HTTP families' guard, or a gRPC call, or a
+//! request that claims to be one until its answer settles it.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Buf;
 use http::{HeaderMap, StatusCode};
@@ -9,6 +10,7 @@ use http_body::Frame;
 
 use super::families::RouteSeries;
 use crate::grpc::{is_grpc_response, GrpcCall};
+use crate::record::{Guard, Record, Unanswered};
 
 /// Status recorded for a request whose inner service returned an error or panicked
 /// before producing a response.
@@ -17,61 +19,31 @@ pub const STATUS_SERVER_ERROR: u16 = 500;
 /// happens when the client goes away: nginx's "client closed request".
 pub const STATUS_CLIENT_CLOSED: u16 = 499;
 
-/// Counts a request in flight from its creation, and records it when dropped: the
-/// duration since creation, the status it was given (or, without one, 500 after a
-/// panic and 499 otherwise), and the in-flight gauge back down. Every path out of a
-/// request drops it, so nothing leaks and nothing is counted twice.
-pub(crate) struct RequestGuard {
-    series: Arc<RouteSeries>,
-    start: Instant,
-    status: Option<u16>,
-    panicked: bool,
-}
+/// Counts an HTTP request in flight from its start, and records it when dropped: the
+/// status it was given, or without one 500 after a panic and 499 otherwise.
+pub(crate) type RequestGuard = Guard<Arc<RouteSeries>>;
 
-impl RequestGuard {
-    pub(crate) fn start(series: Arc<RouteSeries>) -> Self {
-        Self::started_at(series, Instant::now())
-    }
+impl Record for Arc<RouteSeries> {
+    type Outcome = u16;
 
-    /// A request that started at `start`, counted in flight from now.
-    fn started_at(series: Arc<RouteSeries>, start: Instant) -> Self {
-        series.start();
-        Self {
-            series,
-            start,
-            status: None,
-            panicked: false,
-        }
-    }
-
-    /// The status the response carries.
-    pub(crate) fn set_status(&mut self, status: u16) {
-        self.status = Some(status);
-    }
-
-    /// The inner future panicked; only matters while no status is set.
-    fn mark_panicked(&mut self) {
-        self.panicked = true;
-    }
-}
-
-impl Drop for RequestGuard {
-    fn drop(&mut self) {
-        let status = self.status.unwrap_or_else(|| {
-            if ended_by_panic(self.panicked) {
-                STATUS_SERVER_ERROR
-            } else {
-                STATUS_CLIENT_CLOSED
-            }
+    fn record(&mut self, ended: Result<u16, Unanswered>, elapsed: Duration) {
+        let status = ended.unwrap_or_else(|unanswered| match unanswered {
+            Unanswered::Panicked => STATUS_SERVER_ERROR,
+            Unanswered::Dropped => STATUS_CLIENT_CLOSED,
         });
-        self.series.finish(status, self.start.elapsed());
+        self.finish(status, elapsed);
     }
 }
 
-/// Whether a request dropped without a status ended in a panic: one seen while
-/// polling the inner future, or one unwinding now.
-pub(crate) fn ended_by_panic(panicked: bool) -> bool {
-    panicked || std::thread::panicking()
+/// A request on `series` that started at `start`, counted in flight from now.
+fn request_guard(series: Arc<RouteSeries>, start: Instant, panicked: bool) -> RequestGuard {
+    series.start();
+    Guard::started_at(series, start, panicked)
+}
+
+/// A request on `series` starting now.
+pub(crate) fn start_request(series: Arc<RouteSeries>) -> RequestGuard {
+    request_guard(series, Instant::now(), false)
 }
 
 /// What a request records into, when dropped: the HTTP families, or for a gRPC call
@@ -86,7 +58,7 @@ impl Recorder {
     /// The response headers arrived.
     pub(crate) fn on_response(&mut self, status: StatusCode, headers: &HeaderMap) {
         match self {
-            Recorder::Http(guard) => guard.set_status(status.as_u16()),
+            Recorder::Http(guard) => guard.set_outcome(status.as_u16()),
             Recorder::Grpc(call) => call.on_response(headers),
             Recorder::Claimed(claimed) => {
                 if let Some(settled) = claimed.settle(is_grpc_response(headers)) {
@@ -105,7 +77,7 @@ impl Recorder {
             }
         }
         match &mut self {
-            Recorder::Http(guard) => guard.set_status(STATUS_SERVER_ERROR),
+            Recorder::Http(guard) => guard.set_outcome(STATUS_SERVER_ERROR),
             Recorder::Grpc(call) => call.end(true),
             Recorder::Claimed(_) => {}
         }
@@ -133,7 +105,11 @@ impl Recorder {
         match self {
             Recorder::Http(guard) => guard.mark_panicked(),
             Recorder::Grpc(call) => call.mark_panicked(),
-            Recorder::Claimed(claimed) => claimed.panicked = true,
+            Recorder::Claimed(claimed) => {
+                if let Some((call, _)) = &mut claimed.unsettled {
+                    call.mark_panicked();
+                }
+            }
         }
     }
 }
@@ -145,14 +121,12 @@ impl Recorder {
 pub(crate) struct ClaimedCall {
     /// Both ways the request may be recorded, until it is settled.
     unsettled: Option<(GrpcCall, Arc<RouteSeries>)>,
-    panicked: bool,
 }
 
 impl ClaimedCall {
     pub(crate) fn new(call: GrpcCall, route: Arc<RouteSeries>) -> Self {
         Self {
             unsettled: Some((call, route)),
-            panicked: false,
         }
     }
 
@@ -163,11 +137,9 @@ impl ClaimedCall {
         if grpc {
             return Some(Recorder::Grpc(call));
         }
-        let start = call.start_time();
+        let (start, panicked) = (call.start_time(), call.panicked());
         call.discard();
-        let mut guard = RequestGuard::started_at(route, start);
-        guard.panicked = self.panicked;
-        Some(Recorder::Http(guard))
+        Some(Recorder::Http(request_guard(route, start, panicked)))
     }
 }
 

@@ -2,25 +2,28 @@
 
 use std::borrow::Cow;
 use std::fmt;
+use std::marker::PhantomData;
 use std::sync::Arc;
 
 use http::request::Parts;
 use tower::Layer;
 
+use super::bodies::{CountMessages, Untouched};
+use super::families::SloRouteLabels;
 use super::families::{
-    ActiveRequests, HttpFamilies, RequestCount, RequestDuration, ACTIVE_REQUESTS, REQUESTS_TOTAL,
-    REQUEST_DURATION,
+    route_target, ActiveRequests, HttpFamilies, RequestCount, RequestDuration, ACTIVE_REQUESTS,
+    HTTP_OBJECTIVES, REQUESTS_TOTAL, REQUEST_DURATION,
 };
-use super::route::{RouteFn, RouteResolver, DEFAULT_FALLBACK_ROUTE};
-use super::service::MetricsService;
-use super::slo::{method_target, route_target, Objective, Objectives};
+use super::route::{RouteFn, RouteResolver};
+use super::service::{LayerShared, MetricsService};
 use crate::endpoint::{MetricsEndpoint, MetricsEndpointBuilder, DEFAULT_PATH};
-use crate::grpc::service_and_method;
 use crate::grpc::{
-    methods_within, series_cap, GrpcCount, GrpcFamilies, GrpcHandledCount, GrpcHandling, GrpcType,
-    MethodTypes, GRPC_HANDLED, GRPC_HANDLING, GRPC_MSG_RECEIVED, GRPC_MSG_SENT, GRPC_STARTED,
+    method_target, methods_within, series_cap, service_and_method, GrpcCount, GrpcFamilies,
+    GrpcHandledCount, GrpcHandling, GrpcType, MethodTypes, SloMethodLabels, GRPC_HANDLED,
+    GRPC_HANDLING, GRPC_MSG_RECEIVED, GRPC_MSG_SENT, GRPC_OBJECTIVES, GRPC_STARTED,
 };
 use crate::metrics::DEFAULT_MAX_SERIES;
+use crate::record::{Objective, Objectives, DEFAULT_FALLBACK_ROUTE};
 use crate::{BuildError, MetricsRegistry};
 
 /// An option of the endpoint, applied when the layer builds it.
@@ -30,43 +33,15 @@ type EndpointOption = Box<dyn FnOnce(MetricsEndpointBuilder) -> MetricsEndpointB
 /// the metrics endpoint; see the [module docs](super).
 ///
 /// Building it initialises the registry. Clones share everything.
-#[derive(Clone)]
-pub struct MetricsLayer {
+///
+/// `M` says what the inner service receives as the request: by default
+/// ([`Untouched`]) the client's `Request<B>` as it came; in a layer built with
+/// [`count_grpc_messages`](MetricsLayerBuilder::count_grpc_messages) or
+/// [`grpc_only`](MetricsLayerBuilder::grpc_only) ([`CountMessages`]),
+/// `Request<RequestBody<B>>`, which counts the messages gRPC calls receive.
+pub struct MetricsLayer<M = Untouched> {
     shared: Arc<LayerShared>,
-}
-
-/// What every service of one layer shares. Aligned to a cache line: axum clones a
-/// route's service for every request, so the `Arc`'s counts are written by every
-/// thread, and the fields each request reads must not share their line.
-#[repr(align(64))]
-pub(crate) struct LayerShared {
-    pub(crate) families: HttpFamilies,
-    pub(crate) grpc: Arc<GrpcFamilies>,
-    /// The inner service serves only gRPC: every request is a gRPC call.
-    pub(crate) grpc_only: bool,
-    pub(crate) routes: RouteResolver,
-    endpoint: MetricsEndpoint,
-    intercept: bool,
-}
-
-impl LayerShared {
-    /// The endpoint, if the layer answers it.
-    pub(crate) fn intercepted_endpoint(&self) -> Option<&MetricsEndpoint> {
-        self.intercept.then_some(&self.endpoint)
-    }
-}
-
-impl fmt::Debug for LayerShared {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("LayerShared")
-            .field("routes", &self.routes)
-            .field("grpc_only", &self.grpc_only)
-            .field(
-                "endpoint",
-                &self.intercepted_endpoint().map(MetricsEndpoint::path),
-            )
-            .finish_non_exhaustive()
-    }
+    bodies: PhantomData<fn() -> M>,
 }
 
 impl MetricsLayer {
@@ -85,15 +60,18 @@ impl MetricsLayer {
             route_fn: None,
             fallback_route: DEFAULT_FALLBACK_ROUTE.into(),
             max_series: None,
-            objectives: Objectives::default(),
-            grpc_objectives: Objectives::grpc(),
+            objectives: Objectives::new(&HTTP_OBJECTIVES),
+            grpc_objectives: Objectives::new(&GRPC_OBJECTIVES),
             invalid_objective: None,
             grpc_types: MethodTypes::default(),
             grpc_handling: true,
             grpc_only: false,
+            bodies: PhantomData,
         }
     }
+}
 
+impl<M> MetricsLayer<M> {
     /// The metrics endpoint as a standalone service, for a separate listener. It
     /// answers on the layer's endpoint path, or `/metrics` when the layer has none.
     pub fn endpoint(&self) -> MetricsEndpoint {
@@ -101,7 +79,16 @@ impl MetricsLayer {
     }
 }
 
-impl fmt::Debug for MetricsLayer {
+impl<M> Clone for MetricsLayer<M> {
+    fn clone(&self) -> Self {
+        Self {
+            shared: Arc::clone(&self.shared),
+            bodies: PhantomData,
+        }
+    }
+}
+
+impl<M> fmt::Debug for MetricsLayer<M> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("MetricsLayer")
             .field("shared", &self.shared)
@@ -109,17 +96,17 @@ impl fmt::Debug for MetricsLayer {
     }
 }
 
-impl<S> Layer<S> for MetricsLayer {
-    type Service = MetricsService<S>;
+impl<S, M> Layer<S> for MetricsLayer<M> {
+    type Service = MetricsService<S, M>;
 
     fn layer(&self, inner: S) -> Self::Service {
         MetricsService::new(inner, Arc::clone(&self.shared))
     }
 }
 
-/// Builds a [`MetricsLayer`].
+/// Builds a [`MetricsLayer`]; `M` is the layer's [`RequestBodies`](super::RequestBodies).
 #[must_use]
-pub struct MetricsLayerBuilder {
+pub struct MetricsLayerBuilder<M = Untouched> {
     registry: MetricsRegistry,
     path: Option<String>,
     endpoint_options: Vec<EndpointOption>,
@@ -127,16 +114,17 @@ pub struct MetricsLayerBuilder {
     fallback_route: Arc<str>,
     /// `None` until set: then a layer built on families that exist takes their cap.
     max_series: Option<usize>,
-    objectives: Objectives,
-    grpc_objectives: Objectives,
+    objectives: Objectives<SloRouteLabels>,
+    grpc_objectives: Objectives<SloMethodLabels>,
     /// A gRPC objective declared for a path that names no method.
     invalid_objective: Option<String>,
     grpc_types: MethodTypes,
     grpc_handling: bool,
     grpc_only: bool,
+    bodies: PhantomData<fn() -> M>,
 }
 
-impl MetricsLayerBuilder {
+impl<M> MetricsLayerBuilder<M> {
     /// Serves the endpoint at `path` (default `/metrics`).
     pub fn endpoint_path(mut self, path: impl Into<String>) -> Self {
         self.path = Some(path.into());
@@ -255,9 +243,37 @@ impl MetricsLayerBuilder {
     /// Declares that the inner service serves only gRPC (a tonic `Server` does):
     /// every request is recorded as a gRPC call, whatever content type it carries,
     /// as tonic serves it. Otherwise a request is a gRPC call when its answer is.
-    pub fn grpc_only(mut self) -> Self {
-        self.grpc_only = true;
-        self
+    ///
+    /// Such a layer counts the messages calls receive, as
+    /// [`count_grpc_messages`](Self::count_grpc_messages) does.
+    pub fn grpc_only(self) -> MetricsLayerBuilder<CountMessages> {
+        let mut builder = self.count_grpc_messages();
+        builder.grpc_only = true;
+        builder
+    }
+
+    /// Hands the inner service `Request<RequestBody<B>>` instead of the client's
+    /// `Request<B>`, so the messages gRPC calls receive are counted
+    /// (`grpc_server_msg_received_total`), and a call whose client breaks its request
+    /// off is `Canceled` whatever the server answers. Other requests' bodies pass
+    /// through the wrapper as they are. Without it, gRPC calls are recorded all the
+    /// same, with no message received.
+    pub fn count_grpc_messages(self) -> MetricsLayerBuilder<CountMessages> {
+        MetricsLayerBuilder {
+            registry: self.registry,
+            path: self.path,
+            endpoint_options: self.endpoint_options,
+            route_fn: self.route_fn,
+            fallback_route: self.fallback_route,
+            max_series: self.max_series,
+            objectives: self.objectives,
+            grpc_objectives: self.grpc_objectives,
+            invalid_objective: self.invalid_objective,
+            grpc_types: self.grpc_types,
+            grpc_handling: self.grpc_handling,
+            grpc_only: self.grpc_only,
+            bodies: PhantomData,
+        }
     }
 
     /// Whether to record `grpc_server_handling_seconds` (default `true`).
@@ -273,7 +289,7 @@ impl MetricsLayerBuilder {
     /// families it lacks are added then, and its objectives join the exported ones. A
     /// setting that cannot take effect on what is already there (another cap, another
     /// objective for the same route) is an error naming it.
-    pub fn build(self) -> Result<MetricsLayer, BuildError> {
+    pub fn build(self) -> Result<MetricsLayer<M>, BuildError> {
         if let Some(invalid) = self.invalid_objective {
             return Err(BuildError::InvalidObjective(invalid));
         }
@@ -306,7 +322,7 @@ impl MetricsLayerBuilder {
         }
         self.objectives.publish(&self.registry)?;
         self.grpc_objectives.publish(&self.registry)?;
-        let families = HttpFamilies::from_registry(&self.registry, self.objectives)?;
+        let families = HttpFamilies::from_registry(&self.registry, &self.objectives)?;
         // The method cap follows the shared families' cap, which an earlier layer may
         // have set.
         let max_methods =
@@ -315,7 +331,7 @@ impl MetricsLayerBuilder {
             &self.registry,
             self.grpc_handling,
             self.grpc_types,
-            self.grpc_objectives,
+            &self.grpc_objectives,
             max_methods,
         )?;
         Ok(MetricsLayer {
@@ -327,6 +343,7 @@ impl MetricsLayerBuilder {
                 endpoint,
                 intercept,
             }),
+            bodies: PhantomData,
         })
     }
 }
@@ -398,7 +415,7 @@ fn check_series_limits(
     }
 }
 
-impl fmt::Debug for MetricsLayerBuilder {
+impl<M> fmt::Debug for MetricsLayerBuilder<M> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("MetricsLayerBuilder")
             .field("registry", &self.registry)

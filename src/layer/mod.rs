@@ -32,6 +32,13 @@
 //! and are not recorded. gRPC calls are recorded in the [gRPC families](crate::grpc)
 //! instead of these.
 //!
+//! The inner service receives every request as it came, `Request<B>` ([`Untouched`]):
+//! a hyper handler takes `Request<Incoming>`, and axum boxes no wrapper around the
+//! body. A layer built with [`count_grpc_messages`](MetricsLayerBuilder::count_grpc_messages)
+//! or [`grpc_only`](MetricsLayerBuilder::grpc_only) ([`CountMessages`]) hands it
+//! `Request<RequestBody<B>>` instead, to count the messages gRPC calls receive; a plain
+//! layer records gRPC calls all the same, with no message received.
+//!
 //! ```
 //! use axum::{routing::get, Router};
 //! use tower_prometheus::{MetricsLayer, MetricsRegistry};
@@ -45,6 +52,7 @@
 //! # }
 //! ```
 
+mod bodies;
 mod body;
 mod families;
 mod future;
@@ -55,22 +63,19 @@ mod layer;
 mod request_body;
 mod route;
 mod service;
-pub(crate) mod slo;
 
+pub use crate::grpc::{SloMethodLabels, GRPC_SLO_LATENCY_GOOD, GRPC_SLO_OBJECTIVE};
+pub use crate::record::{Objective, DEFAULT_FALLBACK_ROUTE, MAX_ROUTE_LEN};
+pub use bodies::{CountMessages, RequestBodies, Untouched};
 pub use body::ResponseBody;
 pub use families::{
-    ActiveRequests, RequestCount, RequestDuration, ACTIVE_REQUESTS, REQUESTS_TOTAL,
-    REQUEST_DURATION,
+    ActiveRequests, RequestCount, RequestDuration, SloRouteLabels, ACTIVE_REQUESTS, REQUESTS_TOTAL,
+    REQUEST_DURATION, SLO_LATENCY_GOOD, SLO_OBJECTIVE,
 };
 pub use future::ResponseFuture;
-pub(crate) use guard::ended_by_panic;
 pub use guard::{STATUS_CLIENT_CLOSED, STATUS_SERVER_ERROR};
 pub use labels::{ActiveRequestLabels, HttpLabels, HttpMethod};
 pub use layer::{MetricsLayer, MetricsLayerBuilder};
 pub use request_body::RequestBody;
-pub use route::{RouteFn, DEFAULT_FALLBACK_ROUTE, MAX_ROUTE_LEN};
+pub use route::RouteFn;
 pub use service::MetricsService;
-pub use slo::{
-    Objective, SloMethodLabels, SloRouteLabels, GRPC_SLO_LATENCY_GOOD, GRPC_SLO_OBJECTIVE,
-    SLO_LATENCY_GOOD, SLO_OBJECTIVE,
-};

@@ -9,10 +9,12 @@ use pin_project_lite::pin_project;
 use crate::grpc::ReceivedMessages;
 
 pin_project! {
-    /// Request body handed to the inner service by
-    /// [`MetricsService`](super::MetricsService): the client's body, unchanged. For a
-    /// gRPC call it counts the messages received as they pass, and notices a client
-    /// that breaks its request off (an error, or an end inside a message).
+    /// Request body handed to the inner service by a layer built with
+    /// [`count_grpc_messages`](super::MetricsLayerBuilder::count_grpc_messages) or
+    /// [`grpc_only`](super::MetricsLayerBuilder::grpc_only): the client's body,
+    /// unchanged. For a gRPC call it counts the messages received as they pass, and
+    /// notices a client that breaks its request off (an error, or an end inside a
+    /// message).
     pub struct RequestBody<B> {
         #[pin]
         inner: B,

@@ -11,17 +11,11 @@ use http::request::Parts;
 use http::Request;
 
 use super::labels::HttpMethod;
+use crate::record::MAX_ROUTE_LEN;
 
 /// A function naming the route of a request, for routers other than axum. It must
 /// return a template (`/users/{id}`), never the raw path, or `None` to use the fallback.
 pub type RouteFn = dyn Fn(&Parts) -> Option<Cow<'static, str>> + Send + Sync;
-
-/// The `http_route` value of requests no router or route function names.
-pub const DEFAULT_FALLBACK_ROUTE: &str = "_OTHER";
-
-/// Longest route label kept; longer ones are cut at a character boundary, so a route
-/// function echoing client input cannot make huge labels.
-pub const MAX_ROUTE_LEN: usize = 256;
 
 /// Resolves the route: axum's `MatchedPath`, else the route function, else the fallback.
 #[derive(Clone)]

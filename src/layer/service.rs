@@ -1,5 +1,7 @@
 //! [`MetricsService`]: the service the layer wraps around the application.
 
+use std::fmt;
+use std::marker::PhantomData;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -8,29 +10,73 @@ use http::{Request, Response};
 use http_body::Body;
 use tower::Service;
 
+use super::bodies::{RequestBodies, Untouched};
 use super::body::ResponseBody;
-use super::families::RouteSeries;
+use super::families::{HttpFamilies, RouteSeries};
 use super::future::ResponseFuture;
-use super::guard::{ClaimedCall, Recorder, RequestGuard};
+use super::guard::{start_request, ClaimedCall, Recorder};
 use super::labels::HttpMethod;
-use super::layer::LayerShared;
 use super::request_body::RequestBody;
-use crate::grpc::{claims_grpc, grpc_timeout, GrpcCall};
+use super::route::RouteResolver;
+use crate::endpoint::MetricsEndpoint;
+use crate::grpc::{claims_grpc, grpc_timeout, GrpcCall, GrpcFamilies};
+
+/// What every service of one layer shares. Aligned to a cache line: axum clones a
+/// route's service for every request, so the `Arc`'s counts are written by every
+/// thread, and the fields each request reads must not share their line.
+#[repr(align(64))]
+pub(crate) struct LayerShared {
+    pub(crate) families: HttpFamilies,
+    pub(crate) grpc: Arc<GrpcFamilies>,
+    /// The inner service serves only gRPC: every request is a gRPC call.
+    pub(crate) grpc_only: bool,
+    pub(crate) routes: RouteResolver,
+    pub(crate) endpoint: MetricsEndpoint,
+    /// Whether the layer answers the endpoint's path itself.
+    pub(crate) intercept: bool,
+}
+
+impl LayerShared {
+    /// The endpoint, if the layer answers it.
+    pub(crate) fn intercepted_endpoint(&self) -> Option<&MetricsEndpoint> {
+        self.intercept.then_some(&self.endpoint)
+    }
+}
+
+impl fmt::Debug for LayerShared {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LayerShared")
+            .field("routes", &self.routes)
+            .field("grpc_only", &self.grpc_only)
+            .field(
+                "endpoint",
+                &self.intercepted_endpoint().map(MetricsEndpoint::path),
+            )
+            .finish_non_exhaustive()
+    }
+}
 
 /// Records every request to the inner service, and answers the metrics endpoint's path
 /// itself. Built by [`MetricsLayer`](super::MetricsLayer).
 ///
-/// The inner service receives the request body wrapped in a [`RequestBody`], which
-/// counts the messages of gRPC calls.
+/// `M` says what the inner service receives: with [`Untouched`](super::Untouched)
+/// (the default) the client's request as it came, `Request<B>`; with
+/// [`CountMessages`](super::CountMessages) `Request<RequestBody<B>>`, whose body counts
+/// the messages of gRPC calls.
 #[derive(Clone, Debug)]
-pub struct MetricsService<S> {
+pub struct MetricsService<S, M = Untouched> {
     inner: S,
     shared: Arc<LayerShared>,
+    bodies: PhantomData<fn() -> M>,
 }
 
-impl<S> MetricsService<S> {
+impl<S, M> MetricsService<S, M> {
     pub(crate) fn new(inner: S, shared: Arc<LayerShared>) -> Self {
-        Self { inner, shared }
+        Self {
+            inner,
+            shared,
+            bodies: PhantomData,
+        }
     }
 
     /// The wrapped service.
@@ -49,9 +95,10 @@ impl<S> MetricsService<S> {
     }
 }
 
-impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for MetricsService<S>
+impl<S, M, ReqBody, ResBody> Service<Request<ReqBody>> for MetricsService<S, M>
 where
-    S: Service<Request<RequestBody<ReqBody>>, Response = Response<ResBody>>,
+    M: RequestBodies,
+    S: Service<Request<M::Body<ReqBody>>, Response = Response<ResBody>>,
     ResBody: Body,
     ResBody::Data: From<Bytes>,
 {
@@ -84,12 +131,12 @@ where
                 (route, request) = route_series(shared, request);
                 Recorder::Claimed(ClaimedCall::new(call, route))
             };
-            let request = request.map(|body| RequestBody::grpc(body, received));
+            let request = M::grpc(request.map(|body| RequestBody::grpc(body, received)));
             return ResponseFuture::inner(self.inner.call(request), recorder);
         }
         let (series, request) = route_series(shared, request);
-        let guard = Recorder::Http(RequestGuard::start(series));
-        ResponseFuture::inner(self.inner.call(request.map(RequestBody::plain)), guard)
+        let guard = Recorder::Http(start_request(series));
+        ResponseFuture::inner(self.inner.call(M::http(request)), guard)
     }
 }
 

@@ -1,39 +1,26 @@
-//! Service-level objectives per route, exposed as data the shipped rules use.
+//! Service-level objectives, exposed as data the shipped rules use.
 //!
-//! Each objective becomes a series of `http_server_slo_objective{http_route, slo}` whose
-//! value is the target (`0.999`), so a rule divides by `1 - target` with no
-//! per-service edit. A latency objective also makes the layer count, per route, the
-//! requests that finished within its threshold
-//! (`http_server_slo_latency_good_total{http_route}`): an exact count for any
-//! threshold, where a join on a histogram's `le` label would depend on how the
-//! scrape format spells the bound.
+//! Each objective becomes a series of the adapter's target family (such as
+//! `http_server_slo_objective{http_route, slo}`) whose value is the target (`0.999`),
+//! so a rule divides by `1 - target` with no per-service edit. A latency objective
+//! also makes the adapter count, per series, the calls that finished within its
+//! threshold (such as `http_server_slo_latency_good_total{http_route}`): an exact
+//! count for any threshold, where a join on a histogram's `le` label would depend on
+//! how the scrape format spells the bound.
 
 use std::collections::HashMap;
 use std::fmt;
+use std::marker::PhantomData;
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
 use prometheus_client::encoding::{EncodeMetric, MetricEncoder};
 use prometheus_client::metrics::{MetricType, TypedMetric};
 
-use crate::metrics::{Counter, Family};
+use crate::metrics::{Counter, Family, Labels};
 use crate::storage::files::{FileKind, GaugeMode};
 use crate::storage::Binding;
 use crate::{BuildError, MetricsRegistry, RegistryError};
-
-/// Name of the family of objective targets of HTTP routes.
-pub const SLO_OBJECTIVE: &str = "http_server_slo_objective";
-/// Name of the counter of requests within their route's latency threshold.
-pub const SLO_LATENCY_GOOD: &str = "http_server_slo_latency_good";
-/// Name of the family of objective targets of gRPC methods.
-pub const GRPC_SLO_OBJECTIVE: &str = "grpc_server_slo_objective";
-/// Name of the counter of calls within their method's latency threshold.
-pub const GRPC_SLO_LATENCY_GOOD: &str = "grpc_server_slo_latency_good";
-
-/// Labels of [`SLO_LATENCY_GOOD`].
-pub type SloRouteLabels = [(&'static str, String); 1];
-/// Labels of [`GRPC_SLO_LATENCY_GOOD`]: `grpc_service` and `grpc_method`.
-pub type SloMethodLabels = [(&'static str, String); 2];
 
 /// One target series: its labels and the target.
 type TargetSeries = (Vec<(String, String)>, f64);
@@ -81,25 +68,46 @@ impl Objective {
     }
 }
 
-/// The objectives of a layer: of HTTP routes, or of gRPC methods.
-#[derive(Clone, Debug, Default)]
-pub(crate) struct Objectives {
-    /// By the labels that name what they are about (`http_route`, or `grpc_service`
-    /// and `grpc_method`).
-    by_target: HashMap<Vec<(String, String)>, Objective>,
-    grpc: bool,
+/// The families one kind of call exports its objectives in.
+#[derive(Debug)]
+pub(crate) struct ObjectiveFamilies {
+    /// The family of targets.
+    pub(crate) targets: &'static str,
+    /// The counter of calls within their latency threshold.
+    pub(crate) latency_good: &'static str,
+    /// That counter's help.
+    pub(crate) latency_good_help: &'static str,
 }
 
-impl Objectives {
-    /// The objectives of gRPC methods.
-    pub(crate) fn grpc() -> Self {
+/// What objectives are labelled with: the labels that name what they are about
+/// (`http_route`, or `grpc_service` and `grpc_method`), which also label the counter
+/// of calls within a latency threshold.
+pub(crate) trait TargetLabels:
+    Labels + fmt::Debug + AsRef<[(&'static str, String)]>
+{
+}
+
+impl<L: Labels + fmt::Debug + AsRef<[(&'static str, String)]>> TargetLabels for L {}
+
+/// The objectives of one kind of call (HTTP routes, gRPC methods), by the labels `L`
+/// that name what each is about.
+pub(crate) struct Objectives<L> {
+    by_target: HashMap<L, Objective>,
+    families: &'static ObjectiveFamilies,
+    labels: PhantomData<fn() -> L>,
+}
+
+impl<L: TargetLabels> Objectives<L> {
+    /// No objectives yet, to be exported in `families`.
+    pub(crate) fn new(families: &'static ObjectiveFamilies) -> Self {
         Self {
-            grpc: true,
-            ..Self::default()
+            by_target: HashMap::new(),
+            families,
+            labels: PhantomData,
         }
     }
 
-    pub(crate) fn insert(&mut self, target: Vec<(String, String)>, objective: Objective) {
+    pub(crate) fn insert(&mut self, target: L, objective: Objective) {
         self.by_target.insert(target, objective);
     }
 
@@ -126,23 +134,13 @@ impl Objectives {
             return Ok(());
         }
         let help = "Service-level objective: the share of requests that must be good.";
-        let (objective, good_help) = self.names();
-        registry.provider_if_absent(objective, help, None, ObjectiveTargets::new)?;
-        if self.grpc {
-            registry.provider_if_absent(
-                GRPC_SLO_LATENCY_GOOD,
-                good_help,
-                None,
-                Family::<SloMethodLabels, Counter>::default,
-            )
-        } else {
-            registry.provider_if_absent(
-                SLO_LATENCY_GOOD,
-                good_help,
-                None,
-                Family::<SloRouteLabels, Counter>::default,
-            )
-        }
+        registry.provider_if_absent(self.families.targets, help, None, ObjectiveTargets::new)?;
+        registry.provider_if_absent(
+            self.families.latency_good,
+            self.families.latency_good_help,
+            None,
+            Family::<L, Counter>::default,
+        )
     }
 
     /// Adds the targets to the exported ones, beside those of other layers of the
@@ -152,40 +150,41 @@ impl Objectives {
         if self.is_empty() {
             return Ok(());
         }
-        let (objective, _) = self.names();
         registry
-            .get::<ObjectiveTargets>(objective)?
+            .get::<ObjectiveTargets>(self.families.targets)?
             .add(self.target_series())
             .map_err(BuildError::InvalidObjective)
     }
 
-    /// The name of the family of targets, and the help of the good-request counter.
-    fn names(&self) -> (&'static str, &'static str) {
-        match self.grpc {
-            true => (
-                GRPC_SLO_OBJECTIVE,
-                "Calls that finished within their method's latency objective.",
-            ),
-            false => (
-                SLO_OBJECTIVE,
-                "Requests that finished within their route's latency objective.",
-            ),
-        }
-    }
-
-    /// The latency threshold of the target named by `labels`, if it has one.
-    pub(crate) fn latency_threshold(&self, labels: &[(String, String)]) -> Option<Duration> {
-        self.by_target
-            .get(labels)?
-            .latency
-            .map(|(threshold, _)| threshold)
+    /// The latency thresholds, with the counter of calls within them.
+    pub(crate) fn latencies(
+        &self,
+        registry: &MetricsRegistry,
+    ) -> Result<Latencies<L>, RegistryError> {
+        let thresholds: HashMap<_, _> = self
+            .by_target
+            .iter()
+            .filter_map(|(target, objective)| {
+                let (threshold, _) = objective.latency?;
+                Some((target.clone(), threshold.as_secs_f64()))
+            })
+            .collect();
+        let good = match self.is_empty() {
+            true => None,
+            false => Some(registry.get(self.families.latency_good)?),
+        };
+        Ok(Latencies { thresholds, good })
     }
 
     fn target_series(&self) -> Vec<TargetSeries> {
         let mut series = Vec::new();
         for (target_labels, objective) in &self.by_target {
             let labels = |slo: &str, threshold: Option<Duration>| {
-                let mut labels = target_labels.clone();
+                let mut labels: Vec<_> = target_labels
+                    .as_ref()
+                    .iter()
+                    .map(|(name, value)| (name.to_string(), value.clone()))
+                    .collect();
                 labels.push(("slo".to_string(), slo.to_string()));
                 labels.extend(
                     threshold
@@ -205,17 +204,58 @@ impl Objectives {
     }
 }
 
-/// The labels that name an HTTP route's objective.
-pub(crate) fn route_target(route: &str) -> Vec<(String, String)> {
-    vec![("http_route".to_string(), route.to_string())]
+impl<L: Clone> Clone for Objectives<L> {
+    fn clone(&self) -> Self {
+        Self {
+            by_target: self.by_target.clone(),
+            families: self.families,
+            labels: PhantomData,
+        }
+    }
 }
 
-/// The labels that name a gRPC method's objective.
-pub(crate) fn method_target(service: &str, method: &str) -> Vec<(String, String)> {
-    vec![
-        ("grpc_service".to_string(), service.to_string()),
-        ("grpc_method".to_string(), method.to_string()),
-    ]
+impl<L: fmt::Debug> fmt::Debug for Objectives<L> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Objectives")
+            .field("by_target", &self.by_target)
+            .field("families", &self.families.targets)
+            .finish()
+    }
+}
+
+/// The latency thresholds of one kind of call, in seconds, and its counter of calls
+/// within them.
+pub(crate) struct Latencies<L> {
+    thresholds: HashMap<L, f64>,
+    good: Option<Family<L, Counter>>,
+}
+
+impl<L: TargetLabels> Latencies<L> {
+    /// The latency objective of what `target` names, if it has one.
+    pub(crate) fn of(&self, target: &L) -> Option<Latency> {
+        let threshold = *self.thresholds.get(target)?;
+        let good = self.good.as_ref()?.get_or_create(target);
+        Some(Latency { threshold, good })
+    }
+}
+
+/// A series' latency objective: its threshold in seconds, and the counter of calls
+/// that finished within it.
+#[derive(Clone, Debug)]
+pub(crate) struct Latency {
+    threshold: f64,
+    good: Counter,
+}
+
+impl Latency {
+    /// Counts a call that took `seconds`, in shard `shard`, if it was within the
+    /// threshold.
+    #[inline]
+    pub(crate) fn observe(&self, shard: usize, seconds: f64) {
+        if seconds <= self.threshold {
+            self.good.inc_by_in(shard, 1);
+        }
+    }
 }
 
 /// Constant gauges holding the objectives' targets, of every layer of the registry. In
