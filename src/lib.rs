@@ -49,6 +49,7 @@ pub mod metrics;
 pub mod multiprocess;
 mod process;
 pub mod registry;
+mod storage;
 
 /// The prometheus-client crate this one builds on, for its metric types and
 /// `registry::Unit` without a dependency of your own to keep in step.

@@ -6,7 +6,7 @@ use prometheus_client::encoding::{EncodeLabel, EncodeLabelSet, LabelSetEncoder};
 
 use super::code::GrpcCode;
 use crate::layer::DEFAULT_FALLBACK_ROUTE;
-use crate::metrics::OVERFLOW_LABEL;
+use crate::metrics::{pairs_of, LabelPairs, Labels, OVERFLOW_LABEL};
 
 /// The `grpc_type` label: the shape of a method.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -94,18 +94,29 @@ impl GrpcLabels {
     }
 }
 
-impl EncodeLabelSet for GrpcLabels {
-    fn encode(&self, encoder: &mut LabelSetEncoder<'_>) -> Result<(), std::fmt::Error> {
+impl GrpcLabels {
+    /// The labels of the method, and the overflow label when it is the overflow series.
+    fn pairs(&self) -> impl Iterator<Item = (&'static str, &str)> {
         [
             ("grpc_type", self.grpc_type.as_str()),
             ("grpc_service", &*self.service),
             ("grpc_method", &*self.method),
         ]
-        .encode(encoder)?;
-        if self.overflow {
-            OVERFLOW_LABEL.encode(encoder.encode_label())?;
-        }
-        Ok(())
+        .into_iter()
+        .chain(self.overflow.then_some(OVERFLOW_LABEL))
+    }
+}
+
+impl EncodeLabelSet for GrpcLabels {
+    fn encode(&self, encoder: &mut LabelSetEncoder<'_>) -> Result<(), std::fmt::Error> {
+        self.pairs()
+            .try_for_each(|pair| pair.encode(encoder.encode_label()))
+    }
+}
+
+impl Labels for GrpcLabels {
+    fn label_pairs(&self) -> LabelPairs {
+        pairs_of(self.pairs())
     }
 }
 
@@ -137,5 +148,13 @@ impl EncodeLabelSet for GrpcHandledLabels {
     fn encode(&self, encoder: &mut LabelSetEncoder<'_>) -> Result<(), std::fmt::Error> {
         self.method.encode(encoder)?;
         ("grpc_code", self.code.as_str()).encode(encoder.encode_label())
+    }
+}
+
+impl Labels for GrpcHandledLabels {
+    fn label_pairs(&self) -> LabelPairs {
+        let mut pairs = self.method.label_pairs();
+        pairs.push(("grpc_code".to_string(), self.code.as_str().to_string()));
+        pairs
     }
 }

@@ -5,6 +5,8 @@ use std::sync::Arc;
 
 use prometheus_client::encoding::{EncodeLabel, EncodeLabelSet, LabelSetEncoder};
 
+use crate::metrics::{pairs_of, LabelPairs, Labels};
+
 /// The `http_request_method` label: the standard methods, and `_OTHER` for the rest,
 /// so a client inventing methods cannot create series.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -108,6 +110,16 @@ impl EncodeLabelSet for HttpLabels {
     }
 }
 
+impl Labels for HttpLabels {
+    fn label_pairs(&self) -> LabelPairs {
+        vec![
+            ("http_request_method".into(), self.method.as_str().into()),
+            ("http_response_status_code".into(), self.status.to_string()),
+            ("http_route".into(), self.route.to_string()),
+        ]
+    }
+}
+
 /// Labels of `http_server_active_requests`: the status is not known while a request
 /// is in flight.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -136,12 +148,23 @@ impl ActiveRequestLabels {
     }
 }
 
-impl EncodeLabelSet for ActiveRequestLabels {
-    fn encode(&self, encoder: &mut LabelSetEncoder<'_>) -> Result<(), std::fmt::Error> {
+impl ActiveRequestLabels {
+    fn pairs(&self) -> [(&'static str, &str); 2] {
         [
             ("http_request_method", self.method.as_str()),
             ("http_route", &*self.route),
         ]
-        .encode(encoder)
+    }
+}
+
+impl EncodeLabelSet for ActiveRequestLabels {
+    fn encode(&self, encoder: &mut LabelSetEncoder<'_>) -> Result<(), std::fmt::Error> {
+        self.pairs().encode(encoder)
+    }
+}
+
+impl Labels for ActiveRequestLabels {
+    fn label_pairs(&self) -> LabelPairs {
+        pairs_of(self.pairs())
     }
 }

@@ -17,7 +17,8 @@ use prometheus_client::encoding::{EncodeMetric, MetricEncoder};
 use prometheus_client::metrics::{MetricType, TypedMetric};
 
 use crate::metrics::{Counter, Family};
-use crate::multiprocess::{Binding, FileKind, GaugeMode};
+use crate::storage::files::{FileKind, GaugeMode};
+use crate::storage::Binding;
 use crate::{BuildError, MetricsRegistry, RegistryError};
 
 /// Name of the family of objective targets of HTTP routes.

@@ -8,8 +8,9 @@ use prometheus_client::metrics::exemplar::Exemplar;
 use prometheus_client::metrics::{MetricType, TypedMetric};
 
 use super::series::Bind;
-use super::shard::{self, ShardedCells, FRACTIONS, WHOLE};
-use crate::multiprocess::{Binding, FileKind, MappedValue};
+use crate::storage::files::{FileKind, MappedValue};
+use crate::storage::shard::{self, ShardedCells, FRACTIONS, WHOLE};
+use crate::storage::Binding;
 
 /// A counter: a cheap [`Clone`] handle to one shared count, kept per thread so that
 /// threads counting at once do not contend.

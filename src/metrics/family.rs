@@ -1,16 +1,16 @@
 //! A metric with one series per label set, capped in size.
 
 use std::fmt;
-use std::hash::Hash;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use prometheus_client::encoding::{EncodeLabelSet, EncodeMetric, LabelSetEncoder, MetricEncoder};
 use prometheus_client::metrics::{MetricType, TypedMetric};
 
+use super::labels::Labels;
 use super::series::SeriesMetric;
 use super::table::Table;
-use crate::multiprocess::{label_pairs, Binding};
+use crate::storage::Binding;
 
 /// Default cap on the series of one family; the same default as OpenTelemetry's
 /// cardinality limit.
@@ -65,11 +65,6 @@ impl<L: Labels, M: SeriesMetric + Default> Default for Family<L, M> {
         Self::new_with_constructor(M::default)
     }
 }
-
-/// What a family's label sets must be: hashable, and encodable as labels.
-pub trait Labels: EncodeLabelSet + Clone + Eq + Hash + Send + Sync + 'static {}
-
-impl<T: EncodeLabelSet + Clone + Eq + Hash + Send + Sync + 'static> Labels for T {}
 
 impl<L: Labels, M: SeriesMetric> Family<L, M> {
     /// A family whose series `new_series` creates, for metrics without a `Default`
@@ -153,7 +148,7 @@ impl<L: Labels, M: SeriesMetric> Family<L, M> {
         let found = state.series.find_or_insert(
             hash,
             |l| l == labels,
-            |len| (len < limit).then(|| (labels.clone(), self.new_series(|| label_pairs(labels)))),
+            |len| (len < limit).then(|| (labels.clone(), self.new_series(|| labels.label_pairs()))),
         );
         match found {
             Some(metric) => Lookup {

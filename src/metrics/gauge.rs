@@ -8,8 +8,9 @@ use prometheus_client::encoding::{EncodeMetric, MetricEncoder};
 use prometheus_client::metrics::{MetricType, TypedMetric};
 
 use super::series::Bind;
-use super::shard::{self, ShardedCells, FRACTIONS, WHOLE};
-use crate::multiprocess::{Binding, FileKind, GaugeMode, MappedValue};
+use crate::storage::files::{FileKind, GaugeMode, MappedValue};
+use crate::storage::shard::{self, ShardedCells, FRACTIONS, WHOLE};
+use crate::storage::Binding;
 
 /// A gauge: a cheap [`Clone`] handle to one shared value, kept per thread so that
 /// threads moving it at once do not contend. Whole steps ([`add`](Self::add)) are one

@@ -7,8 +7,10 @@ use prometheus_client::encoding::{EncodeMetric, MetricEncoder, NoLabelSet};
 use prometheus_client::metrics::{MetricType, TypedMetric};
 
 use super::series::Bind;
-use super::shard::{self, ShardedCells};
-use crate::multiprocess::{go_float, Binding, FileKind, MappedValue};
+use crate::storage::files::key::go_float;
+use crate::storage::files::{FileKind, MappedValue};
+use crate::storage::shard::{self, ShardedCells};
+use crate::storage::Binding;
 
 /// Upper bounds of a histogram's buckets, ascending and finite; the `+Inf` bucket is
 /// implicit. Cheap to clone: the histograms of a family share one list.

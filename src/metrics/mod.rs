@@ -11,14 +11,16 @@ mod counter;
 mod family;
 mod gauge;
 mod histogram;
+mod labels;
 mod series;
-pub(crate) mod shard;
 mod table;
 
 pub use counter::{Counter, InvalidIncrement};
-pub use family::{Family, Labels, DEFAULT_MAX_SERIES, OVERFLOW_LABEL};
+pub use family::{Family, DEFAULT_MAX_SERIES, OVERFLOW_LABEL};
 pub use gauge::Gauge;
 pub use histogram::{Buckets, Histogram, InvalidBuckets};
+pub(crate) use labels::pairs_of;
+pub use labels::Labels;
 pub use series::SeriesMetric;
 
 /// Label pairs known only at run time, the label set the family aliases default to.
@@ -54,4 +56,5 @@ pub type GaugeFamily<L = LabelPairs> = Family<L, Gauge>;
 /// A family of histograms, by default labelled with any [`LabelPairs`] (see
 /// [`CounterFamily`]).
 pub type HistogramFamily<L = LabelPairs> = Family<L, Histogram>;
+pub(crate) use crate::storage::shard;
 pub(crate) use table::Table;

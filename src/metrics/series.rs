@@ -1,6 +1,6 @@
 //! What a metric needs to be a series of a [`Family`](super::Family).
 
-use crate::multiprocess::Binding;
+use crate::storage::Binding;
 
 /// Creates a twin of a metric whose values live in the multi-process files.
 pub(crate) trait Bind {

@@ -39,26 +39,26 @@
 //! changed. Empty the directory between deployments (before the new processes start),
 //! as with Python.
 //!
+//! A scrape here reads every process's files (copying each, interning its keys),
+//! combines their values, and encodes the aggregate, one module each; the files
+//! themselves (their format, their names, and the cells this process writes) belong
+//! to the storage of the metric types, which this module only reads.
+//!
 //! As in Python's client, the lowercase `prometheus_multiproc_dir` is honoured while
 //! `PROMETHEUS_MULTIPROC_DIR` is unset (with a `tracing` warning to rename it), and
 //! ignored when both are set.
 
-mod aggregate;
-mod binding;
-mod file;
-mod key;
-mod store;
+mod combine;
+mod encode;
+mod read;
 
-use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-pub(crate) use aggregate::Aggregator;
-pub use aggregate::{SKIPPED_FILES, WRITE_ERRORS};
-pub(crate) use binding::{label_pairs, Binding};
-pub use file::FileError;
-pub(crate) use key::go_float;
-pub(crate) use store::{FileKind, MappedValue, ProcessStore};
+pub use crate::storage::files::{FileError, GaugeMode, MultiprocessError};
+use crate::storage::files::{FileKind, ProcessStore};
+pub(crate) use encode::Aggregator;
+pub use encode::{SKIPPED_FILES, WRITE_ERRORS};
 
 /// The environment variable that turns multi-process mode on.
 pub const ENV_VAR: &str = "PROMETHEUS_MULTIPROC_DIR";
@@ -67,104 +67,6 @@ pub const ENV_VAR: &str = "PROMETHEUS_MULTIPROC_DIR";
 const LOWERCASE_ENV_VAR: &str = "prometheus_multiproc_dir";
 /// An older name of it, which is not honoured.
 const OLD_ENV_VAR: &str = "PROMETHEUS_MULTIPROCESS_DIR";
-
-/// How the gauges of several processes combine; the names are Python's.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub enum GaugeMode {
-    /// One series per process, with a `pid` label (Python's default).
-    #[default]
-    All,
-    /// Like `All`, for live processes only.
-    LiveAll,
-    /// The sum over processes.
-    Sum,
-    /// The sum over live processes (for example requests in flight).
-    LiveSum,
-    /// The largest value.
-    Max,
-    /// The largest value among live processes.
-    LiveMax,
-    /// The smallest value.
-    Min,
-    /// The smallest value among live processes.
-    LiveMin,
-    /// The value set last.
-    MostRecent,
-    /// The value set last among live processes.
-    LiveMostRecent,
-}
-
-impl GaugeMode {
-    pub(crate) const ALL: [GaugeMode; 10] = [
-        GaugeMode::All,
-        GaugeMode::LiveAll,
-        GaugeMode::Sum,
-        GaugeMode::LiveSum,
-        GaugeMode::Max,
-        GaugeMode::LiveMax,
-        GaugeMode::Min,
-        GaugeMode::LiveMin,
-        GaugeMode::MostRecent,
-        GaugeMode::LiveMostRecent,
-    ];
-
-    /// Python's name of the mode, as it appears in file names.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            GaugeMode::All => "all",
-            GaugeMode::LiveAll => "liveall",
-            GaugeMode::Sum => "sum",
-            GaugeMode::LiveSum => "livesum",
-            GaugeMode::Max => "max",
-            GaugeMode::LiveMax => "livemax",
-            GaugeMode::Min => "min",
-            GaugeMode::LiveMin => "livemin",
-            GaugeMode::MostRecent => "mostrecent",
-            GaugeMode::LiveMostRecent => "livemostrecent",
-        }
-    }
-
-    pub(crate) fn from_name(name: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|mode| mode.as_str() == name)
-    }
-
-    /// Whether exited processes drop out.
-    pub fn is_live(self) -> bool {
-        self.as_str().starts_with("live")
-    }
-
-    /// Whether the mode needs the time of each change.
-    pub(crate) fn is_most_recent(self) -> bool {
-        matches!(self, GaugeMode::MostRecent | GaugeMode::LiveMostRecent)
-    }
-}
-
-/// Why multi-process mode could not start.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum MultiprocessError {
-    /// The directory is missing, not a directory, or not writable.
-    #[error("multiprocess directory {path}: {source}")]
-    Directory {
-        /// The directory.
-        path: PathBuf,
-        /// What the system said.
-        #[source]
-        source: io::Error,
-    },
-    /// A metric file could not be created or read.
-    #[error("multiprocess file {0}")]
-    File(#[from] FileError),
-}
-
-/// Two errors are equal when they say the same: `io::Error` has no equality of its own.
-impl PartialEq for MultiprocessError {
-    fn eq(&self, other: &Self) -> bool {
-        self.to_string() == other.to_string()
-    }
-}
-
-impl Eq for MultiprocessError {}
 
 /// Whether a registry runs in multi-process mode, decided when it is initialised.
 #[derive(Clone, Debug, Default)]

@@ -59,8 +59,9 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 use prometheus_client::registry::{Registry, Unit};
 
 use crate::build_info::{BuildInfoCollector, ServiceBuild};
-use crate::multiprocess::{self, Aggregator, MultiprocessSetting, ProcessStore};
+use crate::multiprocess::{self, Aggregator, MultiprocessSetting};
 use crate::process::ProcessCollector;
+use crate::storage::files::ProcessStore;
 pub(crate) use collector::Collectors;
 use collector::{Collector, CollectorErrors, COLLECTOR_ERRORS};
 pub use collector::{CollectorError, CollectorResult};

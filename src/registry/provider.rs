@@ -8,7 +8,8 @@ use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::{Metric, Registry, Unit};
 
 use super::{RegistryError, LOG_TARGET};
-use crate::multiprocess::{Binding, ProcessStore};
+use crate::storage::files::ProcessStore;
+use crate::storage::Binding;
 
 /// A declared provider, not yet run.
 pub(crate) struct Provider {

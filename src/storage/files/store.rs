@@ -10,26 +10,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use super::file::{self, FileError, SlotRef, WritableFile};
-use super::{GaugeMode, MultiprocessError};
-
-/// Which file of a process a value lives in.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub(crate) enum FileKind {
-    Counter,
-    Histogram,
-    Gauge(GaugeMode),
-}
-
-impl FileKind {
-    fn file_name(self, pid: u32) -> String {
-        match self {
-            FileKind::Counter => format!("counter_{pid}.db"),
-            FileKind::Histogram => format!("histogram_{pid}.db"),
-            FileKind::Gauge(mode) => format!("gauge_{}_{pid}.db", mode.as_str()),
-        }
-    }
-}
+use super::error::{FileError, MultiprocessError};
+use super::map::{self, Slot, SlotRef};
+use super::naming::{lock_file_name, FileKind, GaugeMode};
+use super::open::{open_or_create, open_regular};
+use super::reason::{Reason, Tally};
+use super::writer::WritableFile;
+use crate::storage::shard::add_f64;
 
 /// Why a write found no place in the files; the `reason` label of the write errors.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -42,18 +29,19 @@ pub(crate) enum WriteError {
     Io,
 }
 
-impl WriteError {
-    pub(crate) const ALL: [WriteError; 3] =
-        [WriteError::NoSpace, WriteError::FileFull, WriteError::Io];
+impl Reason for WriteError {
+    const ALL: &'static [Self] = &[WriteError::NoSpace, WriteError::FileFull, WriteError::Io];
 
-    pub(crate) fn as_str(self) -> &'static str {
+    fn as_str(self) -> &'static str {
         match self {
             WriteError::NoSpace => "no_space",
             WriteError::FileFull => "file_full",
             WriteError::Io => "io",
         }
     }
+}
 
+impl WriteError {
     fn of(error: &FileError) -> Self {
         match error {
             FileError::Full { .. } => WriteError::FileFull,
@@ -63,12 +51,6 @@ impl WriteError {
             },
         }
     }
-}
-
-/// Name of the lock file a process holds for its whole life. Python's reader only
-/// reads `*.db` files, so it does not see these.
-fn lock_file_name(pid: u32) -> String {
-    format!("tower_prometheus_{pid}.lock")
 }
 
 /// Stores open in this process, by canonical directory.
@@ -84,8 +66,8 @@ pub(crate) struct ProcessStore {
     /// directory keeps its files private (the umask applies as well).
     file_mode: u32,
     state: Mutex<StoreState>,
-    /// Writes that found no place in the files, by [`WriteError`].
-    write_errors: [AtomicU64; 3],
+    /// Writes that found no place in the files.
+    write_errors: Tally<WriteError>,
 }
 
 /// The files of the process this is (it changes after a fork).
@@ -129,8 +111,8 @@ impl ProcessStore {
             ));
         }
         let file_mode = metadata.permissions().mode() & 0o666;
-        file::watch_forks();
-        let generation = file::fork_generation();
+        map::watch_forks();
+        let generation = map::fork_generation();
         let (pid, lock) = take_lock(dir, file_mode)?;
         Ok(Arc::new(Self {
             dir: dir.to_path_buf(),
@@ -159,12 +141,12 @@ impl ProcessStore {
             kind,
             key: key.into(),
             pending: Mutex::new(Pending {
-                generation: file::fork_generation(),
+                generation: map::fork_generation(),
                 retry_at: None,
                 reason: WriteError::Io,
             }),
         };
-        if let Err(reason) = cell.try_place(file::fork_generation()) {
+        if let Err(reason) = cell.try_place(map::fork_generation()) {
             let mut pending = cell.pending.lock().unwrap_or_else(PoisonError::into_inner);
             pending.reason = reason;
             pending.retry_at = Some(Instant::now() + RETRY_AFTER);
@@ -184,11 +166,8 @@ impl ProcessStore {
     }
 
     /// Writes that found no place in the files, by reason.
-    pub(crate) fn write_errors(&self) -> impl Iterator<Item = (WriteError, u64)> + '_ {
-        WriteError::ALL
-            .into_iter()
-            .zip(&self.write_errors)
-            .map(|(reason, count)| (reason, count.load(Ordering::Relaxed)))
+    pub(crate) fn write_errors(&self) -> &Tally<WriteError> {
+        &self.write_errors
     }
 
     /// The pid this process has now.
@@ -200,11 +179,7 @@ impl ProcessStore {
     }
 
     fn count_write_error(&self, reason: WriteError) {
-        let index = WriteError::ALL
-            .iter()
-            .position(|r| *r == reason)
-            .unwrap_or(WriteError::ALL.len() - 1);
-        if self.write_errors[index].fetch_add(1, Ordering::Relaxed) == 0 {
+        if self.write_errors.count(reason) == 0 {
             tracing::warn!(
                 dir = %self.dir.display(),
                 reason = reason.as_str(),
@@ -213,7 +188,7 @@ impl ProcessStore {
         }
     }
 
-    fn slot(&self, kind: FileKind, key: &str) -> Result<file::Slot, FileError> {
+    fn slot(&self, kind: FileKind, key: &str) -> Result<Slot, FileError> {
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         self.follow_fork(&mut state)?;
         self.file(&mut state, kind)?.slot(key)
@@ -222,7 +197,7 @@ impl ProcessStore {
     /// After a fork, the child drops its parent's files and takes a lock of its own:
     /// its values go to files of its own pid, as Python's clients do.
     fn follow_fork(&self, state: &mut StoreState) -> Result<(), FileError> {
-        let generation = file::fork_generation();
+        let generation = map::fork_generation();
         if state.generation == generation {
             return Ok(());
         }
@@ -258,8 +233,8 @@ impl ProcessStore {
 fn take_lock(dir: &Path, mode: u32) -> io::Result<(u32, File)> {
     let pid = std::process::id();
     let lock_path = dir.join(lock_file_name(pid));
-    let lock = file::open_or_create(&lock_path, mode)?;
-    if !file::try_lock(&lock)? {
+    let lock = open_or_create(&lock_path, mode)?;
+    if !map::try_lock(&lock)? {
         return Err(io::Error::new(
             io::ErrorKind::WouldBlock,
             format!("another live process holds {}", lock_path.display()),
@@ -317,7 +292,7 @@ impl Cell {
     #[cold]
     fn write_slow<R>(&self, op: impl FnOnce(&AtomicU64, &AtomicU64) -> R) -> R {
         let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
-        let generation = file::fork_generation();
+        let generation = map::fork_generation();
         if let Some((value, timestamp)) = self.slot.get(generation) {
             return op(value, timestamp);
         }
@@ -333,7 +308,7 @@ impl Cell {
             match self.try_place(generation) {
                 Ok(()) => {
                     if let Some((value, timestamp)) = self.slot.get(generation) {
-                        crate::metrics::shard::add_f64(
+                        add_f64(
                             value,
                             f64::from_bits(self.local[0].swap(0, Ordering::Relaxed)),
                         );
@@ -358,14 +333,14 @@ impl Cell {
 impl MappedValue {
     #[inline]
     fn write<R>(&self, op: impl FnOnce(&AtomicU64, &AtomicU64) -> R) -> R {
-        match self.cell.slot.get(file::fork_generation()) {
+        match self.cell.slot.get(map::fork_generation()) {
             Some((value, timestamp)) => op(value, timestamp),
             None => self.cell.write_slow(op),
         }
     }
 
     pub(crate) fn add(&self, delta: f64) {
-        self.write(|value, _| crate::metrics::shard::add_f64(value, delta));
+        self.write(|value, _| add_f64(value, delta));
     }
 
     pub(crate) fn set(&self, value: f64) {
@@ -378,7 +353,7 @@ impl MappedValue {
 
     /// The value this process has (0 in a forked child that has not written it yet).
     pub(crate) fn get(&self) -> f64 {
-        let bits = match self.cell.slot.get(file::fork_generation()) {
+        let bits = match self.cell.slot.get(map::fork_generation()) {
             Some((value, _)) => value.load(Ordering::Relaxed),
             None => {
                 let pending = self
@@ -386,7 +361,7 @@ impl MappedValue {
                     .pending
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner);
-                if pending.generation == file::fork_generation() {
+                if pending.generation == map::fork_generation() {
                     self.cell.local[0].load(Ordering::Relaxed)
                 } else {
                     0
@@ -405,8 +380,8 @@ pub(crate) fn is_alive(dir: &Path, pid: u32, path: &Path, own_pid: u32) -> bool 
     if pid == own_pid {
         return true;
     }
-    match file::open_regular(&dir.join(lock_file_name(pid)), false) {
-        Ok(lock) => match file::is_locked(&lock) {
+    match open_regular(&dir.join(lock_file_name(pid)), false) {
+        Ok(lock) => match map::is_locked(&lock) {
             Ok(locked) => locked,
             // Locking unsupported here: fall back to the pid.
             Err(_) => started_before(pid, path),
@@ -442,7 +417,7 @@ fn start_time(pid: u32) -> Option<Duration> {
     let uptime: f64 = uptime.split_whitespace().next()?.parse().ok()?;
     let now = SystemTime::now().duration_since(UNIX_EPOCH).ok()?;
     let booted = now.checked_sub(Duration::try_from_secs_f64(uptime).ok()?)?;
-    let ticks_per_second = file::clock_ticks();
+    let ticks_per_second = map::clock_ticks();
     Some(
         booted
             + Duration::from_secs(ticks / ticks_per_second)

@@ -1,0 +1,139 @@
+//! Combining the values of every process at a scrape: counters, histograms and
+//! summaries summed (exited processes' too, so counters never go backwards), gauges
+//! by their [`GaugeMode`].
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use super::read::{Cache, SeriesId, Skip};
+use crate::storage::files::format::value_at;
+use crate::storage::files::reason::Tally;
+use crate::storage::files::{is_alive, FileKind, GaugeMode};
+
+/// The values of one scrape, by series.
+#[derive(Default)]
+pub(super) struct Totals {
+    /// Counter, histogram and summary values, summed over processes.
+    pub(super) sums: Vec<f64>,
+    /// Whether any file holds the series.
+    pub(super) seen: Vec<bool>,
+    /// Gauge values, combined by their mode.
+    pub(super) gauges: Vec<GaugeValue>,
+    gauge_index: HashMap<(SeriesId, Option<String>), usize>,
+    pub(super) skipped_files: Tally<Skip>,
+}
+
+impl Totals {
+    /// Whether a file holds `series`.
+    pub(super) fn seen(&self, series: SeriesId) -> bool {
+        self.seen.get(series).copied().unwrap_or(false)
+    }
+}
+
+/// A gauge's combined value; one per process (with its pid) in the per-process modes.
+pub(super) struct GaugeValue {
+    pub(super) series: SeriesId,
+    pub(super) pid: Option<String>,
+    pub(super) value: f64,
+    timestamp: f64,
+}
+
+/// Reads every file of `dir` and combines their values; `own_pid` is this process.
+pub(super) fn collect(cache: &mut Cache, dir: &Path, own_pid: u32) -> Totals {
+    let mut totals = Totals::default();
+    let mut names: Vec<(String, std::fs::FileType)> = match std::fs::read_dir(dir) {
+        Ok(entries) => entries
+            .filter_map(Result::ok)
+            .filter_map(|entry| {
+                let kind = entry.file_type().ok()?;
+                Some((entry.file_name().into_string().ok()?, kind))
+            })
+            .filter(|(name, _)| name.ends_with(".db"))
+            .collect(),
+        Err(_) => {
+            totals.skipped_files.count(Skip::Unreadable);
+            return totals;
+        }
+    };
+    names.sort_by(|a, b| a.0.cmp(&b.0));
+    let present: Vec<PathBuf> = names.iter().map(|(name, _)| dir.join(name)).collect();
+    cache.files.retain(|path, _| present.contains(path));
+    for (name, listed) in &names {
+        let Some((kind, pid)) = FileKind::parse(name) else {
+            totals.skipped_files.count(Skip::UnknownName);
+            continue;
+        };
+        let path = dir.join(name);
+        if let FileKind::Gauge(mode) = kind {
+            if mode.is_live()
+                && !pid
+                    .parse()
+                    .is_ok_and(|pid| is_alive(dir, pid, &path, own_pid))
+            {
+                continue;
+            }
+        }
+        if let Err(reason) = cache.refresh(&path, *listed, kind) {
+            cache.files.remove(&path);
+            totals.skipped_files.count(reason);
+            continue;
+        }
+        totals.sums.resize(cache.series.len(), 0.0);
+        totals.seen.resize(cache.series.len(), false);
+        let Some(cached) = cache.files.get(&path) else {
+            continue;
+        };
+        for &(series, offset) in &cached.entries {
+            let (value, timestamp) = value_at(&cache.buffer, offset);
+            totals.seen[series] = true;
+            match kind {
+                FileKind::Gauge(mode) => {
+                    add_gauge(&mut totals, series, pid, mode, value, timestamp);
+                }
+                FileKind::Counter | FileKind::Histogram | FileKind::Summary => {
+                    totals.sums[series] += value
+                }
+            }
+        }
+    }
+    totals
+}
+
+fn add_gauge(
+    totals: &mut Totals,
+    series: SeriesId,
+    pid: &str,
+    mode: GaugeMode,
+    value: f64,
+    timestamp: f64,
+) {
+    let per_process = matches!(mode, GaugeMode::All | GaugeMode::LiveAll);
+    let pid = per_process.then(|| pid.to_string());
+    let slot = (series, pid);
+    match totals.gauge_index.get(&slot) {
+        None => {
+            totals.gauge_index.insert(slot.clone(), totals.gauges.len());
+            totals.gauges.push(GaugeValue {
+                series,
+                pid: slot.1,
+                value,
+                timestamp,
+            });
+        }
+        Some(&index) => {
+            let current = &mut totals.gauges[index];
+            match mode {
+                GaugeMode::Sum | GaugeMode::LiveSum => current.value += value,
+                GaugeMode::Max | GaugeMode::LiveMax => current.value = current.value.max(value),
+                GaugeMode::Min | GaugeMode::LiveMin => current.value = current.value.min(value),
+                GaugeMode::MostRecent | GaugeMode::LiveMostRecent => {
+                    if timestamp > current.timestamp {
+                        current.value = value;
+                        current.timestamp = timestamp;
+                    }
+                }
+                GaugeMode::All | GaugeMode::LiveAll => current.value = value,
+            }
+        }
+    }
+}

@@ -1,0 +1,215 @@
+//! Encoding the aggregate through prometheus-client: each family of the files with
+//! the values of one scrape, then the aggregator's own error metrics.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, MetricEncoder, NoLabelSet};
+use prometheus_client::metrics::exemplar::Exemplar;
+use prometheus_client::metrics::MetricType;
+
+use super::combine::{collect, GaugeValue, Totals};
+use super::read::{Cache, FamilyInfo, FamilyType, Role};
+use crate::storage::files::reason::{Reason, Tally};
+use crate::storage::files::ProcessStore;
+
+/// Name of the gauge of files skipped at the last scrape, by `reason`: `not_regular`
+/// (a link, FIFO, socket, device or directory), `unreadable`, `truncated` (shorter
+/// than its header says, or rewritten shorter), `corrupt`, `unknown_name`.
+pub const SKIPPED_FILES: &str = "tower_prometheus_multiprocess_skipped_files";
+/// Name of the counter of writes this process could not place in its files, by
+/// `reason`: `no_space`, `file_full`, `io`. Such values are kept in memory and placed
+/// (with what they gathered meanwhile) once there is room.
+pub const WRITE_ERRORS: &str = "tower_prometheus_multiprocess_write_errors";
+
+/// Reads every process's files on each scrape and encodes their aggregate.
+pub(crate) struct Aggregator {
+    store: Arc<ProcessStore>,
+    cache: Mutex<Cache>,
+}
+
+impl fmt::Debug for Aggregator {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Aggregator")
+            .field("dir", &self.store.dir())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Aggregator {
+    pub(crate) fn new(store: Arc<ProcessStore>) -> Self {
+        Self {
+            store,
+            cache: Mutex::new(Cache::default()),
+        }
+    }
+}
+
+/// A series' label pairs, borrowed from the cache or extended (with a `pid`).
+type SeriesLabels<'a> = Cow<'a, Vec<(String, String)>>;
+
+/// One series of a family as it is encoded.
+enum Sample {
+    Counter(f64),
+    Gauge(f64),
+    Histogram { sum: f64, buckets: Vec<(f64, u64)> },
+}
+
+impl FamilyType {
+    /// The type a family of the files is served as (a summary's samples as gauges).
+    fn metric_type(self) -> MetricType {
+        match self {
+            FamilyType::Counter => MetricType::Counter,
+            FamilyType::Gauge | FamilyType::Summary => MetricType::Gauge,
+            FamilyType::Histogram => MetricType::Histogram,
+        }
+    }
+}
+
+/// The series of `family` that some file holds, each with its labels and value;
+/// `gauges` are the family's combined gauge values.
+fn samples<'a>(
+    cache: &'a Cache,
+    family: &'a FamilyInfo,
+    gauges: &[&GaugeValue],
+    totals: &Totals,
+) -> Vec<(SeriesLabels<'a>, Sample)> {
+    let value_of = |id: &usize| match &cache.series[*id].role {
+        Role::Value(labels) => Some(Cow::Borrowed(labels)),
+        _ => None,
+    };
+    match family.family_type {
+        FamilyType::Counter | FamilyType::Summary => family
+            .series
+            .iter()
+            .filter(|id| totals.seen(**id))
+            .filter_map(|id| {
+                let value = totals.sums[*id];
+                let sample = match family.family_type {
+                    FamilyType::Counter => Sample::Counter(value),
+                    _ => Sample::Gauge(value),
+                };
+                Some((value_of(id)?, sample))
+            })
+            .collect(),
+        FamilyType::Gauge => gauges
+            .iter()
+            .filter_map(|gauge| {
+                let mut labels = value_of(&gauge.series)?;
+                if let Some(pid) = &gauge.pid {
+                    labels.to_mut().push(("pid".to_string(), pid.clone()));
+                }
+                Some((labels, Sample::Gauge(gauge.value)))
+            })
+            .collect(),
+        FamilyType::Histogram => family
+            .groups
+            .iter()
+            .map(|group| &cache.groups[*group])
+            .filter(|group| group.buckets.iter().any(|(_, id)| totals.seen(*id)))
+            .map(|group| {
+                let buckets = group
+                    .buckets
+                    .iter()
+                    .filter(|(_, id)| totals.seen(*id))
+                    .map(|(bound, id)| (*bound, totals.sums[*id].max(0.0).round() as u64))
+                    .collect();
+                let sum = group
+                    .sum
+                    .filter(|id| totals.seen(*id))
+                    .map_or(0.0, |id| totals.sums[id]);
+                (
+                    Cow::Borrowed(&group.labels),
+                    Sample::Histogram { sum, buckets },
+                )
+            })
+            .collect(),
+    }
+}
+
+impl Sample {
+    fn encode(&self, mut encoder: MetricEncoder<'_>) -> fmt::Result {
+        match self {
+            Sample::Counter(value) => encoder
+                .encode_counter::<NoLabelSet, f64, f64>(value, None::<&Exemplar<NoLabelSet, f64>>),
+            Sample::Gauge(value) => encoder.encode_gauge(value),
+            Sample::Histogram { sum, buckets } => {
+                let count = buckets.iter().map(|(_, c)| c).sum();
+                encoder.encode_histogram::<NoLabelSet>(*sum, count, buckets, None)
+            }
+        }
+    }
+}
+
+impl Collector for Aggregator {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), fmt::Error> {
+        let mut cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
+        let totals = collect(&mut cache, self.store.dir(), self.store.pid());
+        let cache = &*cache;
+        let mut gauges_by_family: HashMap<usize, Vec<&GaugeValue>> = HashMap::new();
+        for gauge in &totals.gauges {
+            gauges_by_family
+                .entry(cache.series[gauge.series].family)
+                .or_default()
+                .push(gauge);
+        }
+        for (family_id, family) in cache.families.iter().enumerate() {
+            let gauges = gauges_by_family
+                .get(&family_id)
+                .map_or(&[][..], Vec::as_slice);
+            let samples = samples(cache, family, gauges, &totals);
+            if samples.is_empty() {
+                continue;
+            }
+            let mut metric = encoder.encode_descriptor(
+                &family.name,
+                &family.help,
+                None,
+                family.family_type.metric_type(),
+            )?;
+            for (labels, sample) in &samples {
+                sample.encode(metric.encode_family(&**labels)?)?;
+            }
+        }
+        encode_tally(
+            &mut encoder,
+            SKIPPED_FILES,
+            "Multiprocess files skipped at this scrape, by reason.",
+            MetricType::Gauge,
+            &totals.skipped_files,
+        )?;
+        encode_tally(
+            &mut encoder,
+            WRITE_ERRORS,
+            "Writes this process could not place in its multiprocess files, by reason; the values are kept in memory until there is room.",
+            MetricType::Counter,
+            self.store.write_errors(),
+        )
+    }
+}
+
+/// A family of one series per reason of `tally`.
+fn encode_tally<R: Reason>(
+    encoder: &mut DescriptorEncoder<'_>,
+    name: &str,
+    help: &str,
+    metric_type: MetricType,
+    tally: &Tally<R>,
+) -> fmt::Result {
+    let mut metric = encoder.encode_descriptor(name, help, None, metric_type)?;
+    for (reason, count) in tally.iter() {
+        let labels = [("reason", reason.as_str())];
+        let mut series = metric.encode_family(&labels)?;
+        match metric_type {
+            MetricType::Counter => series.encode_counter::<NoLabelSet, u64, u64>(
+                &count,
+                None::<&Exemplar<NoLabelSet, u64>>,
+            )?,
+            _ => series.encode_gauge(&(count as i64))?,
+        }
+    }
+    Ok(())
+}

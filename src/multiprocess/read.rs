@@ -1,0 +1,357 @@
+//! Reading the directory's files, as Python's `MultiProcessCollector` reads them.
+//!
+//! Files are copied with `pread` into one reused buffer, never mapped: a file that
+//! another process truncates or rewrites is then a short or inconsistent copy, skipped
+//! for that scrape and counted, instead of a fault. Keys never change once written, so
+//! each file is parsed once: later scrapes parse only entries appended since, and read
+//! values at known offsets of the copy. Keys are interned: one met in many files is
+//! parsed once.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use crate::hash::FastHashBuilder;
+use crate::storage::files::format::{parse_entries, used_of};
+use crate::storage::files::key;
+use crate::storage::files::open::open_regular;
+use crate::storage::files::reason::Reason;
+use crate::storage::files::FileKind;
+
+/// Why a file was skipped at a scrape; the `reason` label of [`SKIPPED_FILES`](super::SKIPPED_FILES).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Skip {
+    NotRegular,
+    Unreadable,
+    Truncated,
+    Corrupt,
+    UnknownName,
+}
+
+impl Reason for Skip {
+    const ALL: &'static [Self] = &[
+        Skip::NotRegular,
+        Skip::Unreadable,
+        Skip::Truncated,
+        Skip::Corrupt,
+        Skip::UnknownName,
+    ];
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Skip::NotRegular => "not_regular",
+            Skip::Unreadable => "unreadable",
+            Skip::Truncated => "truncated",
+            Skip::Corrupt => "corrupt",
+            Skip::UnknownName => "unknown_name",
+        }
+    }
+}
+
+impl Skip {
+    fn of_open(error: &io::Error) -> Self {
+        match (error.kind(), error.raw_os_error()) {
+            (io::ErrorKind::InvalidInput, _) | (_, Some(libc::ELOOP)) => Skip::NotRegular,
+            _ => Skip::Unreadable,
+        }
+    }
+
+    fn of_read(error: &io::Error) -> Self {
+        match error.kind() {
+            io::ErrorKind::UnexpectedEof => Skip::Truncated,
+            _ => Skip::Unreadable,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(super) enum FamilyType {
+    Counter,
+    Gauge,
+    Histogram,
+    /// One sample of a Python summary (`_count` or `_sum`), summed over processes and
+    /// served as a gauge family of that name: prometheus-client cannot encode a
+    /// summary, and these are the samples a summary without quantiles has.
+    Summary,
+}
+
+impl FamilyType {
+    /// The type of the families that files of `kind` hold.
+    fn of(kind: FileKind) -> Self {
+        match kind {
+            FileKind::Counter => FamilyType::Counter,
+            FileKind::Gauge(_) => FamilyType::Gauge,
+            FileKind::Histogram => FamilyType::Histogram,
+            FileKind::Summary => FamilyType::Summary,
+        }
+    }
+}
+
+/// A series as its key names it; the same in every file.
+pub(super) type SeriesId = usize;
+
+pub(super) struct SeriesInfo {
+    pub(super) family: usize,
+    pub(super) role: Role,
+}
+
+pub(super) enum Role {
+    /// A counter's `_total` or a gauge's value, with its labels.
+    Value(Vec<(String, String)>),
+    /// A histogram bucket, listed in its group.
+    Bucket,
+    /// A histogram's `_sum`, named by its group.
+    Sum,
+    /// A sample this crate does not aggregate (for example `_created`).
+    Ignored,
+}
+
+pub(super) struct FamilyInfo {
+    pub(super) name: String,
+    pub(super) help: String,
+    pub(super) family_type: FamilyType,
+    pub(super) series: Vec<SeriesId>,
+    pub(super) groups: Vec<usize>,
+}
+
+/// The series of one histogram that share labels (all but `le`).
+pub(super) struct HistogramGroup {
+    pub(super) labels: Vec<(String, String)>,
+    /// Bucket series, kept sorted by bound as they are interned.
+    pub(super) buckets: Vec<(f64, SeriesId)>,
+    pub(super) sum: Option<SeriesId>,
+}
+
+pub(super) struct CachedFile {
+    file: File,
+    identity: (u64, u64),
+    parsed_until: usize,
+    /// Series and value offset of each entry.
+    pub(super) entries: Vec<(SeriesId, usize)>,
+}
+
+/// What earlier scrapes learnt of the files, kept for the next.
+#[derive(Default)]
+pub(super) struct Cache {
+    series_ids: HashMap<(FamilyType, String), SeriesId>,
+    pub(super) series: Vec<SeriesInfo>,
+    family_ids: HashMap<(FamilyType, String), usize>,
+    pub(super) families: Vec<FamilyInfo>,
+    group_ids: HashMap<(usize, Vec<(String, String)>), usize>,
+    pub(super) groups: Vec<HistogramGroup>,
+    /// Key text to series, so the same key in many files is parsed once.
+    keys: HashMap<Box<[u8]>, SeriesId, FastHashBuilder>,
+    pub(super) files: HashMap<PathBuf, CachedFile>,
+    /// The copy of the file being read, reused across files and scrapes.
+    pub(super) buffer: Vec<u8>,
+}
+
+impl Cache {
+    /// The series of a key, parsing (and checking) the key only the first time.
+    fn intern(&mut self, key_bytes: &[u8], kind: FileKind) -> Option<SeriesId> {
+        if let Some(id) = self.keys.get(key_bytes) {
+            return Some(*id);
+        }
+        let parsed = key::decode(std::str::from_utf8(key_bytes).ok()?).ok()?;
+        let family_type = FamilyType::of(kind);
+        let identity = key::encode("", &parsed.sample, &parsed.labels, "");
+        let id = match self.series_ids.get(&(family_type, identity.clone())) {
+            Some(id) => *id,
+            None => {
+                // A summary's samples are families of their own (see `FamilyType`).
+                let name = match family_type {
+                    FamilyType::Summary => &parsed.sample,
+                    _ => &parsed.metric,
+                };
+                let family = self.family(family_type, name, &parsed.help);
+                let id = self.series.len();
+                let role = self.role(family, family_type, &parsed, id);
+                self.series.push(SeriesInfo { family, role });
+                self.families[family].series.push(id);
+                self.series_ids.insert((family_type, identity), id);
+                id
+            }
+        };
+        self.keys.insert(key_bytes.into(), id);
+        Some(id)
+    }
+
+    fn family(&mut self, family_type: FamilyType, name: &str, help: &str) -> usize {
+        let key = (family_type, name.to_string());
+        if let Some(id) = self.family_ids.get(&key) {
+            return *id;
+        }
+        let id = self.families.len();
+        self.families.push(FamilyInfo {
+            name: name.to_string(),
+            help: help.to_string(),
+            family_type,
+            series: Vec::new(),
+            groups: Vec::new(),
+        });
+        self.family_ids.insert(key, id);
+        id
+    }
+
+    /// The role of the new series `series`; bucket and sum series join their group.
+    fn role(
+        &mut self,
+        family: usize,
+        family_type: FamilyType,
+        parsed: &key::Key,
+        series: SeriesId,
+    ) -> Role {
+        let name = &self.families[family].name;
+        match family_type {
+            FamilyType::Counter if parsed.sample == format!("{name}_total") => {
+                Role::Value(parsed.labels.clone())
+            }
+            FamilyType::Gauge | FamilyType::Summary if parsed.sample == *name => {
+                Role::Value(parsed.labels.clone())
+            }
+            FamilyType::Histogram if parsed.sample == format!("{name}_bucket") => {
+                let Some(bound) = parsed
+                    .labels
+                    .iter()
+                    .find(|(label, _)| label == "le")
+                    .and_then(|(_, value)| parse_bound(value))
+                else {
+                    return Role::Ignored;
+                };
+                let labels: Vec<_> = parsed
+                    .labels
+                    .iter()
+                    .filter(|(l, _)| l != "le")
+                    .cloned()
+                    .collect();
+                let group = self.group(family, labels);
+                let buckets = &mut self.groups[group].buckets;
+                let at = buckets.partition_point(|(b, _)| *b < bound);
+                buckets.insert(at, (bound, series));
+                Role::Bucket
+            }
+            FamilyType::Histogram if parsed.sample == format!("{name}_sum") => {
+                let group = self.group(family, parsed.labels.clone());
+                self.groups[group].sum = Some(series);
+                Role::Sum
+            }
+            _ => Role::Ignored,
+        }
+    }
+
+    fn group(&mut self, family: usize, labels: Vec<(String, String)>) -> usize {
+        let key = (family, labels);
+        if let Some(id) = self.group_ids.get(&key) {
+            return *id;
+        }
+        let id = self.groups.len();
+        self.groups.push(HistogramGroup {
+            labels: key.1.clone(),
+            buckets: Vec::new(),
+            sum: None,
+        });
+        self.families[family].groups.push(id);
+        self.group_ids.insert(key, id);
+        id
+    }
+
+    /// Copies `path` into the buffer and brings its cached entries up to date with
+    /// what its writer appended. `listed` is what the directory listing says it is.
+    pub(super) fn refresh(
+        &mut self,
+        path: &Path,
+        listed: std::fs::FileType,
+        kind: FileKind,
+    ) -> Result<(), Skip> {
+        // Listing and `lstat` say what the name is without opening it; the open below
+        // refuses links and does not block, and checks again what it opened.
+        if !listed.is_file() {
+            return Err(Skip::NotRegular);
+        }
+        let metadata = std::fs::symlink_metadata(path).map_err(|_| Skip::Unreadable)?;
+        if !metadata.is_file() {
+            return Err(Skip::NotRegular);
+        }
+        let identity = file_identity(&metadata);
+        let mut cached = match self.files.remove(path) {
+            // The same file: what was parsed stays valid unless it shrank (checked below).
+            Some(cached) if cached.identity == identity => cached,
+            _ => CachedFile {
+                file: open_regular(path, false).map_err(|error| Skip::of_open(&error))?,
+                identity,
+                parsed_until: 8,
+                entries: Vec::new(),
+            },
+        };
+        let mut header = [0; 8];
+        cached
+            .file
+            .read_exact_at(&mut header, 0)
+            .map_err(|error| Skip::of_read(&error))?;
+        // A writer sets `used` right after it creates the file: 0 is a file of no
+        // entries yet.
+        let used = match used_of(header) {
+            0 => 8,
+            1..8 => return Err(Skip::Corrupt),
+            used => used,
+        };
+        if used < cached.parsed_until {
+            // Rewritten shorter: the next scrape reads it afresh.
+            return Err(Skip::Truncated);
+        }
+        self.buffer.resize(used, 0);
+        cached
+            .file
+            .read_exact_at(&mut self.buffer, 0)
+            .map_err(|error| Skip::of_read(&error))?;
+        if used > cached.parsed_until {
+            // Out of `self` while its keys are interned into `self`.
+            let buffer = std::mem::take(&mut self.buffer);
+            let parsed = self.intern_entries(path, &buffer, cached.parsed_until, kind);
+            self.buffer = buffer;
+            cached.entries.extend(parsed?);
+            cached.parsed_until = used;
+        }
+        self.files.insert(path.to_path_buf(), cached);
+        Ok(())
+    }
+
+    /// The series and value offset of each entry of `data` from `start` on.
+    fn intern_entries(
+        &mut self,
+        path: &Path,
+        data: &[u8],
+        start: usize,
+        kind: FileKind,
+    ) -> Result<Vec<(SeriesId, usize)>, Skip> {
+        parse_entries(path, data, start, data.len())
+            .map_err(|_| Skip::Corrupt)?
+            .into_iter()
+            .map(|entry| {
+                let series = self.intern(entry.key, kind).ok_or(Skip::Corrupt)?;
+                Ok((series, entry.value_offset))
+            })
+            .collect()
+    }
+}
+
+#[cfg(unix)]
+fn file_identity(metadata: &std::fs::Metadata) -> (u64, u64) {
+    use std::os::unix::fs::MetadataExt;
+    (metadata.ino(), metadata.dev())
+}
+
+#[cfg(not(unix))]
+fn file_identity(_metadata: &std::fs::Metadata) -> (u64, u64) {
+    (0, 0)
+}
+
+fn parse_bound(text: &str) -> Option<f64> {
+    match text {
+        "+Inf" => Some(f64::INFINITY),
+        "-Inf" => Some(f64::NEG_INFINITY),
+        other => other.parse().ok(),
+    }
+}

@@ -1,0 +1,233 @@
+//! Every access to the files that needs `unsafe`: the shared mapping of a file this
+//! process writes, the handles that point into it, and the few system calls the
+//! standard library does not offer (reserving blocks, record locks that readers can
+//! query without taking, noticing a `fork()`).
+//!
+//! Keeping them here keeps the rest of the crate free of `unsafe`: each block below
+//! says why it holds.
+
+// The mapping is shared memory that other processes write: that needs raw pointers.
+#![allow(unsafe_code)]
+
+use std::fs::File;
+use std::io;
+use std::os::fd::AsRawFd;
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicI32, AtomicPtr, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Once, PoisonError};
+
+use memmap2::{MmapOptions, MmapRaw};
+
+/// Bumped in every child right after `fork()`, before `fork()` returns there.
+static FORK_GENERATION: AtomicU64 = AtomicU64::new(0);
+static FORK_HANDLER: Once = Once::new();
+
+extern "C" fn after_fork_in_child() {
+    // Async-signal-safe: one atomic add.
+    FORK_GENERATION.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Makes [`fork_generation`] change in every child forked from now on.
+pub(crate) fn watch_forks() {
+    FORK_HANDLER.call_once(|| {
+        // SAFETY: the handler is a plain function that only does an atomic add, which
+        // is allowed between fork() and exec(). Registration cannot fail except for
+        // lack of memory, in which case forks are simply not noticed.
+        let _ = unsafe { libc::pthread_atfork(None, None, Some(after_fork_in_child)) };
+    });
+}
+
+/// How many forks lie between the first process and this one: a value placed in a
+/// file under another generation belongs to an ancestor's file.
+#[inline]
+pub(crate) fn fork_generation() -> u64 {
+    FORK_GENERATION.load(Ordering::Relaxed)
+}
+
+/// Gives the file real blocks for its first `len` bytes (growing it if needed), so
+/// that touching them through a mapping never faults for lack of space.
+#[cfg(any(target_os = "linux", target_os = "android", target_os = "freebsd"))]
+pub(crate) fn allocate(file: &File, len: u64) -> io::Result<()> {
+    let offset_len = libc::off_t::try_from(len)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "file too large"))?;
+    // SAFETY: a plain system call on an open descriptor; it touches no memory of ours.
+    match unsafe { libc::posix_fallocate(file.as_raw_fd(), 0, offset_len) } {
+        0 => Ok(()),
+        // Filesystems without fallocate: only extending the file is possible.
+        libc::EOPNOTSUPP | libc::EINVAL => extend(file, len),
+        errno => Err(io::Error::from_raw_os_error(errno)),
+    }
+}
+
+/// Systems without `posix_fallocate`: the file is extended (sparse), as Python does.
+#[cfg(not(any(target_os = "linux", target_os = "android", target_os = "freebsd")))]
+pub(crate) fn allocate(file: &File, len: u64) -> io::Result<()> {
+    extend(file, len)
+}
+
+fn extend(file: &File, len: u64) -> io::Result<()> {
+    if file.metadata()?.len() < len {
+        file.set_len(len)?;
+    }
+    Ok(())
+}
+
+fn whole_file_lock(lock_type: libc::c_int) -> libc::flock {
+    // SAFETY: `flock` is a plain C struct for which all zero bytes is a valid value.
+    let mut lock: libc::flock = unsafe { std::mem::zeroed() };
+    lock.l_type = lock_type as libc::c_short;
+    lock.l_whence = libc::SEEK_SET as libc::c_short;
+    lock
+}
+
+/// Takes a write lock on the whole file for as long as this process lives; `false`
+/// when another process holds one.
+pub(crate) fn try_lock(file: &File) -> io::Result<bool> {
+    let lock = whole_file_lock(libc::F_WRLCK);
+    // SAFETY: F_SETLK reads the `flock` struct passed by pointer, which outlives the call.
+    if unsafe { libc::fcntl(file.as_raw_fd(), libc::F_SETLK, &lock) } == 0 {
+        return Ok(true);
+    }
+    let error = io::Error::last_os_error();
+    match error.raw_os_error() {
+        Some(libc::EAGAIN | libc::EACCES) => Ok(false),
+        _ => Err(error),
+    }
+}
+
+/// Whether another process holds a lock on the file. Only asks: taking no lock
+/// itself, it can never make that process's own `try_lock` fail.
+pub(crate) fn is_locked(file: &File) -> io::Result<bool> {
+    let mut lock = whole_file_lock(libc::F_WRLCK);
+    // SAFETY: F_GETLK reads and writes the `flock` struct passed by pointer, which
+    // outlives the call.
+    if unsafe { libc::fcntl(file.as_raw_fd(), libc::F_GETLK, &mut lock) } == 0 {
+        Ok(lock.l_type != libc::F_UNLCK as libc::c_short)
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Clock ticks per second, the unit of a process's start time in `/proc`.
+pub(crate) fn clock_ticks() -> u64 {
+    // SAFETY: sysconf only reads a system constant.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    u64::try_from(ticks).ok().filter(|t| *t > 0).unwrap_or(100)
+}
+
+/// A shared, writable mapping of the first bytes of a file; the mapped bytes stay
+/// valid as long as the mapping lives.
+pub(crate) struct Mapping(MmapRaw);
+
+impl Mapping {
+    /// Maps the first `len` bytes of `file`, which has blocks for them.
+    pub(crate) fn new(file: &File, len: usize) -> io::Result<Self> {
+        MmapOptions::new().len(len).map_raw(file).map(Self)
+    }
+
+    /// The header's `used` field.
+    pub(crate) fn header(&self) -> &AtomicI32 {
+        // SAFETY: the map starts page-aligned (so aligned for an i32) and is at least
+        // the header long; the bytes are only ever accessed atomically.
+        unsafe { &*self.0.as_ptr().cast::<AtomicI32>() }
+    }
+
+    /// The mapped bytes. Only for a file nobody else writes yet (just opened by its
+    /// own pid's process).
+    pub(crate) fn bytes(&self) -> &[u8] {
+        // SAFETY: `len` bytes are mapped and have blocks behind them, and live as long
+        // as `self`; the only writer of this file is this process, which has not
+        // handed out any pointer into it yet.
+        unsafe { std::slice::from_raw_parts(self.0.as_ptr(), self.0.len()) }
+    }
+
+    /// Copies `bytes` to `offset`, past the file's `used`: no reader and no handle
+    /// looks there yet.
+    /// `false` (and nothing written) when they do not fit in the mapping.
+    pub(crate) fn write_unused(&self, offset: usize, bytes: &[u8]) -> bool {
+        if offset.saturating_add(bytes.len()) > self.0.len() {
+            return false;
+        }
+        // SAFETY: `offset..offset + len` lies inside the mapping (checked above) and
+        // is past `used`, so no reference into it exists; the caller holds the
+        // writer's lock, which keeps other writers of this process out.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                bytes.as_ptr(),
+                self.0.as_mut_ptr().add(offset),
+                bytes.len(),
+            );
+        }
+        true
+    }
+
+    /// The value at `offset` (an entry's value, 8-byte aligned, its timestamp after it).
+    pub(crate) fn value_at(&self, offset: usize) -> Option<NonNull<AtomicU64>> {
+        (offset.is_multiple_of(8) && offset.saturating_add(16) <= self.0.len())
+            .then(|| NonNull::new(self.0.as_mut_ptr().wrapping_add(offset).cast::<AtomicU64>()))
+            .flatten()
+    }
+}
+
+/// Where one value (and the timestamp after it) sits in a mapped file, which it keeps
+/// mapped.
+pub(crate) struct Slot {
+    value: NonNull<AtomicU64>,
+    _file: Arc<dyn Send + Sync>,
+}
+
+// SAFETY: the pointee is an `AtomicU64` inside a mapping that `_file` keeps alive;
+// all access to it is atomic.
+unsafe impl Send for Slot {}
+// SAFETY: as above.
+unsafe impl Sync for Slot {}
+
+impl Slot {
+    /// The value at `value`, in a mapping that `file` keeps alive.
+    pub(crate) fn new(value: NonNull<AtomicU64>, file: Arc<dyn Send + Sync>) -> Self {
+        Self { value, _file: file }
+    }
+}
+
+/// The place of a value, which changes when a forked child moves it to its own file
+/// or when a value that found no room gets some.
+pub(crate) struct SlotRef {
+    /// The fork generation `value` belongs to; `UNPLACED` before it has a place.
+    generation: AtomicU64,
+    value: AtomicPtr<AtomicU64>,
+    /// Every slot it ever held: a pointer handed out stays valid as long as `self`.
+    held: Mutex<Vec<Slot>>,
+}
+
+const UNPLACED: u64 = u64::MAX;
+
+impl SlotRef {
+    pub(crate) fn unplaced() -> Self {
+        Self {
+            generation: AtomicU64::new(UNPLACED),
+            value: AtomicPtr::new(std::ptr::null_mut()),
+            held: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The value and its timestamp, if placed in a file of fork generation `generation`.
+    #[inline]
+    pub(crate) fn get(&self, generation: u64) -> Option<(&AtomicU64, &AtomicU64)> {
+        if self.generation.load(Ordering::Acquire) != generation {
+            return None;
+        }
+        let value = self.value.load(Ordering::Acquire);
+        // SAFETY: `value` came from a `Slot` in `held` (stored before the generation
+        // that the Acquire load above saw), so it points at an 8-byte aligned value
+        // followed by its timestamp, in a mapping alive as long as `self`.
+        unsafe { Some((&*value, &*value.add(1))) }
+    }
+
+    /// Moves the value to `slot`, of fork generation `generation`.
+    pub(crate) fn place(&self, slot: Slot, generation: u64) {
+        let mut held = self.held.lock().unwrap_or_else(PoisonError::into_inner);
+        self.value.store(slot.value.as_ptr(), Ordering::Release);
+        held.push(slot);
+        self.generation.store(generation, Ordering::Release);
+    }
+}

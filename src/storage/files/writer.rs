@@ -1,0 +1,183 @@
+//! A file this process writes, mapped.
+//!
+//! The writer maps the file, and maps it again each time it grows (keeping the older
+//! mappings, which see the same pages), so the address of a value never changes:
+//! metric handles keep a pointer to their value and an add is one atomic operation on
+//! the shared page. A process killed at any moment leaves every completed add in the
+//! page cache. The blocks behind a mapping are reserved before it is made, so a full
+//! disk is an error at growth, never a fault at the first write into a page.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use super::format::{
+    entry_len, padded_len, parse_entries, read_used, FileError, HEADER, INITIAL_SIZE, MAX_SIZE,
+};
+use super::map::{allocate, Mapping, Slot};
+use super::open::open_or_create;
+
+/// Growth when doubling finds no room: the least that fits, in pages.
+const PAGE: usize = 4096;
+
+/// A file this process writes.
+pub(crate) struct WritableFile {
+    path: PathBuf,
+    file: File,
+    /// The first mapping, which holds the header.
+    first: Mapping,
+    state: Mutex<WriterState>,
+}
+
+struct WriterState {
+    used: usize,
+    capacity: usize,
+    positions: HashMap<String, usize>,
+    /// Mappings made as the file grew, the newest last; handles point into all of them.
+    grown: Vec<Mapping>,
+}
+
+impl WriterState {
+    fn newest<'a>(&'a self, first: &'a Mapping) -> &'a Mapping {
+        self.grown.last().unwrap_or(first)
+    }
+}
+
+impl WritableFile {
+    /// Opens (or creates, with `mode`) the file and indexes the entries already in it,
+    /// so a process that reuses the file of an earlier one with the same pid continues
+    /// its values.
+    pub(crate) fn open(path: &Path, mode: u32) -> Result<Self, FileError> {
+        let io_error = |source| FileError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        let file = open_or_create(path, mode).map_err(io_error)?;
+        let length = file.metadata().map_err(io_error)?.len();
+        let capacity = usize::try_from(length.max(INITIAL_SIZE))
+            .ok()
+            .filter(|c| *c <= MAX_SIZE)
+            .ok_or_else(|| FileError::Full {
+                path: path.to_path_buf(),
+            })?;
+        // A file another process left (Python's are sparse) gets its blocks too.
+        allocate(&file, capacity as u64).map_err(io_error)?;
+        let first = Mapping::new(&file, capacity).map_err(io_error)?;
+        let this = Self {
+            path: path.to_path_buf(),
+            file,
+            first,
+            state: Mutex::new(WriterState {
+                used: HEADER,
+                capacity,
+                positions: HashMap::new(),
+                grown: Vec::new(),
+            }),
+        };
+        let used = match read_used(this.header()) {
+            0 => {
+                this.header().store(HEADER as i32, Ordering::Release);
+                HEADER
+            }
+            used => used,
+        };
+        let positions = {
+            let data = this.first.bytes();
+            let mut positions = HashMap::new();
+            for entry in parse_entries(path, data, HEADER, used)? {
+                let key = std::str::from_utf8(entry.key).map_err(|_| FileError::Corrupt {
+                    path: path.to_path_buf(),
+                    offset: entry.value_offset,
+                    reason: "key is not UTF-8",
+                })?;
+                positions.insert(key.to_string(), entry.value_offset);
+            }
+            positions
+        };
+        {
+            let mut state = this.state.lock().unwrap_or_else(PoisonError::into_inner);
+            state.used = used;
+            state.positions = positions;
+        }
+        Ok(this)
+    }
+
+    fn header(&self) -> &AtomicI32 {
+        self.first.header()
+    }
+
+    /// The place of `key`'s value, appending an entry for it if it is new.
+    pub(crate) fn slot(self: &Arc<Self>, key: &str) -> Result<Slot, FileError> {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let offset = match state.positions.get(key) {
+            Some(offset) => *offset,
+            None => self.append(&mut state, key)?,
+        };
+        let value =
+            state
+                .newest(&self.first)
+                .value_at(offset)
+                .ok_or_else(|| FileError::Corrupt {
+                    path: self.path.clone(),
+                    offset,
+                    reason: "value outside the mapping",
+                })?;
+        Ok(Slot::new(value, Arc::clone(self) as Arc<dyn Send + Sync>))
+    }
+
+    fn append(&self, state: &mut WriterState, key: &str) -> Result<usize, FileError> {
+        let length = entry_len(key.len());
+        let start = state.used;
+        let end = start + length;
+        if end > MAX_SIZE {
+            return Err(FileError::Full {
+                path: self.path.clone(),
+            });
+        }
+        if end > state.capacity {
+            self.grow(state, end)?;
+        }
+        let mut entry = Vec::with_capacity(length);
+        entry.extend_from_slice(&(key.len() as i32).to_le_bytes());
+        entry.extend_from_slice(key.as_bytes());
+        entry.resize(4 + padded_len(key.len()), b' ');
+        entry.resize(length, 0);
+        // The newest mapping covers `end` (grown above) and has blocks behind it.
+        if !state.newest(&self.first).write_unused(start, &entry) {
+            return Err(FileError::Full {
+                path: self.path.clone(),
+            });
+        }
+        // Publishing `used` last makes the entry visible only once it is complete.
+        self.header().store(end as i32, Ordering::Release);
+        state.used = end;
+        let offset = end - 16;
+        state.positions.insert(key.to_string(), offset);
+        Ok(offset)
+    }
+
+    /// Reserves blocks for at least `needed` bytes (double the size if there is room,
+    /// else the pages that fit) and maps the grown file.
+    fn grow(&self, state: &mut WriterState, needed: usize) -> Result<(), FileError> {
+        let io_error = |source| FileError::Io {
+            path: self.path.clone(),
+            source,
+        };
+        let doubled = state.capacity.saturating_mul(2).clamp(needed, MAX_SIZE);
+        let least = needed.div_ceil(PAGE).saturating_mul(PAGE).min(MAX_SIZE);
+        let capacity = match allocate(&self.file, doubled as u64) {
+            Ok(()) => doubled,
+            Err(_) if least < doubled => {
+                allocate(&self.file, least as u64).map_err(io_error)?;
+                least
+            }
+            Err(error) => return Err(io_error(error)),
+        };
+        let map = Mapping::new(&self.file, capacity).map_err(io_error)?;
+        state.grown.push(map);
+        state.capacity = capacity;
+        Ok(())
+    }
+}
