@@ -7,38 +7,16 @@ use std::io::Read as _;
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::fixtures::jobs_and_latency as registry;
+#[cfg(feature = "protobuf")]
+use common::fixtures::protobuf_families;
 use common::{scrape_reply, serve, Exposition};
 use http::{header, Method, StatusCode};
-use tower_prometheus::metrics::{Buckets, Counter, Family, Gauge, Histogram};
+use tower_prometheus::metrics::{Counter, Family, Gauge};
 use tower_prometheus::{BuildError, MetricsEndpoint, MetricsRegistry};
 
 const PROMETHEUS_DEFAULT_ACCEPT: &str = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
 const PROMETHEUS_NATIVE_ACCEPT: &str = "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited;q=0.7,text/plain;version=0.0.4;q=0.3";
-
-/// A registry with a counter at 3 and a histogram of three observations.
-fn registry() -> MetricsRegistry {
-    let registry = MetricsRegistry::new();
-    registry
-        .provider("jobs", "Jobs done.", || {
-            let counter = Counter::default();
-            counter.inc_by(3);
-            counter
-        })
-        .unwrap();
-    registry
-        .provider("latency_seconds", "Latency.", || {
-            let family =
-                Family::<[(&'static str, &'static str); 1], Histogram>::new_with_constructor(
-                    || Histogram::new(Buckets::new([0.1, 1.0]).unwrap()),
-                );
-            for value in [0.05, 0.5, 5.0] {
-                family.get_or_create(&[("route", "/a")]).observe(value);
-            }
-            family
-        })
-        .unwrap();
-    registry
-}
 
 #[tokio::test]
 async fn formats_follow_the_accept_header() {
@@ -314,23 +292,6 @@ async fn head_carries_the_headers_of_get_without_the_body() {
             );
         }
     }
-}
-
-/// Every family in a protobuf scrape, decoded.
-#[cfg(feature = "protobuf")]
-fn protobuf_families(
-    mut bytes: &[u8],
-) -> Vec<prometheus_client::encoding::prometheus_protobuf::prometheus_data_model::MetricFamily> {
-    use prost::Message as _;
-
-    let mut families = Vec::new();
-    while !bytes.is_empty() {
-        families.push(
-            prometheus_client::encoding::prometheus_protobuf::prometheus_data_model::MetricFamily::decode_length_delimited(&mut bytes)
-                .expect("delimited MetricFamily"),
-        );
-    }
-    families
 }
 
 /// The family names of a scrape, in every format the endpoint serves: from the `TYPE`

@@ -11,7 +11,9 @@ use std::time::Duration;
 
 use axum::routing::get;
 use axum::Router;
-use common::multiprocess::{assert_same_samples, python_aggregate};
+use common::multiprocess::{
+    assert_same_samples, python_aggregate, run_python_worker, PYTHON_WORKER,
+};
 use common::{eventually, scrape, serve, TempDir};
 use prometheus_client::registry::Unit;
 use tower_prometheus::metrics::{Buckets, Counter, Family, Gauge, Histogram};
@@ -83,29 +85,13 @@ async fn python_reads_the_files_this_crate_writes() -> common::Checked {
 async fn this_crate_aggregates_files_python_processes_wrote() -> common::Checked {
     let python = common::require_python_client("write files with Python's prometheus_client")?;
     let dir = TempDir::new("python-writes");
-    let script = "import sys\n\
-        from prometheus_client import Counter, Gauge, Histogram\n\
-        n = int(sys.argv[1])\n\
-        Counter('py_jobs', 'Jobs.', ['kind']).labels('a\"b').inc(n)\n\
-        Histogram('py_latency_seconds', 'Latency.', buckets=[0.1, 1.0]).observe(0.05 * n)\n\
-        Gauge('py_peak', 'Peak.', multiprocess_mode='max').set(n)\n\
-        Gauge('py_each', 'Each.', multiprocess_mode='all').set(n)\n\
-        Gauge('py_live', 'Live.', multiprocess_mode='livesum').set(n)\n\
-        if len(sys.argv) > 2:\n\
-        \x20   print('ready', flush=True)\n\
-        \x20   sys.stdin.read()\n";
     // Two workers that exit, and one that stays alive until its stdin closes.
     for n in ["3", "10"] {
-        let status = Command::new(&python)
-            .env("PROMETHEUS_MULTIPROC_DIR", dir.path())
-            .args(["-c", script, n])
-            .status()
-            .expect("python runs");
-        assert!(status.success());
+        run_python_worker(&python, dir.path(), n);
     }
     let mut live = Command::new(&python)
         .env("PROMETHEUS_MULTIPROC_DIR", dir.path())
-        .args(["-c", script, "4", "stay"])
+        .args(["-c", PYTHON_WORKER, "4", "stay"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()

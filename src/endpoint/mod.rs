@@ -8,6 +8,12 @@
 //! gzip-compressed when `Accept-Encoding` allows it, and every scrape response says
 //! `Vary: Accept, Accept-Encoding`. `HEAD` gets the same headers and no body.
 //!
+//! `name[]` query parameters, as Go's promhttp and Python's client read them, keep only
+//! the families named (by family name or by one of their sample names), in every format.
+//! Collectors are opaque until they run, so all of them run on every scrape and the
+//! registry is encoded whole; the families not named are then dropped from the body.
+//! More than 1000 names, or a value that does not decode to UTF-8, get `400 Bad Request`.
+//!
 //! Options ([`MetricsEndpointBuilder`]): a bearer token or any guard on the request
 //! (`401` with `WWW-Authenticate` otherwise), and a maximum of scrapes in flight (`503`
 //! with `Retry-After` past it), each in flight until its body has been sent or dropped.
@@ -18,12 +24,14 @@
 
 mod body;
 mod compress;
+mod families;
 mod format;
 mod guard;
 mod limit;
 mod negotiate;
 #[cfg(feature = "axum")]
 mod reach;
+mod select;
 mod service;
 
 pub use body::MetricsBody;

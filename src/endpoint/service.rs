@@ -13,12 +13,14 @@ use tower::Service;
 
 use super::body::MetricsBody;
 use super::compress;
+use super::families;
 use super::format::Format;
 use super::guard::{ScrapeGuard, ScrapeRequest};
 use super::limit::{ScrapePermit, ScrapeSlots};
 use super::negotiate;
 #[cfg(feature = "axum")]
 use super::reach::ReachCheck;
+use super::select::NameSelection;
 use crate::registry::Initialized;
 use crate::{BuildError, MetricsRegistry};
 
@@ -175,25 +177,45 @@ impl MetricsEndpoint {
                 "1",
             );
         };
+        let names = match NameSelection::from_query(request.uri().query()) {
+            Ok(names) => names,
+            Err(error) => {
+                return EndpointFuture::ready(plain_response(
+                    StatusCode::BAD_REQUEST,
+                    format!("bad query: {error}\n"),
+                ))
+            }
+        };
         let format = negotiate::format(request.headers());
         let gzip = negotiate::accepts_gzip(request.headers());
         let head = *request.method() == Method::HEAD;
         let endpoint = self.clone();
+        let scrape = Scrape {
+            format,
+            names,
+            gzip,
+            head,
+        };
         EndpointFuture {
-            inner: Box::pin(async move { endpoint.scrape(format, gzip, head, permit).await }),
+            inner: Box::pin(async move { endpoint.scrape(scrape, permit).await }),
         }
     }
 
     /// Answers a scrape. `HEAD` renders the body too, so that it gets `GET`'s headers
     /// (`Content-Length` and `Content-Encoding` among them), and then sends none of it.
-    async fn scrape(
-        &self,
-        format: Format,
-        gzip: bool,
-        head: bool,
-        permit: ScrapePermit,
-    ) -> Response<MetricsBody> {
-        let body = match self.render(format).await {
+    async fn scrape(&self, scrape: Scrape, permit: ScrapePermit) -> Response<MetricsBody> {
+        let Scrape {
+            format,
+            names,
+            gzip,
+            head,
+        } = scrape;
+        let rendered = self.render(format).await.and_then(|body| match &names {
+            None => Ok(body),
+            Some(names) => families::retain(format, &body, |name, kind| names.keeps(name, kind))
+                .map_err(|_| ScrapeError::Encode),
+        });
+        let body = match rendered {
             Ok(body) => body,
             Err(error) => {
                 return plain_response(StatusCode::INTERNAL_SERVER_ERROR, error.to_string())
@@ -225,6 +247,16 @@ impl MetricsEndpoint {
         }
         response
     }
+}
+
+/// What a scrape asked for.
+struct Scrape {
+    format: Format,
+    /// The `name[]` parameters; `None` serves every family.
+    names: Option<NameSelection>,
+    gzip: bool,
+    /// `HEAD`: the headers of `GET`, no body.
+    head: bool,
 }
 
 /// A scrape turned away with `status`, and the header that tells the client why or

@@ -43,6 +43,10 @@
 //! combines their values, and encodes the aggregate, one module each; the files
 //! themselves (their format, their names, and the cells this process writes) belong
 //! to the storage of the metric types, which this module only reads.
+//!
+//! As in Python's client, the lowercase `prometheus_multiproc_dir` is honoured while
+//! `PROMETHEUS_MULTIPROC_DIR` is unset (with a `tracing` warning to rename it), and
+//! ignored when both are set.
 
 mod combine;
 mod encode;
@@ -58,6 +62,9 @@ pub use encode::{SKIPPED_FILES, WRITE_ERRORS};
 
 /// The environment variable that turns multi-process mode on.
 pub const ENV_VAR: &str = "PROMETHEUS_MULTIPROC_DIR";
+/// Its lowercase name, which Python's client still honours (with a deprecation
+/// warning) when [`ENV_VAR`] is not set; so does this crate, with a `tracing` warning.
+const LOWERCASE_ENV_VAR: &str = "prometheus_multiproc_dir";
 /// An older name of it, which is not honoured.
 const OLD_ENV_VAR: &str = "PROMETHEUS_MULTIPROCESS_DIR";
 
@@ -81,11 +88,28 @@ impl MultiprocessSetting {
     }
 }
 
-/// The directory from the environment, warning about the old variable name.
+/// The directory from the environment, as Python's client reads it: [`ENV_VAR`] when
+/// it is set (even to nothing, which leaves the mode off), otherwise
+/// [`LOWERCASE_ENV_VAR`], with a warning to rename it. The old name only gets a warning.
 fn dir_from_env() -> Option<PathBuf> {
-    match std::env::var_os(ENV_VAR) {
-        Some(dir) if !dir.is_empty() => Some(PathBuf::from(dir)),
-        _ => {
+    let lowercase = std::env::var_os(LOWERCASE_ENV_VAR).filter(|dir| !dir.is_empty());
+    match (std::env::var_os(ENV_VAR), lowercase) {
+        (Some(dir), lowercase) => {
+            if lowercase.is_some_and(|other| other != dir) {
+                tracing::warn!(
+                    "{LOWERCASE_ENV_VAR} is ignored because {ENV_VAR} is set, as in Python's client"
+                );
+            }
+            (!dir.is_empty()).then(|| PathBuf::from(dir))
+        }
+        (None, Some(dir)) => {
+            tracing::warn!(
+                dir = %Path::new(&dir).display(),
+                "{LOWERCASE_ENV_VAR} is deprecated (as in Python's client); set {ENV_VAR} instead"
+            );
+            Some(PathBuf::from(dir))
+        }
+        (None, None) => {
             if std::env::var_os(OLD_ENV_VAR).is_some() {
                 tracing::warn!(
                     "{OLD_ENV_VAR} is set but ignored; set {ENV_VAR} to turn on multi-process mode"

@@ -20,6 +20,7 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 
 pub mod events;
+pub mod fixtures;
 pub mod harness;
 pub mod multiprocess;
 

@@ -4,10 +4,48 @@ use std::process::Command;
 
 use super::Exposition;
 
+/// A Python worker writing multiprocess files: `python -c PYTHON_WORKER <n>` counts `n`
+/// into `py_jobs{kind="a\"b"}`, observes `0.05 * n` in `py_latency_seconds` (buckets 0.1
+/// and 1), and sets the gauges `py_peak` (mode max), `py_each` (all) and `py_live`
+/// (livesum) to `n`; with a second argument it prints `ready` and stays alive until its
+/// stdin closes.
+pub const PYTHON_WORKER: &str = "import sys\n\
+    from prometheus_client import Counter, Gauge, Histogram\n\
+    n = int(sys.argv[1])\n\
+    Counter('py_jobs', 'Jobs.', ['kind']).labels('a\"b').inc(n)\n\
+    Histogram('py_latency_seconds', 'Latency.', buckets=[0.1, 1.0]).observe(0.05 * n)\n\
+    Gauge('py_peak', 'Peak.', multiprocess_mode='max').set(n)\n\
+    Gauge('py_each', 'Each.', multiprocess_mode='all').set(n)\n\
+    Gauge('py_live', 'Live.', multiprocess_mode='livesum').set(n)\n\
+    if len(sys.argv) > 2:\n\
+    \x20   print('ready', flush=True)\n\
+    \x20   sys.stdin.read()\n";
+
+/// Runs [`PYTHON_WORKER`] with `n` to the end, writing its files in `dir`.
+pub fn run_python_worker(python: &std::path::Path, dir: &std::path::Path, n: &str) {
+    let status = Command::new(python)
+        .env("PROMETHEUS_MULTIPROC_DIR", dir)
+        .args(["-c", PYTHON_WORKER, n])
+        .status()
+        .expect("python runs");
+    assert!(status.success());
+}
+
 /// Python's `MultiProcessCollector` over `dir`, in the text format.
 pub fn python_aggregate(python: &std::path::Path, dir: &std::path::Path) -> Exposition {
+    python_aggregate_via(python, "PROMETHEUS_MULTIPROC_DIR", dir)
+}
+
+/// Python's `MultiProcessCollector` over `dir`, which only the environment variable
+/// `variable` names.
+pub fn python_aggregate_via(
+    python: &std::path::Path,
+    variable: &str,
+    dir: &std::path::Path,
+) -> Exposition {
     let output = Command::new(python)
-        .env("PROMETHEUS_MULTIPROC_DIR", dir)
+        .env_remove("PROMETHEUS_MULTIPROC_DIR")
+        .env(variable, dir)
         .args([
             "-c",
             "from prometheus_client import CollectorRegistry, generate_latest, multiprocess\n\
