@@ -13,6 +13,20 @@
 //!   shared by all processes (the format of Python's prometheus_client), and a scrape of
 //!   any process answers the aggregate.
 //!
+//! # The public API
+//!
+//! Everything a user names, by module; the rest is private.
+//!
+//! | module | what you use |
+//! |---|---|
+//! | crate root | [`MetricsRegistry`], [`MetricsLayer`], [`MetricsEndpoint`], [`BuildError`], [`RegistryError`], [`BUILD_INFO`], the re-exported [`prometheus_client`] |
+//! | [`registry`] | [`CollectorResult`](registry::CollectorResult) and [`CollectorError`](registry::CollectorError), what a collector returns |
+//! | [`layer`] | [`MetricsLayerBuilder`](layer::MetricsLayerBuilder) and [`Objective`](layer::Objective); the service, future and body types it produces ([`MetricsService`](layer::MetricsService), [`ResponseFuture`](layer::ResponseFuture), [`ResponseBody`](layer::ResponseBody), [`RequestBody`](layer::RequestBody), and [`Untouched`](layer::Untouched) or [`CountMessages`](layer::CountMessages) for what the inner service receives); [`RouteFn`](layer::RouteFn); the HTTP family names, their types and label sets, to [`get`](MetricsRegistry::get) or replace them |
+//! | [`grpc`] | the gRPC family names, their types and label sets, [`GrpcCode`](grpc::GrpcCode) and [`GrpcType`](grpc::GrpcType) |
+//! | [`endpoint`] | [`MetricsEndpointBuilder`](endpoint::MetricsEndpointBuilder), [`OnCollectorError`](endpoint::OnCollectorError), [`Format`](endpoint::Format), [`DEFAULT_PATH`](endpoint::DEFAULT_PATH); the future, body and error types of the service; [`ScrapeRequest`](endpoint::ScrapeRequest), the parts of a scrape a guard may look at |
+//! | [`metrics`] | [`Counter`](metrics::Counter), [`Gauge`](metrics::Gauge), [`Histogram`](metrics::Histogram) with [`Buckets`](metrics::Buckets), [`Family`](metrics::Family) with the [`Labels`](metrics::Labels) its label sets implement, the family aliases, and their errors |
+//! | [`multiprocess`] | [`GaugeMode`](multiprocess::GaugeMode), the errors of the files ([`MultiprocessError`](multiprocess::MultiprocessError), [`FileError`](multiprocess::FileError)), [`ENV_VAR`](multiprocess::ENV_VAR) and the names of the mode's own families |
+//!
 //! ```
 //! use axum::{routing::get, Router};
 //! use tower_prometheus::metrics::Counter;

@@ -22,9 +22,7 @@ use tonic_health::pb::HealthCheckRequest;
 use tonic_health::server::HealthReporter;
 use tonic_health::ServingStatus;
 use tower::Layer;
-use tower_prometheus::grpc::{
-    GrpcType, GRPC_CODE_DEADLINE, GRPC_CODE_DROPPED, GRPC_CODE_NO_STATUS, GRPC_CODE_SERVER_ERROR,
-};
+use tower_prometheus::grpc::{GrpcCode, GrpcType};
 use tower_prometheus::layer::{CountMessages, RequestBody};
 use tower_prometheus::{MetricsLayer, MetricsRegistry};
 
@@ -398,9 +396,9 @@ async fn calls_ending_without_a_status_record_documented_codes() {
     assert!(try_raw_call(addr, "/t.S/Panics").await.is_err());
 
     for (name, code) in [
-        ("NoStatus", GRPC_CODE_NO_STATUS),
-        ("Fails", GRPC_CODE_SERVER_ERROR),
-        ("Panics", GRPC_CODE_SERVER_ERROR),
+        ("NoStatus", GrpcCode::Unknown),
+        ("Fails", GrpcCode::Internal),
+        ("Panics", GrpcCode::Internal),
     ] {
         let labels = method("unary", "t.S", name);
         let scraped = handled(addr, &labels, code.as_str()).await;
@@ -412,8 +410,8 @@ async fn calls_ending_without_a_status_record_documented_codes() {
         scraped.value(SENT, &method("unary", "t.S", "NoStatus")),
         Some(1.0)
     );
-    assert_eq!(GRPC_CODE_NO_STATUS.as_str(), "Unknown");
-    assert_eq!(GRPC_CODE_SERVER_ERROR.as_str(), "Internal");
+    assert_eq!(GrpcCode::Unknown.as_str(), "Unknown");
+    assert_eq!(GrpcCode::Internal.as_str(), "Internal");
 }
 
 async fn a_call_cancelled_before_its_headers_is_canceled() {
@@ -428,9 +426,9 @@ async fn a_call_cancelled_before_its_headers_is_canceled() {
 
     // The client gives up: its HTTP/2 stream is reset.
     call.abort();
-    let scraped = handled(addr, &labels, GRPC_CODE_DROPPED.as_str()).await;
+    let scraped = handled(addr, &labels, GrpcCode::Canceled.as_str()).await;
     assert_eq!(scraped.sum(HANDLED, &labels), 1.0, "recorded once");
-    assert_eq!(GRPC_CODE_DROPPED.as_str(), "Canceled");
+    assert_eq!(GrpcCode::Canceled.as_str(), "Canceled");
 }
 
 async fn method_objectives_export_targets_and_count_calls_within_the_latency() {
@@ -877,7 +875,7 @@ async fn an_expired_grpc_timeout_is_deadline_exceeded() {
     let declared = method("unary", "t.Slow", "Wait");
     let scraped = handled(addr, &declared, "DeadlineExceeded").await;
     assert_eq!(scraped.sum(HANDLED, &declared), 1.0);
-    assert_eq!(GRPC_CODE_DEADLINE.as_str(), "DeadlineExceeded");
+    assert_eq!(GrpcCode::DeadlineExceeded.as_str(), "DeadlineExceeded");
     // A method never served gets no series from calls that were never answered.
     let other = method("unary", "_OTHER", "_OTHER");
     let scraped = handled(addr, &other, "DeadlineExceeded").await;

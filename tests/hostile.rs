@@ -14,8 +14,10 @@ use common::{scrape_reply, serve, Exposition};
 use http::{Request, Response};
 use http_body_util::Full;
 use tower::{service_fn, Layer};
-use tower_prometheus::layer::MAX_ROUTE_LEN;
 use tower_prometheus::{MetricsLayer, MetricsRegistry};
+
+/// The longest route label the layer keeps, as its docs promise.
+const MAX_ROUTE_LEN: usize = 256;
 
 const HOSTILE: [&str; 5] = [
     "/quote\"d",

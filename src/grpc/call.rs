@@ -14,16 +14,16 @@ use crate::record::{Guard, Record, Unanswered};
 
 /// Code recorded for a call the client ended: it cancelled or reset the call, closed
 /// the connection, or broke off its request body. Its own doing, never a server error.
-pub const GRPC_CODE_DROPPED: GrpcCode = GrpcCode::Canceled;
+pub(crate) const GRPC_CODE_DROPPED: GrpcCode = GrpcCode::Canceled;
 /// Code recorded for a call whose response ended without a `grpc-status`, which gRPC
 /// clients also read as `Unknown`.
-pub const GRPC_CODE_NO_STATUS: GrpcCode = GrpcCode::Unknown;
+pub(crate) const GRPC_CODE_NO_STATUS: GrpcCode = GrpcCode::Unknown;
 /// Code recorded for a call whose inner service or response body failed, or panicked:
 /// the server resets the stream, which clients read as `Internal`.
-pub const GRPC_CODE_SERVER_ERROR: GrpcCode = GrpcCode::Internal;
+pub(crate) const GRPC_CODE_SERVER_ERROR: GrpcCode = GrpcCode::Internal;
 /// Code recorded for a call dropped without an answer once the client's
 /// `grpc-timeout` had passed: the server gave up on the deadline.
-pub const GRPC_CODE_DEADLINE: GrpcCode = GrpcCode::DeadlineExceeded;
+pub(crate) const GRPC_CODE_DEADLINE: GrpcCode = GrpcCode::DeadlineExceeded;
 
 /// How much earlier than this layer a server may start timing a call's deadline:
 /// tonic's timer starts before the request reaches the layers inside it.

@@ -29,12 +29,12 @@
 //! - `grpc_code` is Go's name of the code ([`GrpcCode`]): read from `grpc-status` in
 //!   the trailers, or in the response headers of a trailers-only response. A call the
 //!   client ended (cancelled, reset its stream with any reason, closed the
-//!   connection, or broke its request body off) records [`GRPC_CODE_DROPPED`]
-//!   (`Canceled`), whatever the server answered to the broken request, unless `OK`; a
-//!   call dropped unanswered after its `grpc-timeout`, [`GRPC_CODE_DEADLINE`]
-//!   (`DeadlineExceeded`); a response that ended without a status,
-//!   [`GRPC_CODE_NO_STATUS`] (`Unknown`); an error or panic of the inner service or the
-//!   response body, [`GRPC_CODE_SERVER_ERROR`] (`Internal`). Each call is counted in
+//!   connection, or broke its request body off) records `Canceled`,
+//!   whatever the server answered to the broken request, unless `OK`; a
+//!   call dropped unanswered after its `grpc-timeout`, `DeadlineExceeded`;
+//!   a response that ended without a status,
+//!   `Unknown`; an error or panic of the inner service or the
+//!   response body, `Internal`. Each call is counted in
 //!   `grpc_server_handled_total` exactly once.
 //! - `grpc_server_started_total` counts a call once it is known to be one: on arrival
 //!   for a served method behind a `grpc_only` layer, else at the response headers (or
@@ -81,9 +81,6 @@ mod framing;
 mod labels;
 mod method;
 
-pub use call::{
-    GRPC_CODE_DEADLINE, GRPC_CODE_DROPPED, GRPC_CODE_NO_STATUS, GRPC_CODE_SERVER_ERROR,
-};
 pub use code::GrpcCode;
 pub use families::{
     GrpcCount, GrpcHandledCount, GrpcHandling, SloMethodLabels, GRPC_HANDLED, GRPC_HANDLING,

@@ -14,10 +14,10 @@ use crate::record::{Guard, Record, Unanswered};
 
 /// Status recorded for a request whose inner service returned an error or panicked
 /// before producing a response.
-pub const STATUS_SERVER_ERROR: u16 = 500;
+pub(crate) const STATUS_SERVER_ERROR: u16 = 500;
 /// Status recorded for a request dropped before its response headers existed, which
 /// happens when the client goes away: nginx's "client closed request".
-pub const STATUS_CLIENT_CLOSED: u16 = 499;
+pub(crate) const STATUS_CLIENT_CLOSED: u16 = 499;
 
 /// Counts an HTTP request in flight from its start, and records it when dropped: the
 /// status it was given, or without one 500 after a panic and 499 otherwise.

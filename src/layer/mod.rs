@@ -14,13 +14,14 @@
 //!
 //! - `http_request_method` is the standard method, or `_OTHER`.
 //! - `http_response_status_code` is the status sent; a request whose inner service
-//!   failed or panicked before a response records [`STATUS_SERVER_ERROR`] (500), and one
+//!   failed or panicked before a response records 500, and one
 //!   dropped before its headers existed (the client left) records
-//!   [`STATUS_CLIENT_CLOSED`] (499).
+//!   499 (nginx's "client closed request").
 //! - `http_route` comes from axum's `MatchedPath` (with the `axum` feature, when the
 //!   layer is added with `Router::layer`), else from the
 //!   [route function](MetricsLayerBuilder::route_fn), else the
-//!   [fallback](MetricsLayerBuilder::fallback_route) `_OTHER`: never the raw path.
+//!   [fallback](MetricsLayerBuilder::fallback_route) `_OTHER`: never the raw path. A route is kept to its first 256 bytes (cut at a
+//!   character boundary), so client input cannot make huge labels.
 //!
 //! Each family holds at most [`max_series`](MetricsLayerBuilder::max_series) label sets
 //! (2000 by default); past that, new ones fold into one series labelled
@@ -64,8 +65,7 @@ mod request_body;
 mod route;
 mod service;
 
-pub use crate::grpc::{SloMethodLabels, GRPC_SLO_LATENCY_GOOD, GRPC_SLO_OBJECTIVE};
-pub use crate::record::{Objective, DEFAULT_FALLBACK_ROUTE, MAX_ROUTE_LEN};
+pub use crate::record::Objective;
 pub use bodies::{CountMessages, RequestBodies, Untouched};
 pub use body::ResponseBody;
 pub use families::{
@@ -73,7 +73,6 @@ pub use families::{
     REQUEST_DURATION, SLO_LATENCY_GOOD, SLO_OBJECTIVE,
 };
 pub use future::ResponseFuture;
-pub use guard::{STATUS_CLIENT_CLOSED, STATUS_SERVER_ERROR};
 pub use labels::{ActiveRequestLabels, HttpLabels, HttpMethod};
 pub use layer::{MetricsLayer, MetricsLayerBuilder};
 pub use request_body::RequestBody;

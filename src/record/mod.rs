@@ -31,8 +31,8 @@ pub(crate) use slo::{Latencies, Latency, ObjectiveFamilies, Objectives};
 
 /// The `http_route` value of requests no router or route function names, and the
 /// gRPC service and method of calls that name no served method.
-pub const DEFAULT_FALLBACK_ROUTE: &str = "_OTHER";
+pub(crate) const DEFAULT_FALLBACK_ROUTE: &str = "_OTHER";
 
 /// Longest route label kept; longer ones are cut at a character boundary, and a
 /// longer gRPC path names no method, so client input cannot make huge labels.
-pub const MAX_ROUTE_LEN: usize = 256;
+pub(crate) const MAX_ROUTE_LEN: usize = 256;
