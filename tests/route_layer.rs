@@ -51,6 +51,7 @@ async fn a_layer_added_with_route_layer_warns_that_scrapes_cannot_reach_it() {
     assert_eq!(common::get(addr, "/").await.status, StatusCode::OK);
     let taken = warnings.warnings();
     assert_eq!(taken.len(), 1, "{taken:?}");
+    assert_eq!(taken[0].target, "tower_prometheus::endpoint");
     let written = taken[0].written();
     for needed in ["Router::route_layer", "Router::layer", "path=\"/metrics\""] {
         assert!(written.contains(needed), "{needed} in {written}");

@@ -45,6 +45,7 @@ impl ReachCheck {
         let first = *self.first_routed.get_or_init(|| now);
         if now.duration_since(first) >= GRACE && !self.settled.swap(true, Ordering::Relaxed) {
             tracing::warn!(
+                target: "tower_prometheus::endpoint",
                 path,
                 waited_secs = GRACE.as_secs(),
                 "the metrics layer has seen only requests that matched an axum route, and \

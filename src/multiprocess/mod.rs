@@ -42,7 +42,8 @@
 //! A scrape here reads every process's files (copying each, interning its keys),
 //! combines their values, and encodes the aggregate, one module each; the files
 //! themselves (their format, their names, and the cells this process writes) belong
-//! to the storage of the metric types, which this module only reads.
+//! to the storage of the metric types; this module starts this process's store when
+//! the mode turns on (its lock and files), and otherwise only reads.
 //!
 //! As in Python's client, the lowercase `prometheus_multiproc_dir` is honoured while
 //! `PROMETHEUS_MULTIPROC_DIR` is unset (with a `tracing` warning to rename it), and
