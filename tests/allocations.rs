@@ -23,7 +23,10 @@ use tower_prometheus::grpc::{
     GrpcCode, GrpcCount, GrpcHandledCount, GrpcHandledLabels, GrpcLabels, GrpcType, GRPC_HANDLED,
     GRPC_MSG_RECEIVED, GRPC_MSG_SENT, GRPC_STARTED,
 };
-use tower_prometheus::layer::{HttpLabels, HttpMethod, RequestBody, RequestCount, REQUESTS_TOTAL};
+use tower_prometheus::layer::{
+    HttpLabels, HttpMethod, RequestBody, RequestCount, TimeToHeaders, REQUESTS_TOTAL,
+    TIME_TO_HEADERS,
+};
 use tower_prometheus::{MetricsLayer, MetricsRegistry};
 
 struct CountingAllocator;
@@ -84,8 +87,20 @@ fn request(method: Method, status: u16) -> Request<()> {
 
 #[test]
 fn recording_a_request_allocates_nothing_once_its_series_exist() {
+    requests_allocate_nothing_once_their_series_exist(false);
+}
+
+#[test]
+fn recording_the_time_to_headers_allocates_nothing_once_its_series_exist() {
+    requests_allocate_nothing_once_their_series_exist(true);
+}
+
+/// Drives requests of a few routes and statuses through a layer (recording the time
+/// to the headers if `time_to_headers`), counting allocations after the first ones.
+fn requests_allocate_nothing_once_their_series_exist(time_to_headers: bool) {
     let registry = MetricsRegistry::new();
     let layer = MetricsLayer::builder(&registry)
+        .time_to_headers_histogram(time_to_headers)
         .route_fn(|parts| {
             Some(Cow::Borrowed(if parts.method == Method::POST {
                 "/orders"
@@ -127,6 +142,8 @@ fn recording_a_request_allocates_nothing_once_its_series_exist() {
 
     // And every request was recorded.
     let requests: RequestCount = registry.get(REQUESTS_TOTAL).expect("family");
+    let headers = registry.get::<TimeToHeaders>(TIME_TO_HEADERS);
+    assert_eq!(headers.is_ok(), time_to_headers, "family registered");
     for (route, method, status) in [
         ("/items/{id}", HttpMethod::Get, 200),
         ("/items/{id}", HttpMethod::Get, 404),
@@ -137,6 +154,11 @@ fn recording_a_request_allocates_nothing_once_its_series_exist() {
             .get(&HttpLabels::new(method, status, route))
             .expect("series");
         assert_eq!(series.get(), ROUNDS as u64 + 1);
+        if let Ok(headers) = &headers {
+            let labels = HttpLabels::new(method, status, route);
+            let series = headers.get(&labels).expect("time-to-headers series");
+            assert_eq!(series.count(), ROUNDS as u64 + 1);
+        }
     }
 }
 

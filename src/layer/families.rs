@@ -6,7 +6,7 @@
 //! the request touches no map: it scans a handful of slots for its status.
 
 use std::sync::{Arc, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use prometheus_client::registry::Unit;
 
@@ -23,11 +23,19 @@ use crate::{MetricsRegistry, RegistryError};
 pub const REQUEST_DURATION: &str = "http_server_request_duration_seconds";
 /// Name of the request counter family.
 pub const REQUESTS_TOTAL: &str = "http_server_requests_total";
+/// Name of the opt-in histogram of the time to the response headers.
+///
+/// OpenTelemetry's `http.server.request.duration` ends with the body; this one ends
+/// when the handler yields the response head, named the same way with what it
+/// measures in place of `request_duration`, in seconds.
+pub const TIME_TO_HEADERS: &str = "http_server_time_to_headers_seconds";
 /// Name of the in-flight requests gauge family.
 pub const ACTIVE_REQUESTS: &str = "http_server_active_requests";
 
 /// Type of [`REQUEST_DURATION`]: one histogram per method, status and route.
 pub type RequestDuration = Family<HttpLabels, Histogram>;
+/// Type of [`TIME_TO_HEADERS`]: one histogram per method, status and route.
+pub type TimeToHeaders = Family<HttpLabels, Histogram>;
 /// Type of [`REQUESTS_TOTAL`]: one counter per method, status and route.
 ///
 /// ```
@@ -73,6 +81,8 @@ const STATUS_SLOTS: usize = 8;
 pub(crate) struct HttpFamilies {
     duration: RequestDuration,
     requests: RequestCount,
+    /// Present when the layer records the time to the response headers.
+    headers: Option<TimeToHeaders>,
     active: ActiveRequests,
     routes: SeriesCache<RouteKey, RouteSeries>,
     /// Direct-mapped cache in front of `routes`, by the address of the route's name.
@@ -101,20 +111,31 @@ struct RouteKey {
 
 impl HttpFamilies {
     /// Declares the default families in `registry` (unless the user declared those
-    /// names first, to replace them), capped at `max_series` series each.
+    /// names first, to replace them), capped at `max_series` series each; the time to
+    /// the headers only if `time_to_headers`.
     pub(crate) fn declare(
         registry: &MetricsRegistry,
         max_series: usize,
+        time_to_headers: bool,
     ) -> Result<(), RegistryError> {
+        let histograms = move || {
+            RequestDuration::new_with_constructor(|| Histogram::new(Buckets::http_duration()))
+                .max_series(max_series)
+        };
         registry.provider_if_absent(
             REQUEST_DURATION,
             "Duration of HTTP server requests, until the response body ends.",
             Some(Unit::Seconds),
-            move || {
-                RequestDuration::new_with_constructor(|| Histogram::new(Buckets::http_duration()))
-                    .max_series(max_series)
-            },
+            histograms,
         )?;
+        if time_to_headers {
+            registry.provider_if_absent(
+                TIME_TO_HEADERS,
+                "Time from the start of HTTP server requests to their response headers.",
+                Some(Unit::Seconds),
+                histograms,
+            )?;
+        }
         registry.provider_if_absent(
             REQUESTS_TOTAL,
             "Number of HTTP server requests, counted when the response ends.",
@@ -137,11 +158,15 @@ impl HttpFamilies {
     pub(crate) fn from_registry(
         registry: &MetricsRegistry,
         objectives: &Objectives<SloRouteLabels>,
+        time_to_headers: bool,
     ) -> Result<Self, RegistryError> {
         let active: ActiveRequests = registry.get(ACTIVE_REQUESTS)?;
         Ok(Self {
             duration: registry.get(REQUEST_DURATION)?,
             requests: registry.get(REQUESTS_TOTAL)?,
+            headers: time_to_headers
+                .then(|| registry.get(TIME_TO_HEADERS))
+                .transpose()?,
             routes: SeriesCache::new(active.series_limit()),
             active,
             cache: (0..CACHE_SLOTS).map(|_| OnceLock::new()).collect(),
@@ -205,11 +230,13 @@ impl HttpFamilies {
                         route: Arc::clone(&route),
                         duration: self.duration.clone(),
                         requests: self.requests.clone(),
+                        headers: self.headers.clone(),
                     },
                     active: active.metric.clone(),
                     statuses: Default::default(),
                     shard,
                     latency: latency.clone(),
+                    records_headers: self.headers.is_some(),
                 })
             };
             (RouteKey { method, route }, series)
@@ -228,11 +255,13 @@ impl HttpFamilies {
             target: StatusTarget::Overflow {
                 duration: self.duration.clone(),
                 requests: self.requests.clone(),
+                headers: self.headers.clone(),
             },
             active: active.clone(),
             statuses: Default::default(),
             shard,
             latency: None,
+            records_headers: self.headers.is_some(),
         })
     }
 }
@@ -248,6 +277,8 @@ pub(crate) struct RouteSeries {
     shard: usize,
     /// The route's latency objective.
     latency: Option<Latency>,
+    /// Whether the time to the response headers is recorded.
+    records_headers: bool,
 }
 
 /// Where a route's per-status series come from.
@@ -257,17 +288,22 @@ enum StatusTarget {
         route: Arc<str>,
         duration: RequestDuration,
         requests: RequestCount,
+        headers: Option<TimeToHeaders>,
     },
     /// Past the cardinality cap: everything goes to the families' overflow series.
     Overflow {
         duration: RequestDuration,
         requests: RequestCount,
+        headers: Option<TimeToHeaders>,
     },
 }
 
 struct StatusSeries {
     duration: Histogram,
     requests: Counter,
+    /// Created with the first headers of this status, so a status only unanswered
+    /// requests end with (499) has no series of the time to the headers.
+    headers: OnceLock<Option<Histogram>>,
 }
 
 impl RouteSeries {
@@ -278,11 +314,30 @@ impl RouteSeries {
 
     /// A request on this route ended with `status` after `elapsed`.
     pub(crate) fn finish(&self, status: u16, elapsed: Duration) {
-        match self.status_slot(status) {
-            Some(series) => self.record(series, elapsed),
-            None => self.record(&self.lookup(status), elapsed),
-        }
+        self.with_status(status, |series| self.record(series, elapsed));
         self.active.add_in(self.shard, -1);
+    }
+
+    /// The response headers of a request that started at `start` came with
+    /// `status`: recorded if the layer records the time to the headers, and only
+    /// then is the clock read.
+    pub(crate) fn headers(&self, status: u16, start: Instant) {
+        if self.records_headers {
+            self.with_status(status, |series| {
+                let headers = series.headers.get_or_init(|| self.headers_series(status));
+                if let Some(headers) = headers {
+                    headers.observe_in(self.shard, start.elapsed().as_secs_f64());
+                }
+            });
+        }
+    }
+
+    /// Runs `f` on the series of `status`.
+    fn with_status(&self, status: u16, f: impl FnOnce(&StatusSeries)) {
+        match self.status_slot(status) {
+            Some(series) => f(series),
+            None => f(&self.lookup(status)),
+        }
     }
 
     fn record(&self, series: &StatusSeries, elapsed: Duration) {
@@ -317,17 +372,37 @@ impl RouteSeries {
                 route,
                 duration,
                 requests,
+                ..
             } => {
                 let labels = HttpLabels::new(*method, status, Arc::clone(route));
                 StatusSeries {
                     duration: duration.get_or_create(&labels),
                     requests: requests.get_or_create(&labels),
+                    headers: OnceLock::new(),
                 }
             }
-            StatusTarget::Overflow { duration, requests } => StatusSeries {
+            StatusTarget::Overflow {
+                duration, requests, ..
+            } => StatusSeries {
                 duration: duration.overflow_series(),
                 requests: requests.overflow_series(),
+                headers: OnceLock::new(),
             },
+        }
+    }
+
+    /// The time-to-headers series of `status`, if the layer records it.
+    fn headers_series(&self, status: u16) -> Option<Histogram> {
+        match &self.target {
+            StatusTarget::Route {
+                method,
+                route,
+                headers,
+                ..
+            } => headers.as_ref().map(|family| {
+                family.get_or_create(&HttpLabels::new(*method, status, Arc::clone(route)))
+            }),
+            StatusTarget::Overflow { headers, .. } => headers.as_ref().map(Family::overflow_series),
         }
     }
 }

@@ -58,7 +58,11 @@ impl Recorder {
     /// The response headers arrived.
     pub(crate) fn on_response(&mut self, status: StatusCode, headers: &HeaderMap) {
         match self {
-            Recorder::Http(guard) => guard.set_outcome(status.as_u16()),
+            Recorder::Http(guard) => {
+                let (status, start) = (status.as_u16(), guard.start_time());
+                guard.set_outcome(status);
+                guard.record_mut().headers(status, start);
+            }
             Recorder::Grpc(call) => call.on_response(headers),
             Recorder::Claimed(claimed) => {
                 if let Some(settled) = claimed.settle(is_grpc_response(headers)) {
