@@ -8,10 +8,8 @@ mod common;
 use std::borrow::Cow;
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::body::Body as AxumBody;
@@ -20,7 +18,6 @@ use axum::Router;
 use bytes::Bytes;
 use common::{eventually, scrape, send_with_headers, serve, Exposition};
 use http::{HeaderMap, Method, Request, Response, StatusCode};
-use http_body::{Body, Frame};
 use http_body_util::Full;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -36,38 +33,20 @@ const HTTP_FAMILIES: [&str; 4] = [
 ];
 const WAIT: Duration = Duration::from_secs(10);
 
-/// A body sending `tick` every 10 ms until its client goes away.
-struct Endless(tokio::time::Interval);
-
-impl Body for Endless {
-    type Data = Bytes;
-    type Error = Infallible;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        self.0
-            .poll_tick(cx)
-            .map(|_| Some(Ok(Frame::data(Bytes::from_static(b"tick")))))
-    }
-}
-
-/// `/health` answers `ok`, or hangs before its headers (`x-hang`), or streams without
-/// end (`x-stream`); `entered` counts the calls that reached it.
+/// `/health` answers `ok`, or hangs before its headers (`x-hang`), or echoes the
+/// request body as it comes (`x-stream`); `entered` counts the calls that reached it.
 fn app(entered: Arc<AtomicUsize>) -> Router {
     Router::new()
         .route(
             "/health",
-            get(move |headers: HeaderMap| {
+            get(move |headers: HeaderMap, body: AxumBody| {
                 entered.fetch_add(1, Ordering::SeqCst);
                 async move {
                     if headers.contains_key("x-hang") {
                         std::future::pending::<()>().await;
                     }
                     if headers.contains_key("x-stream") {
-                        let ticks = tokio::time::interval(Duration::from_millis(10));
-                        return Response::new(AxumBody::new(Endless(ticks)));
+                        return Response::new(body);
                     }
                     Response::new(AxumBody::from("ok"))
                 }
@@ -81,11 +60,14 @@ fn of_route<'a>(metrics: &'a Exposition, family: &str, route: &str) -> Vec<&'a c
     metrics.matching(family, &[("http_route", route)])
 }
 
-/// Opens a raw connection for `GET /health` with `header`, reading the response until
-/// `until` appears (nothing when empty).
+/// Opens a raw connection for `GET /health` with `header` and a chunked body that never
+/// ends, reading the response until `until` appears (nothing when empty).
 async fn raw_health(addr: SocketAddr, header: &str, until: &str) -> TcpStream {
     let mut stream = TcpStream::connect(addr).await.expect("connect");
-    let request = format!("GET /health HTTP/1.1\r\nhost: test\r\n{header}: 1\r\n\r\n");
+    let request = format!(
+        "GET /health HTTP/1.1\r\nhost: test\r\n{header}: 1\r\n\
+         transfer-encoding: chunked\r\n\r\n4\r\ntick\r\n"
+    );
     stream
         .write_all(request.as_bytes())
         .await
