@@ -32,6 +32,11 @@ pin_project! {
         Endpoint {
             future: EndpointFuture,
         },
+        // A skipped request: the inner future as it is, recording nothing.
+        Skipped {
+            #[pin]
+            future: F,
+        },
     }
 }
 
@@ -42,6 +47,12 @@ impl<F> ResponseFuture<F> {
                 future,
                 guard: Some(guard),
             },
+        }
+    }
+
+    pub(crate) fn skipped(future: F) -> Self {
+        Self {
+            kind: Kind::Skipped { future },
         }
     }
 
@@ -103,6 +114,9 @@ where
                 let Ok(response) = ready!(Pin::new(future).poll(cx));
                 Poll::Ready(Ok(response.map(ResponseBody::metrics)))
             }
+            KindProj::Skipped { future } => future
+                .poll(cx)
+                .map_ok(|response| response.map(|body| ResponseBody::inner(body, None))),
         }
     }
 }

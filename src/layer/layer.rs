@@ -16,6 +16,7 @@ use super::families::{
 };
 use super::route::{RouteFn, RouteResolver};
 use super::service::{LayerShared, MetricsService};
+use super::skip::Skip;
 use crate::endpoint::{MetricsEndpoint, MetricsEndpointBuilder, DEFAULT_PATH};
 use crate::grpc::{
     method_target, methods_within, series_cap, service_and_method, GrpcCount, GrpcFamilies,
@@ -59,6 +60,7 @@ impl MetricsLayer {
             endpoint_options: Vec::new(),
             route_fn: None,
             fallback_route: DEFAULT_FALLBACK_ROUTE.into(),
+            skip: Skip::default(),
             max_series: None,
             objectives: Objectives::new(&HTTP_OBJECTIVES),
             grpc_objectives: Objectives::new(&GRPC_OBJECTIVES),
@@ -113,6 +115,7 @@ pub struct MetricsLayerBuilder<M = Untouched> {
     endpoint_options: Vec<EndpointOption>,
     route_fn: Option<Arc<RouteFn>>,
     fallback_route: Arc<str>,
+    skip: Skip,
     /// `None` until set: then a layer built on families that exist takes their cap.
     max_series: Option<usize>,
     objectives: Objectives<SloRouteLabels>,
@@ -173,6 +176,35 @@ impl<M> MetricsLayerBuilder<M> {
     /// The route label of requests nothing names (default `_OTHER`).
     pub fn fallback_route(mut self, route: impl Into<Arc<str>>) -> Self {
         self.fallback_route = route.into();
+        self
+    }
+
+    /// Leaves requests to these routes unrecorded, in every family: compared with the
+    /// route the layer resolves (axum's `MatchedPath`, the
+    /// [route function](Self::route_fn), or the [fallback](Self::fallback_route)),
+    /// such as `/health`. A [gRPC-only](Self::grpc_only) layer resolves no route: use
+    /// [`skip_if`](Self::skip_if) there.
+    pub fn skip_routes<I>(mut self, routes: I) -> Self
+    where
+        I: IntoIterator,
+        I::Item: Into<String>,
+    {
+        self.skip.add_routes(
+            routes
+                .into_iter()
+                .map(|route| route.into().into_boxed_str()),
+        );
+        self
+    }
+
+    /// Leaves requests unrecorded, in every family, when `skip` returns `true` for
+    /// their head (method, URI, headers, extensions); asked before the route. A
+    /// panicking `skip` records the request.
+    pub fn skip_if<F>(mut self, skip: F) -> Self
+    where
+        F: Fn(&Parts) -> bool + Send + Sync + 'static,
+    {
+        self.skip.set_predicate(Arc::new(skip));
         self
     }
 
@@ -267,6 +299,7 @@ impl<M> MetricsLayerBuilder<M> {
             endpoint_options: self.endpoint_options,
             route_fn: self.route_fn,
             fallback_route: self.fallback_route,
+            skip: self.skip,
             max_series: self.max_series,
             objectives: self.objectives,
             grpc_objectives: self.grpc_objectives,
@@ -370,6 +403,7 @@ impl<M> MetricsLayerBuilder<M> {
                 grpc: Arc::new(grpc),
                 grpc_only: self.grpc_only,
                 routes: RouteResolver::new(self.route_fn, self.fallback_route),
+                skip: self.skip.into_option(),
                 endpoint,
                 intercept,
             }),
@@ -458,6 +492,7 @@ impl<M> fmt::Debug for MetricsLayerBuilder<M> {
             .field("endpoint_options", &self.endpoint_options.len())
             .field("route_fn", &self.route_fn.is_some())
             .field("fallback_route", &self.fallback_route)
+            .field("skip", &self.skip)
             .field("max_series", &self.max_series)
             .field("grpc_types", &self.grpc_types)
             .field("grpc_handling", &self.grpc_handling)

@@ -37,7 +37,10 @@
 //!
 //! Requests to the endpoint path (`/metrics` unless changed) are answered by the layer
 //! and are not recorded. gRPC calls are recorded in the [gRPC families](crate::grpc)
-//! instead of these.
+//! instead of these. Requests to the routes given to
+//! [`skip_routes`](MetricsLayerBuilder::skip_routes), or for which the predicate of
+//! [`skip_if`](MetricsLayerBuilder::skip_if) holds, go straight to the inner service
+//! and are recorded in no family.
 //!
 //! The inner service receives every request as it came, `Request<B>` ([`Untouched`]):
 //! a hyper handler takes `Request<Incoming>`, and axum boxes no wrapper around the
@@ -70,6 +73,7 @@ mod layer;
 mod request_body;
 mod route;
 mod service;
+mod skip;
 
 pub use crate::record::Objective;
 pub use bodies::{CountMessages, RequestBodies, Untouched};
@@ -84,3 +88,4 @@ pub use layer::{MetricsLayer, MetricsLayerBuilder};
 pub use request_body::RequestBody;
 pub use route::RouteFn;
 pub use service::MetricsService;
+pub use skip::SkipFn;

@@ -18,6 +18,7 @@ use super::guard::{start_request, ClaimedCall, Recorder};
 use super::labels::HttpMethod;
 use super::request_body::RequestBody;
 use super::route::RouteResolver;
+use super::skip::Skip;
 use crate::endpoint::MetricsEndpoint;
 use crate::grpc::{claims_grpc, grpc_timeout, GrpcCall, GrpcFamilies};
 
@@ -31,6 +32,8 @@ pub(crate) struct LayerShared {
     /// The inner service serves only gRPC: every request is a gRPC call.
     pub(crate) grpc_only: bool,
     pub(crate) routes: RouteResolver,
+    /// The requests left unrecorded; `None` when the layer skips nothing.
+    pub(crate) skip: Option<Skip>,
     pub(crate) endpoint: MetricsEndpoint,
     /// Whether the layer answers the endpoint's path itself.
     pub(crate) intercept: bool,
@@ -47,6 +50,7 @@ impl fmt::Debug for LayerShared {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("LayerShared")
             .field("routes", &self.routes)
+            .field("skip", &self.skip)
             .field("grpc_only", &self.grpc_only)
             .field(
                 "endpoint",
@@ -117,44 +121,68 @@ where
                 return ResponseFuture::endpoint(endpoint.respond(&request));
             }
         }
+        if let Some(skip) = &shared.skip {
+            let skipped;
+            (skipped, request) = skip.request(request);
+            if skipped {
+                return ResponseFuture::skipped(self.inner.call(M::http(request)));
+            }
+        }
         // Recorders are created before the inner call, so a panic inside `call` is
         // recorded too. The request is moved as little as possible: it is large.
         let grpc_only = shared.grpc_only;
         if grpc_only || claims_grpc(&request) {
             let timeout = grpc_timeout(request.headers());
-            let (mut call, received) = GrpcCall::new(&shared.grpc, request.uri().path(), timeout);
-            let recorder = if grpc_only {
-                call.start_if_served();
-                Recorder::Grpc(call)
+            // A gRPC-only layer resolves no route: its calls are named by their path.
+            let route = if grpc_only {
+                None
             } else {
                 let route;
                 (route, request) = route_series(shared, request);
-                Recorder::Claimed(ClaimedCall::new(call, route))
+                let Some(route) = route else {
+                    return ResponseFuture::skipped(self.inner.call(M::http(request)));
+                };
+                Some(route)
+            };
+            let (mut call, received) = GrpcCall::new(&shared.grpc, request.uri().path(), timeout);
+            let recorder = match route {
+                None => {
+                    call.start_if_served();
+                    Recorder::Grpc(call)
+                }
+                Some(route) => Recorder::Claimed(ClaimedCall::new(call, route)),
             };
             let request = M::grpc(request.map(|body| RequestBody::grpc(body, received)));
             return ResponseFuture::inner(self.inner.call(request), recorder);
         }
         let (series, request) = route_series(shared, request);
+        let Some(series) = series else {
+            return ResponseFuture::skipped(self.inner.call(M::http(request)));
+        };
         let guard = Recorder::Http(start_request(series));
         ResponseFuture::inner(self.inner.call(M::http(request)), guard)
     }
 }
 
-/// The HTTP series of the request's method and route. Inlined so the request, which
-/// is large, is not moved in and out on the way.
+/// The HTTP series of the request's method and route, or `None` when the route is
+/// skipped. Inlined so the request, which is large, is not moved in and out on the way.
 #[inline(always)]
-fn route_series<B>(shared: &LayerShared, request: Request<B>) -> (Arc<RouteSeries>, Request<B>) {
+fn route_series<B>(
+    shared: &LayerShared,
+    request: Request<B>,
+) -> (Option<Arc<RouteSeries>>, Request<B>) {
+    let skips = |route: &str| shared.skip.as_ref().is_some_and(|skip| skip.route(route));
     let method = HttpMethod::from(request.method());
     if let Some(route) = shared.routes.known(&request) {
+        if skips(route.as_str()) {
+            return (None, request);
+        }
         let series = Arc::clone(shared.families.known_route(method, route));
-        return (series, request);
+        return (Some(series), request);
     }
     // Only a route function needs the request taken apart.
     let (parts, body) = request.into_parts();
-    let series = Arc::clone(
-        shared
-            .families
-            .route(method, &shared.routes.resolve(&parts)),
-    );
+    let route = shared.routes.resolve(&parts);
+    let series = (!skips(&route)).then(|| Arc::clone(shared.families.route(method, &route)));
     (series, Request::from_parts(parts, body))
 }
