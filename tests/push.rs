@@ -680,7 +680,25 @@ async fn bad_settings_fail_the_build() {
         .basic_auth("user", "hunter2")
         .build()
         .unwrap();
-    assert!(!format!("{pusher:?}").contains("hunter2"));
+    let shown = format!("{pusher:?}");
+    assert!(!shown.contains("hunter2"), "{shown}");
+    // The default timeout, 10 s, applies.
+    assert!(shown.contains("timeout: 10s"), "{shown}");
+}
+
+/// A pusher, its futures and its errors can move to other tasks: `tokio::spawn` and
+/// `Box<dyn Error + Send + Sync>` take them.
+async fn a_pusher_its_futures_and_errors_are_send() {
+    fn send<T: Send + Sync>(_: &T) {}
+    fn send_future<F: std::future::Future + Send>(_: &F) {}
+    let pusher = Pusher::new("http://127.0.0.1:9", "job").unwrap();
+    let registry = MetricsRegistry::new();
+    send(&pusher);
+    send_future(&pusher.push(&registry));
+    send_future(&pusher.push_add(&registry));
+    send_future(&pusher.delete());
+    let error: Box<dyn std::error::Error + Send + Sync> = PushError::EmptyJob.into();
+    assert_eq!(error.to_string(), "invalid job name: it is empty");
 }
 
 test_main!(
@@ -698,4 +716,5 @@ test_main!(
     tokio a_push_sends_what_a_scrape_serves,
     tokio a_long_rejection_body_is_cut,
     tokio bad_settings_fail_the_build,
+    tokio a_pusher_its_futures_and_errors_are_send,
 );

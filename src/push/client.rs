@@ -33,7 +33,9 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 /// text); the registry's collectors run first, and in multi-process mode the body holds
 /// the totals over all processes, as a scrape would.
 ///
-/// A cheap [`Clone`] handle: clones share one connection pool.
+/// A cheap [`Clone`] handle: clones share one connection pool. Requests run on the
+/// Tokio runtime they are awaited on, which needs its I/O and time drivers (as under
+/// `#[tokio::main]`).
 ///
 /// ```
 /// use std::time::Duration;
