@@ -404,35 +404,26 @@ async fn openmetrics_text_loses_a_counters_type_and_the_pushers_text_keeps_it() 
         .unwrap();
     let taken = client.request(request).await.unwrap();
     assert_eq!(taken.status(), StatusCode::OK);
-    let served = gateway.scrape().await;
     let key = group(&[("job", "openmetrics")]);
-    assert_eq!(
-        served.value("files_written_total", &key),
-        Some(0.0),
-        "{}",
-        served.text
-    );
-    assert!(
-        served.declares("files_written_total", "untyped"),
-        "{}",
-        served.text
-    );
+    let files_written_as = |served: Exposition, kind: &str| {
+        assert_eq!(
+            served.value("files_written_total", &key),
+            Some(0.0),
+            "{}",
+            served.text
+        );
+        assert!(
+            served.declares("files_written_total", kind),
+            "{}",
+            served.text
+        );
+    };
+    files_written_as(gateway.scrape().await, "untyped");
 
     // The same group, replaced by the pusher's push.
     let pusher = Pusher::new(gateway.url(), "openmetrics").unwrap();
     pusher.push(&registry).await.unwrap();
-    let served = gateway.scrape().await;
-    assert_eq!(
-        served.value("files_written_total", &key),
-        Some(0.0),
-        "{}",
-        served.text
-    );
-    assert!(
-        served.declares("files_written_total", "counter"),
-        "{}",
-        served.text
-    );
+    files_written_as(gateway.scrape().await, "counter");
     Ok(())
 }
 
