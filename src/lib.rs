@@ -28,7 +28,7 @@
 //! | [`endpoint`] | [`MetricsEndpointBuilder`](endpoint::MetricsEndpointBuilder), [`OnCollectorError`](endpoint::OnCollectorError), [`Format`](endpoint::Format), [`DEFAULT_PATH`](endpoint::DEFAULT_PATH); the future, body and error types of the service; [`ScrapeRequest`](endpoint::ScrapeRequest), the parts of a scrape a guard may look at |
 //! | [`metrics`] | [`Counter`](metrics::Counter), [`Gauge`](metrics::Gauge), [`Histogram`](metrics::Histogram) with [`Buckets`](metrics::Buckets), [`Family`](metrics::Family) with the [`Labels`](metrics::Labels) its label sets implement, the family aliases, and their errors |
 //! | [`multiprocess`] | [`GaugeMode`](multiprocess::GaugeMode), the errors of the files ([`MultiprocessError`](multiprocess::MultiprocessError), [`FileError`](multiprocess::FileError)), [`ENV_VAR`](multiprocess::ENV_VAR) and the names of the mode's own families |
-//! | `push` (feature `push`) | `Pusher` with its `PusherBuilder`, `PushError` |
+//! | `push` (feature `push`) | `Pusher` with its `PusherBuilder` and `DEFAULT_TIMEOUT`, `PushError` with `MAX_REJECTION_BODY` |
 //!
 //! ```
 //! use axum::{routing::get, Router};
