@@ -12,6 +12,8 @@
 //! - [`multiprocess`]: with `PROMETHEUS_MULTIPROC_DIR` set, the values live in files
 //!   shared by all processes (the format of Python's prometheus_client), and a scrape of
 //!   any process answers the aggregate.
+//! - `push` (feature `push`): a batch job pushes its registry to a Prometheus
+//!   Pushgateway.
 //!
 //! # The public API
 //!
@@ -26,6 +28,7 @@
 //! | [`endpoint`] | [`MetricsEndpointBuilder`](endpoint::MetricsEndpointBuilder), [`OnCollectorError`](endpoint::OnCollectorError), [`Format`](endpoint::Format), [`DEFAULT_PATH`](endpoint::DEFAULT_PATH); the future, body and error types of the service; [`ScrapeRequest`](endpoint::ScrapeRequest), the parts of a scrape a guard may look at |
 //! | [`metrics`] | [`Counter`](metrics::Counter), [`Gauge`](metrics::Gauge), [`Histogram`](metrics::Histogram) with [`Buckets`](metrics::Buckets), [`Family`](metrics::Family) with the [`Labels`](metrics::Labels) its label sets implement, the family aliases, and their errors |
 //! | [`multiprocess`] | [`GaugeMode`](multiprocess::GaugeMode), the errors of the files ([`MultiprocessError`](multiprocess::MultiprocessError), [`FileError`](multiprocess::FileError)), [`ENV_VAR`](multiprocess::ENV_VAR) and the names of the mode's own families |
+//! | `push` (feature `push`) | `Pusher` with its `PusherBuilder` and `DEFAULT_TIMEOUT`, `PushError` with `MAX_REJECTION_BODY` |
 //!
 //! ```
 //! use axum::{routing::get, Router};
@@ -62,6 +65,8 @@ pub mod layer;
 pub mod metrics;
 pub mod multiprocess;
 mod process;
+#[cfg(feature = "push")]
+pub mod push;
 mod record;
 pub mod registry;
 mod storage;

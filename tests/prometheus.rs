@@ -31,13 +31,6 @@ impl Drop for Prometheus {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .map(|addr| addr.port())
-        .expect("a free port on 127.0.0.1")
-}
-
 fn start_prometheus(
     binary: &std::path::Path,
     target: SocketAddr,
@@ -53,7 +46,7 @@ fn start_prometheus(
     );
     let config_path = dir.path().join("prometheus.yml");
     std::fs::write(&config_path, config).expect("config written");
-    let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let addr = common::free_address();
     let mut command = Command::new(binary);
     command
         .arg(format!("--config.file={}", config_path.display()))

@@ -40,6 +40,18 @@ impl ScrapeRequest<'_> {
     }
 }
 
+/// Why `token` could never travel as `Authorization: Bearer <token>` (empty, or with
+/// characters other than visible ASCII), if it could not.
+pub(crate) fn token_problem(token: &str) -> Option<&'static str> {
+    if token.is_empty() {
+        Some("it is empty")
+    } else if !token.bytes().all(|byte| byte.is_ascii_graphic()) {
+        Some("it has characters other than visible ASCII")
+    } else {
+        None
+    }
+}
+
 /// Decides whether a scrape is allowed; an unauthorised one gets `401 Unauthorized`.
 #[derive(Clone)]
 pub(crate) struct ScrapeGuard {
@@ -57,13 +69,8 @@ impl ScrapeGuard {
     /// (RFC 9110 section 11.1). A token that no request could carry (empty, or with
     /// characters other than visible ASCII) is refused here rather than never matching.
     pub(crate) fn bearer(token: &str) -> Result<Self, BuildError> {
-        if token.is_empty() {
-            return Err(BuildError::InvalidBearerToken("it is empty"));
-        }
-        if !token.bytes().all(|byte| byte.is_ascii_graphic()) {
-            return Err(BuildError::InvalidBearerToken(
-                "it has characters other than visible ASCII",
-            ));
+        if let Some(problem) = token_problem(token) {
+            return Err(BuildError::InvalidBearerToken(problem));
         }
         let key = RandomState::new();
         let expected = digest(&key, token.as_bytes());

@@ -36,7 +36,11 @@ mod service;
 
 pub use body::MetricsBody;
 pub use format::Format;
+#[cfg(feature = "push")]
+pub(crate) use guard::token_problem;
 pub use guard::ScrapeRequest;
+#[cfg(feature = "push")]
+pub(crate) use service::render_registry;
 pub use service::{
     EndpointFuture, MetricsEndpoint, MetricsEndpointBuilder, OnCollectorError, ScrapeError,
     DEFAULT_PATH,

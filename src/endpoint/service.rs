@@ -123,19 +123,14 @@ impl MetricsEndpoint {
     /// [`OnCollectorError::Fail`] the scrape then fails too.
     pub async fn render(&self, format: Format) -> Result<Vec<u8>, ScrapeError> {
         let shared = &*self.shared;
-        let failures = shared
-            .initialized
-            .collectors()
-            .run(&shared.registry, shared.collector_timeout)
-            .await;
-        if shared.on_collector_error == OnCollectorError::Fail && !failures.is_empty() {
-            let failed: Vec<String> = failures.iter().map(ToString::to_string).collect();
-            return Err(ScrapeError::Collectors(failed.join(", ")));
-        }
-        shared
-            .initialized
-            .with_registry(|registry| format.encode(registry))
-            .map_err(|_| ScrapeError::Encode)
+        render_registry(
+            &shared.registry,
+            &shared.initialized,
+            shared.collector_timeout,
+            shared.on_collector_error,
+            format,
+        )
+        .await
     }
 
     /// The response to a request known to be addressed to this endpoint.
@@ -247,6 +242,28 @@ impl MetricsEndpoint {
         }
         response
     }
+}
+
+/// Runs the collectors of `registry` and encodes it in `format`: the body of a scrape
+/// (and of a push, which sends what a scrape would get).
+pub(crate) async fn render_registry(
+    registry: &MetricsRegistry,
+    initialized: &Initialized,
+    collector_timeout: Option<Duration>,
+    on_collector_error: OnCollectorError,
+    format: Format,
+) -> Result<Vec<u8>, ScrapeError> {
+    let failures = initialized
+        .collectors()
+        .run(registry, collector_timeout)
+        .await;
+    if on_collector_error == OnCollectorError::Fail && !failures.is_empty() {
+        let failed: Vec<String> = failures.iter().map(ToString::to_string).collect();
+        return Err(ScrapeError::Collectors(failed.join(", ")));
+    }
+    initialized
+        .with_registry(|registry| format.encode(registry))
+        .map_err(|_| ScrapeError::Encode)
 }
 
 /// What a scrape asked for.

@@ -59,6 +59,14 @@ where
     addr
 }
 
+/// An address on 127.0.0.1 that nothing listened on a moment ago, for a program
+/// started with it.
+pub fn free_address() -> SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port on 127.0.0.1")
+}
+
 /// A response read to the end.
 #[derive(Debug)]
 pub struct Reply {
