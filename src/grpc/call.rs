@@ -29,11 +29,16 @@ pub(crate) const GRPC_CODE_DEADLINE: GrpcCode = GrpcCode::DeadlineExceeded;
 /// tonic's timer starts before the request reaches the layers inside it.
 const DEADLINE_SLACK: Duration = Duration::from_millis(1);
 
-/// What the request body and the response of one call share.
-#[derive(Default)]
+/// What the request body and the response of one call share, and what the call
+/// knows from its start: kept behind one `Arc`, so the guard each response future
+/// and body carries stays small.
 struct CallState {
     /// The method's series, once the call is resolved.
     series: OnceLock<Arc<MethodSeries>>,
+    /// The path, while it has no series: resolved by how the call ends.
+    unresolved: Option<Unresolved>,
+    /// The client's `grpc-timeout`.
+    timeout: Option<Duration>,
     /// Messages received before then.
     pending: AtomicU64,
     /// The client broke off its request: the body failed, or ended inside a message.
@@ -69,9 +74,7 @@ pub(crate) struct GrpcCall(Guard<CallSeries>);
 /// What a call records into, once resolved.
 struct CallSeries {
     state: Arc<CallState>,
-    unresolved: Option<Unresolved>,
     started: bool,
-    timeout: Option<Duration>,
     sent: FrameDecoder,
 }
 
@@ -83,26 +86,30 @@ impl GrpcCall {
         path: &str,
         timeout: Option<Duration>,
     ) -> (Self, ReceivedMessages) {
-        let state = Arc::new(CallState::default());
-        let unresolved = match families.served(path) {
-            Some(series) => {
-                let _ = state.series.set(Arc::clone(series));
-                None
-            }
-            None => Some(Unresolved {
-                families: Arc::clone(families),
-                path: path.into(),
-            }),
+        let (series, unresolved) = match families.served(path) {
+            Some(series) => (OnceLock::from(Arc::clone(series)), None),
+            None => (
+                OnceLock::new(),
+                Some(Unresolved {
+                    families: Arc::clone(families),
+                    path: path.into(),
+                }),
+            ),
         };
+        let state = Arc::new(CallState {
+            series,
+            unresolved,
+            timeout,
+            pending: AtomicU64::new(0),
+            client_aborted: AtomicBool::new(false),
+        });
         let received = ReceivedMessages {
             state: Arc::clone(&state),
             decoder: FrameDecoder::default(),
         };
         let call = Self(Guard::start(CallSeries {
             state,
-            unresolved,
             started: false,
-            timeout,
             sent: FrameDecoder::default(),
         }));
         (call, received)
@@ -184,12 +191,13 @@ impl CallSeries {
     /// Settles the call's series (`served`: the server answered or failed the call,
     /// rather than the client leaving it unanswered) and counts the call started.
     fn resolve(&mut self, served: bool) {
-        if let Some(Unresolved { families, path }) = self.unresolved.take() {
-            let _ = self
-                .state
-                .series
-                .set(Arc::clone(families.resolve(&path, served)));
-            self.state.flush();
+        let state = &*self.state;
+        if let Some(Unresolved { families, path }) = &state.unresolved {
+            // Only the first settling counts: the series, once set, stays.
+            if state.series.get().is_none() {
+                let _ = state.series.set(Arc::clone(families.resolve(path, served)));
+                state.flush();
+            }
         }
         self.start_if_served();
     }
@@ -211,6 +219,7 @@ impl Record for CallSeries {
             Err(Unanswered::Panicked) => GRPC_CODE_SERVER_ERROR,
             Err(Unanswered::Dropped)
                 if self
+                    .state
                     .timeout
                     .is_some_and(|timeout| elapsed + DEADLINE_SLACK >= timeout) =>
             {

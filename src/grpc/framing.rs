@@ -22,12 +22,13 @@ pub(crate) struct FrameDecoder {
     state: State,
 }
 
+/// Eight bytes: every call's guard carries one.
 #[derive(Debug)]
 enum State {
     /// Reading a header: `read` of its 5 bytes seen; the length bytes so far.
-    Header { read: usize, length: u32 },
-    /// Skipping the rest of a message.
-    Message { remaining: u64 },
+    Header { read: u8, length: u32 },
+    /// Skipping the rest of a message, whose length (a `u32`) bounds it.
+    Message { remaining: u32 },
     /// A data frame had more chunks than the decoder looks at; counting stopped
     /// rather than guessing.
     Lost,
@@ -72,8 +73,8 @@ impl FrameDecoder {
                     }
                     *read += 1;
                     bytes = &bytes[1..];
-                    if *read == HEADER_LEN {
-                        let remaining = u64::from(*length);
+                    if usize::from(*read) == HEADER_LEN {
+                        let remaining = *length;
                         if remaining == 0 {
                             messages += 1;
                             self.state = State::default();
@@ -83,7 +84,7 @@ impl FrameDecoder {
                     }
                 }
                 State::Message { remaining } => {
-                    let skipped = (*remaining).min(bytes.len() as u64);
+                    let skipped = (*remaining).min(u32::try_from(bytes.len()).unwrap_or(u32::MAX));
                     *remaining -= skipped;
                     // `skipped` is at most `bytes.len()`, so it fits in a usize.
                     bytes = &bytes[skipped as usize..];

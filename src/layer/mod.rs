@@ -67,6 +67,7 @@ mod body;
 mod families;
 mod future;
 mod guard;
+mod head;
 mod labels;
 #[allow(clippy::module_inception)]
 mod layer;

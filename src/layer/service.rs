@@ -15,6 +15,7 @@ use super::body::ResponseBody;
 use super::families::{HttpFamilies, RouteSeries};
 use super::future::ResponseFuture;
 use super::guard::{start_request, ClaimedCall, Recorder};
+use super::head::with_parts;
 use super::labels::HttpMethod;
 use super::request_body::RequestBody;
 use super::route::RouteResolver;
@@ -122,14 +123,12 @@ where
             }
         }
         if let Some(skip) = &shared.skip {
-            let skipped;
-            (skipped, request) = skip.request(request);
-            if skipped {
+            if skip.request(&mut request) {
                 return ResponseFuture::skipped(self.inner.call(M::http(request)));
             }
         }
         // Recorders are created before the inner call, so a panic inside `call` is
-        // recorded too. The request is moved as little as possible: it is large.
+        // recorded too. The request is not moved until the inner call: it is large.
         let grpc_only = shared.grpc_only;
         if grpc_only || claims_grpc(&request) {
             let timeout = grpc_timeout(request.headers());
@@ -137,9 +136,7 @@ where
             let route = if grpc_only {
                 None
             } else {
-                let route;
-                (route, request) = route_series(shared, request);
-                let Some(route) = route else {
+                let Some(route) = route_series(shared, &mut request) else {
                     return ResponseFuture::skipped(self.inner.call(M::http(request)));
                 };
                 Some(route)
@@ -155,8 +152,7 @@ where
             let request = M::grpc(request.map(|body| RequestBody::grpc(body, received)));
             return ResponseFuture::inner(self.inner.call(request), recorder);
         }
-        let (series, request) = route_series(shared, request);
-        let Some(series) = series else {
+        let Some(series) = route_series(shared, &mut request) else {
             return ResponseFuture::skipped(self.inner.call(M::http(request)));
         };
         let guard = Recorder::Http(start_request(series));
@@ -165,24 +161,19 @@ where
 }
 
 /// The HTTP series of the request's method and route, or `None` when the route is
-/// skipped. Inlined so the request, which is large, is not moved in and out on the way.
-#[inline(always)]
-fn route_series<B>(
-    shared: &LayerShared,
-    request: Request<B>,
-) -> (Option<Arc<RouteSeries>>, Request<B>) {
+/// skipped.
+fn route_series<B>(shared: &LayerShared, request: &mut Request<B>) -> Option<Arc<RouteSeries>> {
     let skips = |route: &str| shared.skip.as_ref().is_some_and(|skip| skip.route(route));
     let method = HttpMethod::from(request.method());
-    if let Some(route) = shared.routes.known(&request) {
+    if let Some(route) = shared.routes.known(request) {
         if skips(route.as_str()) {
-            return (None, request);
+            return None;
         }
-        let series = Arc::clone(shared.families.known_route(method, route));
-        return (Some(series), request);
+        return Some(Arc::clone(shared.families.known_route(method, route)));
     }
-    // Only a route function needs the request taken apart.
-    let (parts, body) = request.into_parts();
-    let route = shared.routes.resolve(&parts);
-    let series = (!skips(&route)).then(|| Arc::clone(shared.families.route(method, &route)));
-    (series, Request::from_parts(parts, body))
+    // Only a route function needs the request's head.
+    with_parts(request, |parts| {
+        let route = shared.routes.resolve(parts);
+        (!skips(&route)).then(|| Arc::clone(shared.families.route(method, &route)))
+    })
 }

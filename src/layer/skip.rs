@@ -7,6 +7,8 @@ use std::sync::Arc;
 use http::request::Parts;
 use http::Request;
 
+use super::head::with_parts;
+
 /// A predicate on a request's head: `true` leaves the request unrecorded.
 pub type SkipFn = dyn Fn(&Parts) -> bool + Send + Sync;
 
@@ -32,17 +34,15 @@ impl Skip {
         (!self.routes.is_empty() || self.predicate.is_some()).then_some(self)
     }
 
-    /// Whether the predicate skips `request`. Inlined so the request, which is large,
-    /// is not moved in and out on the way.
-    #[inline(always)]
-    pub(crate) fn request<B>(&self, request: Request<B>) -> (bool, Request<B>) {
+    /// Whether the predicate skips `request`.
+    pub(crate) fn request<B>(&self, request: &mut Request<B>) -> bool {
         let Some(predicate) = &self.predicate else {
-            return (false, request);
+            return false;
         };
-        let (parts, body) = request.into_parts();
         // A panicking predicate records the request rather than failing it.
-        let skipped = catch_unwind(AssertUnwindSafe(|| predicate(&parts))).unwrap_or(false);
-        (skipped, Request::from_parts(parts, body))
+        with_parts(request, |parts| {
+            catch_unwind(AssertUnwindSafe(|| predicate(parts))).unwrap_or(false)
+        })
     }
 
     /// Whether `route`, as the layer resolved it, is one of the skipped routes.

@@ -85,6 +85,7 @@ impl Counter {
     }
 
     /// Adds `amount` in shard `shard` (the caller's, looked up once per request).
+    #[inline]
     pub(crate) fn inc_by_in(&self, shard: usize, amount: u64) {
         match &self.value {
             CounterValue::Local(value) => value.add(shard, WHOLE, amount),

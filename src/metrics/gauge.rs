@@ -99,6 +99,7 @@ impl Gauge {
     }
 
     /// Adds `delta` in shard `shard` (the caller's, looked up once per request).
+    #[inline]
     pub(crate) fn add_in(&self, shard: usize, delta: i64) {
         match &self.value {
             GaugeValue::Local(value) => value.add(shard, WHOLE, delta as u64),

@@ -211,6 +211,7 @@ impl Histogram {
 
     /// Records one observation in shard `shard` (the caller's, looked up once per
     /// request).
+    #[inline]
     pub(crate) fn observe_in(&self, shard: usize, value: f64) {
         let state = &*self.state;
         let bucket = state.buckets.index_of(value);

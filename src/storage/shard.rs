@@ -76,6 +76,7 @@ impl<T> Clone for PerShard<T> {
 
 /// Adds `amount` to the `f64` whose bits `cell` holds: one compare-and-swap when no
 /// other writer interferes.
+#[inline]
 pub(crate) fn add_f64(cell: &AtomicU64, amount: f64) {
     let mut current = cell.load(Ordering::Relaxed);
     loop {
@@ -120,11 +121,13 @@ impl ShardedCells {
         }
     }
 
+    #[inline]
     fn cell(&self, shard: usize, index: usize) -> &AtomicU64 {
         &self.lines[shard * self.lines_per_shard + index / LINE].0[index % LINE]
     }
 
     /// Shard `shard`'s cell of value `index`.
+    #[inline]
     fn shard_cell(&self, shard: usize, index: usize) -> &AtomicU64 {
         self.cell(
             shard & self.shard_mask,
@@ -133,12 +136,14 @@ impl ShardedCells {
     }
 
     /// Adds to value `index` (an integer) in shard `shard`.
+    #[inline]
     pub(crate) fn add(&self, shard: usize, index: usize, amount: u64) {
         self.shard_cell(shard, index)
             .fetch_add(amount, Ordering::Relaxed);
     }
 
     /// Adds to value `index`, kept as the bits of an `f64`, in shard `shard`.
+    #[inline]
     pub(crate) fn add_f64(&self, shard: usize, index: usize, amount: f64) {
         add_f64(self.shard_cell(shard, index), amount);
     }
