@@ -18,7 +18,7 @@ use http::{Method, StatusCode};
 use metrics::{counter, describe_counter, describe_histogram, gauge, histogram, Unit};
 use tower_prometheus::facade::{FacadeRecorder, Matcher, FACADE_ERRORS};
 use tower_prometheus::metrics::OVERFLOW_LABEL;
-use tower_prometheus::{MetricsEndpoint, MetricsLayer, MetricsRegistry};
+use tower_prometheus::{BuildError, MetricsEndpoint, MetricsLayer, MetricsRegistry};
 
 const ERRORS: &str = "tower_prometheus_facade_errors_total";
 
@@ -74,6 +74,7 @@ async fn facade_families_are_served_beside_the_layers() {
     histogram!("db.query", "table" => "users").record(0.7);
     histogram!("payload").record(300.0);
     histogram!("payload").record(f64::NAN);
+    histogram!("sizes", "le" => "big").record(1.0);
     counter!("http.hits-total", "client-id" => "a", "client-id" => "b").increment(4);
     for user in ["u1", "u2", "u3", "u4", "u5"] {
         counter!("logins", "user" => user).increment(1);
@@ -327,6 +328,19 @@ async fn an_app_migrated_from_axum_prometheus() {
     assert!(scraped.matching(ERRORS, &[]).is_empty(), "{text}");
 }
 
+/// Bucket bounds that do not strictly increase fail the build, naming the setting.
+fn invalid_buckets_fail_the_build() {
+    let error = FacadeRecorder::builder(&MetricsRegistry::new())
+        .buckets_for(Matcher::Prefix("db_".into()), &[1.0, 0.5])
+        .build()
+        .unwrap_err();
+    assert!(
+        matches!(&error, BuildError::Setting { setting: "buckets_for", message }
+            if message.contains("Prefix(\"db_\")") && message.contains("0.5 follows 1")),
+        "{error}"
+    );
+}
+
 /// Not a test: the body of a process that records through the facade into the
 /// multi-process directory it is given, then exits.
 fn facade_worker() {
@@ -428,6 +442,7 @@ async fn facade_values_are_aggregated_across_processes() -> common::Checked {
 test_main! {
     tokio facade_families_are_served_beside_the_layers,
     tokio_2 an_app_migrated_from_axum_prometheus,
+    sync invalid_buckets_fail_the_build,
     sync_ignored facade_worker,
     tokio facade_values_are_aggregated_across_processes,
 }

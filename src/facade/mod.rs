@@ -7,7 +7,8 @@
 //!   Prometheus does not allow becomes `_`); a counter is exposed with `_total` (given or
 //!   not), and a unit given by `describe_*!` is appended as its recommended naming does
 //!   (none for `Count`, `ratio` for `Percent`). Label names are sanitized alike, and a
-//!   label set is the same series whatever order its labels come in.
+//!   label set is the same series whatever order its labels come in. A histogram's
+//!   label named `le` (the bucket bound's) becomes `exported_le`.
 //! - **Histograms** are histograms: each gets the buckets of the first
 //!   [`buckets_for`](FacadeRecorderBuilder::buckets_for) rule whose [`Matcher`] fits
 //!   its name (full names, then prefixes, then suffixes), else the layer's
@@ -32,7 +33,8 @@
 //!
 //! Once `metrics` has resolved a key to its series (the `counter!` call), recording is
 //! the series' atomic add: no lock, no allocation. The first record of a key finds or
-//! makes its series, which takes a lock, and may wait for a scrape in progress to end.
+//! makes its series, which takes a lock, and may wait for a scrape in progress to end;
+//! so does each record of a label set past the cap, whose key is not kept.
 //!
 //! Building the recorder initialises the registry, as building a layer does.
 //!

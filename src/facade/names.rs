@@ -38,12 +38,22 @@ pub(crate) fn counter_name(sanitized: String) -> String {
     }
 }
 
-/// The label set of a series: names sanitized, sorted by name (the facade's keys do not
-/// depend on the order labels were given in), and of a name given twice the first
-/// value kept, so the exposition never repeats a label.
-pub(crate) fn label_set<'a>(labels: impl Iterator<Item = (&'a str, &'a str)>) -> LabelPairs {
+/// The label set of a series: names sanitized, a name the metric type writes itself
+/// (`reserved`: a histogram's `le`) prefixed with `exported_`, sorted by name (the
+/// facade's keys do not depend on the order labels were given in), and of a name given
+/// twice the first value kept, so the exposition never repeats a label.
+pub(crate) fn label_set<'a>(
+    labels: impl Iterator<Item = (&'a str, &'a str)>,
+    reserved: &[&str],
+) -> LabelPairs {
     let mut pairs: LabelPairs = labels
-        .map(|(key, value)| (label_name(key), value.to_string()))
+        .map(|(key, value)| {
+            let mut name = label_name(key);
+            if reserved.contains(&name.as_str()) {
+                name.insert_str(0, "exported_");
+            }
+            (name, value.to_string())
+        })
         .collect();
     pairs.sort_by(|a, b| a.0.cmp(&b.0));
     pairs.dedup_by(|later, earlier| later.0 == earlier.0);
@@ -90,12 +100,13 @@ mod tests {
 
     #[test]
     fn label_sets_are_sorted_and_keep_the_first_of_a_repeated_name() {
-        let given = [("b", "2"), ("a-x", "1"), ("b", "3")];
+        let given = [("b", "2"), ("a-x", "1"), ("b", "3"), ("le", "4")];
         assert_eq!(
-            label_set(given.into_iter()),
+            label_set(given.into_iter(), &["le"]),
             vec![
                 ("a_x".to_string(), "1".to_string()),
-                ("b".to_string(), "2".to_string())
+                ("b".to_string(), "2".to_string()),
+                ("exported_le".to_string(), "4".to_string())
             ]
         );
     }

@@ -66,6 +66,9 @@ const UNDESCRIBED: &str = "Recorded through the `metrics` facade, undescribed.";
 trait FacadeMetric:
     SeriesMetric + prometheus_client::registry::Metric + prometheus_client::metrics::TypedMetric
 {
+    /// Label names the type writes itself, which a recorded label must not take.
+    const RESERVED_LABELS: &'static [&'static str] = &[];
+
     /// The registry name of the sanitized `name`.
     fn registry_name(name: String) -> String {
         name
@@ -98,6 +101,8 @@ impl FacadeMetric for Gauge {
 }
 
 impl FacadeMetric for Histogram {
+    const RESERVED_LABELS: &'static [&'static str] = &["le"];
+
     fn provider(inner: &Inner, name: &str) -> FamilyProvider<Self> {
         let (max_series, buckets) = (inner.max_series, inner.buckets.buckets_of(name).clone());
         Box::new(move || {
@@ -255,7 +260,8 @@ impl Inner {
     ) -> Option<Arc<H>> {
         let name = M::registry_name(names::metric_name(key.name()));
         let series = self.family::<M>(&name).map(|family| {
-            let labels = names::label_set(key.labels().map(|l| (l.key(), l.value())));
+            let labels = key.labels().map(|l| (l.key(), l.value()));
+            let labels = names::label_set(labels, M::RESERVED_LABELS);
             let found = family.lookup(&labels);
             (Arc::new(handle(found.metric, &name)), found.overflowed)
         });
