@@ -44,8 +44,9 @@ async fn order(Path(kind): Path<String>) -> &'static str {
 
 /// The facade's families next to the layer's in one scrape: names sanitized, counters
 /// with `_total`, help texts and units from `describe_*!`, bucket rules, the label-set
-/// cap with its overflow series, and every record that could not be kept counted.
-async fn facade_families_are_served_beside_the_layers() {
+/// cap with its overflow series, and every record that could not be kept counted; the
+/// whole scrape passes `promtool check metrics`.
+async fn facade_families_are_served_beside_the_layers() -> common::Checked {
     let registry = MetricsRegistry::new();
     let recorder = FacadeRecorder::builder(&registry)
         .buckets_for(Matcher::Full("checkout_seconds".into()), &[0.1, 1.0])
@@ -216,6 +217,17 @@ async fn facade_families_are_served_beside_the_layers() {
     .map(|(metric, reason)| (format!("{metric:?}"), format!("{reason:?}")))
     .collect();
     assert_eq!(warned, expected);
+
+    let promtool =
+        common::require_tool("promtool", "check the scrape with `promtool check metrics`")?;
+    let output = common::run_with_stdin(&promtool, &["check", "metrics"], text);
+    assert!(
+        output.status.success(),
+        "promtool rejected the scrape: {}{}\n{text}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    Ok(())
 }
 
 /// An app written as axum-prometheus's README writes it, its business metrics through
