@@ -220,13 +220,7 @@ async fn facade_families_are_served_beside_the_layers() -> common::Checked {
 
     let promtool =
         common::require_tool("promtool", "check the scrape with `promtool check metrics`")?;
-    let output = common::run_with_stdin(&promtool, &["check", "metrics"], text);
-    assert!(
-        output.status.success(),
-        "promtool rejected the scrape: {}{}\n{text}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
+    common::assert_promtool_accepts(&promtool, text);
     Ok(())
 }
 

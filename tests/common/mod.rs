@@ -152,6 +152,17 @@ pub fn run_with_stdin(
     child.wait_with_output().expect("program ran")
 }
 
+/// Fails unless `promtool check metrics` accepts the exposition `text`.
+pub fn assert_promtool_accepts(promtool: &std::path::Path, text: &str) {
+    let output = run_with_stdin(promtool, &["check", "metrics"], text);
+    assert!(
+        output.status.success(),
+        "promtool rejected the scrape: {}{}\n--- scrape ---\n{text}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
 /// Polls `check` until it returns `Some`, or panics after `timeout`.
 pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> T
 where
