@@ -15,10 +15,10 @@ use super::errors::{Errors, Reason, LOG_TARGET};
 use super::handles::{CounterHandle, GaugeHandle, HistogramHandle};
 use super::names;
 use crate::metrics::{
-    Buckets, Counter, CounterFamily, Family, Gauge, GaugeFamily, Histogram, HistogramFamily,
-    LabelPairs, SeriesMetric, Table, DEFAULT_MAX_SERIES,
+    Buckets, Counter, Family, Gauge, Histogram, LabelPairs, SeriesMetric, Table, DEFAULT_MAX_SERIES,
 };
 use crate::multiprocess::GaugeMode;
+use crate::storage::Binding;
 use crate::{BuildError, MetricsRegistry};
 
 /// A `metrics` recorder whose counters, gauges and histograms are families of a
@@ -78,7 +78,9 @@ trait FacadeMetric:
     fn provider(inner: &Inner, name: &str) -> FamilyProvider<Self>;
 }
 
-type FamilyProvider<M> = Box<dyn FnOnce() -> Family<LabelPairs, M> + Send>;
+/// Builds a family where the registry binds it: in multi-process mode its series get
+/// entries of the files, as a family declared before initialisation does.
+type FamilyProvider<M> = Box<dyn FnOnce(Option<Binding>) -> Family<LabelPairs, M> + Send>;
 
 impl FacadeMetric for Counter {
     fn registry_name(name: String) -> String {
@@ -87,15 +89,15 @@ impl FacadeMetric for Counter {
 
     fn provider(inner: &Inner, _: &str) -> FamilyProvider<Self> {
         let max_series = inner.max_series;
-        Box::new(move || CounterFamily::default().max_series(max_series))
+        Box::new(move |binding| Family::bound(binding, Counter::default).max_series(max_series))
     }
 }
 
 impl FacadeMetric for Gauge {
     fn provider(inner: &Inner, _: &str) -> FamilyProvider<Self> {
         let (max_series, mode) = (inner.max_series, inner.gauge_mode);
-        Box::new(move || {
-            GaugeFamily::new_with_constructor(move || Gauge::with_mode(mode)).max_series(max_series)
+        Box::new(move |binding| {
+            Family::bound(binding, move || Gauge::with_mode(mode)).max_series(max_series)
         })
     }
 }
@@ -105,9 +107,8 @@ impl FacadeMetric for Histogram {
 
     fn provider(inner: &Inner, name: &str) -> FamilyProvider<Self> {
         let (max_series, buckets) = (inner.max_series, inner.buckets.buckets_of(name).clone());
-        Box::new(move || {
-            HistogramFamily::new_with_constructor(move || Histogram::new(buckets.clone()))
-                .max_series(max_series)
+        Box::new(move |binding| {
+            Family::bound(binding, move || Histogram::new(buckets.clone())).max_series(max_series)
         })
     }
 }
@@ -294,7 +295,7 @@ impl Inner {
         };
         let registered = self
             .registry
-            .provider_if_absent(name, &help, unit, M::provider(self, name))
+            .bound_provider_if_absent(name, &help, unit, M::provider(self, name))
             .and_then(|()| self.registry.get::<Family<LabelPairs, M>>(name));
         match registered {
             Ok(family) => {
