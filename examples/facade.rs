@@ -45,9 +45,8 @@ async fn main() -> Result<(), Box<dyn Error>> {
     let bind = std::env::var("BIND").unwrap_or_else(|_| "127.0.0.1:3000".into());
     let listener = tokio::net::TcpListener::bind(&bind).await?;
     println!(
-        "listening on http://{}, metrics at /metrics",
+        "POST http://{}/orders/book, then GET /metrics",
         listener.local_addr()?
     );
-    axum::serve(listener, app).await?;
-    Ok(())
+    Ok(axum::serve(listener, app).await?)
 }

@@ -18,6 +18,7 @@ use crate::metrics::{
     Buckets, Counter, Family, Gauge, Histogram, LabelPairs, SeriesMetric, Table, DEFAULT_MAX_SERIES,
 };
 use crate::multiprocess::GaugeMode;
+use crate::registry::Provider;
 use crate::storage::Binding;
 use crate::{BuildError, MetricsRegistry};
 
@@ -295,7 +296,7 @@ impl Inner {
         };
         let registered = self
             .registry
-            .bound_provider_if_absent(name, &help, unit, M::provider(self, name))
+            .add_provider_if_absent(name, Provider::bound(help, unit, M::provider(self, name)))
             .and_then(|()| self.registry.get::<Family<LabelPairs, M>>(name));
         match registered {
             Ok(family) => {

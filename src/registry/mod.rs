@@ -62,12 +62,12 @@ use crate::build_info::{BuildInfoCollector, ServiceBuild};
 use crate::multiprocess::{self, Aggregator, MultiprocessSetting};
 use crate::process::ProcessCollector;
 use crate::storage::files::ProcessStore;
-use crate::storage::Binding;
 pub(crate) use collector::Collectors;
 use collector::{Collector, CollectorErrors, COLLECTOR_ERRORS};
 pub use collector::{CollectorError, CollectorResult};
 pub use error::RegistryError;
-use provider::{Provider, StoredMetric};
+pub(crate) use provider::Provider;
+use provider::StoredMetric;
 
 /// The `tracing` target of the registry's events (see the README's logging section).
 pub(crate) const LOG_TARGET: &str = "tower_prometheus::registry";
@@ -515,24 +515,14 @@ impl MetricsRegistry {
         self.add_provider_if_absent(name, Provider::new(help.to_string(), unit, provide))
     }
 
-    /// Like [`provider_if_absent`](Self::provider_if_absent), for a metric that is
-    /// handed where its values go: in multi-process mode the binding of its entries in
-    /// the files, else `None`.
-    pub(crate) fn bound_provider_if_absent<M, F>(
+    /// Registers `provider` under `name` unless the name is declared, as
+    /// [`provider_if_absent`](Self::provider_if_absent) does, for a provider built by
+    /// the caller (one handed its binding, [`Provider::bound`]).
+    pub(crate) fn add_provider_if_absent(
         &self,
         name: &str,
-        help: &str,
-        unit: Option<Unit>,
-        provide: F,
-    ) -> Result<(), RegistryError>
-    where
-        M: prometheus_client::registry::Metric + Clone,
-        F: FnOnce(Option<Binding>) -> M + Send + 'static,
-    {
-        self.add_provider_if_absent(name, Provider::bound(help.to_string(), unit, provide))
-    }
-
-    fn add_provider_if_absent(&self, name: &str, provider: Provider) -> Result<(), RegistryError> {
+        provider: Provider,
+    ) -> Result<(), RegistryError> {
         self.with_root(|_, state| match state {
             State::Initialized(initialized) => initialized.add_if_absent(name, provider),
             _ => Self::declare_in(state, name.to_string(), |existing| {
