@@ -261,6 +261,38 @@ fn parse_sample(line: &str) -> Option<Sample> {
     })
 }
 
+/// Checks `text` with `promtool check metrics`: fails the test if promtool rejects it,
+/// skips it if promtool is missing.
+pub fn promtool_accepts(text: &str) -> Checked {
+    use std::io::Write as _;
+    use std::process::{Command, Stdio};
+    let promtool = require_tool(
+        "promtool",
+        "check the exposition with `promtool check metrics`",
+    )?;
+    let mut child = Command::new(promtool)
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool starts");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(text.as_bytes())
+        .expect("scrape written to promtool");
+    let output = child.wait_with_output().expect("promtool ran");
+    assert!(
+        output.status.success(),
+        "promtool rejected the scrape:\n{}{}\n--- scrape ---\n{text}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    Ok(())
+}
+
 /// The path of an external program a test needs, or why the test is skipped. With
 /// `TOWER_PROMETHEUS_REQUIRE_TOOLS=1` a missing program fails the test instead.
 pub fn require_tool(program: &str, why: &str) -> Result<PathBuf, Skipped> {
