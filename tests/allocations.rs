@@ -89,24 +89,16 @@ fn request(method: Method, status: u16) -> Request<()> {
 #[test]
 fn recording_a_request_allocates_nothing_once_its_series_exist() {
     let registry = MetricsRegistry::new();
-    let layer = with_routes(MetricsLayer::builder(&registry));
-    let service = layer
-        .build()
-        .expect("layer builds")
-        .layer(service_fn(common::answer_with_requested_status::<()>));
-    requests_allocate_nothing_once_their_series_exist(service);
+    untouched_requests_allocate_nothing(MetricsLayer::builder(&registry));
     assert_every_request_counted(&registry, "");
 }
 
 #[test]
 fn recording_the_time_to_headers_allocates_nothing_once_its_series_exist() {
     let registry = MetricsRegistry::new();
-    let layer = with_routes(MetricsLayer::builder(&registry)).time_to_headers_histogram(true);
-    let service = layer
-        .build()
-        .expect("layer builds")
-        .layer(service_fn(common::answer_with_requested_status::<()>));
-    requests_allocate_nothing_once_their_series_exist(service);
+    untouched_requests_allocate_nothing(
+        MetricsLayer::builder(&registry).time_to_headers_histogram(true),
+    );
     assert_every_request_counted(&registry, "");
     let headers: TimeToHeaders = registry.get(TIME_TO_HEADERS).expect("family");
     for labels in recorded_labels() {
@@ -143,15 +135,22 @@ fn recording_body_sizes_allocates_nothing_once_their_series_exist() {
 #[test]
 fn recording_with_constant_labels_and_a_prefix_allocates_nothing_once_series_exist() {
     let registry = MetricsRegistry::new();
-    let layer = with_routes(MetricsLayer::builder(&registry))
-        .name_prefix("shop")
-        .constant_labels([("service", "checkout")]);
-    let service = layer
+    untouched_requests_allocate_nothing(
+        MetricsLayer::builder(&registry)
+            .name_prefix("shop")
+            .constant_labels([("service", "checkout")]),
+    );
+    assert_every_request_counted(&registry, "shop_");
+}
+
+/// Builds the layer `builder` configures, with [`with_routes`], around a service of
+/// plain request bodies, and counts its allocations.
+fn untouched_requests_allocate_nothing(builder: MetricsLayerBuilder) {
+    let service = with_routes(builder)
         .build()
         .expect("layer builds")
         .layer(service_fn(common::answer_with_requested_status::<()>));
     requests_allocate_nothing_once_their_series_exist(service);
-    assert_every_request_counted(&registry, "shop_");
 }
 
 /// Routes requests by method: `POST` to `/orders`, the others to `/items/{id}`.

@@ -145,6 +145,15 @@ async fn serve() -> Served {
     }
 }
 
+/// The labels of a request to `route` answered 200.
+fn answered<'a>(method: &'a str, route: &'a str) -> [(&'a str, &'a str); 3] {
+    [
+        ("http_request_method", method),
+        ("http_response_status_code", "200"),
+        ("http_route", route),
+    ]
+}
+
 /// The bounds of the buckets of `family` for `route`, in order, as numbers.
 fn bounds(scrape: &Exposition, family: &str, route: &str) -> Vec<f64> {
     scrape
@@ -245,11 +254,7 @@ async fn a_chunked_upload_and_a_streamed_response_record_their_true_sizes() {
 
     let scrape = scrape_when_counted(served.addr, RESPONSE_SIZE, "/stream", 1.0).await;
     // 5000 bytes: above the 4096 bucket, within 16384.
-    let labels = [
-        ("http_request_method", "POST"),
-        ("http_response_status_code", "200"),
-        ("http_route", "/upload"),
-    ];
+    let labels = answered("POST", "/upload");
     assert_eq!(
         scrape.value(&format!("{REQUEST_SIZE}_sum"), &labels),
         Some((UPLOADED * CHUNK) as f64),
@@ -314,11 +319,7 @@ async fn empty_bodies_record_zero_bytes() {
 
     let scrape = scrape_when_counted(served.addr, RESPONSE_SIZE, "/empty", 1.0).await;
     for family in [REQUEST_SIZE, RESPONSE_SIZE] {
-        let labels = [
-            ("http_request_method", "PUT"),
-            ("http_response_status_code", "200"),
-            ("http_route", "/empty"),
-        ];
+        let labels = answered("PUT", "/empty");
         assert_eq!(scrape.value(&format!("{family}_count"), &labels), Some(1.0));
         assert_eq!(scrape.value(&format!("{family}_sum"), &labels), Some(0.0));
         assert_eq!(
@@ -385,11 +386,7 @@ async fn a_client_leaving_midway_records_what_passed() {
     drop(body);
     // The server's body now waits for a chunk that never comes; the connection closed.
     let scrape = scrape_when_counted(served.addr, RESPONSE_SIZE, "/leave", 1.0).await;
-    let labels = [
-        ("http_request_method", "GET"),
-        ("http_response_status_code", "200"),
-        ("http_route", "/leave"),
-    ];
+    let labels = answered("GET", "/leave");
     assert_eq!(
         scrape.value(&format!("{RESPONSE_SIZE}_sum"), &labels),
         Some((2 * CHUNK) as f64),

@@ -15,9 +15,6 @@ use bytes::Bytes;
 use common::{eventually, Exposition};
 use http::{Request, Response, StatusCode};
 use http_body_util::Full;
-use tonic::transport::server::TcpIncoming;
-use tonic::transport::Server;
-use tonic_health::pb::health_client::HealthClient;
 use tonic_health::pb::HealthCheckRequest;
 use tower::{service_fn, Layer};
 use tower_prometheus::layer::Objective;
@@ -114,43 +111,39 @@ async fn http_families_carry_the_labels_and_the_prefix() -> common::Checked {
 
     let orders = http_labels("GET", "200", "/orders");
     let scrape = scrape_when(addr, "shop_http_server_requests_total", &orders, 2.0).await;
-    let value = |name: &str, labels: &[(&str, &str)]| scrape.value(name, labels);
-    assert_eq!(
-        value("shop_http_server_request_duration_seconds_count", &orders),
-        Some(2.0)
-    );
-    assert_eq!(
-        value("shop_http_server_time_to_headers_seconds_count", &orders),
-        Some(2.0)
-    );
-    assert_eq!(
-        value("shop_http_server_response_body_size_bytes_sum", &orders),
-        Some(14.0)
-    );
     let active = with_constant(&[("http_request_method", "GET"), ("http_route", "/orders")]);
-    assert_eq!(
-        value("shop_http_server_active_requests", &active),
-        Some(0.0)
-    );
     let overflow = with_constant(&[("otel_metric_overflow", "true")]);
-    assert_eq!(
-        value("shop_http_server_requests_total", &overflow),
-        Some(1.0)
-    );
     let objective = with_constant(&[("http_route", "/orders"), ("slo", "availability")]);
-    assert_eq!(
-        value("shop_http_server_slo_objective", &objective),
-        Some(0.999)
-    );
     let good = with_constant(&[("http_route", "/orders")]);
-    assert_eq!(
-        value("shop_http_server_slo_latency_good_total", &good),
-        Some(2.0)
-    );
+    let expected = [
+        (
+            "shop_http_server_request_duration_seconds_count",
+            &orders,
+            2.0,
+        ),
+        (
+            "shop_http_server_time_to_headers_seconds_count",
+            &orders,
+            2.0,
+        ),
+        // Two bodies of `ordered`.
+        (
+            "shop_http_server_response_body_size_bytes_sum",
+            &orders,
+            14.0,
+        ),
+        ("shop_http_server_active_requests", &active, 0.0),
+        ("shop_http_server_requests_total", &overflow, 1.0),
+        ("shop_http_server_slo_objective", &objective, 0.999),
+        ("shop_http_server_slo_latency_good_total", &good, 2.0),
+    ];
+    for (name, labels, value) in expected {
+        assert_eq!(scrape.value(name, labels), Some(value), "{name} {labels:?}");
+    }
     assert!(scrape.declares("shop_http_server_requests_total", "counter"));
     assert_every_layer_sample_labelled(&scrape);
     // The user's own family keeps its name and labels.
-    assert_eq!(value("jobs_total", &[]), Some(1.0));
+    assert_eq!(scrape.value("jobs_total", &[]), Some(1.0));
     common::promtool_accepts(&scrape.text)
 }
 
@@ -167,21 +160,9 @@ async fn grpc_families_carry_the_labels_and_the_prefix() {
         .build()
         .expect("layer builds");
     let (_reporter, health) = tonic_health::server::health_reporter();
-    let incoming = TcpIncoming::bind(SocketAddr::from(([127, 0, 0, 1], 0))).expect("bind");
-    let addr = incoming.local_addr().expect("local address");
-    tokio::spawn(
-        Server::builder()
-            .accept_http1(true)
-            .layer(layer)
-            .add_service(health)
-            .serve_with_incoming(incoming),
-    );
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
-        .expect("valid address")
-        .connect()
+    let addr = common::serve_tonic(layer, health).await;
+    common::health_client(addr)
         .await
-        .expect("client connects");
-    HealthClient::new(channel)
         .check(HealthCheckRequest {
             service: String::new(),
         })

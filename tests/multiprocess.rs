@@ -544,38 +544,42 @@ async fn constant_labels_and_the_prefix_reach_the_files() -> common::Checked {
     })
     .await;
     let python = python_aggregate(&python, dir.path());
+    let route = [
+        ("http_route", "/items/{id}"),
+        ("service", "checkout"),
+        ("region", "eu"),
+    ];
+    let objective = [
+        ("http_route", "/items/{id}"),
+        ("slo", "availability"),
+        ("service", "checkout"),
+        ("region", "eu"),
+    ];
+    let expected: [(&str, &[(&str, &str)], f64); 5] = [
+        ("shop_http_server_requests_total", &labels, 3.0),
+        (
+            "shop_http_server_request_duration_seconds_count",
+            &labels,
+            3.0,
+        ),
+        // Three bodies of `item`.
+        (
+            "shop_http_server_response_body_size_bytes_sum",
+            &labels,
+            12.0,
+        ),
+        ("shop_http_server_slo_latency_good_total", &route, 3.0),
+        ("shop_http_server_slo_objective", &objective, 0.995),
+    ];
     for view in [&ours, &python] {
-        assert_eq!(
-            view.value("shop_http_server_requests_total", &labels),
-            Some(3.0)
-        );
-        assert_eq!(
-            view.value("shop_http_server_request_duration_seconds_count", &labels),
-            Some(3.0)
-        );
-        assert_eq!(
-            view.value("shop_http_server_response_body_size_bytes_sum", &labels),
-            Some(12.0)
-        );
-        let route = [
-            ("http_route", "/items/{id}"),
-            ("service", "checkout"),
-            ("region", "eu"),
-        ];
-        assert_eq!(
-            view.value("shop_http_server_slo_latency_good_total", &route),
-            Some(3.0)
-        );
-        let objective = [
-            ("http_route", "/items/{id}"),
-            ("slo", "availability"),
-            ("service", "checkout"),
-            ("region", "eu"),
-        ];
-        assert_eq!(
-            view.value("shop_http_server_slo_objective", &objective),
-            Some(0.995)
-        );
+        for (name, labels, value) in expected {
+            assert_eq!(
+                view.value(name, labels),
+                Some(value),
+                "{name}\n{}",
+                view.text
+            );
+        }
         assert!(view.matching("http_server_requests_total", &[]).is_empty());
     }
     assert_same_samples(&ours, &python, &[]);

@@ -83,6 +83,21 @@ fn start_prometheus(
     }
 }
 
+/// A Prometheus scraping `target` with the shipped rules, and `relabel` if given.
+fn start_with_shipped_rules(
+    binary: &std::path::Path,
+    target: SocketAddr,
+    relabel: Option<&str>,
+) -> Prometheus {
+    let rules = contrib().join("prometheus/rules.yml");
+    start_prometheus(binary, target, false, Some(&rules), relabel)
+}
+
+/// The shipped rules and dashboard.
+fn contrib() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("contrib")
+}
+
 /// The body of an instant query's answer.
 async fn query_body(prometheus: SocketAddr, promql: &str) -> Option<String> {
     let encoded: String = promql
@@ -213,7 +228,7 @@ async fn every_dashboard_query_and_recording_rule_returns_data() -> common::Chec
         "prometheus",
         "run every dashboard query against a real Prometheus",
     )?;
-    let contrib = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("contrib");
+    let contrib = contrib();
     let files = TempDir::new("dashboard-multiprocess");
     std::fs::write(files.path().join("counter_4000009.db"), [9u8; 3]).expect("a corrupt file");
     let registry = MetricsRegistry::new();
@@ -251,13 +266,7 @@ async fn every_dashboard_query_and_recording_rule_returns_data() -> common::Chec
         .route("/shop.Cart/Get", post(grpc_reply))
         .layer(layer);
     let app = serve(router).await;
-    let prometheus = start_prometheus(
-        &binary,
-        app,
-        false,
-        Some(&contrib.join("prometheus/rules.yml")),
-        None,
-    );
+    let prometheus = start_with_shipped_rules(&binary, app, None);
 
     // Traffic for the whole test, bounded in count.
     let traffic = tokio::spawn(async move {
@@ -324,7 +333,6 @@ async fn every_dashboard_query_and_recording_rule_returns_data() -> common::Chec
 /// them.
 async fn a_prefix_relabelled_away_keeps_the_shipped_rules_working() -> common::Checked {
     let binary = common::require_tool("prometheus", "scrape a prefixed layer through relabelling")?;
-    let contrib = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("contrib");
     let registry = MetricsRegistry::new();
     let layer = MetricsLayer::builder(&registry)
         .name_prefix("shop")
@@ -335,13 +343,7 @@ async fn a_prefix_relabelled_away_keeps_the_shipped_rules_working() -> common::C
         .route("/", get(|| async { "hello" }))
         .layer(layer);
     let app = serve(router).await;
-    let prometheus = start_prometheus(
-        &binary,
-        app,
-        false,
-        Some(&contrib.join("prometheus/rules.yml")),
-        Some(UNPREFIX),
-    );
+    let prometheus = start_with_shipped_rules(&binary, app, Some(UNPREFIX));
     let traffic = tokio::spawn(async move {
         for _ in 0..3000u32 {
             common::get(app, "/").await;

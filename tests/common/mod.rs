@@ -261,29 +261,38 @@ fn parse_sample(line: &str) -> Option<Sample> {
     })
 }
 
-/// Checks `text` with `promtool check metrics`: fails the test if promtool rejects it,
-/// skips it if promtool is missing.
-pub fn promtool_accepts(text: &str) -> Checked {
+/// Runs `program` with `args`, `input` on its stdin, to its end.
+pub fn run_with_stdin(
+    program: &std::path::Path,
+    args: &[&str],
+    input: &str,
+) -> std::process::Output {
     use std::io::Write as _;
     use std::process::{Command, Stdio};
-    let promtool = require_tool(
-        "promtool",
-        "check the exposition with `promtool check metrics`",
-    )?;
-    let mut child = Command::new(promtool)
-        .args(["check", "metrics"])
+    let mut child = Command::new(program)
+        .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("promtool starts");
+        .expect("program starts");
     child
         .stdin
         .take()
         .expect("stdin")
-        .write_all(text.as_bytes())
-        .expect("scrape written to promtool");
-    let output = child.wait_with_output().expect("promtool ran");
+        .write_all(input.as_bytes())
+        .expect("input written");
+    child.wait_with_output().expect("program ran")
+}
+
+/// Checks `text` with `promtool check metrics`: fails the test if promtool rejects it,
+/// skips it if promtool is missing.
+pub fn promtool_accepts(text: &str) -> Checked {
+    let promtool = require_tool(
+        "promtool",
+        "check the exposition with `promtool check metrics`",
+    )?;
+    let output = run_with_stdin(&promtool, &["check", "metrics"], text);
     assert!(
         output.status.success(),
         "promtool rejected the scrape:\n{}{}\n--- scrape ---\n{text}",
@@ -291,6 +300,50 @@ pub fn promtool_accepts(text: &str) -> Checked {
         String::from_utf8_lossy(&output.stderr)
     );
     Ok(())
+}
+
+/// Serves `service` behind `layer` in a tonic server on an OS-chosen port of
+/// 127.0.0.1, answering gRPC over HTTP/2 and `/metrics` over HTTP/1.1.
+pub async fn serve_tonic<S>(
+    layer: tower_prometheus::layer::MetricsLayer<tower_prometheus::layer::CountMessages>,
+    service: S,
+) -> SocketAddr
+where
+    S: tower::Service<
+            Request<tonic::body::Body>,
+            Response = http::Response<tonic::body::Body>,
+            Error = Infallible,
+        > + tonic::server::NamedService
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Future: Send + 'static,
+{
+    let incoming =
+        tonic::transport::server::TcpIncoming::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+            .expect("bind");
+    let addr = incoming.local_addr().expect("local address");
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .accept_http1(true)
+            .layer(layer)
+            .add_service(service)
+            .serve_with_incoming(incoming),
+    );
+    addr
+}
+
+/// A client of the gRPC health service at `addr`.
+pub async fn health_client(
+    addr: SocketAddr,
+) -> tonic_health::pb::health_client::HealthClient<tonic::transport::Channel> {
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .expect("valid address")
+        .connect()
+        .await
+        .expect("client connects");
+    tonic_health::pb::health_client::HealthClient::new(channel)
 }
 
 /// The path of an external program a test needs, or why the test is skipped. With
