@@ -142,8 +142,24 @@ async fn http_families_carry_the_labels_and_the_prefix() -> common::Checked {
     }
     assert!(scrape.declares("shop_http_server_requests_total", "counter"));
     assert_every_layer_sample_labelled(&scrape);
-    // The user's own family keeps its name and labels.
+    // The user's own family keeps its name and labels, and so do the process and
+    // build-info metrics.
     assert_eq!(scrape.value("jobs_total", &[]), Some(1.0));
+    let others: Vec<_> = scrape
+        .samples
+        .iter()
+        .filter(|sample| !sample.name.starts_with("shop_"))
+        .collect();
+    assert!(
+        others
+            .iter()
+            .any(|sample| sample.name == "tower_prometheus_build_info"),
+        "{}",
+        scrape.text
+    );
+    for sample in others {
+        assert!(!sample.labels.contains_key("service"), "{sample:?}");
+    }
     common::promtool_accepts(&scrape.text)
 }
 
@@ -272,6 +288,30 @@ fn layers_of_one_registry_must_agree_on_the_labels() {
             if message.contains("http_server_request_duration_seconds")),
         "{error}"
     );
+    // A family declared under one of the layer's names is the user's, without them.
+    let replacing = || {
+        let registry = MetricsRegistry::new();
+        registry
+            .provider(
+                "http_server_requests_total",
+                "Requests.",
+                tower_prometheus::layer::RequestCount::default,
+            )
+            .expect("declared");
+        registry
+    };
+    let error = MetricsLayer::builder(&replacing())
+        .constant_labels([("service", "a")])
+        .build()
+        .expect_err("the replaced family has no constant labels");
+    assert!(
+        matches!(&error, BuildError::Setting { setting: "constant_labels", message }
+            if message.contains("http_server_requests_total")),
+        "{error}"
+    );
+    MetricsLayer::builder(&replacing())
+        .build()
+        .expect("without constant labels the replaced family serves");
     // A prefix of its own gives a layer families of its own.
     MetricsLayer::builder(&registry)
         .name_prefix("other")
