@@ -353,7 +353,7 @@ impl<M> MetricsLayerBuilder<M> {
     /// as they pass (not the body's `size_hint`), so a streamed body records its true
     /// size and a body the client left midway what was sent by then. Labelled like the
     /// duration, in [`Buckets::body_size`](crate::metrics::Buckets::body_size). Off,
-    /// it costs nothing per request.
+    /// a request pays a test of a flag or an empty `Option` where it is recorded.
     ///
     /// ```
     /// use tower_prometheus::{MetricsLayer, MetricsRegistry};
@@ -430,15 +430,17 @@ impl<M> MetricsLayerBuilder<M> {
     /// Adds labels every series of every family the layer writes carries, with the
     /// same value (`service`, `region`): the HTTP and gRPC families, the objective
     /// families, their overflow series, in the scrape and in the multi-process files.
-    /// Not the families you declare yourself (under the layer's names or others), nor
-    /// the process, build-info and multi-process ones: Prometheus's target labels give
-    /// those theirs. Calls add to the labels given before.
+    /// Not the families you declare yourself, nor the process, build-info and
+    /// multi-process ones: Prometheus's target labels give those theirs. Calls add to
+    /// the labels given before.
     ///
     /// A name must be a label name (`[a-zA-Z_][a-zA-Z0-9_]*`, not starting with `__`),
     /// given once, and none the families set themselves (`http_route`, `grpc_code`,
     /// `le`, ...): otherwise [`BuildError::ConstantLabel`]. The families are shared by
     /// every layer of a registry: a layer whose constant labels differ from those of
-    /// the families it finds there fails with [`BuildError::Setting`].
+    /// the families it finds there (made by another layer, or declared by you under
+    /// one of the layer's names, which carries none) fails with
+    /// [`BuildError::Setting`].
     ///
     /// ```
     /// use tower_prometheus::{MetricsLayer, MetricsRegistry};
