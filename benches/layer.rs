@@ -10,13 +10,16 @@
 //! - `minimal_metrics_body_end`: the same, recorded when the response body ends rather
 //!   than at the headers, as a layer timing streamed bodies must;
 //! - `metrics_layer`: this crate, in-process and in multi-process mode;
+//! - `option_*`: this crate with one option on: `skip_routes` and `skip_if`
+//!   configured (the request is not skipped), the time-to-headers histogram, constant
+//!   labels and a prefix, both body size histograms;
 //! - `axum_prometheus`: axum-prometheus 0.10;
 //! - `naive_prometheus_client`: a middleware looking up prometheus-client families per
 //!   request.
 //!
 //! `cargo bench --bench layer` prints each overhead over `bare` in ns, this crate's as a
-//! ratio to the minimal layer's and to axum-prometheus's, and the same with requests
-//! from 2 threads onto one series.
+//! ratio to the minimal layer's and to axum-prometheus's, each option's as a ratio to
+//! the plain layer's, and the same with requests from 2 threads onto one series.
 
 use std::future::Future;
 use std::hint::black_box;
@@ -36,7 +39,8 @@ use criterion::{criterion_group, Criterion};
 use http_body::Body as _;
 use pin_project_lite::pin_project;
 use tower::{Layer, Service};
-use tower_prometheus::{MetricsLayer, MetricsRegistry};
+use tower_prometheus::layer::MetricsLayerBuilder;
+use tower_prometheus::{BuildError, MetricsLayer, MetricsRegistry};
 
 fn router() -> Router {
     Router::new()
@@ -327,7 +331,22 @@ fn metrics_router(dir: Option<&std::path::Path>) -> Router {
         None => registry.single_process(),
     }
     .expect("not initialised");
-    let mut router = router().layer(MetricsLayer::new(&registry).expect("layer builds"));
+    scraped(router().layer(MetricsLayer::new(&registry).expect("layer builds")))
+}
+
+/// The router behind a layer with an option on: `layered` adds the layer `builder`
+/// configures for an in-process registry.
+fn option_router(layered: impl FnOnce(MetricsLayerBuilder) -> Router) -> Router {
+    let registry = MetricsRegistry::new();
+    registry.single_process().expect("not initialised");
+    scraped(layered(MetricsLayer::builder(&registry)))
+}
+
+fn built<M>(layer: Result<MetricsLayer<M>, BuildError>) -> MetricsLayer<M> {
+    layer.expect("layer builds")
+}
+
+fn scraped(mut router: Router) -> Router {
     // Measured as a scraped service runs: until its first scrape the layer reads a
     // clock per request, to warn if scrapes cannot reach it (`Router::route_layer`).
     request_to(&mut router, "/metrics");
@@ -373,6 +392,45 @@ fn variants(dir: &MultiprocessDir) -> Vec<(&'static str, Router)> {
         ),
         ("metrics_layer", metrics_router(None)),
         ("metrics_layer_multiprocess", metrics_router(Some(&dir.0))),
+        (
+            "option_skip_configured",
+            option_router(|builder| {
+                router().layer(built(
+                    builder
+                        .skip_routes(["/health"])
+                        .skip_if(|parts| parts.uri.path() == "/ready")
+                        .build(),
+                ))
+            }),
+        ),
+        (
+            "option_time_to_headers",
+            option_router(|builder| {
+                router().layer(built(builder.time_to_headers_histogram(true).build()))
+            }),
+        ),
+        (
+            "option_constant_labels",
+            option_router(|builder| {
+                router().layer(built(
+                    builder
+                        .name_prefix("shop")
+                        .constant_labels([("service", "checkout"), ("region", "eu")])
+                        .build(),
+                ))
+            }),
+        ),
+        (
+            "option_body_sizes",
+            option_router(|builder| {
+                router().layer(built(
+                    builder
+                        .request_body_size_histogram()
+                        .response_body_size_histogram(true)
+                        .build(),
+                ))
+            }),
+        ),
         ("axum_prometheus", router().layer(axum_prometheus)),
         ("naive_prometheus_client", naive_router()),
     ]
@@ -485,6 +543,13 @@ fn benches(c: &mut Criterion) {
             "  minimal_metrics_body_end / axum_prometheus = {:.2}",
             overhead("minimal_metrics_body_end") / overhead("axum_prometheus"),
         );
+        for (name, _) in times.iter().filter(|(name, _)| name.starts_with("option_")) {
+            println!(
+                "  {name} / metrics_layer = {:.2} ({:+.0} ns)",
+                overhead(name) / ours,
+                overhead(name) - ours,
+            );
+        }
     }
 }
 

@@ -26,6 +26,17 @@ pub enum BuildError {
         /// Why, and what to do instead.
         message: String,
     },
+    /// A constant label of the layer cannot be used: see [`LabelProblem`].
+    #[error("constant label `{name}`: {problem}")]
+    ConstantLabel {
+        /// The label name.
+        name: String,
+        /// What is wrong with it.
+        problem: LabelProblem,
+    },
+    /// The prefix of the layer's family names does not match `[a-zA-Z_][a-zA-Z0-9_]*`.
+    #[error("invalid family name prefix `{0}`: it must match `[a-zA-Z_][a-zA-Z0-9_]*`")]
+    InvalidPrefix(String),
     /// The endpoint path is not an absolute path.
     #[error("invalid metrics endpoint path `{0}`: it must start with `/`")]
     InvalidPath(String),
@@ -33,4 +44,21 @@ pub enum BuildError {
     /// kept out of the message).
     #[error("invalid bearer token for the metrics endpoint: {0}")]
     InvalidBearerToken(&'static str),
+}
+
+/// Why a constant label of the layer cannot be used, in [`BuildError::ConstantLabel`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum LabelProblem {
+    /// Not a label name: it must match `[a-zA-Z_][a-zA-Z0-9_]*`, and names starting
+    /// with `__` are reserved by Prometheus.
+    #[error("not a label name (`[a-zA-Z_][a-zA-Z0-9_]*`, not starting with `__`)")]
+    InvalidName,
+    /// A label the layer's families give their series themselves (`http_route`,
+    /// `grpc_code`, `le`, ...).
+    #[error("a label the layer's families set themselves")]
+    FamilyLabel,
+    /// Given twice.
+    #[error("given twice")]
+    Duplicate,
 }

@@ -23,7 +23,7 @@
 //!
 //! | module | what you use |
 //! |---|---|
-//! | crate root | [`MetricsRegistry`], [`MetricsLayer`], [`MetricsEndpoint`], [`BuildError`], [`RegistryError`], [`BUILD_INFO`], the re-exported [`prometheus_client`] |
+//! | crate root | [`MetricsRegistry`], [`MetricsLayer`], [`MetricsEndpoint`], [`BuildError`] (with [`LabelProblem`]), [`RegistryError`], [`BUILD_INFO`], the re-exported [`prometheus_client`] |
 //! | [`registry`] | [`CollectorResult`](registry::CollectorResult) and [`CollectorError`](registry::CollectorError), what a collector returns |
 //! | [`layer`] | [`MetricsLayerBuilder`](layer::MetricsLayerBuilder) and [`Objective`](layer::Objective); the service, future and body types it produces ([`MetricsService`](layer::MetricsService), [`ResponseFuture`](layer::ResponseFuture), [`ResponseBody`](layer::ResponseBody), [`RequestBody`](layer::RequestBody), and [`Untouched`](layer::Untouched) or [`CountMessages`](layer::CountMessages) for what the inner service receives); [`RouteFn`](layer::RouteFn); the HTTP family names, their types and label sets, to [`get`](MetricsRegistry::get) or replace them |
 //! | [`grpc`] | the gRPC family names, their types and label sets, [`GrpcCode`](grpc::GrpcCode) and [`GrpcType`](grpc::GrpcType) |
@@ -82,7 +82,7 @@ pub use prometheus_client;
 
 pub use build_info::BUILD_INFO;
 pub use endpoint::MetricsEndpoint;
-pub use error::BuildError;
+pub use error::{BuildError, LabelProblem};
 pub use layer::MetricsLayer;
 pub use registry::{MetricsRegistry, RegistryError};
 

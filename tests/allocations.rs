@@ -1,5 +1,6 @@
-//! Recording an HTTP request allocates nothing once its series exist (through axum too:
-//! its request body is not boxed again), and a gRPC call one small block (the state
+//! Recording an HTTP request allocates nothing once its series exist, with every
+//! option on too (through axum: its request body is not boxed again), and a gRPC call
+//! one small block (the state
 //! its request body and its response share). A counting global
 //! allocator needs a test binary of its own.
 
@@ -24,8 +25,8 @@ use tower_prometheus::grpc::{
     GRPC_MSG_RECEIVED, GRPC_MSG_SENT, GRPC_STARTED,
 };
 use tower_prometheus::layer::{
-    HttpLabels, HttpMethod, RequestBody, RequestCount, TimeToHeaders, REQUESTS_TOTAL,
-    TIME_TO_HEADERS,
+    BodySize, HttpLabels, HttpMethod, MetricsLayerBuilder, RequestBody, RequestCount,
+    TimeToHeaders, REQUESTS_TOTAL, REQUEST_BODY_SIZE, RESPONSE_BODY_SIZE, TIME_TO_HEADERS,
 };
 use tower_prometheus::{MetricsLayer, MetricsRegistry};
 
@@ -87,46 +88,119 @@ fn request(method: Method, status: u16) -> Request<()> {
 
 #[test]
 fn recording_a_request_allocates_nothing_once_its_series_exist() {
-    requests_allocate_nothing_once_their_series_exist(false);
+    let registry = MetricsRegistry::new();
+    untouched_requests_allocate_nothing(MetricsLayer::builder(&registry));
+    assert_every_request_counted(&registry, "");
 }
 
 #[test]
 fn recording_the_time_to_headers_allocates_nothing_once_its_series_exist() {
-    requests_allocate_nothing_once_their_series_exist(true);
+    let registry = MetricsRegistry::new();
+    untouched_requests_allocate_nothing(
+        MetricsLayer::builder(&registry).time_to_headers_histogram(true),
+    );
+    assert_every_request_counted(&registry, "");
+    let headers: TimeToHeaders = registry.get(TIME_TO_HEADERS).expect("family");
+    for labels in recorded_labels() {
+        let series = headers.get(&labels).expect("time-to-headers series");
+        assert_eq!(series.count(), ROUNDS as u64 + 1);
+    }
 }
 
-/// Drives requests of a few routes and statuses through a layer (recording the time
-/// to the headers if `time_to_headers`), counting allocations after the first ones.
-fn requests_allocate_nothing_once_their_series_exist(time_to_headers: bool) {
+#[test]
+fn recording_body_sizes_allocates_nothing_once_their_series_exist() {
     let registry = MetricsRegistry::new();
-    let layer = MetricsLayer::builder(&registry)
-        .time_to_headers_histogram(time_to_headers)
-        .route_fn(|parts| {
-            Some(Cow::Borrowed(if parts.method == Method::POST {
-                "/orders"
-            } else {
-                "/items/{id}"
-            }))
-        })
-        .build()
-        .expect("layer builds");
-    let mut service = layer.layer(service_fn(common::answer_with_requested_status::<()>));
-    let cases = [
-        (Method::GET, 200),
-        (Method::GET, 404),
-        (Method::POST, 201),
-        (Method::POST, 500),
-    ];
+    let layer = with_routes(MetricsLayer::builder(&registry))
+        .request_body_size_histogram()
+        .response_body_size_histogram(true);
+    // The counter of request body bytes is shared by the body and the recorder, and
+    // reused once both are done with it.
+    let service = layer.build().expect("layer builds").layer(service_fn(
+        common::answer_with_requested_status::<RequestBody<()>>,
+    ));
+    requests_allocate_nothing_once_their_series_exist(service);
+    assert_every_request_counted(&registry, "");
+    let requests: BodySize = registry.get(REQUEST_BODY_SIZE).expect("family");
+    let responses: BodySize = registry.get(RESPONSE_BODY_SIZE).expect("family");
+    for labels in recorded_labels() {
+        let request = requests.get(&labels).expect("request size series");
+        assert_eq!((request.count(), request.sum()), (ROUNDS as u64 + 1, 0.0));
+        let response = responses.get(&labels).expect("response size series");
+        // Each answer is `body`, 4 bytes.
+        assert_eq!(response.count(), ROUNDS as u64 + 1);
+        assert_eq!(response.sum(), 4.0 * (ROUNDS as f64 + 1.0));
+    }
+}
 
+#[test]
+fn recording_with_constant_labels_and_a_prefix_allocates_nothing_once_series_exist() {
+    let registry = MetricsRegistry::new();
+    untouched_requests_allocate_nothing(
+        MetricsLayer::builder(&registry)
+            .name_prefix("shop")
+            .constant_labels([("service", "checkout")]),
+    );
+    assert_every_request_counted(&registry, "shop_");
+}
+
+/// Builds the layer `builder` configures, with [`with_routes`], around a service of
+/// plain request bodies, and counts its allocations.
+fn untouched_requests_allocate_nothing(builder: MetricsLayerBuilder) {
+    let service = with_routes(builder)
+        .build()
+        .expect("layer builds")
+        .layer(service_fn(common::answer_with_requested_status::<()>));
+    requests_allocate_nothing_once_their_series_exist(service);
+}
+
+/// Routes requests by method: `POST` to `/orders`, the others to `/items/{id}`.
+fn with_routes<M>(builder: MetricsLayerBuilder<M>) -> MetricsLayerBuilder<M> {
+    builder.route_fn(|parts| {
+        Some(Cow::Borrowed(if parts.method == Method::POST {
+            "/orders"
+        } else {
+            "/items/{id}"
+        }))
+    })
+}
+
+const ROUNDS: usize = 1_000;
+
+/// The methods and statuses the requests are sent with.
+const CASES: [(Method, u16); 4] = [
+    (Method::GET, 200),
+    (Method::GET, 404),
+    (Method::POST, 201),
+    (Method::POST, 500),
+];
+
+/// The labels of the requests of [`CASES`].
+fn recorded_labels() -> Vec<HttpLabels> {
+    [
+        ("/items/{id}", HttpMethod::Get, 200),
+        ("/items/{id}", HttpMethod::Get, 404),
+        ("/orders", HttpMethod::Post, 201),
+        ("/orders", HttpMethod::Post, 500),
+    ]
+    .into_iter()
+    .map(|(route, method, status)| HttpLabels::new(method, status, route))
+    .collect()
+}
+
+/// Drives the requests of [`CASES`] through `service`, counting allocations after
+/// the first ones.
+fn requests_allocate_nothing_once_their_series_exist<S, B>(mut service: S)
+where
+    S: tower::Service<Request<()>, Response = Response<B>, Error = Infallible>,
+    B: Body,
+{
     // First requests create the series.
-    for (method, status) in &cases {
+    for (method, status) in &CASES {
         common::drive(&mut service, request(method.clone(), *status));
     }
-
-    const ROUNDS: usize = 1_000;
     let mut allocations = 0;
     for _ in 0..ROUNDS {
-        for (method, status) in &cases {
+        for (method, status) in &CASES {
             let request = request(method.clone(), *status);
             let (answered, allocated) = counted(|| common::drive(&mut service, request));
             allocations += allocated;
@@ -137,28 +211,19 @@ fn requests_allocate_nothing_once_their_series_exist(time_to_headers: bool) {
         allocations,
         0,
         "allocations over {} requests",
-        ROUNDS * cases.len()
+        ROUNDS * CASES.len()
     );
+}
 
-    // And every request was recorded.
-    let requests: RequestCount = registry.get(REQUESTS_TOTAL).expect("family");
-    let headers = registry.get::<TimeToHeaders>(TIME_TO_HEADERS);
-    assert_eq!(headers.is_ok(), time_to_headers, "family registered");
-    for (route, method, status) in [
-        ("/items/{id}", HttpMethod::Get, 200),
-        ("/items/{id}", HttpMethod::Get, 404),
-        ("/orders", HttpMethod::Post, 201),
-        ("/orders", HttpMethod::Post, 500),
-    ] {
-        let series = requests
-            .get(&HttpLabels::new(method, status, route))
-            .expect("series");
+/// Every request of [`CASES`] was recorded, in the family of the layer named with
+/// `prefix`.
+fn assert_every_request_counted(registry: &MetricsRegistry, prefix: &str) {
+    let requests: RequestCount = registry
+        .get(&format!("{prefix}{REQUESTS_TOTAL}"))
+        .expect("family");
+    for labels in recorded_labels() {
+        let series = requests.get(&labels).expect("series");
         assert_eq!(series.get(), ROUNDS as u64 + 1);
-        if let Ok(headers) = &headers {
-            let labels = HttpLabels::new(method, status, route);
-            let series = headers.get(&labels).expect("time-to-headers series");
-            assert_eq!(series.count(), ROUNDS as u64 + 1);
-        }
     }
 }
 
@@ -252,7 +317,6 @@ fn recording_a_grpc_call_allocates_one_block_beyond_the_service() {
     // The first call creates the series.
     common::drive(&mut layered, grpc_request());
 
-    const ROUNDS: usize = 1_000;
     let (mut bare_allocations, mut layered_allocations) = (0, 0);
     for _ in 0..ROUNDS {
         let request = grpc_request();

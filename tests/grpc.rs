@@ -8,22 +8,19 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
-use common::{eventually, scrape, Exposition};
+use common::{eventually, health_client as client, scrape, Exposition};
 use http::{header, HeaderMap, Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use tonic::transport::server::TcpIncoming;
-use tonic::transport::Server;
 use tonic::Code;
 use tonic_health::pb::health_check_response::ServingStatus as WireStatus;
-use tonic_health::pb::health_client::HealthClient;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::server::HealthReporter;
 use tonic_health::ServingStatus;
 use tower::Layer;
 use tower_prometheus::grpc::{GrpcCode, GrpcType};
-use tower_prometheus::layer::{CountMessages, RequestBody};
+use tower_prometheus::layer::RequestBody;
 use tower_prometheus::{MetricsLayer, MetricsRegistry};
 
 const SERVICE: &str = "grpc.health.v1.Health";
@@ -44,42 +41,7 @@ async fn start() -> (SocketAddr, HealthReporter) {
         .build()
         .expect("layer builds");
     let (reporter, health) = tonic_health::server::health_reporter();
-    (serve(layer, health).await, reporter)
-}
-
-/// Serves `health` behind `layer` on an OS-chosen port of 127.0.0.1.
-async fn serve<S>(layer: MetricsLayer<CountMessages>, health: S) -> SocketAddr
-where
-    S: tower::Service<
-            Request<tonic::body::Body>,
-            Response = http::Response<tonic::body::Body>,
-            Error = std::convert::Infallible,
-        > + tonic::server::NamedService
-        + Clone
-        + Send
-        + Sync
-        + 'static,
-    S::Future: Send + 'static,
-{
-    let incoming = TcpIncoming::bind(SocketAddr::from(([127, 0, 0, 1], 0))).expect("bind");
-    let addr = incoming.local_addr().expect("local address");
-    tokio::spawn(
-        Server::builder()
-            .accept_http1(true)
-            .layer(layer)
-            .add_service(health)
-            .serve_with_incoming(incoming),
-    );
-    addr
-}
-
-async fn client(addr: SocketAddr) -> HealthClient<tonic::transport::Channel> {
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
-        .expect("valid address")
-        .connect()
-        .await
-        .expect("client connects");
-    HealthClient::new(channel)
+    (common::serve_tonic(layer, health).await, reporter)
 }
 
 fn check(service: &str) -> HealthCheckRequest {
@@ -443,7 +405,7 @@ async fn method_objectives_export_targets_and_count_calls_within_the_latency() {
         .build()
         .expect("layer builds");
     let (_reporter, health) = tonic_health::server::health_reporter();
-    let addr = serve(layer, health).await;
+    let addr = common::serve_tonic(layer, health).await;
     for _ in 0..3 {
         check_call(addr, "").await.expect("check answers");
     }
@@ -616,7 +578,7 @@ async fn without_grpc_only_the_answer_decides() {
         .build()
         .expect("layer builds");
     let (_reporter, health) = tonic_health::server::health_reporter();
-    let addr = serve(layer, health).await;
+    let addr = common::serve_tonic(layer, health).await;
     let client = raw_client();
     let path = format!("/{SERVICE}/Check");
     let claimed = [("content-type", "Application/GRPC+proto")];
@@ -768,7 +730,7 @@ async fn start_declared() -> SocketAddr {
         .build()
         .expect("layer builds");
     let (_reporter, health) = tonic_health::server::health_reporter();
-    serve(layer, health).await
+    common::serve_tonic(layer, health).await
 }
 
 /// Waits until `count` calls with `labels` have started.
@@ -857,7 +819,7 @@ async fn an_expired_grpc_timeout_is_deadline_exceeded() {
         .grpc_method_type("/t.Slow/Wait", GrpcType::Unary)
         .build()
         .expect("layer builds");
-    let addr = serve(layer, NeverAnswers).await;
+    let addr = common::serve_tonic(layer, NeverAnswers).await;
     let headers = [
         ("content-type", "application/grpc"),
         ("grpc-timeout", "200m"),

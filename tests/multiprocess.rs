@@ -504,7 +504,90 @@ async fn collector_output_stays_in_the_scraped_process_when_declared_as_collecte
     Ok(())
 }
 
+/// The layer's constant labels and prefix go into the files: this crate's aggregate and
+/// Python's read the same labelled, prefixed series.
+async fn constant_labels_and_the_prefix_reach_the_files() -> common::Checked {
+    let python = common::require_python_client(
+        "read the labelled series with Python's MultiProcessCollector",
+    )?;
+    let dir = TempDir::new("constant-labels");
+    let registry = MetricsRegistry::new();
+    registry.multiprocess_dir(dir.path()).unwrap();
+    let layer = MetricsLayer::builder(&registry)
+        .name_prefix("shop")
+        .constant_labels([("service", "checkout"), ("region", "eu")])
+        .response_body_size_histogram(true)
+        .objective(
+            "/items/{id}",
+            tower_prometheus::layer::Objective::availability(0.995)
+                .with_latency(Duration::from_secs(30), 0.9),
+        )
+        .build()
+        .unwrap();
+    let router = Router::new()
+        .route("/items/{id}", get(|| async { "item" }))
+        .layer(layer);
+    let addr = serve(router).await;
+    for i in 0..3 {
+        common::get(addr, &format!("/items/{i}")).await;
+    }
+    let labels = [
+        ("http_request_method", "GET"),
+        ("http_response_status_code", "200"),
+        ("http_route", "/items/{id}"),
+        ("service", "checkout"),
+        ("region", "eu"),
+    ];
+    let ours = eventually(Duration::from_secs(10), "the requests recorded", || async {
+        let scrape = scrape(addr).await;
+        (scrape.value("shop_http_server_requests_total", &labels) == Some(3.0)).then_some(scrape)
+    })
+    .await;
+    let python = python_aggregate(&python, dir.path());
+    let route = [
+        ("http_route", "/items/{id}"),
+        ("service", "checkout"),
+        ("region", "eu"),
+    ];
+    let objective = [
+        ("http_route", "/items/{id}"),
+        ("slo", "availability"),
+        ("service", "checkout"),
+        ("region", "eu"),
+    ];
+    let expected = [
+        ("shop_http_server_requests_total", &labels[..], 3.0),
+        (
+            "shop_http_server_request_duration_seconds_count",
+            &labels,
+            3.0,
+        ),
+        // Three bodies of `item`.
+        (
+            "shop_http_server_response_body_size_bytes_sum",
+            &labels,
+            12.0,
+        ),
+        ("shop_http_server_slo_latency_good_total", &route, 3.0),
+        ("shop_http_server_slo_objective", &objective, 0.995),
+    ];
+    for view in [&ours, &python] {
+        for (name, labels, value) in expected {
+            assert_eq!(
+                view.value(name, labels),
+                Some(value),
+                "{name}\n{}",
+                view.text
+            );
+        }
+        assert!(view.matching("http_server_requests_total", &[]).is_empty());
+    }
+    assert_same_samples(&ours, &python, &[]);
+    Ok(())
+}
+
 test_main! {
+    tokio constant_labels_and_the_prefix_reach_the_files,
     tokio python_reads_the_files_this_crate_writes,
     tokio this_crate_aggregates_files_python_processes_wrote,
     tokio corrupt_and_truncated_files_are_skipped_and_counted,

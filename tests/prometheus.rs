@@ -31,18 +31,26 @@ impl Drop for Prometheus {
     }
 }
 
+/// The relabelling the README gives for a layer built with `name_prefix("shop")`: the
+/// prefix taken off the layer's families, so the shipped rules and dashboard apply.
+const UNPREFIX: &str = "    metric_relabel_configs:\n      - source_labels: [__name__]\n        regex: 'shop_((?:http|grpc)_server_.+)'\n        target_label: __name__\n        replacement: '$1'\n";
+
+/// A Prometheus scraping `target` every second, with `rules` and the scrape job's
+/// `relabel` configuration if given.
 fn start_prometheus(
     binary: &std::path::Path,
     target: SocketAddr,
     native: bool,
     rules: Option<&std::path::Path>,
+    relabel: Option<&str>,
 ) -> Prometheus {
     let dir = TempDir::new("prometheus");
     let rule_files = rules.map_or(String::new(), |rules| {
         format!("rule_files:\n  - '{}'\n", rules.display())
     });
+    let relabel = relabel.unwrap_or_default();
     let config = format!(
-        "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n{rule_files}scrape_configs:\n  - job_name: app\n    static_configs:\n      - targets: ['{target}']\n"
+        "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n{rule_files}scrape_configs:\n  - job_name: app\n    static_configs:\n      - targets: ['{target}']\n{relabel}"
     );
     let config_path = dir.path().join("prometheus.yml");
     std::fs::write(&config_path, config).expect("config written");
@@ -66,6 +74,21 @@ fn start_prometheus(
         addr,
         _dir: dir,
     }
+}
+
+/// A Prometheus scraping `target` with the shipped rules, and `relabel` if given.
+fn start_with_shipped_rules(
+    binary: &std::path::Path,
+    target: SocketAddr,
+    relabel: Option<&str>,
+) -> Prometheus {
+    let rules = contrib().join("prometheus/rules.yml");
+    start_prometheus(binary, target, false, Some(&rules), relabel)
+}
+
+/// The shipped rules and dashboard.
+fn contrib() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("contrib")
 }
 
 /// The body of an instant query's answer.
@@ -125,7 +148,7 @@ async fn scraped_by_prometheus(native: bool) -> common::Checked {
         .layer(MetricsLayer::new(&registry).unwrap());
     let app = serve(router).await;
     let work = registry.get::<NativeHistogram>("work_seconds").unwrap();
-    let prometheus = start_prometheus(&binary, app, native, None);
+    let prometheus = start_prometheus(&binary, app, native, None, None);
 
     for i in 0..REQUESTS {
         common::get(app, "/").await;
@@ -198,7 +221,7 @@ async fn every_dashboard_query_and_recording_rule_returns_data() -> common::Chec
         "prometheus",
         "run every dashboard query against a real Prometheus",
     )?;
-    let contrib = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("contrib");
+    let contrib = contrib();
     let files = TempDir::new("dashboard-multiprocess");
     std::fs::write(files.path().join("counter_4000009.db"), [9u8; 3]).expect("a corrupt file");
     let registry = MetricsRegistry::new();
@@ -236,12 +259,7 @@ async fn every_dashboard_query_and_recording_rule_returns_data() -> common::Chec
         .route("/shop.Cart/Get", post(grpc_reply))
         .layer(layer);
     let app = serve(router).await;
-    let prometheus = start_prometheus(
-        &binary,
-        app,
-        false,
-        Some(&contrib.join("prometheus/rules.yml")),
-    );
+    let prometheus = start_with_shipped_rules(&binary, app, None);
 
     // Traffic for the whole test, bounded in count.
     let traffic = tokio::spawn(async move {
@@ -303,7 +321,57 @@ async fn every_dashboard_query_and_recording_rule_returns_data() -> common::Chec
     Ok(())
 }
 
+/// A layer with a prefix, scraped through the README's relabelling: Prometheus stores
+/// the unprefixed names (with the constant labels), and the shipped rules record from
+/// them.
+async fn a_prefix_relabelled_away_keeps_the_shipped_rules_working() -> common::Checked {
+    let binary = common::require_tool("prometheus", "scrape a prefixed layer through relabelling")?;
+    let registry = MetricsRegistry::new();
+    let layer = MetricsLayer::builder(&registry)
+        .name_prefix("shop")
+        .constant_labels([("service", "checkout")])
+        .build()
+        .unwrap();
+    let router = Router::new()
+        .route("/", get(|| async { "hello" }))
+        .layer(layer);
+    let app = serve(router).await;
+    let prometheus = start_with_shipped_rules(&binary, app, Some(UNPREFIX));
+    let traffic = tokio::spawn(async move {
+        for _ in 0..3000u32 {
+            common::get(app, "/").await;
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    });
+    let unprefixed = "sum(http_server_requests_total{http_route=\"/\",service=\"checkout\"})";
+    let seen = eventually(Duration::from_secs(60), "the unprefixed series", || async {
+        query(prometheus.addr, unprefixed)
+            .await
+            .filter(|seen| *seen > 0.0)
+    })
+    .await;
+    assert!(seen > 0.0);
+    let rate = "sum(http_route:http_server_requests:rate5m{http_route=\"/\"})";
+    eventually(
+        Duration::from_secs(60),
+        "a shipped recording rule's result",
+        || async {
+            query(prometheus.addr, rate)
+                .await
+                .filter(|rate| *rate > 0.0)
+        },
+    )
+    .await;
+    let prefixed = query_body(prometheus.addr, "shop_http_server_requests_total")
+        .await
+        .expect("Prometheus answers");
+    assert!(prefixed.contains("\"result\":[]"), "{prefixed}");
+    traffic.abort();
+    Ok(())
+}
+
 test_main! {
+    tokio_2 a_prefix_relabelled_away_keeps_the_shipped_rules_working,
     tokio_2 prometheus_scrapes_openmetrics_by_default,
     tokio_2 prometheus_scrapes_native_histograms_through_protobuf,
     tokio_2 every_dashboard_query_and_recording_rule_returns_data,

@@ -14,9 +14,9 @@ use prometheus_client::registry::Unit;
 use super::code::GrpcCode;
 use super::labels::{GrpcHandledLabels, GrpcLabels, GrpcType};
 use super::method::{service_and_method, MethodTypes};
-use crate::metrics::{Buckets, Counter, Family, Histogram};
+use crate::metrics::{Buckets, ConstantLabels, Counter, Family, Histogram};
 use crate::record::{
-    shards, Latencies, Latency, ObjectiveFamilies, Objectives, SeriesCache, Shards,
+    shards, FamilyNames, Latencies, Latency, ObjectiveFamilies, Objectives, SeriesCache, Shards,
     DEFAULT_FALLBACK_ROUTE,
 };
 use crate::{MetricsRegistry, RegistryError};
@@ -103,10 +103,12 @@ pub(crate) fn methods_within(cap: usize) -> usize {
 
 impl GrpcFamilies {
     /// Declares the gRPC families in `registry` (unless the user declared those names
-    /// first, to replace them), sized for `max_methods` methods (each code of each in
-    /// `grpc_server_handled_total`); the histogram only if `handling` is set.
+    /// first, to replace them), named and labelled by `names`, sized for
+    /// `max_methods` methods (each code of each in `grpc_server_handled_total`); the
+    /// histogram only if `handling` is set.
     pub(crate) fn declare(
         registry: &MetricsRegistry,
+        names: &FamilyNames,
         max_methods: usize,
         handling: bool,
     ) -> Result<(), RegistryError> {
@@ -123,19 +125,28 @@ impl GrpcFamilies {
             ),
         ];
         for (name, help) in counts {
-            registry.provider_if_absent(name, help, None, move || {
-                GrpcCount::default().max_series(max_series)
+            let constant = names.constant().clone();
+            registry.provider_if_absent(&names.of(name), help, None, move || {
+                GrpcCount::default()
+                    .max_series(max_series)
+                    .constant_labels(constant)
             })?;
         }
+        let constant = names.constant().clone();
         registry.provider_if_absent(
-            GRPC_HANDLED,
+            &names.of(GRPC_HANDLED),
             "Total number of RPCs completed on the server, regardless of success or failure.",
             None,
-            move || GrpcHandledCount::default().max_series(series_cap(GRPC_HANDLED, max_methods)),
+            move || {
+                GrpcHandledCount::default()
+                    .max_series(series_cap(GRPC_HANDLED, max_methods))
+                    .constant_labels(constant)
+            },
         )?;
         if handling {
+            let constant = names.constant().clone();
             registry.provider_if_absent(
-                GRPC_HANDLING,
+                &names.of(GRPC_HANDLING),
                 "Histogram of response latency (seconds) of gRPC that had been application-level handled by the server.",
                 Some(Unit::Seconds),
                 move || {
@@ -143,6 +154,7 @@ impl GrpcFamilies {
                         Histogram::new(Buckets::prometheus_default())
                     })
                     .max_series(max_series)
+                    .constant_labels(constant)
                 },
             )?;
         }
@@ -154,18 +166,21 @@ impl GrpcFamilies {
     /// `rate()` sees a method's first error.
     pub(crate) fn from_registry(
         registry: &MetricsRegistry,
+        names: &FamilyNames,
         handling: bool,
         types: MethodTypes,
         objectives: &Objectives<SloMethodLabels>,
         max_methods: usize,
     ) -> Result<Self, RegistryError> {
         let families = Self {
-            latencies: objectives.latencies(registry)?,
-            started: registry.get(GRPC_STARTED)?,
-            handled: registry.get(GRPC_HANDLED)?,
-            handling: handling.then(|| registry.get(GRPC_HANDLING)).transpose()?,
-            received: registry.get(GRPC_MSG_RECEIVED)?,
-            sent: registry.get(GRPC_MSG_SENT)?,
+            latencies: objectives.latencies(registry, names)?,
+            started: registry.get(&names.of(GRPC_STARTED))?,
+            handled: registry.get(&names.of(GRPC_HANDLED))?,
+            handling: handling
+                .then(|| registry.get(&names.of(GRPC_HANDLING)))
+                .transpose()?,
+            received: registry.get(&names.of(GRPC_MSG_RECEIVED))?,
+            sent: registry.get(&names.of(GRPC_MSG_SENT))?,
             types,
             methods: SeriesCache::new(max_methods),
             other: OnceLock::new(),
@@ -188,6 +203,25 @@ impl GrpcFamilies {
             }
         }
         Ok(families)
+    }
+
+    /// The constant labels of each family the layer records into, by name.
+    pub(crate) fn constant_labels(&self) -> Vec<(&'static str, &ConstantLabels)> {
+        let counts = [
+            (GRPC_STARTED, &self.started),
+            (GRPC_MSG_RECEIVED, &self.received),
+            (GRPC_MSG_SENT, &self.sent),
+        ];
+        counts
+            .into_iter()
+            .map(|(name, family)| (name, family.constant()))
+            .chain([(GRPC_HANDLED, self.handled.constant())])
+            .chain(
+                self.handling
+                    .as_ref()
+                    .map(|handling| (GRPC_HANDLING, handling.constant())),
+            )
+            .collect()
     }
 
     /// This thread's series of the method at `path`, if the server has served it (or

@@ -8,6 +8,10 @@ use super::code::GrpcCode;
 use crate::metrics::{pairs_of, LabelPairs, Labels, OVERFLOW_LABEL};
 use crate::record::DEFAULT_FALLBACK_ROUTE;
 
+/// Labels the gRPC families give their series.
+pub(crate) const GRPC_LABEL_NAMES: [&str; 4] =
+    ["grpc_type", "grpc_service", "grpc_method", "grpc_code"];
+
 /// The `grpc_type` label: the shape of a method.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum GrpcType {

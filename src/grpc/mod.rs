@@ -86,6 +86,7 @@ pub use families::{
     GrpcCount, GrpcHandledCount, GrpcHandling, SloMethodLabels, GRPC_HANDLED, GRPC_HANDLING,
     GRPC_MSG_RECEIVED, GRPC_MSG_SENT, GRPC_SLO_LATENCY_GOOD, GRPC_SLO_OBJECTIVE, GRPC_STARTED,
 };
+pub(crate) use labels::GRPC_LABEL_NAMES;
 pub use labels::{GrpcHandledLabels, GrpcLabels, GrpcType};
 
 pub(crate) use call::{GrpcCall, ReceivedMessages};

@@ -1,5 +1,6 @@
 //! How the request body reaches the inner service: [`Untouched`], or wrapped in a
-//! [`RequestBody`] that counts gRPC messages ([`CountMessages`]).
+//! [`RequestBody`] that counts gRPC messages and, when their sizes are recorded, the
+//! bytes of HTTP request bodies ([`CountMessages`]).
 
 use http::Request;
 
@@ -19,9 +20,10 @@ pub trait RequestBodies: sealed::Sealed {
     #[doc(hidden)]
     fn http<B>(request: Request<B>) -> Request<Self::Body<B>>;
 
-    /// A gRPC call, as the inner service receives it.
+    /// A request whose body the layer wrapped to count what passes, as the inner
+    /// service receives it.
     #[doc(hidden)]
-    fn grpc<B>(request: Request<RequestBody<B>>) -> Request<Self::Body<B>>;
+    fn wrapped<B>(request: Request<RequestBody<B>>) -> Request<Self::Body<B>>;
 }
 
 /// Every request reaches the inner service with the client's body as it came
@@ -32,7 +34,8 @@ pub struct Untouched;
 
 /// The inner service receives `Request<RequestBody<B>>`: a gRPC call's body counts
 /// the messages received as the service reads them, and notices a client that breaks
-/// its request off; other requests' bodies pass through as they are.
+/// its request off; another request's body counts its bytes if the layer records
+/// request body sizes, and otherwise passes through as it is.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct CountMessages;
 
@@ -48,7 +51,7 @@ impl RequestBodies for Untouched {
     }
 
     #[inline(always)]
-    fn grpc<B>(request: Request<RequestBody<B>>) -> Request<B> {
+    fn wrapped<B>(request: Request<RequestBody<B>>) -> Request<B> {
         request.map(RequestBody::into_inner)
     }
 }
@@ -62,7 +65,7 @@ impl RequestBodies for CountMessages {
     }
 
     #[inline(always)]
-    fn grpc<B>(request: Request<RequestBody<B>>) -> Request<RequestBody<B>> {
+    fn wrapped<B>(request: Request<RequestBody<B>>) -> Request<RequestBody<B>> {
         request
     }
 }

@@ -10,12 +10,13 @@ use std::time::{Duration, Instant};
 
 use prometheus_client::registry::Unit;
 
+use super::body_bytes::BodyBytes;
 use super::labels::{ActiveRequestLabels, HttpLabels, HttpMethod};
 use super::route::{KnownRoute, RouteIdentity};
-use crate::metrics::{Buckets, Counter, Family, Gauge, Histogram};
+use crate::metrics::{Buckets, ConstantLabels, Counter, Family, Gauge, Histogram, SeriesMetric};
 use crate::multiprocess::GaugeMode;
 use crate::record::{
-    shards, Latencies, Latency, ObjectiveFamilies, Objectives, SeriesCache, Shards,
+    shards, FamilyNames, Latencies, Latency, ObjectiveFamilies, Objectives, SeriesCache, Shards,
 };
 use crate::{MetricsRegistry, RegistryError};
 
@@ -29,6 +30,12 @@ pub const REQUESTS_TOTAL: &str = "http_server_requests_total";
 /// when the handler yields the response head, named the same way with what it
 /// measures in place of `request_duration`, in seconds.
 pub const TIME_TO_HEADERS: &str = "http_server_time_to_headers_seconds";
+/// Name of the opt-in histogram of request body sizes: OpenTelemetry's
+/// `http.server.request.body.size` in its Prometheus form.
+pub const REQUEST_BODY_SIZE: &str = "http_server_request_body_size_bytes";
+/// Name of the opt-in histogram of response body sizes: OpenTelemetry's
+/// `http.server.response.body.size` in its Prometheus form.
+pub const RESPONSE_BODY_SIZE: &str = "http_server_response_body_size_bytes";
 /// Name of the in-flight requests gauge family.
 pub const ACTIVE_REQUESTS: &str = "http_server_active_requests";
 
@@ -36,6 +43,9 @@ pub const ACTIVE_REQUESTS: &str = "http_server_active_requests";
 pub type RequestDuration = Family<HttpLabels, Histogram>;
 /// Type of [`TIME_TO_HEADERS`]: one histogram per method, status and route.
 pub type TimeToHeaders = Family<HttpLabels, Histogram>;
+/// Type of [`REQUEST_BODY_SIZE`] and [`RESPONSE_BODY_SIZE`]: one histogram of bytes
+/// per method, status and route.
+pub type BodySize = Family<HttpLabels, Histogram>;
 /// Type of [`REQUESTS_TOTAL`]: one counter per method, status and route.
 ///
 /// ```
@@ -77,12 +87,30 @@ pub(crate) fn route_target(route: &str) -> SloRouteLabels {
 /// Status codes a route keeps at hand; rarer ones are looked up in the family.
 const STATUS_SLOTS: usize = 8;
 
-/// The HTTP families and the route table in front of them.
-pub(crate) struct HttpFamilies {
+/// The opt-in HTTP families a layer records.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct OptionalFamilies {
+    pub(crate) time_to_headers: bool,
+    pub(crate) request_body_size: bool,
+    pub(crate) response_body_size: bool,
+}
+
+/// The families a route's per-status series are found in.
+#[derive(Clone)]
+struct StatusFamilies {
     duration: RequestDuration,
     requests: RequestCount,
     /// Present when the layer records the time to the response headers.
     headers: Option<TimeToHeaders>,
+    /// Present when the layer records request body sizes.
+    request_size: Option<BodySize>,
+    /// Present when the layer records response body sizes.
+    response_size: Option<BodySize>,
+}
+
+/// The HTTP families and the route table in front of them.
+pub(crate) struct HttpFamilies {
+    families: StatusFamilies,
     active: ActiveRequests,
     routes: SeriesCache<RouteKey, RouteSeries>,
     /// Direct-mapped cache in front of `routes`, by the address of the route's name.
@@ -111,45 +139,77 @@ struct RouteKey {
 
 impl HttpFamilies {
     /// Declares the default families in `registry` (unless the user declared those
-    /// names first, to replace them), capped at `max_series` series each; the time to
-    /// the headers only if `time_to_headers`.
+    /// names first, to replace them), named and labelled by `names`, capped at
+    /// `max_series` series each; of the opt-in ones, those in `optional`.
     pub(crate) fn declare(
         registry: &MetricsRegistry,
+        names: &FamilyNames,
         max_series: usize,
-        time_to_headers: bool,
+        optional: OptionalFamilies,
     ) -> Result<(), RegistryError> {
-        let histograms = move || {
-            RequestDuration::new_with_constructor(|| Histogram::new(Buckets::http_duration()))
-                .max_series(max_series)
+        let constant = names.constant();
+        let histograms = |buckets: fn() -> Buckets| {
+            let constant = constant.clone();
+            move || {
+                RequestDuration::new_with_constructor(move || Histogram::new(buckets()))
+                    .max_series(max_series)
+                    .constant_labels(constant)
+            }
         };
-        registry.provider_if_absent(
+        let declare_histogram = |family: &str, help: &str, unit: Unit, buckets: fn() -> Buckets| {
+            registry.provider_if_absent(&names.of(family), help, Some(unit), histograms(buckets))
+        };
+        declare_histogram(
             REQUEST_DURATION,
             "Duration of HTTP server requests, until the response body ends.",
-            Some(Unit::Seconds),
-            histograms,
+            Unit::Seconds,
+            Buckets::http_duration,
         )?;
-        if time_to_headers {
-            registry.provider_if_absent(
+        if optional.time_to_headers {
+            declare_histogram(
                 TIME_TO_HEADERS,
                 "Time from the start of HTTP server requests to their response headers.",
-                Some(Unit::Seconds),
-                histograms,
+                Unit::Seconds,
+                Buckets::http_duration,
             )?;
         }
+        if optional.request_body_size {
+            declare_histogram(
+                REQUEST_BODY_SIZE,
+                "Size of HTTP server request bodies: the bytes the service read.",
+                Unit::Bytes,
+                Buckets::body_size,
+            )?;
+        }
+        if optional.response_body_size {
+            declare_histogram(
+                RESPONSE_BODY_SIZE,
+                "Size of HTTP server response bodies: the bytes sent.",
+                Unit::Bytes,
+                Buckets::body_size,
+            )?;
+        }
+        let requests_constant = constant.clone();
         registry.provider_if_absent(
-            REQUESTS_TOTAL,
+            &names.of(REQUESTS_TOTAL),
             "Number of HTTP server requests, counted when the response ends.",
             None,
-            move || RequestCount::default().max_series(max_series),
+            move || {
+                RequestCount::default()
+                    .max_series(max_series)
+                    .constant_labels(requests_constant)
+            },
         )?;
+        let active_constant = constant.clone();
         registry.provider_if_absent(
-            ACTIVE_REQUESTS,
+            &names.of(ACTIVE_REQUESTS),
             "Number of HTTP server requests in flight.",
             None,
             // In multi-process mode: the requests in flight in live processes.
             move || {
                 ActiveRequests::new_with_constructor(|| Gauge::with_mode(GaugeMode::LiveSum))
                     .max_series(max_series)
+                    .constant_labels(active_constant)
             },
         )
     }
@@ -157,21 +217,57 @@ impl HttpFamilies {
     /// The families of an initialised registry.
     pub(crate) fn from_registry(
         registry: &MetricsRegistry,
+        names: &FamilyNames,
         objectives: &Objectives<SloRouteLabels>,
-        time_to_headers: bool,
+        optional: OptionalFamilies,
     ) -> Result<Self, RegistryError> {
-        let active: ActiveRequests = registry.get(ACTIVE_REQUESTS)?;
+        let get_if = |wanted: bool, family| {
+            wanted
+                .then(|| registry.get::<Family<HttpLabels, Histogram>>(&names.of(family)))
+                .transpose()
+        };
+        let active: ActiveRequests = registry.get(&names.of(ACTIVE_REQUESTS))?;
         Ok(Self {
-            duration: registry.get(REQUEST_DURATION)?,
-            requests: registry.get(REQUESTS_TOTAL)?,
-            headers: time_to_headers
-                .then(|| registry.get(TIME_TO_HEADERS))
-                .transpose()?,
+            families: StatusFamilies {
+                duration: registry.get(&names.of(REQUEST_DURATION))?,
+                requests: registry.get(&names.of(REQUESTS_TOTAL))?,
+                headers: get_if(optional.time_to_headers, TIME_TO_HEADERS)?,
+                request_size: get_if(optional.request_body_size, REQUEST_BODY_SIZE)?,
+                response_size: get_if(optional.response_body_size, RESPONSE_BODY_SIZE)?,
+            },
             routes: SeriesCache::new(active.series_limit()),
             active,
             cache: (0..CACHE_SLOTS).map(|_| OnceLock::new()).collect(),
-            latencies: objectives.latencies(registry)?,
+            latencies: objectives.latencies(registry, names)?,
         })
+    }
+
+    /// The constant labels of each family the layer records into, by name.
+    pub(crate) fn constant_labels(&self) -> Vec<(&'static str, &ConstantLabels)> {
+        let StatusFamilies {
+            duration,
+            requests,
+            headers,
+            request_size,
+            response_size,
+        } = &self.families;
+        let optional = [
+            (TIME_TO_HEADERS, headers),
+            (REQUEST_BODY_SIZE, request_size),
+            (RESPONSE_BODY_SIZE, response_size),
+        ];
+        [
+            (REQUEST_DURATION, duration.constant()),
+            (REQUESTS_TOTAL, requests.constant()),
+            (ACTIVE_REQUESTS, self.active.constant()),
+        ]
+        .into_iter()
+        .chain(
+            optional.into_iter().filter_map(|(name, family)| {
+                family.as_ref().map(|family| (name, family.constant()))
+            }),
+        )
+        .collect()
     }
 
     /// The latency objective of `route`: its threshold and its good-request counter.
@@ -224,19 +320,16 @@ impl HttpFamilies {
                 Arc::clone(self.overflow_route())
             } else {
                 let latency = self.latency_objective(&route);
-                shards(|shard| RouteSeries {
-                    target: StatusTarget::Route {
-                        method,
-                        route: Arc::clone(&route),
-                        duration: self.duration.clone(),
-                        requests: self.requests.clone(),
-                        headers: self.headers.clone(),
-                    },
-                    active: active.metric.clone(),
-                    statuses: Default::default(),
-                    shard,
-                    latency: latency.clone(),
-                    records_headers: self.headers.is_some(),
+                shards(|shard| {
+                    self.route_series(
+                        StatusTarget::Route {
+                            method,
+                            route: Arc::clone(&route),
+                        },
+                        active.metric.clone(),
+                        shard,
+                        latency.clone(),
+                    )
                 })
             };
             (RouteKey { method, route }, series)
@@ -251,18 +344,27 @@ impl HttpFamilies {
 
     fn new_overflow_route(&self) -> RouteShards {
         let active = self.active.overflow_series();
-        shards(|shard| RouteSeries {
-            target: StatusTarget::Overflow {
-                duration: self.duration.clone(),
-                requests: self.requests.clone(),
-                headers: self.headers.clone(),
-            },
-            active: active.clone(),
+        shards(|shard| self.route_series(StatusTarget::Overflow, active.clone(), shard, None))
+    }
+
+    fn route_series(
+        &self,
+        target: StatusTarget,
+        active: Gauge,
+        shard: usize,
+        latency: Option<Latency>,
+    ) -> RouteSeries {
+        let families = &self.families;
+        RouteSeries {
+            target,
+            families: families.clone(),
+            active,
             statuses: Default::default(),
             shard,
-            latency: None,
-            records_headers: self.headers.is_some(),
-        })
+            latency,
+            records_headers: families.headers.is_some(),
+            records_sizes: families.request_size.is_some() || families.response_size.is_some(),
+        }
     }
 }
 
@@ -271,6 +373,7 @@ impl HttpFamilies {
 #[repr(align(64))]
 pub(crate) struct RouteSeries {
     target: StatusTarget,
+    families: StatusFamilies,
     active: Gauge,
     statuses: [OnceLock<(u16, StatusSeries)>; STATUS_SLOTS],
     /// The shard this copy records into.
@@ -279,28 +382,25 @@ pub(crate) struct RouteSeries {
     latency: Option<Latency>,
     /// Whether the time to the response headers is recorded.
     records_headers: bool,
+    /// Whether a body size is recorded.
+    records_sizes: bool,
 }
 
-/// Where a route's per-status series come from.
+/// Which series of the families a route's statuses record into.
 enum StatusTarget {
     Route {
         method: HttpMethod,
         route: Arc<str>,
-        duration: RequestDuration,
-        requests: RequestCount,
-        headers: Option<TimeToHeaders>,
     },
     /// Past the cardinality cap: everything goes to the families' overflow series.
-    Overflow {
-        duration: RequestDuration,
-        requests: RequestCount,
-        headers: Option<TimeToHeaders>,
-    },
+    Overflow,
 }
 
 struct StatusSeries {
     duration: Histogram,
     requests: Counter,
+    request_size: Option<Histogram>,
+    response_size: Option<Histogram>,
     /// Created with the first headers of this status, so a status only unanswered
     /// requests end with (499) has no series of the time to the headers.
     headers: OnceLock<Option<Histogram>>,
@@ -312,10 +412,30 @@ impl RouteSeries {
         self.active.add_in(self.shard, 1);
     }
 
-    /// A request on this route ended with `status` after `elapsed`.
-    pub(crate) fn finish(&self, status: u16, elapsed: Duration) {
-        self.with_status(status, |series| self.record(series, elapsed));
+    /// A request on this route ended with `status` after `elapsed`, its bodies having
+    /// carried `bytes` when the layer records their sizes.
+    pub(crate) fn finish(&self, status: u16, elapsed: Duration, bytes: Option<&BodyBytes>) {
+        self.with_status(status, |series| {
+            self.record(series, elapsed);
+            if let Some(bytes) = bytes {
+                self.record_sizes(series, bytes);
+            }
+        });
         self.active.add_in(self.shard, -1);
+    }
+
+    /// Whether requests on this route count the bytes of their bodies.
+    pub(crate) fn records_sizes(&self) -> bool {
+        self.records_sizes
+    }
+
+    fn record_sizes(&self, series: &StatusSeries, bytes: &BodyBytes) {
+        if let (Some(histogram), Some(request)) = (&series.request_size, &bytes.request) {
+            histogram.observe_in(self.shard, request.get() as f64);
+        }
+        if let Some(histogram) = &series.response_size {
+            histogram.observe_in(self.shard, bytes.response as f64);
+        }
     }
 
     /// The response headers of a request that started at `start` came with
@@ -366,43 +486,32 @@ impl RouteSeries {
     }
 
     fn lookup(&self, status: u16) -> StatusSeries {
-        match &self.target {
-            StatusTarget::Route {
-                method,
-                route,
-                duration,
-                requests,
-                ..
-            } => {
-                let labels = HttpLabels::new(*method, status, Arc::clone(route));
-                StatusSeries {
-                    duration: duration.get_or_create(&labels),
-                    requests: requests.get_or_create(&labels),
-                    headers: OnceLock::new(),
-                }
-            }
-            StatusTarget::Overflow {
-                duration, requests, ..
-            } => StatusSeries {
-                duration: duration.overflow_series(),
-                requests: requests.overflow_series(),
-                headers: OnceLock::new(),
-            },
+        let families = &self.families;
+        StatusSeries {
+            duration: self.series_of(&families.duration, status),
+            requests: self.series_of(&families.requests, status),
+            request_size: self.optional_series(families.request_size.as_ref(), status),
+            response_size: self.optional_series(families.response_size.as_ref(), status),
+            headers: OnceLock::new(),
         }
+    }
+
+    /// The series of `status` in `family`.
+    fn series_of<M: SeriesMetric>(&self, family: &Family<HttpLabels, M>, status: u16) -> M {
+        match &self.target {
+            StatusTarget::Route { method, route } => {
+                family.get_or_create(&HttpLabels::new(*method, status, Arc::clone(route)))
+            }
+            StatusTarget::Overflow => family.overflow_series(),
+        }
+    }
+
+    fn optional_series(&self, family: Option<&BodySize>, status: u16) -> Option<Histogram> {
+        family.map(|family| self.series_of(family, status))
     }
 
     /// The time-to-headers series of `status`, if the layer records it.
     fn headers_series(&self, status: u16) -> Option<Histogram> {
-        match &self.target {
-            StatusTarget::Route {
-                method,
-                route,
-                headers,
-                ..
-            } => headers.as_ref().map(|family| {
-                family.get_or_create(&HttpLabels::new(*method, status, Arc::clone(route)))
-            }),
-            StatusTarget::Overflow { headers, .. } => headers.as_ref().map(Family::overflow_series),
-        }
+        self.optional_series(self.families.headers.as_ref(), status)
     }
 }

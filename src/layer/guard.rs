@@ -8,6 +8,7 @@ use bytes::Buf;
 use http::{HeaderMap, StatusCode};
 use http_body::Frame;
 
+use super::body_bytes::{BodyBytes, RequestBytes};
 use super::families::RouteSeries;
 use crate::grpc::{is_grpc_response, GrpcCall};
 use crate::record::{Guard, Record, Unanswered};
@@ -21,9 +22,16 @@ pub(crate) const STATUS_CLIENT_CLOSED: u16 = 499;
 
 /// Counts an HTTP request in flight from its start, and records it when dropped: the
 /// status it was given, or without one 500 after a panic and 499 otherwise.
-pub(crate) type RequestGuard = Guard<Arc<RouteSeries>>;
+pub(crate) type RequestGuard = Guard<HttpRequest>;
 
-impl Record for Arc<RouteSeries> {
+/// What an HTTP request records into: its route's series, and the bytes of its bodies
+/// when the layer records their sizes.
+pub(crate) struct HttpRequest {
+    series: Arc<RouteSeries>,
+    bytes: Option<BodyBytes>,
+}
+
+impl Record for HttpRequest {
     type Outcome = u16;
 
     fn record(&mut self, ended: Result<u16, Unanswered>, elapsed: Duration) {
@@ -31,19 +39,28 @@ impl Record for Arc<RouteSeries> {
             Unanswered::Panicked => STATUS_SERVER_ERROR,
             Unanswered::Dropped => STATUS_CLIENT_CLOSED,
         });
-        self.finish(status, elapsed);
+        self.series.finish(status, elapsed, self.bytes.as_ref());
     }
 }
 
 /// A request on `series` that started at `start`, counted in flight from now.
 fn request_guard(series: Arc<RouteSeries>, start: Instant, panicked: bool) -> RequestGuard {
     series.start();
-    Guard::started_at(series, start, panicked)
+    let bytes = series.records_sizes().then(BodyBytes::default);
+    Guard::started_at(HttpRequest { series, bytes }, start, panicked)
 }
 
-/// A request on `series` starting now.
-pub(crate) fn start_request(series: Arc<RouteSeries>) -> RequestGuard {
-    request_guard(series, Instant::now(), false)
+/// A request on `series` starting now; `request_bytes` counts the bytes of its body,
+/// when the layer records request body sizes.
+pub(crate) fn start_request(
+    series: Arc<RouteSeries>,
+    request_bytes: Option<RequestBytes>,
+) -> RequestGuard {
+    let mut guard = request_guard(series, Instant::now(), false);
+    if let Some(bytes) = &mut guard.record_mut().bytes {
+        bytes.request = request_bytes;
+    }
+    guard
 }
 
 /// What a request records into, when dropped: the HTTP families, or for a gRPC call
@@ -61,7 +78,7 @@ impl Recorder {
             Recorder::Http(guard) => {
                 let (status, start) = (status.as_u16(), guard.start_time());
                 guard.set_outcome(status);
-                guard.record_mut().headers(status, start);
+                guard.record_mut().series.headers(status, start);
             }
             Recorder::Grpc(call) => call.on_response(headers),
             Recorder::Claimed(claimed) => {
@@ -89,12 +106,21 @@ impl Recorder {
 
     /// A frame of the response body.
     pub(crate) fn on_frame<D: Buf>(&mut self, frame: &Frame<D>) {
-        if let Recorder::Grpc(call) = self {
-            if let Some(data) = frame.data_ref() {
-                call.on_data(data);
-            } else if let Some(trailers) = frame.trailers_ref() {
-                call.on_trailers(trailers);
+        match self {
+            Recorder::Http(guard) => {
+                if let (Some(bytes), Some(data)) = (&mut guard.record_mut().bytes, frame.data_ref())
+                {
+                    bytes.response += data.remaining() as u64;
+                }
             }
+            Recorder::Grpc(call) => {
+                if let Some(data) = frame.data_ref() {
+                    call.on_data(data);
+                } else if let Some(trailers) = frame.trailers_ref() {
+                    call.on_trailers(trailers);
+                }
+            }
+            Recorder::Claimed(_) => {}
         }
     }
 

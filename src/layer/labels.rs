@@ -7,6 +7,13 @@ use prometheus_client::encoding::{EncodeLabel, EncodeLabelSet, LabelSetEncoder};
 
 use crate::metrics::{pairs_of, LabelPairs, Labels};
 
+/// Labels the HTTP families give their series.
+pub(crate) const HTTP_LABEL_NAMES: [&str; 3] = [
+    "http_request_method",
+    "http_response_status_code",
+    "http_route",
+];
+
 /// The `http_request_method` label: the standard methods, and `_OTHER` for the rest,
 /// so a client inventing methods cannot create series.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -11,9 +11,11 @@ use tower::Layer;
 use super::bodies::{CountMessages, Untouched};
 use super::families::SloRouteLabels;
 use super::families::{
-    route_target, ActiveRequests, HttpFamilies, RequestCount, RequestDuration, TimeToHeaders,
-    ACTIVE_REQUESTS, HTTP_OBJECTIVES, REQUESTS_TOTAL, REQUEST_DURATION, TIME_TO_HEADERS,
+    route_target, ActiveRequests, HttpFamilies, OptionalFamilies, RequestCount, RequestDuration,
+    ACTIVE_REQUESTS, HTTP_OBJECTIVES, REQUESTS_TOTAL, REQUEST_BODY_SIZE, REQUEST_DURATION,
+    RESPONSE_BODY_SIZE, TIME_TO_HEADERS,
 };
+use super::labels::HTTP_LABEL_NAMES;
 use super::route::{RouteFn, RouteResolver};
 use super::service::{LayerShared, MetricsService};
 use super::skip::Skip;
@@ -21,10 +23,11 @@ use crate::endpoint::{MetricsEndpoint, MetricsEndpointBuilder, DEFAULT_PATH};
 use crate::grpc::{
     method_target, methods_within, series_cap, service_and_method, GrpcCount, GrpcFamilies,
     GrpcHandledCount, GrpcHandling, GrpcType, MethodTypes, SloMethodLabels, GRPC_HANDLED,
-    GRPC_HANDLING, GRPC_MSG_RECEIVED, GRPC_MSG_SENT, GRPC_OBJECTIVES, GRPC_STARTED,
+    GRPC_HANDLING, GRPC_LABEL_NAMES, GRPC_MSG_RECEIVED, GRPC_MSG_SENT, GRPC_OBJECTIVES,
+    GRPC_STARTED,
 };
-use crate::metrics::DEFAULT_MAX_SERIES;
-use crate::record::{Objective, Objectives, DEFAULT_FALLBACK_ROUTE};
+use crate::metrics::{ConstantLabels, DEFAULT_MAX_SERIES, OVERFLOW_LABEL};
+use crate::record::{FamilyNames, Objective, Objectives, DEFAULT_FALLBACK_ROUTE, SLO_LABEL_NAMES};
 use crate::{BuildError, MetricsRegistry};
 
 /// An option of the endpoint, applied when the layer builds it.
@@ -68,7 +71,9 @@ impl MetricsLayer {
             grpc_types: MethodTypes::default(),
             grpc_handling: true,
             grpc_only: false,
-            time_to_headers: false,
+            optional: OptionalFamilies::default(),
+            prefix: None,
+            constant_labels: Vec::new(),
             bodies: PhantomData,
         }
     }
@@ -125,7 +130,9 @@ pub struct MetricsLayerBuilder<M = Untouched> {
     grpc_types: MethodTypes,
     grpc_handling: bool,
     grpc_only: bool,
-    time_to_headers: bool,
+    optional: OptionalFamilies,
+    prefix: Option<String>,
+    constant_labels: Vec<(String, String)>,
     bodies: PhantomData<fn() -> M>,
 }
 
@@ -307,7 +314,9 @@ impl<M> MetricsLayerBuilder<M> {
             grpc_types: self.grpc_types,
             grpc_handling: self.grpc_handling,
             grpc_only: self.grpc_only,
-            time_to_headers: self.time_to_headers,
+            optional: self.optional,
+            prefix: self.prefix,
+            constant_labels: self.constant_labels,
             bodies: PhantomData,
         }
     }
@@ -335,7 +344,125 @@ impl<M> MetricsLayerBuilder<M> {
     /// # }
     /// ```
     pub fn time_to_headers_histogram(mut self, enabled: bool) -> Self {
-        self.time_to_headers = enabled;
+        self.optional.time_to_headers = enabled;
+        self
+    }
+
+    /// Whether to record `http_server_response_body_size_bytes` (default `false`): the
+    /// bytes of the data frames of each response body that really went out, counted
+    /// as they pass (not the body's `size_hint`), so a streamed body records its true
+    /// size and a body the client left midway what was sent by then. Labelled like the
+    /// duration, in [`Buckets::body_size`](crate::metrics::Buckets::body_size). Off,
+    /// a request pays a test of a flag or an empty `Option` where it is recorded.
+    ///
+    /// ```
+    /// use tower_prometheus::{MetricsLayer, MetricsRegistry};
+    ///
+    /// # fn main() -> Result<(), tower_prometheus::BuildError> {
+    /// let layer = MetricsLayer::builder(&MetricsRegistry::new())
+    ///     .response_body_size_histogram(true)
+    ///     .build()?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn response_body_size_histogram(mut self, enabled: bool) -> Self {
+        self.optional.response_body_size = enabled;
+        self
+    }
+
+    /// Records `http_server_request_body_size_bytes`: the bytes of the data frames of
+    /// each request body that the inner service read, by the time the request is
+    /// recorded (a body left unread counts what was read). Labelled like the duration,
+    /// in [`Buckets::body_size`](crate::metrics::Buckets::body_size).
+    ///
+    /// Counting needs the body wrapped: like
+    /// [`count_grpc_messages`](Self::count_grpc_messages), this builds a
+    /// `MetricsLayer<CountMessages>`, whose inner service receives
+    /// `Request<RequestBody<B>>`. gRPC calls are recorded in the gRPC families, not in
+    /// this one; a request claiming a gRPC content type that the server answers as
+    /// plain HTTP is recorded in the HTTP families, but not in this one (its body was
+    /// read as gRPC messages).
+    ///
+    /// ```
+    /// use tower_prometheus::layer::{CountMessages, MetricsLayer};
+    /// use tower_prometheus::MetricsRegistry;
+    ///
+    /// # fn main() -> Result<(), tower_prometheus::BuildError> {
+    /// let layer: MetricsLayer<CountMessages> = MetricsLayer::builder(&MetricsRegistry::new())
+    ///     .request_body_size_histogram()
+    ///     .response_body_size_histogram(true)
+    ///     .build()?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn request_body_size_histogram(self) -> MetricsLayerBuilder<CountMessages> {
+        let mut builder = self.count_grpc_messages();
+        builder.optional.request_body_size = true;
+        builder
+    }
+
+    /// Puts `prefix` and an underscore before the name of every family the layer
+    /// writes: `shop` gives `shop_http_server_requests_total`,
+    /// `shop_grpc_server_handled_total`, `shop_http_server_slo_objective`. Not the
+    /// families you declare yourself, nor the process, build-info and multi-process
+    /// ones. `prefix` must match `[a-zA-Z_][a-zA-Z0-9_]*`
+    /// ([`BuildError::InvalidPrefix`]).
+    ///
+    /// The shipped rules and dashboard query the unprefixed names: with a prefix, use
+    /// them after relabelling it away (see the README), or prefer
+    /// [`constant_labels`](Self::constant_labels) to tell services apart.
+    ///
+    /// ```
+    /// use tower_prometheus::{MetricsLayer, MetricsRegistry};
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let registry = MetricsRegistry::new();
+    /// let _layer = MetricsLayer::builder(&registry).name_prefix("shop").build()?;
+    /// assert!(registry.provider_names().contains(&"shop_http_server_requests_total".to_string()));
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn name_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = Some(prefix.into());
+        self
+    }
+
+    /// Adds labels every series of every family the layer writes carries, with the
+    /// same value (`service`, `region`): the HTTP and gRPC families, the objective
+    /// families, their overflow series, in the scrape and in the multi-process files.
+    /// Not the families you declare yourself, nor the process, build-info and
+    /// multi-process ones: Prometheus's target labels give those theirs. Calls add to
+    /// the labels given before.
+    ///
+    /// A name must be a label name (`[a-zA-Z_][a-zA-Z0-9_]*`, not starting with `__`),
+    /// given once, and none the families set themselves (`http_route`, `grpc_code`,
+    /// `le`, ...): otherwise [`BuildError::ConstantLabel`]. The families are shared by
+    /// every layer of a registry: a layer whose constant labels differ from those of
+    /// the families it finds there (made by another layer, or declared by you under
+    /// one of the layer's names, which carries none) fails with
+    /// [`BuildError::Setting`].
+    ///
+    /// ```
+    /// use tower_prometheus::{MetricsLayer, MetricsRegistry};
+    ///
+    /// # fn main() -> Result<(), tower_prometheus::BuildError> {
+    /// let layer = MetricsLayer::builder(&MetricsRegistry::new())
+    ///     .constant_labels([("service", "checkout"), ("region", "eu-west-1")])
+    ///     .build()?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn constant_labels<I, K, V>(mut self, labels: I) -> Self
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: Into<String>,
+        V: Into<String>,
+    {
+        self.constant_labels.extend(
+            labels
+                .into_iter()
+                .map(|(name, value)| (name.into(), value.into())),
+        );
         self
     }
 
@@ -359,11 +486,18 @@ impl<M> MetricsLayerBuilder<M> {
         self.grpc_objectives
             .check()
             .map_err(BuildError::InvalidObjective)?;
+        let reserved: Vec<&str> = HTTP_LABEL_NAMES
+            .into_iter()
+            .chain(GRPC_LABEL_NAMES)
+            .chain(SLO_LABEL_NAMES)
+            .chain(["le", OVERFLOW_LABEL.0])
+            .collect();
+        let names = FamilyNames::new(self.prefix, self.constant_labels, &reserved)?;
         let max_series = self.max_series.unwrap_or(DEFAULT_MAX_SERIES);
-        HttpFamilies::declare(&self.registry, max_series, self.time_to_headers)?;
-        self.objectives.declare(&self.registry)?;
-        self.grpc_objectives.declare(&self.registry)?;
-        GrpcFamilies::declare(&self.registry, max_series, self.grpc_handling)?;
+        HttpFamilies::declare(&self.registry, &names, max_series, self.optional)?;
+        self.objectives.declare(&self.registry, &names)?;
+        self.grpc_objectives.declare(&self.registry, &names)?;
+        GrpcFamilies::declare(&self.registry, &names, max_series, self.grpc_handling)?;
         let intercept = self.path.is_some();
         let endpoint = self
             .endpoint_options
@@ -377,31 +511,44 @@ impl<M> MetricsLayerBuilder<M> {
         if let Some(max_series) = self.max_series {
             check_series_limits(
                 &self.registry,
+                &names,
                 max_series,
                 self.grpc_handling,
-                self.time_to_headers,
+                self.optional,
             )?;
         }
-        self.objectives.publish(&self.registry)?;
-        self.grpc_objectives.publish(&self.registry)?;
+        self.objectives.publish(&self.registry, &names)?;
+        self.grpc_objectives.publish(&self.registry, &names)?;
         let families =
-            HttpFamilies::from_registry(&self.registry, &self.objectives, self.time_to_headers)?;
+            HttpFamilies::from_registry(&self.registry, &names, &self.objectives, self.optional)?;
         // The method cap follows the shared families' cap, which an earlier layer may
         // have set.
-        let max_methods =
-            methods_within(self.registry.get::<GrpcCount>(GRPC_STARTED)?.series_limit());
+        let max_methods = methods_within(
+            self.registry
+                .get::<GrpcCount>(&names.of(GRPC_STARTED))?
+                .series_limit(),
+        );
         let grpc = GrpcFamilies::from_registry(
             &self.registry,
+            &names,
             self.grpc_handling,
             self.grpc_types,
             &self.grpc_objectives,
             max_methods,
+        )?;
+        check_constant_labels(
+            families
+                .constant_labels()
+                .into_iter()
+                .chain(grpc.constant_labels()),
+            &names,
         )?;
         Ok(MetricsLayer {
             shared: Arc::new(LayerShared {
                 families,
                 grpc: Arc::new(grpc),
                 grpc_only: self.grpc_only,
+                request_bytes: self.optional.request_body_size,
                 routes: RouteResolver::new(self.route_fn, self.fallback_route),
                 skip: self.skip.into_option(),
                 endpoint,
@@ -417,67 +564,87 @@ impl<M> MetricsLayerBuilder<M> {
 /// take effect.
 fn check_series_limits(
     registry: &MetricsRegistry,
+    names: &FamilyNames,
     max_series: usize,
     grpc_handling: bool,
-    time_to_headers: bool,
+    optional: OptionalFamilies,
 ) -> Result<(), BuildError> {
-    let mut limits = vec![
-        (
-            REQUEST_DURATION,
-            registry
-                .get::<RequestDuration>(REQUEST_DURATION)?
-                .series_limit(),
-            max_series,
-        ),
-        (
-            REQUESTS_TOTAL,
-            registry.get::<RequestCount>(REQUESTS_TOTAL)?.series_limit(),
-            max_series,
-        ),
-        (
-            ACTIVE_REQUESTS,
-            registry
-                .get::<ActiveRequests>(ACTIVE_REQUESTS)?
-                .series_limit(),
-            max_series,
-        ),
-        (
-            GRPC_HANDLED,
-            registry
-                .get::<GrpcHandledCount>(GRPC_HANDLED)?
-                .series_limit(),
-            series_cap(GRPC_HANDLED, max_series),
-        ),
+    let limit_of = |family: &str| -> Result<usize, BuildError> {
+        let name = names.of(family);
+        Ok(match family {
+            REQUESTS_TOTAL => registry.get::<RequestCount>(&name)?.series_limit(),
+            ACTIVE_REQUESTS => registry.get::<ActiveRequests>(&name)?.series_limit(),
+            GRPC_HANDLED => registry.get::<GrpcHandledCount>(&name)?.series_limit(),
+            GRPC_STARTED | GRPC_MSG_RECEIVED | GRPC_MSG_SENT => {
+                registry.get::<GrpcCount>(&name)?.series_limit()
+            }
+            GRPC_HANDLING => registry.get::<GrpcHandling>(&name)?.series_limit(),
+            // The duration, the time to the headers and the body sizes: histograms by
+            // method, status and route.
+            _ => registry.get::<RequestDuration>(&name)?.series_limit(),
+        })
+    };
+    let http = [
+        (REQUEST_DURATION, true),
+        (REQUESTS_TOTAL, true),
+        (ACTIVE_REQUESTS, true),
+        (TIME_TO_HEADERS, optional.time_to_headers),
+        (REQUEST_BODY_SIZE, optional.request_body_size),
+        (RESPONSE_BODY_SIZE, optional.response_body_size),
     ];
-    for name in [GRPC_STARTED, GRPC_MSG_RECEIVED, GRPC_MSG_SENT] {
-        limits.push((
-            name,
-            registry.get::<GrpcCount>(name)?.series_limit(),
-            series_cap(name, max_series),
-        ));
-    }
-    if time_to_headers {
-        let headers = registry.get::<TimeToHeaders>(TIME_TO_HEADERS)?;
-        limits.push((TIME_TO_HEADERS, headers.series_limit(), max_series));
-    }
-    if grpc_handling {
-        let handling = registry.get::<GrpcHandling>(GRPC_HANDLING)?;
-        limits.push((
-            GRPC_HANDLING,
-            handling.series_limit(),
-            series_cap(GRPC_HANDLING, max_series),
-        ));
-    }
-    match limits
+    let grpc = [
+        (GRPC_HANDLED, true),
+        (GRPC_STARTED, true),
+        (GRPC_MSG_RECEIVED, true),
+        (GRPC_MSG_SENT, true),
+        (GRPC_HANDLING, grpc_handling),
+    ];
+    let expected = http
         .into_iter()
-        .find(|(_, limit, expected)| limit != expected)
+        .map(|(family, wanted)| (family, wanted, max_series))
+        .chain(
+            grpc.into_iter()
+                .map(|(family, wanted)| (family, wanted, series_cap(family, max_series))),
+        );
+    for (family, wanted, expected) in expected {
+        if !wanted {
+            continue;
+        }
+        let limit = limit_of(family)?;
+        if limit != expected {
+            return Err(BuildError::Setting {
+                setting: "max_series",
+                message: format!(
+                    "`{}` already exists in the registry with a cap of {limit} series, not the \
+                     {expected} that `max_series({max_series})` gives it: set the cap on the layer \
+                     built first, or on the provider that replaces the family",
+                    names.of(family)
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Fails unless every family the layer records into carries the layer's constant
+/// labels: a family that existed before (made by another layer, or declared by the
+/// user) keeps the labels it was made with.
+fn check_constant_labels<'a>(
+    families: impl IntoIterator<Item = (&'static str, &'a ConstantLabels)>,
+    names: &FamilyNames,
+) -> Result<(), BuildError> {
+    match families
+        .into_iter()
+        .find(|(_, constant)| *constant != names.constant())
     {
-        Some((family, limit, expected)) => Err(BuildError::Setting {
-            setting: "max_series",
+        Some((family, constant)) => Err(BuildError::Setting {
+            setting: "constant_labels",
             message: format!(
-                "`{family}` already exists in the registry with a cap of {limit} series, not the \
-                 {expected} that `max_series({max_series})` gives it: set the cap on the layer \
-                 built first, or on the provider that replaces the family"
+                "`{}` already exists in the registry with the constant labels {:?}, not {:?}: \
+                 give every layer of a registry the same constant labels, or a prefix of its own",
+                names.of(family),
+                constant.pairs(),
+                names.constant().pairs()
             ),
         }),
         None => Ok(()),
@@ -497,7 +664,9 @@ impl<M> fmt::Debug for MetricsLayerBuilder<M> {
             .field("grpc_types", &self.grpc_types)
             .field("grpc_handling", &self.grpc_handling)
             .field("grpc_only", &self.grpc_only)
-            .field("time_to_headers", &self.time_to_headers)
+            .field("optional", &self.optional)
+            .field("prefix", &self.prefix)
+            .field("constant_labels", &self.constant_labels)
             .finish()
     }
 }

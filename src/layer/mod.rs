@@ -12,12 +12,20 @@
 //! | `http_server_requests_total` | counter | `http_request_method`, `http_response_status_code`, `http_route` |
 //! | `http_server_active_requests` | gauge | `http_request_method`, `http_route` |
 //! | `http_server_time_to_headers_seconds` (opt-in) | histogram | `http_request_method`, `http_response_status_code`, `http_route` |
+//! | `http_server_request_body_size_bytes` (opt-in) | histogram | `http_request_method`, `http_response_status_code`, `http_route` |
+//! | `http_server_response_body_size_bytes` (opt-in) | histogram | `http_request_method`, `http_response_status_code`, `http_route` |
 //!
 //! - `http_server_time_to_headers_seconds`, with
 //!   [`time_to_headers_histogram`](MetricsLayerBuilder::time_to_headers_histogram):
 //!   the time until the inner future yields the response, recorded then, while the
 //!   duration ends with the body. A request that fails, panics or is dropped before
 //!   its headers records nothing in it (its 500 or 499 is in the other two).
+//! - The body sizes, with
+//!   [`request_body_size_histogram`](MetricsLayerBuilder::request_body_size_histogram)
+//!   and [`response_body_size_histogram`](MetricsLayerBuilder::response_body_size_histogram):
+//!   the bytes of the data frames that passed, by the time the request is recorded.
+//! - Every family may carry [constant labels](MetricsLayerBuilder::constant_labels)
+//!   after these, and its name a [prefix](MetricsLayerBuilder::name_prefix).
 //! - `http_request_method` is the standard method, or `_OTHER`.
 //! - `http_response_status_code` is the status sent; a request whose inner service
 //!   failed or panicked before a response records 500, and one
@@ -64,6 +72,7 @@
 
 mod bodies;
 mod body;
+mod body_bytes;
 mod families;
 mod future;
 mod guard;
@@ -80,8 +89,9 @@ pub use crate::record::Objective;
 pub use bodies::{CountMessages, RequestBodies, Untouched};
 pub use body::ResponseBody;
 pub use families::{
-    ActiveRequests, RequestCount, RequestDuration, SloRouteLabels, TimeToHeaders, ACTIVE_REQUESTS,
-    REQUESTS_TOTAL, REQUEST_DURATION, SLO_LATENCY_GOOD, SLO_OBJECTIVE, TIME_TO_HEADERS,
+    ActiveRequests, BodySize, RequestCount, RequestDuration, SloRouteLabels, TimeToHeaders,
+    ACTIVE_REQUESTS, REQUESTS_TOTAL, REQUEST_BODY_SIZE, REQUEST_DURATION, RESPONSE_BODY_SIZE,
+    SLO_LATENCY_GOOD, SLO_OBJECTIVE, TIME_TO_HEADERS,
 };
 pub use future::ResponseFuture;
 pub use labels::{ActiveRequestLabels, HttpLabels, HttpMethod};

@@ -6,19 +6,25 @@ use std::task::{Context, Poll};
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 
+use bytes::Buf;
+
+use super::body_bytes::RequestBytes;
 use crate::grpc::ReceivedMessages;
 
 pin_project! {
     /// Request body handed to the inner service by a layer built with
-    /// [`count_grpc_messages`](super::MetricsLayerBuilder::count_grpc_messages) or
-    /// [`grpc_only`](super::MetricsLayerBuilder::grpc_only): the client's body,
-    /// unchanged. For a gRPC call it counts the messages received as they pass, and
-    /// notices a client that breaks its request off (an error, or an end inside a
-    /// message).
+    /// [`count_grpc_messages`](super::MetricsLayerBuilder::count_grpc_messages),
+    /// [`grpc_only`](super::MetricsLayerBuilder::grpc_only) or
+    /// [`request_body_size_histogram`](super::MetricsLayerBuilder::request_body_size_histogram):
+    /// the client's body, unchanged. For a gRPC call it counts the messages received
+    /// as they pass, and notices a client that breaks its request off (an error, or
+    /// an end inside a message); for an HTTP request whose body size is recorded, it
+    /// counts the bytes of the data frames read.
     pub struct RequestBody<B> {
         #[pin]
         inner: B,
         received: Option<ReceivedMessages>,
+        bytes: Option<RequestBytes>,
     }
 }
 
@@ -28,6 +34,7 @@ impl<B> RequestBody<B> {
         Self {
             inner,
             received: None,
+            bytes: None,
         }
     }
 
@@ -36,6 +43,16 @@ impl<B> RequestBody<B> {
         Self {
             inner,
             received: Some(received),
+            bytes: None,
+        }
+    }
+
+    /// An HTTP request body, whose bytes `bytes` counts.
+    pub(crate) fn counting_bytes(inner: B, bytes: RequestBytes) -> Self {
+        Self {
+            inner,
+            received: None,
+            bytes: Some(bytes),
         }
     }
 
@@ -54,6 +71,7 @@ impl<B> std::fmt::Debug for RequestBody<B> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RequestBody")
             .field("grpc", &self.received.is_some())
+            .field("counts_bytes", &self.bytes.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -68,6 +86,11 @@ impl<B: Body> Body for RequestBody<B> {
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
         let this = self.project();
         let frame = this.inner.poll_frame(cx);
+        if let (Some(bytes), Poll::Ready(Some(Ok(frame)))) = (this.bytes, &frame) {
+            if let Some(data) = frame.data_ref() {
+                bytes.add(data.remaining());
+            }
+        }
         if let (Some(received), Poll::Ready(polled)) = (this.received, &frame) {
             match polled {
                 Some(Ok(frame)) => {

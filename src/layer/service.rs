@@ -12,6 +12,7 @@ use tower::Service;
 
 use super::bodies::{RequestBodies, Untouched};
 use super::body::ResponseBody;
+use super::body_bytes::RequestBytes;
 use super::families::{HttpFamilies, RouteSeries};
 use super::future::ResponseFuture;
 use super::guard::{start_request, ClaimedCall, Recorder};
@@ -33,6 +34,9 @@ pub(crate) struct LayerShared {
     /// The inner service serves only gRPC: every request is a gRPC call.
     pub(crate) grpc_only: bool,
     pub(crate) routes: RouteResolver,
+    /// Whether HTTP request bodies count their bytes (only in a layer whose inner
+    /// service receives [`RequestBody`]).
+    pub(crate) request_bytes: bool,
     /// The requests left unrecorded; `None` when the layer skips nothing.
     pub(crate) skip: Option<Skip>,
     pub(crate) endpoint: MetricsEndpoint,
@@ -149,13 +153,19 @@ where
                 }
                 Some(route) => Recorder::Claimed(ClaimedCall::new(call, route)),
             };
-            let request = M::grpc(request.map(|body| RequestBody::grpc(body, received)));
+            let request = M::wrapped(request.map(|body| RequestBody::grpc(body, received)));
             return ResponseFuture::inner(self.inner.call(request), recorder);
         }
         let Some(series) = route_series(shared, &mut request) else {
             return ResponseFuture::skipped(self.inner.call(M::http(request)));
         };
-        let guard = Recorder::Http(start_request(series));
+        if shared.request_bytes {
+            let (counted, recorded) = RequestBytes::pair();
+            let guard = Recorder::Http(start_request(series, Some(recorded)));
+            let request = request.map(|body| RequestBody::counting_bytes(body, counted));
+            return ResponseFuture::inner(self.inner.call(M::wrapped(request)), guard);
+        }
+        let guard = Recorder::Http(start_request(series, None));
         ResponseFuture::inner(self.inner.call(M::http(request)), guard)
     }
 }

@@ -7,7 +7,7 @@ use std::sync::{Arc, OnceLock};
 use prometheus_client::encoding::{EncodeLabelSet, EncodeMetric, LabelSetEncoder, MetricEncoder};
 use prometheus_client::metrics::{MetricType, TypedMetric};
 
-use super::labels::Labels;
+use super::labels::{ConstantLabels, Labels, WithConstant};
 use super::series::SeriesMetric;
 use super::table::Table;
 use crate::storage::Binding;
@@ -48,6 +48,8 @@ struct FamilyState<L, M> {
     overflow: OnceLock<M>,
     max_series: AtomicUsize,
     new_series: Box<dyn Fn() -> M + Send + Sync>,
+    /// Labels every series carries beside its own; set at most once, before any series.
+    constant: OnceLock<ConstantLabels>,
     /// In multi-process mode, where the series' values go.
     binding: Option<Binding>,
 }
@@ -85,6 +87,7 @@ impl<L: Labels, M: SeriesMetric> Family<L, M> {
                 overflow: OnceLock::new(),
                 max_series: AtomicUsize::new(DEFAULT_MAX_SERIES),
                 new_series: Box::new(new_series),
+                constant: OnceLock::new(),
                 binding,
             }),
         }
@@ -95,6 +98,19 @@ impl<L: Labels, M: SeriesMetric> Family<L, M> {
     pub fn max_series(self, max_series: usize) -> Self {
         self.state.max_series.store(max_series, Ordering::Relaxed);
         self
+    }
+
+    /// Gives every series `constant` beside its own labels, when the family is made:
+    /// labels set once stay.
+    #[must_use]
+    pub(crate) fn constant_labels(self, constant: ConstantLabels) -> Self {
+        let _ = self.state.constant.set(constant);
+        self
+    }
+
+    /// The labels every series carries beside its own.
+    pub(crate) fn constant(&self) -> &ConstantLabels {
+        constant_of(&self.state.constant)
     }
 
     /// The series for `labels`, created if it is new and the cap allows, otherwise the
@@ -145,7 +161,11 @@ impl<L: Labels, M: SeriesMetric> Family<L, M> {
         let state = &*self.state;
         let metric = (state.new_series)();
         match &state.binding {
-            Some(binding) => metric.bind_like(binding, &labels()),
+            Some(binding) => {
+                let mut labels = labels();
+                labels.extend_from_slice(constant_of(&state.constant).pairs());
+                metric.bind_like(binding, &labels)
+            }
             None => metric,
         }
     }
@@ -170,6 +190,11 @@ impl<L: Labels, M: SeriesMetric> Family<L, M> {
             },
         }
     }
+}
+
+fn constant_of(constant: &OnceLock<ConstantLabels>) -> &ConstantLabels {
+    static NONE: ConstantLabels = ConstantLabels::none();
+    constant.get().unwrap_or(&NONE)
 }
 
 /// A series found in a family, and whether it is the overflow series.
@@ -209,11 +234,13 @@ where
     M: SeriesMetric + EncodeMetric + TypedMetric,
 {
     fn encode(&self, mut encoder: MetricEncoder<'_>) -> Result<(), std::fmt::Error> {
+        let constant = self.constant();
         for (labels, metric) in self.state.series.iter() {
-            metric.encode(encoder.encode_family(labels)?)?;
+            metric.encode(encoder.encode_family(&WithConstant { labels, constant })?)?;
         }
         if let Some(metric) = self.state.overflow.get() {
-            metric.encode(encoder.encode_family(&OverflowLabels)?)?;
+            let labels = &OverflowLabels;
+            metric.encode(encoder.encode_family(&WithConstant { labels, constant })?)?;
         }
         Ok(())
     }

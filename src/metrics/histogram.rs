@@ -106,6 +106,15 @@ impl Buckets {
         }
     }
 
+    /// Bounds for body sizes, in bytes: powers of 4 from 64 B to 64 MiB, in 11
+    /// buckets (OpenTelemetry names no default for `http.server.request.body.size`).
+    /// The smallest sits above an empty body, the largest above most uploads.
+    pub fn body_size() -> Self {
+        Self {
+            bounds: (0..11).map(|i| f64::from(64u32 << (2 * i))).collect(),
+        }
+    }
+
     /// The upper bounds, without `+Inf`.
     pub fn bounds(&self) -> &[f64] {
         &self.bounds

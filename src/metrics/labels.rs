@@ -1,8 +1,9 @@
 //! What a family's label sets must be.
 
 use std::hash::Hash;
+use std::sync::Arc;
 
-use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::{EncodeLabel, EncodeLabelSet, LabelSetEncoder};
 
 use super::LabelPairs;
 
@@ -58,6 +59,42 @@ where
 {
     fn label_pairs(&self) -> LabelPairs {
         pairs_of(self.iter().map(|(name, value)| (name, value)))
+    }
+}
+
+/// Label pairs every series of a family carries beside its own (a service, a region):
+/// the family writes them after each series' labels, in the scrape and in the
+/// multi-process files. Set once, when the family is made; cheap to clone.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct ConstantLabels(Option<Arc<[(String, String)]>>);
+
+impl ConstantLabels {
+    /// No labels.
+    pub(crate) const fn none() -> Self {
+        Self(None)
+    }
+
+    pub(crate) fn new(pairs: Vec<(String, String)>) -> Self {
+        Self((!pairs.is_empty()).then(|| pairs.into()))
+    }
+
+    pub(crate) fn pairs(&self) -> &[(String, String)] {
+        self.0.as_deref().unwrap_or_default()
+    }
+}
+
+/// A series' own labels followed by its family's constant labels.
+pub(crate) struct WithConstant<'a, L> {
+    pub(crate) labels: &'a L,
+    pub(crate) constant: &'a ConstantLabels,
+}
+
+impl<L: EncodeLabelSet> EncodeLabelSet for WithConstant<'_, L> {
+    fn encode(&self, encoder: &mut LabelSetEncoder<'_>) -> Result<(), std::fmt::Error> {
+        self.labels.encode(encoder)?;
+        self.constant.pairs().iter().try_for_each(|(name, value)| {
+            (name.as_str(), value.as_str()).encode(encoder.encode_label())
+        })
     }
 }
 

@@ -19,8 +19,8 @@ pub use counter::{Counter, InvalidIncrement};
 pub use family::{Family, DEFAULT_MAX_SERIES, OVERFLOW_LABEL};
 pub use gauge::Gauge;
 pub use histogram::{Buckets, Histogram, InvalidBuckets};
-pub(crate) use labels::pairs_of;
 pub use labels::Labels;
+pub(crate) use labels::{pairs_of, ConstantLabels};
 pub use series::SeriesMetric;
 
 /// Label pairs known only at run time, the label set the family aliases default to.

@@ -6,6 +6,8 @@
 //!   a panic, or dropped unanswered.
 //! - [`Objectives`] and [`Latency`]: service-level objectives exported as data, and
 //!   the count of calls within a latency threshold.
+//! - [`FamilyNames`]: the prefix of a layer's family names and the constant labels
+//!   of their series, checked.
 //! - [`DEFAULT_FALLBACK_ROUTE`] and [`MAX_ROUTE_LEN`]: the label of what nothing
 //!   names, and the longest name kept.
 //!
@@ -22,12 +24,14 @@
 
 mod cache;
 mod guard;
+mod naming;
 mod slo;
 
 pub(crate) use cache::{shards, SeriesCache, Shards};
 pub(crate) use guard::{Guard, Record, Unanswered};
+pub(crate) use naming::FamilyNames;
 pub use slo::Objective;
-pub(crate) use slo::{Latencies, Latency, ObjectiveFamilies, Objectives};
+pub(crate) use slo::{Latencies, Latency, ObjectiveFamilies, Objectives, SLO_LABEL_NAMES};
 
 /// The `http_route` value of requests no router or route function names, and the
 /// gRPC service and method of calls that name no served method.

@@ -17,10 +17,14 @@ use std::time::Duration;
 use prometheus_client::encoding::{EncodeMetric, MetricEncoder};
 use prometheus_client::metrics::{MetricType, TypedMetric};
 
+use super::FamilyNames;
 use crate::metrics::{Counter, Family, Labels};
 use crate::storage::files::{FileKind, GaugeMode};
 use crate::storage::Binding;
 use crate::{BuildError, MetricsRegistry, RegistryError};
+
+/// Labels the objective families give their series beside what an objective is about.
+pub(crate) const SLO_LABEL_NAMES: [&str; 2] = ["slo", "threshold_seconds"];
 
 /// One target series: its labels and the target.
 type TargetSeries = (Vec<(String, String)>, f64);
@@ -129,30 +133,44 @@ impl<L: TargetLabels> Objectives<L> {
 
     /// Declares the objective series and the good-request counter, when there are
     /// objectives (and the registry lacks them).
-    pub(crate) fn declare(&self, registry: &MetricsRegistry) -> Result<(), RegistryError> {
+    pub(crate) fn declare(
+        &self,
+        registry: &MetricsRegistry,
+        names: &FamilyNames,
+    ) -> Result<(), RegistryError> {
         if self.is_empty() {
             return Ok(());
         }
         let help = "Service-level objective: the share of requests that must be good.";
-        registry.provider_if_absent(self.families.targets, help, None, ObjectiveTargets::new)?;
         registry.provider_if_absent(
-            self.families.latency_good,
+            &names.of(self.families.targets),
+            help,
+            None,
+            ObjectiveTargets::new,
+        )?;
+        let constant = names.constant().clone();
+        registry.provider_if_absent(
+            &names.of(self.families.latency_good),
             self.families.latency_good_help,
             None,
-            Family::<L, Counter>::default,
+            move || Family::<L, Counter>::default().constant_labels(constant),
         )
     }
 
     /// Adds the targets to the exported ones, beside those of other layers of the
     /// registry; an objective of the same route (or method) that differs from theirs
     /// is an error naming it.
-    pub(crate) fn publish(&self, registry: &MetricsRegistry) -> Result<(), BuildError> {
+    pub(crate) fn publish(
+        &self,
+        registry: &MetricsRegistry,
+        names: &FamilyNames,
+    ) -> Result<(), BuildError> {
         if self.is_empty() {
             return Ok(());
         }
         registry
-            .get::<ObjectiveTargets>(self.families.targets)?
-            .add(self.target_series())
+            .get::<ObjectiveTargets>(&names.of(self.families.targets))?
+            .add(self.target_series(names))
             .map_err(BuildError::InvalidObjective)
     }
 
@@ -160,6 +178,7 @@ impl<L: TargetLabels> Objectives<L> {
     pub(crate) fn latencies(
         &self,
         registry: &MetricsRegistry,
+        names: &FamilyNames,
     ) -> Result<Latencies<L>, RegistryError> {
         let thresholds: HashMap<_, _> = self
             .by_target
@@ -171,12 +190,13 @@ impl<L: TargetLabels> Objectives<L> {
             .collect();
         let good = match self.is_empty() {
             true => None,
-            false => Some(registry.get(self.families.latency_good)?),
+            false => Some(registry.get(&names.of(self.families.latency_good))?),
         };
         Ok(Latencies { thresholds, good })
     }
 
-    fn target_series(&self) -> Vec<TargetSeries> {
+    /// The target series, with the layer's constant labels.
+    fn target_series(&self, names: &FamilyNames) -> Vec<TargetSeries> {
         let mut series = Vec::new();
         for (target_labels, objective) in &self.by_target {
             let labels = |slo: &str, threshold: Option<Duration>| {
@@ -190,6 +210,7 @@ impl<L: TargetLabels> Objectives<L> {
                     threshold
                         .map(|t| ("threshold_seconds".to_string(), t.as_secs_f64().to_string())),
                 );
+                labels.extend_from_slice(names.constant().pairs());
                 labels
             };
             if let Some(target) = objective.availability {

@@ -138,39 +138,6 @@ pub async fn scrape_path(addr: SocketAddr, path: &str) -> Exposition {
     Exposition::parse(&reply.body)
 }
 
-/// Runs `program` with `args`, `input` on its standard input, to its end.
-pub fn run_with_stdin(
-    program: &std::path::Path,
-    args: &[&str],
-    input: &str,
-) -> std::process::Output {
-    let mut child = Command::new(program)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("program starts");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(input.as_bytes())
-        .expect("input written");
-    child.wait_with_output().expect("program ran")
-}
-
-/// Fails unless `promtool check metrics` accepts the exposition `text`.
-pub fn assert_promtool_accepts(promtool: &std::path::Path, text: &str) {
-    let output = run_with_stdin(promtool, &["check", "metrics"], text);
-    assert!(
-        output.status.success(),
-        "promtool rejected the scrape: {}{}\n--- scrape ---\n{text}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
-
 /// Polls `check` until it returns `Some`, or panics after `timeout`.
 pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> T
 where
@@ -302,6 +269,89 @@ fn parse_sample(line: &str) -> Option<Sample> {
         labels,
         value,
     })
+}
+
+/// Runs `program` with `args`, `input` on its stdin, to its end.
+pub fn run_with_stdin(
+    program: &std::path::Path,
+    args: &[&str],
+    input: &str,
+) -> std::process::Output {
+    let mut child = Command::new(program)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("program starts");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(input.as_bytes())
+        .expect("input written");
+    child.wait_with_output().expect("program ran")
+}
+
+/// Checks `text` with `promtool check metrics`: fails the test if promtool rejects it,
+/// skips it if promtool is missing.
+pub fn promtool_accepts(text: &str) -> Checked {
+    let promtool = require_tool(
+        "promtool",
+        "check the exposition with `promtool check metrics`",
+    )?;
+    let output = run_with_stdin(&promtool, &["check", "metrics"], text);
+    assert!(
+        output.status.success(),
+        "promtool rejected the scrape:\n{}{}\n--- scrape ---\n{text}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    Ok(())
+}
+
+/// Serves `service` behind `layer` in a tonic server on an OS-chosen port of
+/// 127.0.0.1, answering gRPC over HTTP/2 and `/metrics` over HTTP/1.1.
+pub async fn serve_tonic<S>(
+    layer: tower_prometheus::layer::MetricsLayer<tower_prometheus::layer::CountMessages>,
+    service: S,
+) -> SocketAddr
+where
+    S: tower::Service<
+            Request<tonic::body::Body>,
+            Response = http::Response<tonic::body::Body>,
+            Error = Infallible,
+        > + tonic::server::NamedService
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Future: Send + 'static,
+{
+    let incoming =
+        tonic::transport::server::TcpIncoming::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+            .expect("bind");
+    let addr = incoming.local_addr().expect("local address");
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .accept_http1(true)
+            .layer(layer)
+            .add_service(service)
+            .serve_with_incoming(incoming),
+    );
+    addr
+}
+
+/// A client of the gRPC health service at `addr`.
+pub async fn health_client(
+    addr: SocketAddr,
+) -> tonic_health::pb::health_client::HealthClient<tonic::transport::Channel> {
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .expect("valid address")
+        .connect()
+        .await
+        .expect("client connects");
+    tonic_health::pb::health_client::HealthClient::new(channel)
 }
 
 /// The path of an external program a test needs, or why the test is skipped. With
