@@ -37,6 +37,14 @@ pub enum BuildError {
     /// The prefix of the layer's family names does not match `[a-zA-Z_][a-zA-Z0-9_]*`.
     #[error("invalid family name prefix `{0}`: it must match `[a-zA-Z_][a-zA-Z0-9_]*`")]
     InvalidPrefix(String),
+    /// A label read from requests or responses cannot be added.
+    #[error("label `{label}` cannot be added: {reason}")]
+    InvalidLabel {
+        /// The label's name.
+        label: String,
+        /// Why.
+        reason: &'static str,
+    },
     /// The endpoint path is not an absolute path.
     #[error("invalid metrics endpoint path `{0}`: it must start with `/`")]
     InvalidPath(String),

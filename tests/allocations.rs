@@ -25,7 +25,7 @@ use tower_prometheus::grpc::{
     GRPC_MSG_RECEIVED, GRPC_MSG_SENT, GRPC_STARTED,
 };
 use tower_prometheus::layer::{
-    BodySize, HttpLabels, HttpMethod, MetricsLayerBuilder, RequestBody, RequestCount,
+    BodySize, HttpLabels, HttpMethod, LabelValues, MetricsLayerBuilder, RequestBody, RequestCount,
     TimeToHeaders, REQUESTS_TOTAL, REQUEST_BODY_SIZE, RESPONSE_BODY_SIZE, TIME_TO_HEADERS,
 };
 use tower_prometheus::{MetricsLayer, MetricsRegistry};
@@ -225,6 +225,93 @@ fn assert_every_request_counted(registry: &MetricsRegistry, prefix: &str) {
         let series = requests.get(&labels).expect("series");
         assert_eq!(series.get(), ROUNDS as u64 + 1);
     }
+}
+
+/// Answers with the `x-cache` header the request asks for in `x-want-cache`.
+fn answer_with_cache_header(
+    request: Request<()>,
+) -> Ready<Result<Response<Full<Bytes>>, Infallible>> {
+    let mut response = Response::new(Full::new(Bytes::from_static(b"body")));
+    if let Some(wanted) = request.headers().get("x-want-cache") {
+        response.headers_mut().insert("x-cache", wanted.clone());
+    }
+    std::future::ready(Ok(response))
+}
+
+#[test]
+fn labels_from_requests_and_responses_allocate_nothing_once_their_series_exist() {
+    let registry = MetricsRegistry::new();
+    let layer = MetricsLayer::builder(&registry)
+        .route_fn(|_| Some(Cow::Borrowed("/items")))
+        .request_label("tenant", LabelValues::first(2), |head| {
+            head.headers.get("x-tenant")?.to_str().ok()
+        })
+        .response_label("cache", LabelValues::allow(["hit", "miss"]), |head| {
+            head.headers.get("x-cache")?.to_str().ok()
+        })
+        .build()
+        .expect("layer builds");
+    let mut service = layer.layer(service_fn(answer_with_cache_header));
+    let labelled = |tenant: &str, cache: &str| {
+        let mut request = Request::new(());
+        let headers = request.headers_mut();
+        headers.insert("x-tenant", HeaderValue::from_str(tenant).expect("a value"));
+        headers.insert(
+            "x-want-cache",
+            HeaderValue::from_str(cache).expect("a value"),
+        );
+        request
+    };
+    let cases = [("a", "hit"), ("a", "miss"), ("b", "hit"), ("b", "stale")];
+    for (tenant, cache) in cases {
+        common::drive(&mut service, labelled(tenant, cache));
+    }
+    // The third tenant and later ones are `_OTHER`: their first request already is.
+    common::drive(&mut service, labelled("c", "hit"));
+
+    // The inner service allocates too (it sets a response header): the layer adds
+    // nothing to what it does alone.
+    let mut bare = service_fn(answer_with_cache_header);
+    const ROUNDS: usize = 1_000;
+    let (mut layered_allocations, mut bare_allocations) = (0, 0);
+    for round in 0..ROUNDS {
+        // A new tenant each round, past the first two: `_OTHER`, without a lock.
+        let new_tenant = format!("tenant-{round}");
+        for (tenant, cache) in cases.into_iter().chain([(&*new_tenant, "hit")]) {
+            let request = labelled(tenant, cache);
+            layered_allocations += counted(|| common::drive(&mut service, request)).1;
+            let request = labelled(tenant, cache);
+            bare_allocations += counted(|| common::drive(&mut bare, request)).1;
+        }
+    }
+    assert_eq!(
+        layered_allocations,
+        bare_allocations,
+        "allocations over {} requests",
+        ROUNDS * 5
+    );
+
+    let requests: RequestCount = registry.get(REQUESTS_TOTAL).expect("family");
+    let count = |tenant: &str, cache: &str| {
+        let labels = HttpLabels::new(HttpMethod::Get, 200, "/items")
+            .with_label("tenant", tenant)
+            .with_label("cache", cache);
+        requests.get(&labels).map(|counter| counter.get())
+    };
+    let rounds = ROUNDS as u64;
+    assert_eq!(count("a", "hit"), Some(rounds + 1));
+    assert_eq!(count("a", "miss"), Some(rounds + 1));
+    assert_eq!(count("b", "hit"), Some(rounds + 1));
+    assert_eq!(
+        count("b", "_OTHER"),
+        Some(rounds + 1),
+        "`stale` is not allowed"
+    );
+    assert_eq!(
+        count("_OTHER", "hit"),
+        Some(rounds + 1),
+        "`c` and every new tenant"
+    );
 }
 
 /// Allocations of `ROUNDS` requests through `router` (after a first one), checking

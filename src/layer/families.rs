@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use prometheus_client::registry::Unit;
 
 use super::body_bytes::BodyBytes;
+use super::extra::{ExtraLabels, LabelPair, ValueIndices};
 use super::labels::{ActiveRequestLabels, HttpLabels, HttpMethod};
 use super::route::{KnownRoute, RouteIdentity};
 use crate::metrics::{Buckets, ConstantLabels, Counter, Family, Gauge, Histogram, SeriesMetric};
@@ -116,6 +117,8 @@ pub(crate) struct HttpFamilies {
     /// Direct-mapped cache in front of `routes`, by the address of the route's name.
     cache: Box<[OnceLock<CachedRoute>]>,
     latencies: Latencies<SloRouteLabels>,
+    /// The labels read from requests and responses.
+    extra: Arc<ExtraLabels>,
 }
 
 /// A route's series, one per shard: shared by the route table and the route cache.
@@ -135,6 +138,34 @@ struct CachedRoute {
 struct RouteKey {
     method: HttpMethod,
     route: Arc<str>,
+    request: ValueIndices,
+}
+
+/// What a request ends with: its status, and the values of the labels read from its
+/// response, packed in one word (a status is below 1024).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct HttpOutcome(u64);
+
+/// Bits of an outcome's status.
+const STATUS_BITS: u32 = 10;
+
+impl HttpOutcome {
+    /// An outcome with no labels read from a response.
+    pub(crate) fn status(status: u16) -> Self {
+        Self::new(status, ValueIndices::default())
+    }
+
+    fn new(status: u16, response: ValueIndices) -> Self {
+        Self(u64::from(status) & ((1 << STATUS_BITS) - 1) | response.bits() << STATUS_BITS)
+    }
+
+    fn code(self) -> u16 {
+        (self.0 & ((1 << STATUS_BITS) - 1)) as u16
+    }
+
+    fn response(self) -> ValueIndices {
+        ValueIndices::from_bits(self.0 >> STATUS_BITS)
+    }
 }
 
 impl HttpFamilies {
@@ -220,6 +251,7 @@ impl HttpFamilies {
         names: &FamilyNames,
         objectives: &Objectives<SloRouteLabels>,
         optional: OptionalFamilies,
+        extra: ExtraLabels,
     ) -> Result<Self, RegistryError> {
         let get_if = |wanted: bool, family| {
             wanted
@@ -239,7 +271,13 @@ impl HttpFamilies {
             active,
             cache: (0..CACHE_SLOTS).map(|_| OnceLock::new()).collect(),
             latencies: objectives.latencies(registry, names)?,
+            extra: Arc::new(extra),
         })
+    }
+
+    /// The labels read from requests and responses.
+    pub(crate) fn extra_labels(&self) -> &ExtraLabels {
+        &self.extra
     }
 
     /// The constant labels of each family the layer records into, by name.
@@ -275,10 +313,15 @@ impl HttpFamilies {
         self.latencies.of(&route_target(route))
     }
 
-    /// The series of `(method, route)` for this thread: found without a lock once it
-    /// exists.
-    pub(crate) fn route(&self, method: HttpMethod, route: &str) -> &Arc<RouteSeries> {
-        self.route_shards(method, route).current()
+    /// The series of `(method, route)` and the values of the request's labels, for
+    /// this thread: found without a lock once it exists.
+    pub(crate) fn route(
+        &self,
+        method: HttpMethod,
+        route: &str,
+        request: ValueIndices,
+    ) -> &Arc<RouteSeries> {
+        self.route_shards(method, route, request).current()
     }
 
     /// The series of `(method, route)` for this thread, found in the route cache when
@@ -294,7 +337,7 @@ impl HttpFamilies {
                 return cached.series.current();
             }
         }
-        let series = self.route_shards(method, route.as_str());
+        let series = self.route_shards(method, route.as_str(), ValueIndices::default());
         // Fills the slot if it is free; one another route holds stays as it is.
         slot.get_or_init(|| CachedRoute {
             method,
@@ -304,17 +347,20 @@ impl HttpFamilies {
         series.current()
     }
 
-    fn route_shards(&self, method: HttpMethod, route: &str) -> &RouteShards {
-        let hash = self.routes.hash(&(method, route));
-        let matches = |key: &RouteKey| key.method == method && *key.route == *route;
+    fn route_shards(&self, method: HttpMethod, route: &str, request: ValueIndices) -> &RouteShards {
+        let hash = self.routes.hash(&(method, route, request));
+        let matches =
+            |key: &RouteKey| key.method == method && key.request == request && *key.route == *route;
         if let Some(series) = self.routes.find(hash, matches) {
             return series;
         }
         let create = || {
             let route: Arc<str> = route.into();
-            let active = self
-                .active
-                .lookup(&ActiveRequestLabels::new(method, Arc::clone(&route)));
+            let request_labels = self.extra.request_pairs(request);
+            let active = self.active.lookup(
+                &ActiveRequestLabels::new(method, Arc::clone(&route))
+                    .with_labels(request_labels.clone()),
+            );
             // The gauge family may be capped lower than the routes a user replaced it with.
             let series = if active.overflowed {
                 Arc::clone(self.overflow_route())
@@ -325,6 +371,7 @@ impl HttpFamilies {
                         StatusTarget::Route {
                             method,
                             route: Arc::clone(&route),
+                            request_labels: request_labels.clone(),
                         },
                         active.metric.clone(),
                         shard,
@@ -332,7 +379,12 @@ impl HttpFamilies {
                     )
                 })
             };
-            (RouteKey { method, route }, series)
+            let key = RouteKey {
+                method,
+                route,
+                request,
+            };
+            (key, series)
         };
         self.routes
             .find_or_create(hash, matches, create, || self.new_overflow_route())
@@ -364,6 +416,7 @@ impl HttpFamilies {
             latency,
             records_headers: families.headers.is_some(),
             records_sizes: families.request_size.is_some() || families.response_size.is_some(),
+            extra: Arc::clone(&self.extra),
         }
     }
 }
@@ -375,7 +428,7 @@ pub(crate) struct RouteSeries {
     target: StatusTarget,
     families: StatusFamilies,
     active: Gauge,
-    statuses: [OnceLock<(u16, StatusSeries)>; STATUS_SLOTS],
+    statuses: [OnceLock<(HttpOutcome, StatusSeries)>; STATUS_SLOTS],
     /// The shard this copy records into.
     shard: usize,
     /// The route's latency objective.
@@ -384,6 +437,8 @@ pub(crate) struct RouteSeries {
     records_headers: bool,
     /// Whether a body size is recorded.
     records_sizes: bool,
+    /// The labels read from responses, whose values key the per-status series.
+    extra: Arc<ExtraLabels>,
 }
 
 /// Which series of the families a route's statuses record into.
@@ -391,6 +446,8 @@ enum StatusTarget {
     Route {
         method: HttpMethod,
         route: Arc<str>,
+        /// The labels read from the request, names and values.
+        request_labels: Vec<LabelPair>,
     },
     /// Past the cardinality cap: everything goes to the families' overflow series.
     Overflow,
@@ -412,16 +469,31 @@ impl RouteSeries {
         self.active.add_in(self.shard, 1);
     }
 
-    /// A request on this route ended with `status` after `elapsed`, its bodies having
+    /// A request on this route ended with `outcome` after `elapsed`, its bodies having
     /// carried `bytes` when the layer records their sizes.
-    pub(crate) fn finish(&self, status: u16, elapsed: Duration, bytes: Option<&BodyBytes>) {
-        self.with_status(status, |series| {
+    pub(crate) fn finish(
+        &self,
+        outcome: HttpOutcome,
+        elapsed: Duration,
+        bytes: Option<&BodyBytes>,
+    ) {
+        self.with_status(outcome, |series| {
             self.record(series, elapsed);
             if let Some(bytes) = bytes {
                 self.record_sizes(series, bytes);
             }
         });
         self.active.add_in(self.shard, -1);
+    }
+
+    /// The outcome of `response`: its status, and the values of the labels the
+    /// layer reads from responses.
+    pub(crate) fn outcome<B>(&self, response: &mut http::Response<B>) -> HttpOutcome {
+        let status = response.status().as_u16();
+        if !self.extra.reads_responses() {
+            return HttpOutcome::status(status);
+        }
+        HttpOutcome::new(status, self.extra.response_values(response))
     }
 
     /// Whether requests on this route count the bytes of their bodies.
@@ -439,12 +511,12 @@ impl RouteSeries {
     }
 
     /// The response headers of a request that started at `start` came with
-    /// `status`: recorded if the layer records the time to the headers, and only
+    /// `outcome`: recorded if the layer records the time to the headers, and only
     /// then is the clock read.
-    pub(crate) fn headers(&self, status: u16, start: Instant) {
+    pub(crate) fn headers(&self, outcome: HttpOutcome, start: Instant) {
         if self.records_headers {
-            self.with_status(status, |series| {
-                let headers = series.headers.get_or_init(|| self.headers_series(status));
+            self.with_status(outcome, |series| {
+                let headers = series.headers.get_or_init(|| self.headers_series(outcome));
                 if let Some(headers) = headers {
                     headers.observe_in(self.shard, start.elapsed().as_secs_f64());
                 }
@@ -452,11 +524,11 @@ impl RouteSeries {
         }
     }
 
-    /// Runs `f` on the series of `status`.
-    fn with_status(&self, status: u16, f: impl FnOnce(&StatusSeries)) {
-        match self.status_slot(status) {
+    /// Runs `f` on the series of `outcome`.
+    fn with_status(&self, outcome: HttpOutcome, f: impl FnOnce(&StatusSeries)) {
+        match self.status_slot(outcome) {
             Some(series) => f(series),
-            None => f(&self.lookup(status)),
+            None => f(&self.lookup(outcome)),
         }
     }
 
@@ -469,49 +541,67 @@ impl RouteSeries {
         }
     }
 
-    /// The series of `status` kept in a slot, claiming a free slot for it; `None`
-    /// when other statuses hold every slot.
-    fn status_slot(&self, status: u16) -> Option<&StatusSeries> {
+    /// The series of `outcome` kept in a slot, claiming a free slot for it; `None`
+    /// when other outcomes hold every slot.
+    fn status_slot(&self, outcome: HttpOutcome) -> Option<&StatusSeries> {
         for slot in &self.statuses {
-            let (code, series) = match slot.get() {
+            let (held, series) = match slot.get() {
                 Some(entry) => entry,
-                None => slot.get_or_init(|| (status, self.lookup(status))),
+                None => slot.get_or_init(|| (outcome, self.lookup(outcome))),
             };
-            // A slot claimed (perhaps concurrently) by another status: try the next.
-            if *code == status {
+            // A slot claimed (perhaps concurrently) by another outcome: try the next.
+            if *held == outcome {
                 return Some(series);
             }
         }
         None
     }
 
-    fn lookup(&self, status: u16) -> StatusSeries {
+    fn lookup(&self, outcome: HttpOutcome) -> StatusSeries {
         let families = &self.families;
         StatusSeries {
-            duration: self.series_of(&families.duration, status),
-            requests: self.series_of(&families.requests, status),
-            request_size: self.optional_series(families.request_size.as_ref(), status),
-            response_size: self.optional_series(families.response_size.as_ref(), status),
+            duration: self.series_of(&families.duration, outcome),
+            requests: self.series_of(&families.requests, outcome),
+            request_size: self.optional_series(families.request_size.as_ref(), outcome),
+            response_size: self.optional_series(families.response_size.as_ref(), outcome),
             headers: OnceLock::new(),
         }
     }
 
-    /// The series of `status` in `family`.
-    fn series_of<M: SeriesMetric>(&self, family: &Family<HttpLabels, M>, status: u16) -> M {
+    /// The series of `outcome` in `family`.
+    fn series_of<M: SeriesMetric>(
+        &self,
+        family: &Family<HttpLabels, M>,
+        outcome: HttpOutcome,
+    ) -> M {
         match &self.target {
-            StatusTarget::Route { method, route } => {
-                family.get_or_create(&HttpLabels::new(*method, status, Arc::clone(route)))
+            StatusTarget::Route {
+                method,
+                route,
+                request_labels,
+            } => {
+                let labels = HttpLabels::new(*method, outcome.code(), Arc::clone(route));
+                if request_labels.is_empty() && !self.extra.reads_responses() {
+                    return family.get_or_create(&labels);
+                }
+                let mut pairs = request_labels.clone();
+                pairs.extend(self.extra.response_pairs(outcome.response()));
+                family.get_or_create(&labels.with_labels(pairs))
             }
             StatusTarget::Overflow => family.overflow_series(),
         }
     }
 
-    fn optional_series(&self, family: Option<&BodySize>, status: u16) -> Option<Histogram> {
-        family.map(|family| self.series_of(family, status))
+    fn optional_series(
+        &self,
+        family: Option<&BodySize>,
+        outcome: HttpOutcome,
+    ) -> Option<Histogram> {
+        family.map(|family| self.series_of(family, outcome))
     }
 
-    /// The time-to-headers series of `status`, if the layer records it.
-    fn headers_series(&self, status: u16) -> Option<Histogram> {
-        self.optional_series(self.families.headers.as_ref(), status)
+    /// The time-to-headers series of `outcome`, if the layer records it.
+    fn headers_series(&self, outcome: HttpOutcome) -> Option<Histogram> {
+        self.optional_series(self.families.headers.as_ref(), outcome)
     }
 }

@@ -91,8 +91,8 @@ where
                 };
                 let mut guard = guard.take().expect("the guard is there until completion");
                 match output {
-                    Ok(response) => {
-                        guard.on_response(response.status(), response.headers());
+                    Ok(mut response) => {
+                        guard.on_response(&mut response);
                         // hyper stops polling a body that says it has ended, so an
                         // ended body (a trailers-only gRPC error, say) is recorded now.
                         let guard = if response.body().is_end_stream() {

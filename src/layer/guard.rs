@@ -5,11 +5,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Buf;
-use http::{HeaderMap, StatusCode};
+use http::Response;
 use http_body::Frame;
 
 use super::body_bytes::{BodyBytes, RequestBytes};
-use super::families::RouteSeries;
+use super::families::{HttpOutcome, RouteSeries};
 use crate::grpc::{is_grpc_response, GrpcCall};
 use crate::record::{Guard, Record, Unanswered};
 
@@ -32,14 +32,16 @@ pub(crate) struct HttpRequest {
 }
 
 impl Record for HttpRequest {
-    type Outcome = u16;
+    type Outcome = HttpOutcome;
 
-    fn record(&mut self, ended: Result<u16, Unanswered>, elapsed: Duration) {
-        let status = ended.unwrap_or_else(|unanswered| match unanswered {
-            Unanswered::Panicked => STATUS_SERVER_ERROR,
-            Unanswered::Dropped => STATUS_CLIENT_CLOSED,
+    fn record(&mut self, ended: Result<HttpOutcome, Unanswered>, elapsed: Duration) {
+        let outcome = ended.unwrap_or_else(|unanswered| {
+            HttpOutcome::status(match unanswered {
+                Unanswered::Panicked => STATUS_SERVER_ERROR,
+                Unanswered::Dropped => STATUS_CLIENT_CLOSED,
+            })
         });
-        self.series.finish(status, elapsed, self.bytes.as_ref());
+        self.series.finish(outcome, elapsed, self.bytes.as_ref());
     }
 }
 
@@ -72,19 +74,20 @@ pub(crate) enum Recorder {
 }
 
 impl Recorder {
-    /// The response headers arrived.
-    pub(crate) fn on_response(&mut self, status: StatusCode, headers: &HeaderMap) {
+    /// The response headers arrived (mutably: a label function borrows the head).
+    pub(crate) fn on_response<B>(&mut self, response: &mut Response<B>) {
         match self {
             Recorder::Http(guard) => {
-                let (status, start) = (status.as_u16(), guard.start_time());
-                guard.set_outcome(status);
-                guard.record_mut().series.headers(status, start);
+                let start = guard.start_time();
+                let outcome = guard.record_mut().series.outcome(response);
+                guard.set_outcome(outcome);
+                guard.record_mut().series.headers(outcome, start);
             }
-            Recorder::Grpc(call) => call.on_response(headers),
+            Recorder::Grpc(call) => call.on_response(response.headers()),
             Recorder::Claimed(claimed) => {
-                if let Some(settled) = claimed.settle(is_grpc_response(headers)) {
+                if let Some(settled) = claimed.settle(is_grpc_response(response.headers())) {
                     *self = settled;
-                    self.on_response(status, headers);
+                    self.on_response(response);
                 }
             }
         }
@@ -98,7 +101,7 @@ impl Recorder {
             }
         }
         match &mut self {
-            Recorder::Http(guard) => guard.set_outcome(STATUS_SERVER_ERROR),
+            Recorder::Http(guard) => guard.set_outcome(HttpOutcome::status(STATUS_SERVER_ERROR)),
             Recorder::Grpc(call) => call.end(true),
             Recorder::Claimed(_) => {}
         }

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use prometheus_client::encoding::{EncodeLabel, EncodeLabelSet, LabelSetEncoder};
 
+use super::extra::LabelPair;
 use crate::metrics::{pairs_of, LabelPairs, Labels};
 
 /// Labels the HTTP families give their series.
@@ -75,12 +76,56 @@ impl From<&http::Method> for HttpMethod {
     }
 }
 
+/// Labels a layer reads from requests and responses
+/// ([`request_label`](super::MetricsLayerBuilder::request_label),
+/// [`response_label`](super::MetricsLayerBuilder::response_label)): names and values,
+/// after the standard ones.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+struct ExtraPairs(Option<Arc<[LabelPair]>>);
+
+impl ExtraPairs {
+    fn with(self, name: Arc<str>, value: Arc<str>) -> Self {
+        let mut pairs: Vec<_> = self.iter().cloned().collect();
+        pairs.push((name, value));
+        Self(Some(pairs.into()))
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &LabelPair> {
+        self.0.iter().flat_map(|pairs| pairs.iter())
+    }
+
+    fn get(&self, name: &str) -> Option<&str> {
+        self.iter()
+            .find(|(known, _)| **known == *name)
+            .map(|(_, value)| &**value)
+    }
+
+    fn encode(&self, encoder: &mut LabelSetEncoder<'_>) -> Result<(), std::fmt::Error> {
+        for (name, value) in self.iter() {
+            (&**name, &**value).encode(encoder.encode_label())?;
+        }
+        Ok(())
+    }
+
+    fn of(pairs: Vec<LabelPair>) -> Self {
+        Self((!pairs.is_empty()).then(|| pairs.into()))
+    }
+
+    fn append_to(&self, pairs: &mut LabelPairs) {
+        pairs.extend(
+            self.iter()
+                .map(|(name, value)| (name.to_string(), value.to_string())),
+        );
+    }
+}
+
 /// Labels of `http_server_request_duration_seconds` and `http_server_requests_total`.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct HttpLabels {
     method: HttpMethod,
     status: u16,
     route: Arc<str>,
+    extra: ExtraPairs,
 }
 
 impl HttpLabels {
@@ -90,6 +135,30 @@ impl HttpLabels {
             method,
             status,
             route: route.into(),
+            extra: ExtraPairs::default(),
+        }
+    }
+
+    /// The same label set with a label read from the request or the response, in
+    /// the order the layer's builder added them: to look up a series of a layer with
+    /// such labels.
+    pub fn with_label(self, name: impl Into<Arc<str>>, value: impl Into<Arc<str>>) -> Self {
+        Self {
+            extra: self.extra.with(name.into(), value.into()),
+            ..self
+        }
+    }
+
+    /// The value of a label read from the request or the response.
+    pub fn label(&self, name: &str) -> Option<&str> {
+        self.extra.get(name)
+    }
+
+    /// The label set with these labels read from the request and the response.
+    pub(crate) fn with_labels(self, pairs: Vec<LabelPair>) -> Self {
+        Self {
+            extra: ExtraPairs::of(pairs),
+            ..self
         }
     }
 
@@ -113,17 +182,20 @@ impl EncodeLabelSet for HttpLabels {
     fn encode(&self, encoder: &mut LabelSetEncoder<'_>) -> Result<(), std::fmt::Error> {
         ("http_request_method", self.method.as_str()).encode(encoder.encode_label())?;
         ("http_response_status_code", self.status).encode(encoder.encode_label())?;
-        ("http_route", &*self.route).encode(encoder.encode_label())
+        ("http_route", &*self.route).encode(encoder.encode_label())?;
+        self.extra.encode(encoder)
     }
 }
 
 impl Labels for HttpLabels {
     fn label_pairs(&self) -> LabelPairs {
-        vec![
+        let mut pairs = vec![
             ("http_request_method".into(), self.method.as_str().into()),
             ("http_response_status_code".into(), self.status.to_string()),
             ("http_route".into(), self.route.to_string()),
-        ]
+        ];
+        self.extra.append_to(&mut pairs);
+        pairs
     }
 }
 
@@ -133,6 +205,7 @@ impl Labels for HttpLabels {
 pub struct ActiveRequestLabels {
     method: HttpMethod,
     route: Arc<str>,
+    extra: ExtraPairs,
 }
 
 impl ActiveRequestLabels {
@@ -141,6 +214,29 @@ impl ActiveRequestLabels {
         Self {
             method,
             route: route.into(),
+            extra: ExtraPairs::default(),
+        }
+    }
+
+    /// The same label set with a label read from the request, in the order the
+    /// layer's builder added them.
+    pub fn with_label(self, name: impl Into<Arc<str>>, value: impl Into<Arc<str>>) -> Self {
+        Self {
+            extra: self.extra.with(name.into(), value.into()),
+            ..self
+        }
+    }
+
+    /// The value of a label read from the request.
+    pub fn label(&self, name: &str) -> Option<&str> {
+        self.extra.get(name)
+    }
+
+    /// The label set with these labels read from the request.
+    pub(crate) fn with_labels(self, pairs: Vec<LabelPair>) -> Self {
+        Self {
+            extra: ExtraPairs::of(pairs),
+            ..self
         }
     }
 
@@ -166,12 +262,15 @@ impl ActiveRequestLabels {
 
 impl EncodeLabelSet for ActiveRequestLabels {
     fn encode(&self, encoder: &mut LabelSetEncoder<'_>) -> Result<(), std::fmt::Error> {
-        self.pairs().encode(encoder)
+        self.pairs().encode(encoder)?;
+        self.extra.encode(encoder)
     }
 }
 
 impl Labels for ActiveRequestLabels {
     fn label_pairs(&self) -> LabelPairs {
-        pairs_of(self.pairs())
+        let mut pairs = pairs_of(self.pairs());
+        self.extra.append_to(&mut pairs);
+        pairs
     }
 }

@@ -9,6 +9,7 @@ use http::request::Parts;
 use tower::Layer;
 
 use super::bodies::{CountMessages, Untouched};
+use super::extra::{ExtraLabels, LabelValues};
 use super::families::SloRouteLabels;
 use super::families::{
     route_target, ActiveRequests, HttpFamilies, OptionalFamilies, RequestCount, RequestDuration,
@@ -74,6 +75,7 @@ impl MetricsLayer {
             optional: OptionalFamilies::default(),
             prefix: None,
             constant_labels: Vec::new(),
+            extra: ExtraLabels::default(),
             bodies: PhantomData,
         }
     }
@@ -133,6 +135,7 @@ pub struct MetricsLayerBuilder<M = Untouched> {
     optional: OptionalFamilies,
     prefix: Option<String>,
     constant_labels: Vec<(String, String)>,
+    extra: ExtraLabels,
     bodies: PhantomData<fn() -> M>,
 }
 
@@ -212,6 +215,75 @@ impl<M> MetricsLayerBuilder<M> {
         F: Fn(&Parts) -> bool + Send + Sync + 'static,
     {
         self.skip.set_predicate(Arc::new(skip));
+        self
+    }
+
+    /// Adds the label `name` to the HTTP families, its value read from each request's
+    /// head (method, URI, headers, extensions) by `read`: a tenant from a header, say.
+    /// `values` bounds what it can be, so a client cannot create series: a value
+    /// outside it is `_OTHER`; `read` returning `None` (or panicking) leaves the label
+    /// empty. The label is on `http_server_request_duration_seconds`,
+    /// `http_server_requests_total` and `http_server_active_requests` (and the time to
+    /// the headers); gRPC calls are recorded without it. The families' cap still holds.
+    ///
+    /// Recording stays allocation-free once a series exists: the value is compared
+    /// with the known ones (a scan of an allow-list, a hash probe of the first-seen
+    /// values), and the route cache is not used. At most [`MAX_EXTRA_LABELS`] labels
+    /// from requests; a name the families already use, a repeated one or an invalid
+    /// one fails the build.
+    ///
+    /// [`MAX_EXTRA_LABELS`]: super::MAX_EXTRA_LABELS
+    ///
+    /// ```
+    /// use tower_prometheus::layer::LabelValues;
+    /// use tower_prometheus::{MetricsLayer, MetricsRegistry};
+    ///
+    /// # fn main() -> Result<(), tower_prometheus::BuildError> {
+    /// let layer = MetricsLayer::builder(&MetricsRegistry::new())
+    ///     .request_label("tenant", LabelValues::first(50), |head| {
+    ///         head.headers.get("x-tenant")?.to_str().ok()
+    ///     })
+    ///     .build()?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn request_label<F>(mut self, name: impl Into<String>, values: LabelValues, read: F) -> Self
+    where
+        F: for<'a> Fn(&'a Parts) -> Option<&'a str> + Send + Sync + 'static,
+    {
+        self.extra.add_request(name.into(), values, Arc::new(read));
+        self
+    }
+
+    /// Adds the label `name` to `http_server_request_duration_seconds` and
+    /// `http_server_requests_total` (and the time to the headers), its value read from
+    /// each response's head by `read`: a cache result from a header the handler sets,
+    /// say. Bounded by `values` as [`request_label`](Self::request_label) is. A
+    /// request that ends without a response (499, or 500 after a panic) has it empty.
+    ///
+    /// ```
+    /// use tower_prometheus::layer::LabelValues;
+    /// use tower_prometheus::{MetricsLayer, MetricsRegistry};
+    ///
+    /// # fn main() -> Result<(), tower_prometheus::BuildError> {
+    /// let layer = MetricsLayer::builder(&MetricsRegistry::new())
+    ///     .response_label("cache", LabelValues::allow(["hit", "miss"]), |head| {
+    ///         head.headers.get("x-cache")?.to_str().ok()
+    ///     })
+    ///     .build()?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn response_label<F>(
+        mut self,
+        name: impl Into<String>,
+        values: LabelValues,
+        read: F,
+    ) -> Self
+    where
+        F: for<'a> Fn(&'a http::response::Parts) -> Option<&'a str> + Send + Sync + 'static,
+    {
+        self.extra.add_response(name.into(), values, Arc::new(read));
         self
     }
 
@@ -317,6 +389,7 @@ impl<M> MetricsLayerBuilder<M> {
             optional: self.optional,
             prefix: self.prefix,
             constant_labels: self.constant_labels,
+            extra: self.extra,
             bodies: PhantomData,
         }
     }
@@ -492,6 +565,14 @@ impl<M> MetricsLayerBuilder<M> {
             .chain(SLO_LABEL_NAMES)
             .chain(["le", OVERFLOW_LABEL.0])
             .collect();
+        let taken: Vec<&str> = reserved
+            .iter()
+            .copied()
+            .chain(self.constant_labels.iter().map(|(name, _)| name.as_str()))
+            .collect();
+        if let Some((label, reason)) = self.extra.refusal(&taken) {
+            return Err(BuildError::InvalidLabel { label, reason });
+        }
         let names = FamilyNames::new(self.prefix, self.constant_labels, &reserved)?;
         let max_series = self.max_series.unwrap_or(DEFAULT_MAX_SERIES);
         HttpFamilies::declare(&self.registry, &names, max_series, self.optional)?;
@@ -519,8 +600,13 @@ impl<M> MetricsLayerBuilder<M> {
         }
         self.objectives.publish(&self.registry, &names)?;
         self.grpc_objectives.publish(&self.registry, &names)?;
-        let families =
-            HttpFamilies::from_registry(&self.registry, &names, &self.objectives, self.optional)?;
+        let families = HttpFamilies::from_registry(
+            &self.registry,
+            &names,
+            &self.objectives,
+            self.optional,
+            self.extra,
+        )?;
         // The method cap follows the shared families' cap, which an earlier layer may
         // have set.
         let max_methods = methods_within(
@@ -667,6 +753,7 @@ impl<M> fmt::Debug for MetricsLayerBuilder<M> {
             .field("optional", &self.optional)
             .field("prefix", &self.prefix)
             .field("constant_labels", &self.constant_labels)
+            .field("extra", &self.extra)
             .finish()
     }
 }

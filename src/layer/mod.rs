@@ -73,6 +73,7 @@
 mod bodies;
 mod body;
 mod body_bytes;
+mod extra;
 mod families;
 mod future;
 mod guard;
@@ -88,6 +89,7 @@ mod skip;
 pub use crate::record::Objective;
 pub use bodies::{CountMessages, RequestBodies, Untouched};
 pub use body::ResponseBody;
+pub use extra::{LabelValues, RequestLabelFn, ResponseLabelFn, MAX_EXTRA_LABELS};
 pub use families::{
     ActiveRequests, BodySize, RequestCount, RequestDuration, SloRouteLabels, TimeToHeaders,
     ACTIVE_REQUESTS, REQUESTS_TOTAL, REQUEST_BODY_SIZE, REQUEST_DURATION, RESPONSE_BODY_SIZE,

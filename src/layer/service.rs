@@ -170,20 +170,29 @@ where
     }
 }
 
-/// The HTTP series of the request's method and route, or `None` when the route is
-/// skipped.
+/// The HTTP series of the request's method and route (and the values of the labels
+/// read from it), or `None` when the route is skipped.
 fn route_series<B>(shared: &LayerShared, request: &mut Request<B>) -> Option<Arc<RouteSeries>> {
     let skips = |route: &str| shared.skip.as_ref().is_some_and(|skip| skip.route(route));
     let method = HttpMethod::from(request.method());
-    if let Some(route) = shared.routes.known(request) {
-        if skips(route.as_str()) {
-            return None;
+    let families = &shared.families;
+    let extra = families.extra_labels();
+    if !extra.reads_requests() {
+        if let Some(route) = shared.routes.known(request) {
+            if skips(route.as_str()) {
+                return None;
+            }
+            return Some(Arc::clone(families.known_route(method, route)));
         }
-        return Some(Arc::clone(shared.families.known_route(method, route)));
+    }
+    let values = extra.request_values(request);
+    if let Some(route) = shared.routes.known(request) {
+        let route = route.as_str();
+        return (!skips(route)).then(|| Arc::clone(families.route(method, route, values)));
     }
     // Only a route function needs the request's head.
     with_parts(request, |parts| {
         let route = shared.routes.resolve(parts);
-        (!skips(&route)).then(|| Arc::clone(shared.families.route(method, &route)))
+        (!skips(&route)).then(|| Arc::clone(families.route(method, &route, values)))
     })
 }
