@@ -12,6 +12,7 @@ mod family;
 mod gauge;
 mod histogram;
 mod labels;
+mod native;
 mod series;
 mod table;
 
@@ -21,6 +22,7 @@ pub use gauge::Gauge;
 pub use histogram::{Buckets, Histogram, InvalidBuckets};
 pub(crate) use labels::pairs_of;
 pub use labels::Labels;
+pub use native::{InvalidNativeBuckets, NativeBuckets, MAX_SCHEMA, MIN_SCHEMA};
 pub use series::SeriesMetric;
 
 /// Label pairs known only at run time, the label set the family aliases default to.
