@@ -525,10 +525,12 @@ mod tests {
                     (exp + (1 << -schema) - 1) >> -schema
                 };
                 assert_eq!(key(schema, bounds, value), expected, "2^{exp} at {schema}");
+                if exp < -1022 {
+                    // The next subnormal is a whole bucket or more away.
+                    continue;
+                }
                 let above = f64::from_bits(value.to_bits() + 1);
-                let above_expected = if schema >= 0 {
-                    expected + 1
-                } else if exp % (1 << -schema) == 0 {
+                let above_expected = if schema >= 0 || exp % (1 << -schema) == 0 {
                     expected + 1
                 } else {
                     expected
