@@ -16,8 +16,8 @@ use super::labels::{GrpcHandledLabels, GrpcLabels, GrpcType};
 use super::method::{service_and_method, MethodTypes};
 use crate::metrics::{Buckets, Counter, Family, Histogram};
 use crate::record::{
-    shards, Latencies, Latency, ObjectiveFamilies, Objectives, SeriesCache, Shards,
-    DEFAULT_FALLBACK_ROUTE,
+    shards, DurationHistograms, Latencies, Latency, ObjectiveFamilies, Objectives, SeriesCache,
+    Shards, DEFAULT_FALLBACK_ROUTE,
 };
 use crate::{MetricsRegistry, RegistryError};
 
@@ -104,11 +104,13 @@ pub(crate) fn methods_within(cap: usize) -> usize {
 impl GrpcFamilies {
     /// Declares the gRPC families in `registry` (unless the user declared those names
     /// first, to replace them), sized for `max_methods` methods (each code of each in
-    /// `grpc_server_handled_total`); the histogram only if `handling` is set.
+    /// `grpc_server_handled_total`); the histogram only if `handling` is set, laid out
+    /// as `layout` says.
     pub(crate) fn declare(
         registry: &MetricsRegistry,
         max_methods: usize,
         handling: bool,
+        layout: DurationHistograms,
     ) -> Result<(), RegistryError> {
         let max_series = series_cap(GRPC_STARTED, max_methods);
         let counts = [
@@ -139,10 +141,9 @@ impl GrpcFamilies {
                 "Histogram of response latency (seconds) of gRPC that had been application-level handled by the server.",
                 Some(Unit::Seconds),
                 move || {
-                    GrpcHandling::new_with_constructor(|| {
-                        Histogram::new(Buckets::prometheus_default())
-                    })
-                    .max_series(max_series)
+                    let classic = Buckets::prometheus_default();
+                    GrpcHandling::new_with_constructor(move || layout.histogram(&classic))
+                        .max_series(max_series)
                 },
             )?;
         }

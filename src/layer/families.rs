@@ -15,7 +15,8 @@ use super::route::{KnownRoute, RouteIdentity};
 use crate::metrics::{Buckets, Counter, Family, Gauge, Histogram};
 use crate::multiprocess::GaugeMode;
 use crate::record::{
-    shards, Latencies, Latency, ObjectiveFamilies, Objectives, SeriesCache, Shards,
+    shards, DurationHistograms, Latencies, Latency, ObjectiveFamilies, Objectives, SeriesCache,
+    Shards,
 };
 use crate::{MetricsRegistry, RegistryError};
 
@@ -111,15 +112,18 @@ struct RouteKey {
 
 impl HttpFamilies {
     /// Declares the default families in `registry` (unless the user declared those
-    /// names first, to replace them), capped at `max_series` series each; the time to
-    /// the headers only if `time_to_headers`.
+    /// names first, to replace them), capped at `max_series` series each, the
+    /// histograms laid out as `layout` says; the time to the headers only if
+    /// `time_to_headers`.
     pub(crate) fn declare(
         registry: &MetricsRegistry,
         max_series: usize,
         time_to_headers: bool,
+        layout: DurationHistograms,
     ) -> Result<(), RegistryError> {
         let histograms = move || {
-            RequestDuration::new_with_constructor(|| Histogram::new(Buckets::http_duration()))
+            let classic = Buckets::http_duration();
+            RequestDuration::new_with_constructor(move || layout.histogram(&classic))
                 .max_series(max_series)
         };
         registry.provider_if_absent(

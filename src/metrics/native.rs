@@ -208,8 +208,11 @@ fn key(schema: i8, bounds: &[f64], magnitude: f64) -> i32 {
 
 /// One side's counters: pages of chunks, each allocated when first touched.
 struct Side {
-    pages: Box<[OnceLock<Box<[OnceLock<Box<Chunk>>; PAGE]>>]>,
+    pages: Box<[OnceLock<Box<Page>>]>,
 }
+
+/// [`PAGE`] chunks, each allocated when first touched.
+type Page = [OnceLock<Box<Chunk>>; PAGE];
 
 struct Chunk([AtomicU64; CHUNK]);
 
@@ -254,10 +257,10 @@ impl Side {
     /// Bytes allocated so far.
     fn allocated(&self) -> usize {
         let pages = self.pages.iter().filter_map(OnceLock::get);
-        self.pages.len() * size_of::<OnceLock<Box<[OnceLock<Box<Chunk>>; PAGE]>>>()
+        self.pages.len() * size_of::<OnceLock<Box<Page>>>()
             + pages
                 .map(|page| {
-                    size_of::<[OnceLock<Box<Chunk>>; PAGE]>()
+                    size_of::<Page>()
                         + page.iter().filter(|c| c.get().is_some()).count() * size_of::<Chunk>()
                 })
                 .sum::<usize>()

@@ -6,6 +6,8 @@
 //!   a panic, or dropped unanswered.
 //! - [`Objectives`] and [`Latency`]: service-level objectives exported as data, and
 //!   the count of calls within a latency threshold.
+//! - [`DurationHistograms`]: classic buckets, native ones, or both, for the duration
+//!   histograms of every adapter.
 //! - [`DEFAULT_FALLBACK_ROUTE`] and [`MAX_ROUTE_LEN`]: the label of what nothing
 //!   names, and the longest name kept.
 //!
@@ -22,10 +24,12 @@
 
 mod cache;
 mod guard;
+mod histograms;
 mod slo;
 
 pub(crate) use cache::{shards, SeriesCache, Shards};
 pub(crate) use guard::{Guard, Record, Unanswered};
+pub(crate) use histograms::DurationHistograms;
 pub use slo::Objective;
 pub(crate) use slo::{Latencies, Latency, ObjectiveFamilies, Objectives};
 
