@@ -328,7 +328,10 @@ impl Histogram {
     /// Bytes the native buckets have allocated (0 without them): they grow by one
     /// chunk of 64 counters (512 bytes) per range of 64 neighbouring buckets touched.
     pub fn native_allocated_bytes(&self) -> usize {
-        self.state.native.as_ref().map_or(0, NativeCounts::allocated)
+        self.state
+            .native
+            .as_ref()
+            .map_or(0, NativeCounts::allocated)
     }
 }
 

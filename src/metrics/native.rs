@@ -659,7 +659,10 @@ mod tests {
 
     #[test]
     fn invalid_configurations_are_typed_errors() {
-        assert_eq!(NativeBuckets::new(-5), Err(InvalidNativeBuckets::Schema(-5)));
+        assert_eq!(
+            NativeBuckets::new(-5),
+            Err(InvalidNativeBuckets::Schema(-5))
+        );
         assert_eq!(NativeBuckets::new(9), Err(InvalidNativeBuckets::Schema(9)));
         let config = NativeBuckets::default();
         assert!(matches!(
