@@ -433,10 +433,13 @@ impl NativeSnapshot {
 
     /// Both sides' spans and deltas, to lend to [`Self::encoded`].
     pub(crate) fn sides(&self) -> [EncodedSide; 2] {
-        [
-            EncodedSide::new(&self.negative),
-            EncodedSide::new(&self.positive),
-        ]
+        let mut positive = EncodedSide::new(&self.positive);
+        if self.positive.is_empty() && self.negative.is_empty() {
+            // As Go's client does: a span of no bucket marks a histogram without
+            // observations as native, whatever its zero threshold.
+            positive.spans.push((0, 0));
+        }
+        [EncodedSide::new(&self.negative), positive]
     }
 
     /// The fields prometheus-client's encoders take, borrowing `sides`.
@@ -655,6 +658,18 @@ mod tests {
         assert_eq!(side.deltas, vec![3, -2, 3, 0, -3]);
         let empty = EncodedSide::new(&[]);
         assert!(empty.spans.is_empty() && empty.deltas.is_empty());
+    }
+
+    #[test]
+    fn a_histogram_without_observations_carries_one_empty_span() {
+        let counts = NativeCounts::new(NativeBuckets::default());
+        let [negative, positive] = counts.snapshot().sides();
+        assert_eq!(positive.spans, vec![(0, 0)]);
+        assert!(negative.spans.is_empty() && positive.deltas.is_empty());
+        counts.observe(-1.0);
+        let [negative, positive] = counts.snapshot().sides();
+        assert!(positive.spans.is_empty());
+        assert_eq!(negative.spans, vec![(0, 1)]);
     }
 
     #[test]
