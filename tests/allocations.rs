@@ -1,4 +1,5 @@
-//! Recording an HTTP request allocates nothing once its series exist (through axum too:
+//! Recording an HTTP request allocates nothing once its series exist (native duration
+//! buckets: once their chunk exists; through axum too:
 //! its request body is not boxed again), and a gRPC call one small block (the state
 //! its request body and its response share). A counting global
 //! allocator needs a test binary of its own.
@@ -24,9 +25,10 @@ use tower_prometheus::grpc::{
     GRPC_MSG_RECEIVED, GRPC_MSG_SENT, GRPC_STARTED,
 };
 use tower_prometheus::layer::{
-    HttpLabels, HttpMethod, RequestBody, RequestCount, TimeToHeaders, REQUESTS_TOTAL,
-    TIME_TO_HEADERS,
+    HttpLabels, HttpMethod, RequestBody, RequestCount, RequestDuration, TimeToHeaders,
+    REQUESTS_TOTAL, REQUEST_DURATION, TIME_TO_HEADERS,
 };
+use tower_prometheus::metrics::{Histogram, NativeBuckets};
 use tower_prometheus::{MetricsLayer, MetricsRegistry};
 
 struct CountingAllocator;
@@ -87,19 +89,58 @@ fn request(method: Method, status: u16) -> Request<()> {
 
 #[test]
 fn recording_a_request_allocates_nothing_once_its_series_exist() {
-    requests_allocate_nothing_once_their_series_exist(false);
+    requests_allocate_nothing_once_their_series_exist(false, None);
 }
 
 #[test]
 fn recording_the_time_to_headers_allocates_nothing_once_its_series_exist() {
-    requests_allocate_nothing_once_their_series_exist(true);
+    requests_allocate_nothing_once_their_series_exist(true, None);
+}
+
+#[test]
+fn recording_native_durations_allocates_nothing_once_their_chunks_exist() {
+    requests_allocate_nothing_once_their_series_exist(false, Some(NativeBuckets::default()));
+}
+
+/// A native bucket's first observation allocates its chunk of 64 buckets (and, first
+/// in its page, the page); the chunk's other buckets allocate nothing.
+#[test]
+fn a_native_chunk_is_allocated_once_on_first_use() {
+    let histogram = Histogram::native(NativeBuckets::default());
+    let ((), first) = counted(|| histogram.observe(0.01));
+    assert!((1..=2).contains(&first), "{first} allocations");
+    // At schema 3, 0.01 and 0.011 are a bucket apart, in the same chunk.
+    let ((), again) = counted(|| {
+        for _ in 0..1000 {
+            histogram.observe(0.01);
+            histogram.observe(0.011);
+        }
+    });
+    assert_eq!(again, 0);
+    assert_eq!(histogram.count(), 2001);
+}
+
+/// Observes every native bucket from 1 ns to 16 s once, so each chunk requests can
+/// fall in exists.
+fn touch_native_chunks(histogram: &Histogram) {
+    for step in (-30 * 8)..=(4 * 8) {
+        histogram.observe((f64::from(step) / 8.0).exp2());
+    }
 }
 
 /// Drives requests of a few routes and statuses through a layer (recording the time
-/// to the headers if `time_to_headers`), counting allocations after the first ones.
-fn requests_allocate_nothing_once_their_series_exist(time_to_headers: bool) {
+/// to the headers if `time_to_headers`, into native buckets if `native`), counting
+/// allocations after the first ones.
+fn requests_allocate_nothing_once_their_series_exist(
+    time_to_headers: bool,
+    native: Option<NativeBuckets>,
+) {
     let registry = MetricsRegistry::new();
-    let layer = MetricsLayer::builder(&registry)
+    let builder = match native {
+        Some(config) => MetricsLayer::builder(&registry).native_histograms(config),
+        None => MetricsLayer::builder(&registry),
+    };
+    let layer = builder
         .time_to_headers_histogram(time_to_headers)
         .route_fn(|parts| {
             Some(Cow::Borrowed(if parts.method == Method::POST {
@@ -122,6 +163,23 @@ fn requests_allocate_nothing_once_their_series_exist(time_to_headers: bool) {
     for (method, status) in &cases {
         common::drive(&mut service, request(method.clone(), *status));
     }
+    let durations: RequestDuration = registry.get(REQUEST_DURATION).expect("family");
+    let touched = |labels: &HttpLabels| -> u64 {
+        if native.is_none() {
+            return 0;
+        }
+        let duration = durations.get(labels).expect("duration series");
+        let before = duration.count();
+        touch_native_chunks(&duration);
+        duration.count() - before
+    };
+    let labels = [
+        HttpLabels::new(HttpMethod::Get, 200, "/items/{id}"),
+        HttpLabels::new(HttpMethod::Get, 404, "/items/{id}"),
+        HttpLabels::new(HttpMethod::Post, 201, "/orders"),
+        HttpLabels::new(HttpMethod::Post, 500, "/orders"),
+    ];
+    let extra: Vec<u64> = labels.iter().map(touched).collect();
 
     const ROUNDS: usize = 1_000;
     let mut allocations = 0;
@@ -144,19 +202,14 @@ fn requests_allocate_nothing_once_their_series_exist(time_to_headers: bool) {
     let requests: RequestCount = registry.get(REQUESTS_TOTAL).expect("family");
     let headers = registry.get::<TimeToHeaders>(TIME_TO_HEADERS);
     assert_eq!(headers.is_ok(), time_to_headers, "family registered");
-    for (route, method, status) in [
-        ("/items/{id}", HttpMethod::Get, 200),
-        ("/items/{id}", HttpMethod::Get, 404),
-        ("/orders", HttpMethod::Post, 201),
-        ("/orders", HttpMethod::Post, 500),
-    ] {
-        let series = requests
-            .get(&HttpLabels::new(method, status, route))
-            .expect("series");
+    for (labels, extra) in labels.iter().zip(extra) {
+        let series = requests.get(labels).expect("series");
         assert_eq!(series.get(), ROUNDS as u64 + 1);
+        let duration = durations.get(labels).expect("duration series");
+        assert_eq!(duration.count(), ROUNDS as u64 + 1 + extra);
+        assert_eq!(duration.native_buckets(), native.as_ref());
         if let Ok(headers) = &headers {
-            let labels = HttpLabels::new(method, status, route);
-            let series = headers.get(&labels).expect("time-to-headers series");
+            let series = headers.get(labels).expect("time-to-headers series");
             assert_eq!(series.count(), ROUNDS as u64 + 1);
         }
     }
