@@ -9,7 +9,9 @@
 //!   on a series already found, no label lookup;
 //! - `minimal_metrics_body_end`: the same, recorded when the response body ends rather
 //!   than at the headers, as a layer timing streamed bodies must;
-//! - `metrics_layer`: this crate, in-process and in multi-process mode;
+//! - `metrics_layer`: this crate, in-process and in multi-process mode, and
+//!   `metrics_layer_native` with native duration buckets (schema 3) in place of the
+//!   classic ones;
 //! - `axum_prometheus`: axum-prometheus 0.10;
 //! - `naive_prometheus_client`: a middleware looking up prometheus-client families per
 //!   request.
@@ -36,6 +38,7 @@ use criterion::{criterion_group, Criterion};
 use http_body::Body as _;
 use pin_project_lite::pin_project;
 use tower::{Layer, Service};
+use tower_prometheus::metrics::NativeBuckets;
 use tower_prometheus::{MetricsLayer, MetricsRegistry};
 
 fn router() -> Router {
@@ -320,14 +323,19 @@ fn naive_router() -> Router {
     ))
 }
 
-fn metrics_router(dir: Option<&std::path::Path>) -> Router {
+fn metrics_router(dir: Option<&std::path::Path>, native: Option<NativeBuckets>) -> Router {
     let registry = MetricsRegistry::new();
     match dir {
         Some(dir) => registry.multiprocess_dir(dir),
         None => registry.single_process(),
     }
     .expect("not initialised");
-    let mut router = router().layer(MetricsLayer::new(&registry).expect("layer builds"));
+    let builder = MetricsLayer::builder(&registry);
+    let builder = match native {
+        Some(config) => builder.native_histograms(config),
+        None => builder,
+    };
+    let mut router = router().layer(builder.build().expect("layer builds"));
     // Measured as a scraped service runs: until its first scrape the layer reads a
     // clock per request, to warn if scrapes cannot reach it (`Router::route_layer`).
     request_to(&mut router, "/metrics");
@@ -371,8 +379,15 @@ fn variants(dir: &MultiprocessDir) -> Vec<(&'static str, Router)> {
             "minimal_metrics_body_end",
             router().layer(BodyEndLayer::default()),
         ),
-        ("metrics_layer", metrics_router(None)),
-        ("metrics_layer_multiprocess", metrics_router(Some(&dir.0))),
+        ("metrics_layer", metrics_router(None, None)),
+        (
+            "metrics_layer_multiprocess",
+            metrics_router(Some(&dir.0), None),
+        ),
+        (
+            "metrics_layer_native",
+            metrics_router(None, Some(NativeBuckets::default())),
+        ),
         ("axum_prometheus", router().layer(axum_prometheus)),
         ("naive_prometheus_client", naive_router()),
     ]
@@ -479,6 +494,11 @@ fn benches(c: &mut Criterion) {
             ours / overhead("axum_prometheus"),
             ours - overhead("minimal_metrics"),
             ours - overhead("minimal_metrics_body_end"),
+        );
+        // Native buckets: one more atomic add, on a bucket every thread shares.
+        println!(
+            "  metrics_layer_native - metrics_layer = {:.0} ns",
+            overhead("metrics_layer_native") - ours,
         );
         // The floor for any layer timing streamed bodies, against the same peer.
         println!(
