@@ -2,7 +2,8 @@
 //!
 //! They implement prometheus-client's [`EncodeMetric`](prometheus_client::encoding::EncodeMetric),
 //! so they register and encode like any prometheus-client metric, but recording into them
-//! takes no lock: a [`Counter`] or [`Gauge`] is one atomic add, a [`Histogram`] two, and
+//! takes no lock: a [`Counter`] or [`Gauge`] is one atomic add, a [`Histogram`] two (three
+//! with [`NativeBuckets`]), and
 //! finding an existing series of a [`Family`] is a lock-free probe. The layer records
 //! into these types; plain prometheus-client metrics can sit beside them in the same
 //! registry.

@@ -701,6 +701,16 @@ mod tests {
         // A neighbour in the same chunk allocates nothing more.
         counts.observe(0.0101);
         assert_eq!(counts.allocated(), one);
-        assert!(empty < 4096, "{empty} bytes before any observation");
+        assert!(empty <= 200, "{empty} bytes before any observation");
+        // Durations from 1 ms to 16 s, every bucket touched: two or three chunks and
+        // a page.
+        for step in 0..=(14 * 8) {
+            counts.observe(0.001 * (f64::from(step) / 8.0).exp2());
+        }
+        let spread = counts.allocated();
+        assert!(spread < 3 * 1024, "{spread} bytes for 1 ms to 16 s");
+        // At schema 8, the page table is larger before any observation.
+        let fine = NativeCounts::new(NativeBuckets::new(8).unwrap()).allocated();
+        assert!(fine <= 2 * 1200 + 200, "{fine} bytes at schema 8");
     }
 }
