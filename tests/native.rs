@@ -12,7 +12,7 @@ use axum::Router;
 use common::fixtures::protobuf_families;
 use common::{scrape_reply, serve, Exposition, TempDir};
 use prometheus_client::encoding::prometheus_protobuf::prometheus_data_model as proto;
-use tower_prometheus::layer::{RequestDuration, REQUEST_DURATION};
+use tower_prometheus::layer::{HttpLabels, HttpMethod, RequestDuration, REQUEST_DURATION};
 use tower_prometheus::metrics::{Buckets, Histogram, NativeBuckets};
 use tower_prometheus::{BuildError, MetricsEndpoint, MetricsLayer, MetricsRegistry};
 
@@ -176,13 +176,7 @@ async fn promtool_accepts_the_text_scrape_of_a_native_only_histogram() -> common
         text.contains("work_seconds_bucket{le=\"+Inf\"} 3"),
         "{text}"
     );
-    let output = common::run_with_stdin(&promtool, &["check", "metrics"], &text);
-    assert!(
-        output.status.success(),
-        "promtool rejected the scrape: {}{}\n{text}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
+    common::assert_promtool_accepts(&promtool, &text);
     Ok(())
 }
 
@@ -192,22 +186,12 @@ async fn python_parsers_read_a_native_only_histogram() -> common::Checked {
     let openmetrics = scrape_reply(addr, &[("accept", OPENMETRICS)]).await.body;
     let text = common::get(addr, "/metrics").await.body;
     // Prints the histogram's samples as `name le value`.
-    let script = "import sys\n\
-        from prometheus_client.parser import text_string_to_metric_families as text\n\
-        from prometheus_client.openmetrics.parser import text_string_to_metric_families as om\n\
-        parse = om if sys.argv[1] == 'om' else text\n\
-        for family in parse(sys.stdin.read()):\n\
+    let script = "for family in parse(sys.stdin.read()):\n\
         \x20   if family.name == 'work_seconds' and family.type == 'histogram':\n\
         \x20       for s in family.samples:\n\
         \x20           print(s.name, s.labels.get('le', '-'), s.value)\n";
     for (flavour, body) in [("om", &openmetrics), ("text", &text)] {
-        let output = common::run_with_stdin(&python, &["-c", script, flavour], body);
-        assert!(
-            output.status.success(),
-            "python's {flavour} parser rejected the scrape: {}\n{body}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        let samples = String::from_utf8_lossy(&output.stdout).into_owned();
+        let samples = common::python_parser_output(&python, script, flavour, body);
         let value = |name: &str, le: &str| {
             samples.lines().find_map(|line| {
                 let mut fields = line.split(' ');
@@ -303,6 +287,15 @@ async fn grpc_call(addr: std::net::SocketAddr) {
     assert_eq!(reply.status(), 200);
 }
 
+/// The duration series of `GET /` answered 200.
+fn root_duration(registry: &MetricsRegistry) -> Histogram {
+    registry
+        .get::<RequestDuration>(REQUEST_DURATION)
+        .unwrap()
+        .get(&HttpLabels::new(HttpMethod::Get, 200, "/"))
+        .expect("the route's series")
+}
+
 fn router(layer: MetricsLayer) -> Router {
     Router::new()
         .route("/", get(|| async { "hello" }))
@@ -351,15 +344,7 @@ async fn the_layers_duration_families_are_native() {
                 Some(count)
             );
         }
-        let duration = registry.get::<RequestDuration>(REQUEST_DURATION).unwrap();
-        let series = duration
-            .get(&tower_prometheus::layer::HttpLabels::new(
-                tower_prometheus::layer::HttpMethod::Get,
-                200,
-                "/",
-            ))
-            .expect("the route's series");
-        assert_eq!(series.native_buckets(), Some(&config));
+        assert_eq!(root_duration(&registry).native_buckets(), Some(&config));
     }
 }
 
@@ -438,16 +423,7 @@ async fn multiprocess_mode_serves_classic_buckets_only() {
             text.sum("http_server_request_duration_seconds_count", &route),
             2.0
         );
-        let series = registry
-            .get::<RequestDuration>(REQUEST_DURATION)
-            .unwrap()
-            .get(&tower_prometheus::layer::HttpLabels::new(
-                tower_prometheus::layer::HttpMethod::Get,
-                200,
-                "/",
-            ))
-            .expect("the route's series");
-        assert_eq!(series.native_buckets(), None);
+        assert_eq!(root_duration(&registry).native_buckets(), None);
     }
 }
 
