@@ -210,6 +210,18 @@ impl Histogram {
 
     /// A histogram with these classic buckets and native buckets beside them: text
     /// and OpenMetrics scrapes show the classic ones, a protobuf scrape both.
+    ///
+    /// ```
+    /// use tower_prometheus::metrics::{Buckets, Histogram, NativeBuckets};
+    ///
+    /// let sizes = Histogram::classic_and_native(
+    ///     Buckets::new([100.0, 1000.0]).unwrap(),
+    ///     NativeBuckets::new(2).unwrap(),
+    /// );
+    /// sizes.observe(640.0);
+    /// assert_eq!(sizes.buckets().bounds(), &[100.0, 1000.0]);
+    /// assert_eq!(sizes.native_buckets().map(|n| n.schema()), Some(2));
+    /// ```
     pub fn classic_and_native(buckets: Buckets, config: NativeBuckets) -> Self {
         Self::with_layout(buckets, Some(config))
     }
