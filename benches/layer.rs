@@ -12,7 +12,8 @@
 //! - `metrics_layer`: this crate, in-process and in multi-process mode;
 //! - `option_*`: this crate with one option on: `skip_routes` and `skip_if`
 //!   configured (the request is not skipped), the time-to-headers histogram, constant
-//!   labels and a prefix, both body size histograms;
+//!   labels and a prefix, both body size histograms, native duration buckets
+//!   (schema 3) in place of the classic ones;
 //! - `axum_prometheus`: axum-prometheus 0.10;
 //! - `naive_prometheus_client`: a middleware looking up prometheus-client families per
 //!   request.
@@ -40,6 +41,7 @@ use http_body::Body as _;
 use pin_project_lite::pin_project;
 use tower::{Layer, Service};
 use tower_prometheus::layer::MetricsLayerBuilder;
+use tower_prometheus::metrics::NativeBuckets;
 use tower_prometheus::{BuildError, MetricsLayer, MetricsRegistry};
 
 fn router() -> Router {
@@ -428,6 +430,14 @@ fn variants(dir: &MultiprocessDir) -> Vec<(&'static str, Router)> {
                         .request_body_size_histogram()
                         .response_body_size_histogram(true)
                         .build(),
+                ))
+            }),
+        ),
+        (
+            "option_native_histograms",
+            option_router(|builder| {
+                router().layer(built(
+                    builder.native_histograms(NativeBuckets::default()).build(),
                 ))
             }),
         ),

@@ -1,5 +1,6 @@
 //! Recording an HTTP request allocates nothing once its series exist, with every
-//! option on too (through axum: its request body is not boxed again), and a gRPC call
+//! option on too (native duration buckets: once their chunk exists; through axum: its
+//! request body is not boxed again), and a gRPC call
 //! one small block (the state
 //! its request body and its response share). A counting global
 //! allocator needs a test binary of its own.
@@ -26,8 +27,10 @@ use tower_prometheus::grpc::{
 };
 use tower_prometheus::layer::{
     BodySize, HttpLabels, HttpMethod, LabelValues, MetricsLayerBuilder, RequestBody, RequestCount,
-    TimeToHeaders, REQUESTS_TOTAL, REQUEST_BODY_SIZE, RESPONSE_BODY_SIZE, TIME_TO_HEADERS,
+    RequestDuration, TimeToHeaders, REQUESTS_TOTAL, REQUEST_BODY_SIZE, REQUEST_DURATION,
+    RESPONSE_BODY_SIZE, TIME_TO_HEADERS,
 };
+use tower_prometheus::metrics::{Histogram, NativeBuckets};
 use tower_prometheus::{MetricsLayer, MetricsRegistry};
 
 struct CountingAllocator;
@@ -141,6 +144,59 @@ fn recording_with_constant_labels_and_a_prefix_allocates_nothing_once_series_exi
             .constant_labels([("service", "checkout")]),
     );
     assert_every_request_counted(&registry, "shop_");
+}
+
+#[test]
+fn recording_native_durations_allocates_nothing_once_their_chunks_exist() {
+    let registry = MetricsRegistry::new();
+    let service =
+        with_routes(MetricsLayer::builder(&registry).native_histograms(NativeBuckets::default()))
+            .build()
+            .expect("layer builds")
+            .layer(service_fn(common::answer_with_requested_status::<()>));
+    // The layer records into the family's series of each label set: made here first,
+    // with every chunk a request's duration can fall in.
+    let durations: RequestDuration = registry.get(REQUEST_DURATION).expect("family");
+    let touched: Vec<u64> = recorded_labels()
+        .iter()
+        .map(|labels| {
+            let duration = durations.get_or_create(labels);
+            touch_native_chunks(&duration);
+            duration.count()
+        })
+        .collect();
+    requests_allocate_nothing_once_their_series_exist(service);
+    assert_every_request_counted(&registry, "");
+    for (labels, touched) in recorded_labels().iter().zip(touched) {
+        let duration = durations.get(labels).expect("duration series");
+        assert_eq!(duration.count(), touched + ROUNDS as u64 + 1);
+    }
+}
+
+/// A native bucket's first observation allocates its chunk of 64 buckets (and, first
+/// in its page, the page); the chunk's other buckets allocate nothing.
+#[test]
+fn a_native_chunk_is_allocated_once_on_first_use() {
+    let histogram = Histogram::native(NativeBuckets::default());
+    let ((), first) = counted(|| histogram.observe(0.01));
+    assert!((1..=2).contains(&first), "{first} allocations");
+    // At schema 3, 0.01 and 0.011 are a bucket apart, in the same chunk.
+    let ((), again) = counted(|| {
+        for _ in 0..1000 {
+            histogram.observe(0.01);
+            histogram.observe(0.011);
+        }
+    });
+    assert_eq!(again, 0);
+    assert_eq!(histogram.count(), 2001);
+}
+
+/// Observes every native bucket from 1 ns to 16 s once, so each chunk requests can
+/// fall in exists.
+fn touch_native_chunks(histogram: &Histogram) {
+    for step in (-30 * 8)..=(4 * 8) {
+        histogram.observe((f64::from(step) / 8.0).exp2());
+    }
 }
 
 /// Builds the layer `builder` configures, with [`with_routes`], around a service of

@@ -94,11 +94,7 @@ async fn python_parsers_read_hostile_values_in_both_formats() -> common::Checked
     .body;
     let text = common::get(addr, "/metrics").await.body;
     // Prints every http_route value the parser decoded, one JSON string per line.
-    let script = "import sys, json\n\
-        from prometheus_client.parser import text_string_to_metric_families as text\n\
-        from prometheus_client.openmetrics.parser import text_string_to_metric_families as om\n\
-        parse = om if sys.argv[1] == 'om' else text\n\
-        routes = set()\n\
+    let script = "routes = set()\n\
         for family in parse(sys.stdin.read()):\n\
         \x20   for sample in family.samples:\n\
         \x20       if 'http_route' in sample.labels:\n\
@@ -106,13 +102,7 @@ async fn python_parsers_read_hostile_values_in_both_formats() -> common::Checked
         for route in sorted(routes):\n\
         \x20   print(json.dumps(route))\n";
     for (flavour, body) in [("om", &openmetrics), ("text", &text)] {
-        let output = common::run_with_stdin(&python, &["-c", script, flavour], body);
-        assert!(
-            output.status.success(),
-            "python's {flavour} parser rejected the scrape: {}\n{body}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        let decoded: Vec<String> = String::from_utf8_lossy(&output.stdout)
+        let decoded: Vec<String> = common::python_parser_output(&python, script, flavour, body)
             .lines()
             .map(decode_json_string)
             .collect();

@@ -11,9 +11,11 @@ use std::time::Duration;
 
 use axum::routing::get;
 use axum::Router;
+use common::fixtures::protobuf_families;
 use common::{eventually, serve, TempDir};
 use prometheus_client::metrics::histogram::{Histogram as NativeHistogram, NativeHistogramConfig};
-use tower_prometheus::{MetricsLayer, MetricsRegistry};
+use tower_prometheus::metrics::{Histogram, NativeBuckets};
+use tower_prometheus::{MetricsEndpoint, MetricsLayer, MetricsRegistry};
 
 const REQUESTS: u32 = 25;
 
@@ -206,6 +208,164 @@ async fn prometheus_scrapes_native_histograms_through_protobuf() -> common::Chec
     scraped_by_prometheus(true).await
 }
 
+/// The relative width of a bucket at `schema`: `2^(2^-schema) - 1`.
+fn bucket_width(schema: i32) -> f64 {
+    (-f64::from(schema)).exp2().exp2() - 1.0
+}
+
+/// Waits until Prometheus has stored a sample of `histogram` with `count`
+/// observations, so a rate over the next minute starts from it.
+async fn stored(prometheus: SocketAddr, histogram: &str, count: f64) {
+    let promql = format!("histogram_count({histogram})");
+    eventually(
+        Duration::from_secs(60),
+        &format!("a stored sample of {histogram} at {count}"),
+        || async { (query(prometheus, &promql).await == Some(count)).then_some(()) },
+    )
+    .await;
+}
+
+/// Known observations, recorded all at once into the crate's native-only histograms,
+/// read back by Prometheus 2.42 (`--enable-feature=native-histograms`, protobuf):
+/// `histogram_quantile` over their rate is within the served schema's relative error
+/// of the exact quantile.
+///
+/// The bound: the rate's increase is exactly the batch (its first sample, stored
+/// before the batch, holds none of it; extrapolation scales every bucket alike), so
+/// Prometheus's rank `q * n` falls in the bucket `(l, u]` that holds the exact
+/// quantile, the value of rank `ceil(q * n)` (n = 1001 keeps `q * n` off whole numbers,
+/// away from rounding). Its estimate is interpolated inside that bucket, so both lie in
+/// `(l, u]` and differ by at most `u - l = (2^(2^-s) - 1) * l`, less than
+/// `(2^(2^-s) - 1)` times the exact quantile.
+async fn native_quantiles_are_within_the_schemas_relative_error() -> common::Checked {
+    let binary = common::require_tool(
+        "prometheus",
+        "read the crate's native histograms with a real Prometheus",
+    )?;
+    let registry = MetricsRegistry::new();
+    registry
+        .provider("known_seconds", "Known values, schema 3.", || {
+            Histogram::native(NativeBuckets::default())
+        })
+        .unwrap();
+    registry
+        .provider(
+            "limited_seconds",
+            "Known values, at most 30 buckets.",
+            || Histogram::native(NativeBuckets::new(3).unwrap().with_max_buckets(30).unwrap()),
+        )
+        .unwrap();
+    let app = serve(MetricsEndpoint::new(&registry).unwrap()).await;
+    let prometheus = start_prometheus(&binary, app, true, None, None);
+    for name in ["known_seconds", "limited_seconds"] {
+        stored(prometheus.addr, name, 0.0).await;
+    }
+
+    // 1001 distinct values spread evenly on a log scale from 1 ms to 2 s, in a
+    // scrambled order.
+    let n = 1001u32;
+    let values: Vec<f64> = (0..n)
+        .map(|i| 0.001 * 2000f64.powf(f64::from(i * 7919 % n) / f64::from(n)))
+        .collect();
+    let known = registry.get::<Histogram>("known_seconds").unwrap();
+    let limited = registry.get::<Histogram>("limited_seconds").unwrap();
+    for value in &values {
+        known.observe(*value);
+        limited.observe(*value);
+    }
+    let mut sorted = values.clone();
+    sorted.sort_by(f64::total_cmp);
+
+    // The schema each is served at, from the protobuf scrape Prometheus reads too.
+    let reply = common::scrape_reply(
+        app,
+        &[("accept", "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited")],
+    )
+    .await;
+    let schema_of = |name: &str| {
+        protobuf_families(&reply.raw)
+            .into_iter()
+            .find(|family| family.name == name)
+            .and_then(|family| family.metric.into_iter().next()?.histogram)
+            .map(|histogram| histogram.schema)
+            .expect("a native histogram")
+    };
+    let known_schema = schema_of("known_seconds");
+    let limited_schema = schema_of("limited_seconds");
+    assert_eq!(known_schema, 3);
+    assert_eq!(
+        limited_schema, 1,
+        "{limited_schema}: 11 octaves take about 44 buckets at schema 2, 22 at schema 1"
+    );
+
+    for (name, schema) in [
+        ("known_seconds", known_schema),
+        ("limited_seconds", limited_schema),
+    ] {
+        let bound = bucket_width(schema);
+        for q in [0.5, 0.9, 0.99] {
+            let rank = (q * f64::from(n)).ceil() as usize;
+            let exact = sorted[rank - 1];
+            let promql = format!("histogram_quantile({q}, sum(rate({name}[1m])))");
+            let estimate = eventually(Duration::from_secs(30), &format!("`{promql}`"), || async {
+                query(prometheus.addr, &promql).await
+            })
+            .await;
+            let error = (estimate - exact).abs() / exact;
+            assert!(
+                error <= bound,
+                "{name} q={q}: Prometheus says {estimate}, exact {exact}: relative error \
+                 {error} above {bound} (schema {schema})"
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The layer's duration family, native, through a real Prometheus: every request
+/// counted, and the median of requests that each take at least 25 ms no lower than
+/// the bucket of 25 ms allows.
+async fn the_layers_native_durations_reach_prometheus() -> common::Checked {
+    let binary = common::require_tool(
+        "prometheus",
+        "read the layer's native durations with a real Prometheus",
+    )?;
+    let registry = MetricsRegistry::new();
+    let layer = MetricsLayer::builder(&registry)
+        .native_histograms(NativeBuckets::default())
+        .build()
+        .unwrap();
+    let router = Router::new()
+        .route(
+            "/slow",
+            get(|| async {
+                tokio::time::sleep(Duration::from_millis(25)).await;
+                "slow"
+            }),
+        )
+        .layer(layer);
+    let app = serve(router).await;
+    let prometheus = start_prometheus(&binary, app, true, None, None);
+    common::get(app, "/slow").await;
+    let series = "http_server_request_duration_seconds{http_route=\"/slow\"}";
+    stored(prometheus.addr, series, 1.0).await;
+    for _ in 0..20 {
+        common::get(app, "/slow").await;
+    }
+    stored(prometheus.addr, series, 21.0).await;
+    let promql = format!("histogram_quantile(0.5, sum(rate({series}[1m])))");
+    let median = eventually(Duration::from_secs(30), "the median", || async {
+        query(prometheus.addr, &promql).await
+    })
+    .await;
+    let lowest = 0.025 / (1.0 + bucket_width(3));
+    assert!(
+        (lowest..2.0).contains(&median),
+        "median {median}: not within [{lowest}, 2)"
+    );
+    Ok(())
+}
+
 /// Every panel query of the shipped dashboard and every recording rule of the shipped
 /// rules returns data from a real Prometheus that scrapes an app under traffic (HTTP
 /// and gRPC, some of it failing, objectives declared, multi-process mode).
@@ -374,5 +534,7 @@ test_main! {
     tokio_2 a_prefix_relabelled_away_keeps_the_shipped_rules_working,
     tokio_2 prometheus_scrapes_openmetrics_by_default,
     tokio_2 prometheus_scrapes_native_histograms_through_protobuf,
+    tokio_2 native_quantiles_are_within_the_schemas_relative_error,
+    tokio_2 the_layers_native_durations_reach_prometheus,
     tokio_2 every_dashboard_query_and_recording_rule_returns_data,
 }

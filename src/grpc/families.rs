@@ -16,8 +16,8 @@ use super::labels::{GrpcHandledLabels, GrpcLabels, GrpcType};
 use super::method::{service_and_method, MethodTypes};
 use crate::metrics::{Buckets, ConstantLabels, Counter, Family, Histogram};
 use crate::record::{
-    shards, FamilyNames, Latencies, Latency, ObjectiveFamilies, Objectives, SeriesCache, Shards,
-    DEFAULT_FALLBACK_ROUTE,
+    shards, DurationHistograms, FamilyNames, Latencies, Latency, ObjectiveFamilies, Objectives,
+    SeriesCache, Shards, DEFAULT_FALLBACK_ROUTE,
 };
 use crate::{MetricsRegistry, RegistryError};
 
@@ -105,12 +105,13 @@ impl GrpcFamilies {
     /// Declares the gRPC families in `registry` (unless the user declared those names
     /// first, to replace them), named and labelled by `names`, sized for
     /// `max_methods` methods (each code of each in `grpc_server_handled_total`); the
-    /// histogram only if `handling` is set.
+    /// histogram only if `handling` is set, laid out as `layout` says.
     pub(crate) fn declare(
         registry: &MetricsRegistry,
         names: &FamilyNames,
         max_methods: usize,
         handling: bool,
+        layout: DurationHistograms,
     ) -> Result<(), RegistryError> {
         let max_series = series_cap(GRPC_STARTED, max_methods);
         let counts = [
@@ -150,11 +151,10 @@ impl GrpcFamilies {
                 "Histogram of response latency (seconds) of gRPC that had been application-level handled by the server.",
                 Some(Unit::Seconds),
                 move || {
-                    GrpcHandling::new_with_constructor(|| {
-                        Histogram::new(Buckets::prometheus_default())
-                    })
-                    .max_series(max_series)
-                    .constant_labels(constant)
+                    let classic = Buckets::prometheus_default();
+                    GrpcHandling::new_with_constructor(move || layout.histogram(&classic))
+                        .max_series(max_series)
+                        .constant_labels(constant)
                 },
             )?;
         }

@@ -17,7 +17,8 @@ use super::route::{KnownRoute, RouteIdentity};
 use crate::metrics::{Buckets, ConstantLabels, Counter, Family, Gauge, Histogram, SeriesMetric};
 use crate::multiprocess::GaugeMode;
 use crate::record::{
-    shards, FamilyNames, Latencies, Latency, ObjectiveFamilies, Objectives, SeriesCache, Shards,
+    shards, DurationHistograms, FamilyNames, Latencies, Latency, ObjectiveFamilies, Objectives,
+    SeriesCache, Shards,
 };
 use crate::{MetricsRegistry, RegistryError};
 
@@ -171,30 +172,36 @@ impl HttpOutcome {
 impl HttpFamilies {
     /// Declares the default families in `registry` (unless the user declared those
     /// names first, to replace them), named and labelled by `names`, capped at
-    /// `max_series` series each; of the opt-in ones, those in `optional`.
+    /// `max_series` series each, the duration histograms laid out as `layout` says; of
+    /// the opt-in ones, those in `optional`.
     pub(crate) fn declare(
         registry: &MetricsRegistry,
         names: &FamilyNames,
         max_series: usize,
         optional: OptionalFamilies,
+        layout: DurationHistograms,
     ) -> Result<(), RegistryError> {
         let constant = names.constant();
-        let histograms = |buckets: fn() -> Buckets| {
+        // Durations take the layer's layout; body sizes keep classic buckets.
+        let histograms = |buckets: fn() -> Buckets, layout: DurationHistograms| {
             let constant = constant.clone();
             move || {
-                RequestDuration::new_with_constructor(move || Histogram::new(buckets()))
+                RequestDuration::new_with_constructor(move || layout.histogram(&buckets()))
                     .max_series(max_series)
                     .constant_labels(constant)
             }
         };
-        let declare_histogram = |family: &str, help: &str, unit: Unit, buckets: fn() -> Buckets| {
-            registry.provider_if_absent(&names.of(family), help, Some(unit), histograms(buckets))
-        };
+        let declare_histogram =
+            |family: &str, help: &str, unit: Unit, buckets: fn() -> Buckets, layout| {
+                let histograms = histograms(buckets, layout);
+                registry.provider_if_absent(&names.of(family), help, Some(unit), histograms)
+            };
         declare_histogram(
             REQUEST_DURATION,
             "Duration of HTTP server requests, until the response body ends.",
             Unit::Seconds,
             Buckets::http_duration,
+            layout,
         )?;
         if optional.time_to_headers {
             declare_histogram(
@@ -202,6 +209,7 @@ impl HttpFamilies {
                 "Time from the start of HTTP server requests to their response headers.",
                 Unit::Seconds,
                 Buckets::http_duration,
+                layout,
             )?;
         }
         if optional.request_body_size {
@@ -210,6 +218,7 @@ impl HttpFamilies {
                 "Size of HTTP server request bodies: the bytes the service read.",
                 Unit::Bytes,
                 Buckets::body_size,
+                DurationHistograms::default(),
             )?;
         }
         if optional.response_body_size {
@@ -218,6 +227,7 @@ impl HttpFamilies {
                 "Size of HTTP server response bodies: the bytes sent.",
                 Unit::Bytes,
                 Buckets::body_size,
+                DurationHistograms::default(),
             )?;
         }
         let requests_constant = constant.clone();

@@ -27,8 +27,10 @@ use crate::grpc::{
     GRPC_HANDLING, GRPC_LABEL_NAMES, GRPC_MSG_RECEIVED, GRPC_MSG_SENT, GRPC_OBJECTIVES,
     GRPC_STARTED,
 };
-use crate::metrics::{ConstantLabels, DEFAULT_MAX_SERIES, OVERFLOW_LABEL};
-use crate::record::{FamilyNames, Objective, Objectives, DEFAULT_FALLBACK_ROUTE, SLO_LABEL_NAMES};
+use crate::metrics::{Buckets, ConstantLabels, NativeBuckets, DEFAULT_MAX_SERIES, OVERFLOW_LABEL};
+use crate::record::{
+    DurationHistograms, FamilyNames, Objective, Objectives, DEFAULT_FALLBACK_ROUTE, SLO_LABEL_NAMES,
+};
 use crate::{BuildError, MetricsRegistry};
 
 /// An option of the endpoint, applied when the layer builds it.
@@ -76,6 +78,8 @@ impl MetricsLayer {
             prefix: None,
             constant_labels: Vec::new(),
             extra: ExtraLabels::default(),
+            native: None,
+            classic_buckets: None,
             bodies: PhantomData,
         }
     }
@@ -136,6 +140,10 @@ pub struct MetricsLayerBuilder<M = Untouched> {
     prefix: Option<String>,
     constant_labels: Vec<(String, String)>,
     extra: ExtraLabels,
+    /// Native buckets of the duration histograms.
+    native: Option<NativeBuckets>,
+    /// `None` until set: then classic buckets are kept unless native ones replace them.
+    classic_buckets: Option<bool>,
     bodies: PhantomData<fn() -> M>,
 }
 
@@ -390,6 +398,8 @@ impl<M> MetricsLayerBuilder<M> {
             prefix: self.prefix,
             constant_labels: self.constant_labels,
             extra: self.extra,
+            native: self.native,
+            classic_buckets: self.classic_buckets,
             bodies: PhantomData,
         }
     }
@@ -539,6 +549,47 @@ impl<M> MetricsLayerBuilder<M> {
         self
     }
 
+    /// Records the duration histograms (`http_server_request_duration_seconds`, the
+    /// opt-in `http_server_time_to_headers_seconds` and `grpc_server_handling_seconds`)
+    /// into native buckets of `config`, which a Prometheus scraping protobuf with
+    /// `--enable-feature=native-histograms` reads as native histograms: any quantile
+    /// within the schema's relative error, no bucket layout to choose.
+    ///
+    /// Their classic buckets are then left out (a text or OpenMetrics scrape shows
+    /// each histogram's count, sum and `+Inf` bucket), unless
+    /// [`classic_buckets(true)`](Self::classic_buckets) keeps them beside the native
+    /// ones. Recording stays lock-free, and allocation-free once the value's chunk of
+    /// 64 native buckets exists.
+    ///
+    /// In multi-process mode the files have no native buckets: the histograms keep
+    /// their classic buckets only (with native-only ones, just the count, sum and
+    /// `+Inf`), so keep `classic_buckets(true)` there.
+    ///
+    /// ```
+    /// use tower_prometheus::metrics::NativeBuckets;
+    /// use tower_prometheus::{MetricsLayer, MetricsRegistry};
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let layer = MetricsLayer::builder(&MetricsRegistry::new())
+    ///     .native_histograms(NativeBuckets::new(3)?.with_max_buckets(100)?)
+    ///     .build()?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn native_histograms(mut self, config: NativeBuckets) -> Self {
+        self.native = Some(config);
+        self
+    }
+
+    /// Whether the duration histograms keep their classic buckets: by default yes,
+    /// unless [`native_histograms`](Self::native_histograms) is set; `true` keeps them
+    /// beside the native ones. `false` without native buckets fails the build with
+    /// [`BuildError::Setting`].
+    pub fn classic_buckets(mut self, enabled: bool) -> Self {
+        self.classic_buckets = Some(enabled);
+        self
+    }
+
     /// Declares the default families (unless the registry already holds those
     /// names), initialises the registry and builds the layer.
     ///
@@ -574,11 +625,25 @@ impl<M> MetricsLayerBuilder<M> {
             return Err(BuildError::InvalidLabel { label, reason });
         }
         let names = FamilyNames::new(self.prefix, self.constant_labels, &reserved)?;
+        let layout = DurationHistograms::new(self.classic_buckets, self.native).ok_or(
+            BuildError::Setting {
+                setting: "classic_buckets",
+                message: "`classic_buckets(false)` leaves the duration histograms no \
+                          buckets: set `native_histograms` too"
+                    .to_string(),
+            },
+        )?;
         let max_series = self.max_series.unwrap_or(DEFAULT_MAX_SERIES);
-        HttpFamilies::declare(&self.registry, &names, max_series, self.optional)?;
+        HttpFamilies::declare(&self.registry, &names, max_series, self.optional, layout)?;
         self.objectives.declare(&self.registry, &names)?;
         self.grpc_objectives.declare(&self.registry, &names)?;
-        GrpcFamilies::declare(&self.registry, &names, max_series, self.grpc_handling)?;
+        GrpcFamilies::declare(
+            &self.registry,
+            &names,
+            max_series,
+            self.grpc_handling,
+            layout,
+        )?;
         let intercept = self.path.is_some();
         let endpoint = self
             .endpoint_options
@@ -596,6 +661,15 @@ impl<M> MetricsLayerBuilder<M> {
                 max_series,
                 self.grpc_handling,
                 self.optional,
+            )?;
+        }
+        if self.native.is_some() || self.classic_buckets.is_some() {
+            check_layouts(
+                &self.registry,
+                &names,
+                layout,
+                self.grpc_handling,
+                self.optional.time_to_headers,
             )?;
         }
         self.objectives.publish(&self.registry, &names)?;
@@ -737,6 +811,48 @@ fn check_constant_labels<'a>(
     }
 }
 
+/// Fails unless every duration histogram family the layer records into makes its
+/// histograms as `layout` says: families declared earlier (by another layer, or a
+/// provider that replaced them) keep the layout they were declared with.
+fn check_layouts(
+    registry: &MetricsRegistry,
+    names: &FamilyNames,
+    layout: DurationHistograms,
+    grpc_handling: bool,
+    time_to_headers: bool,
+) -> Result<(), BuildError> {
+    let http = |name| -> Result<_, BuildError> {
+        let family = registry.get::<RequestDuration>(&names.of(name))?;
+        Ok((name, family.unregistered(), Buckets::http_duration()))
+    };
+    let mut made = vec![http(REQUEST_DURATION)?];
+    if time_to_headers {
+        made.push(http(TIME_TO_HEADERS)?);
+    }
+    if grpc_handling {
+        let family = registry.get::<GrpcHandling>(&names.of(GRPC_HANDLING))?;
+        made.push((
+            GRPC_HANDLING,
+            family.unregistered(),
+            Buckets::prometheus_default(),
+        ));
+    }
+    match made
+        .into_iter()
+        .find(|(_, histogram, classic)| !layout.made(histogram, classic))
+    {
+        Some((name, _, _)) => Err(BuildError::Setting {
+            setting: "native_histograms",
+            message: format!(
+                "`{name}` already exists in the registry with other buckets: set \
+                 `native_histograms` and `classic_buckets` on the layer built first, or on \
+                 the provider that replaces the family"
+            ),
+        }),
+        None => Ok(()),
+    }
+}
+
 impl<M> fmt::Debug for MetricsLayerBuilder<M> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("MetricsLayerBuilder")
@@ -754,6 +870,8 @@ impl<M> fmt::Debug for MetricsLayerBuilder<M> {
             .field("prefix", &self.prefix)
             .field("constant_labels", &self.constant_labels)
             .field("extra", &self.extra)
+            .field("native", &self.native)
+            .field("classic_buckets", &self.classic_buckets)
             .finish()
     }
 }

@@ -156,6 +156,12 @@ impl<L: Labels, M: SeriesMetric> Family<L, M> {
             .clone()
     }
 
+    /// A metric as the family's constructor makes its series, in no series: to see how
+    /// the family configures them.
+    pub(crate) fn unregistered(&self) -> M {
+        (self.state.new_series)()
+    }
+
     /// A new series, bound to its entry in multi-process mode.
     fn new_series(&self, labels: impl FnOnce() -> Vec<(String, String)>) -> M {
         let state = &*self.state;

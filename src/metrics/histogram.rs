@@ -1,4 +1,4 @@
-//! A histogram with fixed bucket bounds.
+//! A histogram with fixed bucket bounds, native (exponential) buckets, or both.
 
 use std::fmt;
 use std::sync::Arc;
@@ -6,6 +6,7 @@ use std::sync::Arc;
 use prometheus_client::encoding::{EncodeMetric, MetricEncoder, NoLabelSet};
 use prometheus_client::metrics::{MetricType, TypedMetric};
 
+use super::native::{NativeBuckets, NativeCounts};
 use super::series::Bind;
 use crate::storage::files::key::go_float;
 use crate::storage::files::{FileKind, MappedValue};
@@ -115,6 +116,13 @@ impl Buckets {
         }
     }
 
+    /// No bounds: the `+Inf` bucket alone.
+    fn none() -> Self {
+        Self {
+            bounds: Arc::new([]),
+        }
+    }
+
     /// The upper bounds, without `+Inf`.
     pub fn bounds(&self) -> &[f64] {
         &self.bounds
@@ -144,7 +152,16 @@ const LINEAR_SEARCH_MAX: usize = 32;
 
 /// A histogram: a cheap [`Clone`] handle to shared atomic bucket counts and sum.
 ///
-/// Recording is two atomic operations on memory no other series shares.
+/// Recording is two atomic operations on memory no other series shares; with native
+/// buckets ([`Histogram::native`], [`Histogram::classic_and_native`]) one more, on the
+/// value's native bucket, which every thread recording into the series shares. No
+/// lock, and no allocation once the value's chunk of 64 native buckets exists (see
+/// [`NativeBuckets`]).
+///
+/// In multi-process mode the values live in Python prometheus_client's files, which
+/// have no native buckets: there a histogram keeps its classic buckets only (a
+/// native-only one, its count, its sum and the `+Inf` bucket), and serves no native
+/// buckets.
 ///
 /// ```
 /// use tower_prometheus::metrics::{Buckets, Histogram};
@@ -163,6 +180,8 @@ pub struct Histogram {
 struct HistogramState {
     buckets: Buckets,
     values: HistogramValues,
+    /// Native buckets, kept in this process only.
+    native: Option<NativeCounts>,
 }
 
 enum HistogramValues {
@@ -179,15 +198,57 @@ enum HistogramValues {
 impl Histogram {
     /// A histogram with these buckets.
     pub fn new(buckets: Buckets) -> Self {
+        Self::with_layout(buckets, None)
+    }
+
+    /// A histogram with native buckets only: the classic side is the `+Inf` bucket
+    /// alone, so text and OpenMetrics scrapes still show its count and sum, and a
+    /// protobuf scrape carries the native buckets.
+    ///
+    /// ```
+    /// use tower_prometheus::metrics::{Histogram, NativeBuckets};
+    ///
+    /// let latency = Histogram::native(NativeBuckets::default());
+    /// latency.observe(0.012);
+    /// assert_eq!(latency.count(), 1);
+    /// assert!(latency.buckets().bounds().is_empty());
+    /// ```
+    pub fn native(config: NativeBuckets) -> Self {
+        Self::with_layout(Buckets::none(), Some(config))
+    }
+
+    /// A histogram with these classic buckets and native buckets beside them: text
+    /// and OpenMetrics scrapes show the classic ones, a protobuf scrape both.
+    ///
+    /// ```
+    /// use tower_prometheus::metrics::{Buckets, Histogram, NativeBuckets};
+    ///
+    /// let sizes = Histogram::classic_and_native(
+    ///     Buckets::new([100.0, 1000.0]).unwrap(),
+    ///     NativeBuckets::new(2).unwrap(),
+    /// );
+    /// sizes.observe(640.0);
+    /// assert_eq!(sizes.buckets().bounds(), &[100.0, 1000.0]);
+    /// assert_eq!(sizes.native_buckets().map(|n| n.schema()), Some(2));
+    /// ```
+    pub fn classic_and_native(buckets: Buckets, config: NativeBuckets) -> Self {
+        Self::with_layout(buckets, Some(config))
+    }
+
+    fn with_layout(buckets: Buckets, native: Option<NativeBuckets>) -> Self {
         match Binding::claim() {
             Some(binding) => Self::bind(buckets, &binding, &[]),
-            None => Self::local(buckets),
+            None => Self::local(buckets, native),
         }
     }
 
-    fn local(buckets: Buckets) -> Self {
+    fn local(buckets: Buckets, native: Option<NativeBuckets>) -> Self {
         let cells = ShardedCells::new(buckets.bounds.len() + 2);
-        Self::with_values(buckets, HistogramValues::Local(cells))
+        Self::with_values(
+            buckets,
+            HistogramValues::Local(cells),
+            native.map(NativeCounts::new),
+        )
     }
 
     fn bind(buckets: Buckets, binding: &Binding, labels: &[(String, String)]) -> Self {
@@ -204,12 +265,20 @@ impl Histogram {
             .map(bucket)
             .collect();
         let sum = binding.value(FileKind::Histogram, "_sum", labels);
-        Self::with_values(buckets, HistogramValues::Mapped { counts, sum })
+        Self::with_values(buckets, HistogramValues::Mapped { counts, sum }, None)
     }
 
-    fn with_values(buckets: Buckets, values: HistogramValues) -> Self {
+    fn with_values(
+        buckets: Buckets,
+        values: HistogramValues,
+        native: Option<NativeCounts>,
+    ) -> Self {
         Self {
-            state: Arc::new(HistogramState { buckets, values }),
+            state: Arc::new(HistogramState {
+                buckets,
+                values,
+                native,
+            }),
         }
     }
 
@@ -224,6 +293,9 @@ impl Histogram {
     pub(crate) fn observe_in(&self, shard: usize, value: f64) {
         let state = &*self.state;
         let bucket = state.buckets.index_of(value);
+        if let Some(native) = &state.native {
+            native.observe(value);
+        }
         match &state.values {
             HistogramValues::Local(cells) => {
                 cells.add(shard, bucket, 1);
@@ -263,9 +335,24 @@ impl Histogram {
         }
     }
 
-    /// The bucket bounds.
+    /// The classic bucket bounds (none for a [native-only](Self::native) histogram).
     pub fn buckets(&self) -> &Buckets {
         &self.state.buckets
+    }
+
+    /// The native bucket configuration, if the histogram keeps native buckets (never in
+    /// multi-process mode).
+    pub fn native_buckets(&self) -> Option<&NativeBuckets> {
+        self.state.native.as_ref().map(NativeCounts::config)
+    }
+
+    /// Bytes the native buckets have allocated (0 without them): they grow by one
+    /// chunk of 64 counters (512 bytes) per range of 64 neighbouring buckets touched.
+    pub fn native_allocated_bytes(&self) -> usize {
+        self.state
+            .native
+            .as_ref()
+            .map_or(0, NativeCounts::allocated)
     }
 }
 
@@ -279,6 +366,7 @@ impl fmt::Debug for Histogram {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Histogram")
             .field("bounds", &self.state.buckets.bounds())
+            .field("native", &self.native_buckets())
             .field("count", &self.count())
             .field("sum", &self.sum())
             .finish()
@@ -292,7 +380,7 @@ impl TypedMetric for Histogram {
 impl EncodeMetric for Histogram {
     fn encode(&self, mut encoder: MetricEncoder<'_>) -> Result<(), std::fmt::Error> {
         // Counts are read once, so the buckets and `_count` agree with each other.
-        let buckets: Vec<(f64, u64)> = self
+        let mut buckets: Vec<(f64, u64)> = self
             .state
             .buckets
             .bounds
@@ -301,8 +389,26 @@ impl EncodeMetric for Histogram {
             .chain(std::iter::once(f64::INFINITY))
             .zip(self.bucket_counts())
             .collect();
-        let count = buckets.iter().map(|(_, c)| c).sum();
-        encoder.encode_histogram::<NoLabelSet>(self.sum(), count, &buckets, None)
+        let count: u64 = buckets.iter().map(|(_, c)| c).sum();
+        let Some(native) = &self.state.native else {
+            return encoder.encode_histogram::<NoLabelSet>(self.sum(), count, &buckets, None);
+        };
+        let snapshot = native.snapshot();
+        // The native buckets are read after the classic ones, and may hold
+        // observations these missed: the count covers both, as Prometheus requires.
+        let count = count.max(snapshot.count());
+        let below: u64 = buckets.iter().rev().skip(1).map(|(_, c)| c).sum();
+        if let Some((_, inf)) = buckets.last_mut() {
+            *inf = count - below;
+        }
+        let sides = snapshot.sides();
+        encoder.encode_histogram_with_native::<NoLabelSet>(
+            self.sum(),
+            count,
+            &buckets,
+            None,
+            snapshot.encoded(&sides),
+        )
     }
 
     fn metric_type(&self) -> MetricType {

@@ -2,7 +2,8 @@
 //!
 //! They implement prometheus-client's [`EncodeMetric`](prometheus_client::encoding::EncodeMetric),
 //! so they register and encode like any prometheus-client metric, but recording into them
-//! takes no lock: a [`Counter`] or [`Gauge`] is one atomic add, a [`Histogram`] two, and
+//! takes no lock: a [`Counter`] or [`Gauge`] is one atomic add, a [`Histogram`] two (three
+//! with [`NativeBuckets`]), and
 //! finding an existing series of a [`Family`] is a lock-free probe. The layer records
 //! into these types; plain prometheus-client metrics can sit beside them in the same
 //! registry.
@@ -12,6 +13,7 @@ mod family;
 mod gauge;
 mod histogram;
 mod labels;
+mod native;
 mod series;
 mod table;
 
@@ -21,6 +23,7 @@ pub use gauge::Gauge;
 pub use histogram::{Buckets, Histogram, InvalidBuckets};
 pub use labels::Labels;
 pub(crate) use labels::{pairs_of, ConstantLabels};
+pub use native::{InvalidNativeBuckets, NativeBuckets, MAX_SCHEMA, MIN_SCHEMA};
 pub use series::SeriesMetric;
 
 /// Label pairs known only at run time, the label set the family aliases default to.

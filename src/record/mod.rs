@@ -8,6 +8,8 @@
 //!   the count of calls within a latency threshold.
 //! - [`FamilyNames`]: the prefix of a layer's family names and the constant labels
 //!   of their series, checked.
+//! - [`DurationHistograms`]: classic buckets, native ones, or both, for the duration
+//!   histograms of every adapter.
 //! - [`DEFAULT_FALLBACK_ROUTE`] and [`MAX_ROUTE_LEN`]: the label of what nothing
 //!   names, and the longest name kept.
 //!
@@ -24,11 +26,13 @@
 
 mod cache;
 mod guard;
+mod histograms;
 mod naming;
 mod slo;
 
 pub(crate) use cache::{shards, SeriesCache, Shards};
 pub(crate) use guard::{Guard, Record, Unanswered};
+pub(crate) use histograms::DurationHistograms;
 pub(crate) use naming::FamilyNames;
 pub use slo::Objective;
 pub(crate) use slo::{Latencies, Latency, ObjectiveFamilies, Objectives, SLO_LABEL_NAMES};

@@ -491,3 +491,28 @@ where
     }
     status
 }
+
+/// What `script` prints when run by `python` on `body` (a scrape on its standard
+/// input), with `parse` bound to Python's OpenMetrics parser for `flavour` `"om"`, else
+/// to its text parser, and `sys` and `json` imported; fails if the script fails.
+pub fn python_parser_output(
+    python: &std::path::Path,
+    script: &str,
+    flavour: &str,
+    body: &str,
+) -> String {
+    let script = format!(
+        "import sys, json\n\
+         from prometheus_client.parser import text_string_to_metric_families as text\n\
+         from prometheus_client.openmetrics.parser import text_string_to_metric_families as om\n\
+         parse = om if sys.argv[1] == 'om' else text\n\
+         {script}"
+    );
+    let output = run_with_stdin(python, &["-c", &script, flavour], body);
+    assert!(
+        output.status.success(),
+        "python's {flavour} parser rejected the scrape: {}\n{body}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
