@@ -57,6 +57,7 @@
 #![deny(unsafe_code)]
 
 mod build_info;
+pub mod client;
 pub mod endpoint;
 mod error;
 pub mod grpc;
@@ -76,6 +77,7 @@ mod storage;
 pub use prometheus_client;
 
 pub use build_info::BUILD_INFO;
+pub use client::ClientMetricsLayer;
 pub use endpoint::MetricsEndpoint;
 pub use error::BuildError;
 pub use layer::MetricsLayer;
