@@ -10,14 +10,20 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use common::{eventually, scrape, Exposition};
-use http::{Request, Response, StatusCode};
+use http::{HeaderMap, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use tokio::io::AsyncWriteExt;
+use tonic::transport::{Channel, Endpoint};
+use tonic::Code;
+use tonic_health::pb::health_client::HealthClient;
+use tonic_health::pb::{HealthCheckRequest, HealthCheckResponse};
+use tower::util::MapRequest;
 use tower::{Service, ServiceBuilder, ServiceExt};
 use tower_prometheus::client::{ClientMetricsLayer, ClientMetricsService, ClientRequestBody};
+use tower_prometheus::grpc::GrpcType;
 use tower_prometheus::{MetricsEndpoint, MetricsLayer, MetricsRegistry};
 
 const REQUESTS: &str = "http_client_requests_total";
@@ -355,6 +361,259 @@ async fn client_and_server_layers_share_a_registry_built_in_either_order() {
         );
         assert_eq!(scraped.value(ACTIVE, &to(&port, &[])), Some(0.0));
         let route = [("http_request_method", "GET"), ("http_route", "/{status}")];
-        assert_eq!(scraped.value("http_server_active_requests", &route), Some(0.0));
+        assert_eq!(
+            scraped.value("http_server_active_requests", &route),
+            Some(0.0)
+        );
     }
+}
+
+const STARTED: &str = "grpc_client_started_total";
+const HANDLED: &str = "grpc_client_handled_total";
+const HANDLING_COUNT: &str = "grpc_client_handling_seconds_count";
+const SENT: &str = "grpc_client_msg_sent_total";
+const RECEIVED: &str = "grpc_client_msg_received_total";
+const HEALTH: &str = "grpc.health.v1.Health";
+
+/// A tonic `Channel` behind the client layer: the layer hands on its own body, which
+/// the channel takes as a `tonic::body::Body`.
+type MeteredChannel =
+    ClientMetricsService<MapRequest<Channel, fn(TonicRequest) -> TonicRequest<tonic::body::Body>>>;
+type TonicRequest<B = ClientRequestBody<tonic::body::Body>> = Request<B>;
+
+fn to_tonic_body(request: TonicRequest) -> TonicRequest<tonic::body::Body> {
+    request.map(tonic::body::Body::new)
+}
+
+/// A health client on `channel` behind a client layer on `registry`, with `Watch`
+/// declared a server stream.
+fn health_client(registry: &MetricsRegistry, channel: Channel) -> HealthClient<MeteredChannel> {
+    let layer = ClientMetricsLayer::builder(registry)
+        .grpc_method_type(format!("/{HEALTH}/Watch"), GrpcType::ServerStream)
+        .build()
+        .expect("client layer builds");
+    let to_tonic: fn(TonicRequest) -> TonicRequest<tonic::body::Body> = to_tonic_body;
+    HealthClient::new(
+        ServiceBuilder::new()
+            .layer(layer)
+            .map_request(to_tonic)
+            .service(channel),
+    )
+}
+
+async fn connect(addr: SocketAddr) -> Channel {
+    Endpoint::from_shared(format!("http://{addr}"))
+        .expect("valid address")
+        .connect()
+        .await
+        .expect("client connects")
+}
+
+/// A tonic server with the health service on 127.0.0.1, and its reporter.
+async fn serve_health() -> (SocketAddr, tonic_health::server::HealthReporter) {
+    let (reporter, health) = tonic_health::server::health_reporter();
+    let incoming =
+        tonic::transport::server::TcpIncoming::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+            .expect("bind");
+    let addr = incoming.local_addr().expect("local address");
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(health)
+            .serve_with_incoming(incoming),
+    );
+    (addr, reporter)
+}
+
+fn check(service: &str) -> HealthCheckRequest {
+    HealthCheckRequest {
+        service: service.to_string(),
+    }
+}
+
+fn method<'a>(grpc_type: &'a str, name: &'a str, code: Option<&'a str>) -> Vec<(&'a str, &'a str)> {
+    let mut labels = vec![
+        ("grpc_type", grpc_type),
+        ("grpc_service", HEALTH),
+        ("grpc_method", name),
+    ];
+    labels.extend(code.map(|code| ("grpc_code", code)));
+    labels
+}
+
+#[tokio::test]
+async fn tonic_calls_are_counted_with_the_code_the_client_sees() {
+    let registry = MetricsRegistry::new();
+    let metrics = serve_metrics(&registry).await;
+    let (server, _reporter) = serve_health().await;
+    let mut client = health_client(&registry, connect(server).await);
+
+    let served = client
+        .check(check(""))
+        .await
+        .expect("the server is serving");
+    assert_eq!(served.into_inner().status, 1);
+    let unknown = client
+        .check(check("nope"))
+        .await
+        .expect_err("no such service");
+    assert_eq!(unknown.code(), Code::NotFound);
+
+    let check = method("unary", "Check", None);
+    let scraped = until(
+        metrics,
+        HANDLED,
+        &method("unary", "Check", Some("NotFound")),
+        1.0,
+    )
+    .await;
+    assert_eq!(
+        scraped.value(HANDLED, &method("unary", "Check", Some("OK"))),
+        Some(1.0)
+    );
+    assert_eq!(scraped.sum(HANDLED, &check), 2.0, "each call once");
+    assert_eq!(scraped.value(STARTED, &check), Some(2.0));
+    assert_eq!(scraped.value(HANDLING_COUNT, &check), Some(2.0));
+    assert_eq!(scraped.value(SENT, &check), Some(2.0));
+    // The NotFound answer is trailers-only: no message.
+    assert_eq!(scraped.value(RECEIVED, &check), Some(1.0));
+    assert!(scraped.matching(REQUESTS, &[]).is_empty(), "no HTTP series");
+}
+
+#[tokio::test]
+async fn a_stream_the_caller_drops_is_canceled_with_what_it_received() {
+    let registry = MetricsRegistry::new();
+    let metrics = serve_metrics(&registry).await;
+    let (server, reporter) = serve_health().await;
+    let mut client = health_client(&registry, connect(server).await);
+
+    let mut stream = client
+        .watch(check(""))
+        .await
+        .expect("watch answers")
+        .into_inner();
+    let first = stream
+        .message()
+        .await
+        .expect("stream open")
+        .expect("a status");
+    assert_eq!(first.status, 1);
+    reporter
+        .set_service_status("", tonic_health::ServingStatus::NotServing)
+        .await;
+    let second = stream
+        .message()
+        .await
+        .expect("stream open")
+        .expect("a status");
+    assert_eq!(second.status, 2);
+
+    let watch = method("server_stream", "Watch", None);
+    let open = scrape(metrics).await;
+    assert_eq!(open.value(STARTED, &watch), Some(1.0));
+    assert_eq!(open.sum(HANDLED, &watch), 0.0, "in flight");
+    assert_eq!(open.value(RECEIVED, &watch), Some(2.0));
+
+    drop(stream);
+    let scraped = until(
+        metrics,
+        HANDLED,
+        &method("server_stream", "Watch", Some("Canceled")),
+        1.0,
+    )
+    .await;
+    assert_eq!(scraped.sum(HANDLED, &watch), 1.0);
+    assert_eq!(scraped.value(SENT, &watch), Some(1.0));
+    assert_eq!(scraped.value(RECEIVED, &watch), Some(2.0));
+    assert_eq!(scraped.value(HANDLING_COUNT, &watch), Some(1.0));
+}
+
+/// One length-prefixed gRPC message.
+fn framed(message: &[u8]) -> Vec<u8> {
+    let mut framed = vec![0];
+    framed.extend_from_slice(&u32::try_from(message.len()).expect("short").to_be_bytes());
+    framed.extend_from_slice(message);
+    framed
+}
+
+/// A gRPC server (no tonic) that reads the request, sends three `Serving` statuses,
+/// then `Aborted` in the trailers.
+async fn serve_aborting_after_messages() -> SocketAddr {
+    common::serve(tower::service_fn(
+        |request: Request<hyper::body::Incoming>| async move {
+            request.into_body().collect().await?;
+            let serving = prost::Message::encode_to_vec(&HealthCheckResponse { status: 1 });
+            let body: Vec<u8> = (0..3).flat_map(|_| framed(&serving)).collect();
+            let mut trailers = HeaderMap::new();
+            trailers.insert("grpc-status", (Code::Aborted as i32).into());
+            let body =
+                Full::new(Bytes::from(body)).with_trailers(async move { Some(Ok(trailers)) });
+            let mut response = Response::new(body);
+            response.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static("application/grpc"),
+            );
+            Ok::<_, hyper::Error>(response)
+        },
+    ))
+    .await
+}
+
+#[tokio::test]
+async fn a_status_in_the_trailers_after_messages_is_the_code() {
+    let registry = MetricsRegistry::new();
+    let metrics = serve_metrics(&registry).await;
+    let server = serve_aborting_after_messages().await;
+    let mut client = health_client(&registry, connect(server).await);
+
+    let mut stream = client
+        .watch(check(""))
+        .await
+        .expect("watch answers")
+        .into_inner();
+    let mut received = 0;
+    let status = loop {
+        match stream.message().await {
+            Ok(Some(_)) => received += 1,
+            Ok(None) => panic!("the stream ended OK"),
+            Err(status) => break status,
+        }
+    };
+    assert_eq!((received, status.code()), (3, Code::Aborted));
+
+    let watch = method("server_stream", "Watch", None);
+    let scraped = until(
+        metrics,
+        HANDLED,
+        &method("server_stream", "Watch", Some("Aborted")),
+        1.0,
+    )
+    .await;
+    assert_eq!(scraped.sum(HANDLED, &watch), 1.0);
+    assert_eq!(scraped.value(RECEIVED, &watch), Some(3.0));
+    assert_eq!(scraped.value(SENT, &watch), Some(1.0));
+}
+
+#[tokio::test]
+async fn a_transport_error_is_unavailable() {
+    let registry = MetricsRegistry::new();
+    let metrics = serve_metrics(&registry).await;
+    let nobody = common::free_address();
+    let channel = Endpoint::from_shared(format!("http://{nobody}"))
+        .expect("valid address")
+        .connect_lazy();
+    let mut client = health_client(&registry, channel);
+
+    let refused = client.check(check("")).await.expect_err("nobody listens");
+    assert_eq!(refused.code(), Code::Unavailable);
+    let check = method("unary", "Check", None);
+    let scraped = until(
+        metrics,
+        HANDLED,
+        &method("unary", "Check", Some("Unavailable")),
+        1.0,
+    )
+    .await;
+    assert_eq!(scraped.sum(HANDLED, &check), 1.0);
+    assert_eq!(scraped.value(STARTED, &check), Some(1.0));
+    assert_eq!(scraped.value(RECEIVED, &check), Some(0.0));
 }
