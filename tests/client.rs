@@ -535,16 +535,21 @@ fn framed(message: &[u8]) -> Vec<u8> {
     framed
 }
 
-/// A gRPC server (no tonic) that reads the request, sends three `Serving` statuses,
-/// then `Aborted` in the trailers.
+/// A gRPC server (no tonic) that reads the request, then answers `Watch` with three
+/// `Serving` statuses and `Aborted` in the trailers, and `Check` with one `Serving`
+/// and no status at all.
 async fn serve_aborting_after_messages() -> SocketAddr {
     common::serve(tower::service_fn(
         |request: Request<hyper::body::Incoming>| async move {
+            let watch = request.uri().path().ends_with("/Watch");
             request.into_body().collect().await?;
             let serving = prost::Message::encode_to_vec(&HealthCheckResponse { status: 1 });
-            let body: Vec<u8> = (0..3).flat_map(|_| framed(&serving)).collect();
+            let messages = if watch { 3 } else { 1 };
+            let body: Vec<u8> = (0..messages).flat_map(|_| framed(&serving)).collect();
             let mut trailers = HeaderMap::new();
-            trailers.insert("grpc-status", (Code::Aborted as i32).into());
+            if watch {
+                trailers.insert("grpc-status", (Code::Aborted as i32).into());
+            }
             let body =
                 Full::new(Bytes::from(body)).with_trailers(async move { Some(Ok(trailers)) });
             let mut response = Response::new(body);
@@ -559,7 +564,7 @@ async fn serve_aborting_after_messages() -> SocketAddr {
 }
 
 #[tokio::test]
-async fn a_status_in_the_trailers_after_messages_is_the_code() {
+async fn a_status_in_the_trailers_after_messages_is_the_code_and_none_is_unknown() {
     let registry = MetricsRegistry::new();
     let metrics = serve_metrics(&registry).await;
     let server = serve_aborting_after_messages().await;
@@ -591,6 +596,20 @@ async fn a_status_in_the_trailers_after_messages_is_the_code() {
     assert_eq!(scraped.sum(HANDLED, &watch), 1.0);
     assert_eq!(scraped.value(RECEIVED, &watch), Some(3.0));
     assert_eq!(scraped.value(SENT, &watch), Some(1.0));
+
+    // A response that ends without a status is `Unknown`, as tonic reads it.
+    let unanswered = client.check(check("")).await.expect_err("no status");
+    assert_eq!(unanswered.code(), Code::Unknown);
+    let check = method("unary", "Check", None);
+    let scraped = until(
+        metrics,
+        HANDLED,
+        &method("unary", "Check", Some("Unknown")),
+        1.0,
+    )
+    .await;
+    assert_eq!(scraped.sum(HANDLED, &check), 1.0);
+    assert_eq!(scraped.value(RECEIVED, &check), Some(1.0));
 }
 
 #[tokio::test]

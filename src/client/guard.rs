@@ -180,3 +180,41 @@ impl SentMessages {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn http_errors_without_a_status_are_read_as_tonic_reads_them() {
+        assert_eq!(code_of_http(StatusCode::OK), None);
+        assert_eq!(
+            code_of_http(StatusCode::BAD_REQUEST),
+            Some(GrpcCode::Internal)
+        );
+        assert_eq!(
+            code_of_http(StatusCode::UNAUTHORIZED),
+            Some(GrpcCode::Unauthenticated)
+        );
+        assert_eq!(
+            code_of_http(StatusCode::FORBIDDEN),
+            Some(GrpcCode::PermissionDenied)
+        );
+        assert_eq!(
+            code_of_http(StatusCode::NOT_FOUND),
+            Some(GrpcCode::Unimplemented)
+        );
+        for unavailable in [429, 502, 503, 504] {
+            let status = StatusCode::from_u16(unavailable).expect("a status");
+            assert_eq!(
+                code_of_http(status),
+                Some(GrpcCode::Unavailable),
+                "{status}"
+            );
+        }
+        assert_eq!(
+            code_of_http(StatusCode::IM_A_TEAPOT),
+            Some(GrpcCode::Unknown)
+        );
+    }
+}
