@@ -11,9 +11,9 @@ use std::time::Duration;
 use prometheus_client::registry::Unit;
 
 use super::labels::{ClientOutcome, HttpClientLabels, ServerLabels};
-use crate::layer::HttpMethod;
 use crate::metrics::{Buckets, Counter, Family, Gauge, Histogram};
 use crate::multiprocess::GaugeMode;
+use crate::record::HttpMethod;
 use crate::record::{shards, SeriesCache, Shards};
 use crate::{MetricsRegistry, RegistryError};
 

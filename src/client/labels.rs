@@ -6,8 +6,8 @@ use std::sync::Arc;
 use prometheus_client::encoding::{EncodeLabel, EncodeLabelSet, LabelSetEncoder};
 
 use super::error_type::ErrorType;
-use crate::layer::HttpMethod;
 use crate::metrics::{LabelPairs, Labels};
+use crate::record::HttpMethod;
 use crate::record::DEFAULT_FALLBACK_ROUTE;
 
 /// The server a request is sent to: `server_address` and `server_port`.

@@ -12,8 +12,8 @@ use super::guard::{ClientRecorder, SentMessages};
 use super::labels::server_of;
 use super::service::ClientMetricsService;
 use crate::grpc::{claims_grpc, methods_within, series_cap, GrpcCount, GrpcType, MethodTypes};
-use crate::layer::HttpMethod;
 use crate::metrics::DEFAULT_MAX_SERIES;
+use crate::record::HttpMethod;
 use crate::{BuildError, MetricsRegistry};
 
 /// A [`tower::Layer`] around a client (hyper-util's `Client`, a tonic `Channel`, any

@@ -49,12 +49,22 @@
 //! The inner client receives `Request<ClientRequestBody<B>>`; a tonic `Channel`
 //! takes `tonic::body::Body`, so map the request back into one:
 //!
-//! ```ignore
+//! ```no_run
+//! use tonic_health::pb::health_client::HealthClient;
+//! use tower_prometheus::{ClientMetricsLayer, MetricsRegistry};
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let registry = MetricsRegistry::new();
+//! let channel = tonic::transport::Endpoint::from_static("http://127.0.0.1:50051")
+//!     .connect()
+//!     .await?;
 //! let channel = tower::ServiceBuilder::new()
 //!     .layer(ClientMetricsLayer::new(&registry)?)
 //!     .map_request(|request: http::Request<_>| request.map(tonic::body::Body::new))
 //!     .service(channel);
 //! let client = HealthClient::new(channel);
+//! # Ok(())
+//! # }
 //! ```
 
 mod body;
@@ -68,6 +78,7 @@ mod layer;
 mod request_body;
 mod service;
 
+pub use crate::record::HttpMethod;
 pub use body::ClientResponseBody;
 pub use error_type::ErrorType;
 pub use families::{

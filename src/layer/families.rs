@@ -10,10 +10,11 @@ use std::time::{Duration, Instant};
 
 use prometheus_client::registry::Unit;
 
-use super::labels::{ActiveRequestLabels, HttpLabels, HttpMethod};
+use super::labels::{ActiveRequestLabels, HttpLabels};
 use super::route::{KnownRoute, RouteIdentity};
 use crate::metrics::{Buckets, Counter, Family, Gauge, Histogram};
 use crate::multiprocess::GaugeMode;
+use crate::record::HttpMethod;
 use crate::record::{
     shards, Latencies, Latency, ObjectiveFamilies, Objectives, SeriesCache, Shards,
 };

@@ -6,6 +6,7 @@
 //!   a panic, or dropped unanswered.
 //! - [`Objectives`] and [`Latency`]: service-level objectives exported as data, and
 //!   the count of calls within a latency threshold.
+//! - [`HttpMethod`]: the `http_request_method` label of HTTP requests, served or sent.
 //! - [`DEFAULT_FALLBACK_ROUTE`] and [`MAX_ROUTE_LEN`]: the label of what nothing
 //!   names, and the longest name kept.
 //!
@@ -22,10 +23,12 @@
 
 mod cache;
 mod guard;
+mod http_method;
 mod slo;
 
 pub(crate) use cache::{shards, SeriesCache, Shards};
 pub(crate) use guard::{Guard, Record, Unanswered};
+pub use http_method::HttpMethod;
 pub use slo::Objective;
 pub(crate) use slo::{Latencies, Latency, ObjectiveFamilies, Objectives};
 
