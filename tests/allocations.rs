@@ -246,6 +246,29 @@ fn grpc_reply<B: Body>(request: Request<B>) -> Ready<Result<Response<Full<Bytes>
     std::future::ready(Ok(response))
 }
 
+const GRPC_ROUNDS: usize = 1_000;
+
+/// Allocations of `GRPC_ROUNDS` calls (after a first one, which creates the series)
+/// straight to the service and through `layered`, the same service behind a layer.
+fn grpc_allocations<S, B>(mut layered: S) -> (usize, usize)
+where
+    S: tower::Service<Request<Full<Bytes>>, Response = Response<B>>,
+    S::Error: std::fmt::Debug,
+    B: Body,
+    B::Error: std::fmt::Debug,
+{
+    let mut bare = service_fn(grpc_reply::<Full<Bytes>>);
+    common::drive(&mut layered, grpc_request());
+    let (mut bare_allocations, mut layered_allocations) = (0, 0);
+    for _ in 0..GRPC_ROUNDS {
+        let request = grpc_request();
+        bare_allocations += counted(|| common::drive(&mut bare, request)).1;
+        let request = grpc_request();
+        layered_allocations += counted(|| common::drive(&mut layered, request)).1;
+    }
+    (bare_allocations, layered_allocations)
+}
+
 #[test]
 fn recording_a_grpc_call_allocates_one_block_beyond_the_service() {
     let registry = MetricsRegistry::new();
@@ -253,26 +276,15 @@ fn recording_a_grpc_call_allocates_one_block_beyond_the_service() {
         .count_grpc_messages()
         .build()
         .expect("layer builds");
-    let mut bare = service_fn(grpc_reply::<Full<Bytes>>);
-    let mut layered = layer.layer(service_fn(grpc_reply::<RequestBody<Full<Bytes>>>));
-    // The first call creates the series.
-    common::drive(&mut layered, grpc_request());
-
-    const ROUNDS: usize = 1_000;
-    let (mut bare_allocations, mut layered_allocations) = (0, 0);
-    for _ in 0..ROUNDS {
-        let request = grpc_request();
-        bare_allocations += counted(|| common::drive(&mut bare, request)).1;
-        let request = grpc_request();
-        layered_allocations += counted(|| common::drive(&mut layered, request)).1;
-    }
+    let layered = layer.layer(service_fn(grpc_reply::<RequestBody<Full<Bytes>>>));
+    let (bare_allocations, layered_allocations) = grpc_allocations(layered);
     // The service's own header map allocates; the layer adds one block per call: which
     // series the call has, and whether the client broke its request off, are shared
     // by the request body the service reads and the response the layer watches.
-    assert_eq!(layered_allocations, bare_allocations + ROUNDS);
+    assert_eq!(layered_allocations, bare_allocations + GRPC_ROUNDS);
 
     let labels = GrpcLabels::new(GrpcType::Unary, "t.Service", "Method");
-    let calls = ROUNDS as u64 + 1;
+    let calls = GRPC_ROUNDS as u64 + 1;
     for name in [GRPC_STARTED, GRPC_MSG_RECEIVED, GRPC_MSG_SENT] {
         let family: GrpcCount = registry.get(name).expect("family");
         let series = family.get(&labels).expect("series");
@@ -346,23 +358,12 @@ fn recording_an_outgoing_request_allocates_nothing_once_its_series_exist() {
 fn recording_an_outgoing_grpc_call_allocates_nothing_beyond_the_service() {
     let registry = MetricsRegistry::new();
     let layer = ClientMetricsLayer::new(&registry).expect("client layer builds");
-    let mut bare = service_fn(grpc_reply::<Full<Bytes>>);
-    let mut layered = layer.layer(service_fn(grpc_reply::<ClientRequestBody<Full<Bytes>>>));
-    // The first call creates the series.
-    common::drive(&mut layered, grpc_request());
-
-    const ROUNDS: usize = 1_000;
-    let (mut bare_allocations, mut layered_allocations) = (0, 0);
-    for _ in 0..ROUNDS {
-        let request = grpc_request();
-        bare_allocations += counted(|| common::drive(&mut bare, request)).1;
-        let request = grpc_request();
-        layered_allocations += counted(|| common::drive(&mut layered, request)).1;
-    }
+    let layered = layer.layer(service_fn(grpc_reply::<ClientRequestBody<Full<Bytes>>>));
+    let (bare_allocations, layered_allocations) = grpc_allocations(layered);
     assert_eq!(layered_allocations, bare_allocations);
 
     let labels = GrpcLabels::new(GrpcType::Unary, "t.Service", "Method");
-    let calls = ROUNDS as u64 + 1;
+    let calls = GRPC_ROUNDS as u64 + 1;
     for name in [
         GRPC_CLIENT_STARTED,
         GRPC_CLIENT_MSG_SENT,

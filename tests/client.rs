@@ -440,6 +440,15 @@ fn method<'a>(grpc_type: &'a str, name: &'a str, code: Option<&'a str>) -> Vec<(
     labels
 }
 
+/// Scrapes until the one call of a method is handled with `code`; checks it was
+/// handled once.
+async fn handled_once(metrics: SocketAddr, grpc_type: &str, name: &str, code: &str) -> Exposition {
+    let scraped = until(metrics, HANDLED, &method(grpc_type, name, Some(code)), 1.0).await;
+    let calls = method(grpc_type, name, None);
+    assert_eq!(scraped.sum(HANDLED, &calls), 1.0, "handled once");
+    scraped
+}
+
 #[tokio::test]
 async fn tonic_calls_are_counted_with_the_code_the_client_sees() {
     let registry = MetricsRegistry::new();
@@ -514,14 +523,7 @@ async fn a_stream_the_caller_drops_is_canceled_with_what_it_received() {
     assert_eq!(open.value(RECEIVED, &watch), Some(2.0));
 
     drop(stream);
-    let scraped = until(
-        metrics,
-        HANDLED,
-        &method("server_stream", "Watch", Some("Canceled")),
-        1.0,
-    )
-    .await;
-    assert_eq!(scraped.sum(HANDLED, &watch), 1.0);
+    let scraped = handled_once(metrics, "server_stream", "Watch", "Canceled").await;
     assert_eq!(scraped.value(SENT, &watch), Some(1.0));
     assert_eq!(scraped.value(RECEIVED, &watch), Some(2.0));
     assert_eq!(scraped.value(HANDLING_COUNT, &watch), Some(1.0));
@@ -586,14 +588,7 @@ async fn a_status_in_the_trailers_after_messages_is_the_code_and_none_is_unknown
     assert_eq!((received, status.code()), (3, Code::Aborted));
 
     let watch = method("server_stream", "Watch", None);
-    let scraped = until(
-        metrics,
-        HANDLED,
-        &method("server_stream", "Watch", Some("Aborted")),
-        1.0,
-    )
-    .await;
-    assert_eq!(scraped.sum(HANDLED, &watch), 1.0);
+    let scraped = handled_once(metrics, "server_stream", "Watch", "Aborted").await;
     assert_eq!(scraped.value(RECEIVED, &watch), Some(3.0));
     assert_eq!(scraped.value(SENT, &watch), Some(1.0));
 
@@ -601,14 +596,7 @@ async fn a_status_in_the_trailers_after_messages_is_the_code_and_none_is_unknown
     let unanswered = client.check(check("")).await.expect_err("no status");
     assert_eq!(unanswered.code(), Code::Unknown);
     let check = method("unary", "Check", None);
-    let scraped = until(
-        metrics,
-        HANDLED,
-        &method("unary", "Check", Some("Unknown")),
-        1.0,
-    )
-    .await;
-    assert_eq!(scraped.sum(HANDLED, &check), 1.0);
+    let scraped = handled_once(metrics, "unary", "Check", "Unknown").await;
     assert_eq!(scraped.value(RECEIVED, &check), Some(1.0));
 }
 
@@ -625,14 +613,7 @@ async fn a_transport_error_is_unavailable() {
     let refused = client.check(check("")).await.expect_err("nobody listens");
     assert_eq!(refused.code(), Code::Unavailable);
     let check = method("unary", "Check", None);
-    let scraped = until(
-        metrics,
-        HANDLED,
-        &method("unary", "Check", Some("Unavailable")),
-        1.0,
-    )
-    .await;
-    assert_eq!(scraped.sum(HANDLED, &check), 1.0);
+    let scraped = handled_once(metrics, "unary", "Check", "Unavailable").await;
     assert_eq!(scraped.value(STARTED, &check), Some(1.0));
     assert_eq!(scraped.value(RECEIVED, &check), Some(0.0));
 }
