@@ -17,12 +17,14 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use tokio::io::AsyncWriteExt;
 use tonic::transport::{Channel, Endpoint};
-use tonic::Code;
+use tonic::{Code, Streaming};
 use tonic_health::pb::health_client::HealthClient;
 use tonic_health::pb::{HealthCheckRequest, HealthCheckResponse};
 use tower::util::MapRequest;
 use tower::{Service, ServiceBuilder, ServiceExt};
-use tower_prometheus::client::{ClientMetricsLayer, ClientMetricsService, ClientRequestBody};
+use tower_prometheus::client::{
+    ClientMetricsLayer, ClientMetricsService, ClientRequestBody, ClientResponseBody,
+};
 use tower_prometheus::grpc::GrpcType;
 use tower_prometheus::{MetricsEndpoint, MetricsLayer, MetricsRegistry};
 
@@ -98,7 +100,16 @@ where
     Ok(status)
 }
 
-/// The labels of requests of `method` to `addr`, and more.
+/// The response to `request` through `client`, its body unread.
+async fn respond(
+    client: &mut ClientMetricsService<HyperClient>,
+    request: Request<Full<Bytes>>,
+) -> Response<ClientResponseBody<hyper::body::Incoming>> {
+    let ready = client.ready().await.expect("ready");
+    ready.call(request).await.expect("answered")
+}
+
+/// The labels of `GET` requests to 127.0.0.1 on `port`, and `more`.
 fn to<'a>(port: &'a str, more: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
     let mut labels = vec![
         ("http_request_method", "GET"),
@@ -148,13 +159,7 @@ async fn requests_are_counted_per_server_with_their_status_once_the_body_ends() 
     );
 
     // Headers in hand, the body unread: still in flight, not counted yet.
-    let response = client
-        .ready()
-        .await
-        .expect("ready")
-        .call(get(server, "/201"))
-        .await
-        .expect("answered");
+    let response = respond(&mut client, get(server, "/201")).await;
     let created = to(&port, &[("http_response_status_code", "201")]);
     let open = scrape(metrics).await;
     assert_eq!(open.value(ACTIVE, &to(&port, &[])), Some(1.0));
@@ -165,13 +170,7 @@ async fn requests_are_counted_per_server_with_their_status_once_the_body_ends() 
     assert_eq!(read.value(ACTIVE, &to(&port, &[])), Some(0.0));
 
     // A body dropped unread ends the request with its status.
-    let response = client
-        .ready()
-        .await
-        .expect("ready")
-        .call(get(server, "/202"))
-        .await
-        .expect("answered");
+    let response = respond(&mut client, get(server, "/202")).await;
     drop(response);
     let accepted = to(&port, &[("http_response_status_code", "202")]);
     until(metrics, REQUESTS, &accepted, 1.0).await;
@@ -401,6 +400,13 @@ fn health_client(registry: &MetricsRegistry, channel: Channel) -> HealthClient<M
     )
 }
 
+/// The endpoint of a new registry, and a health client to `server` recording into it.
+async fn metered_health(server: SocketAddr) -> (SocketAddr, HealthClient<MeteredChannel>) {
+    let registry = MetricsRegistry::new();
+    let metrics = serve_metrics(&registry).await;
+    (metrics, health_client(&registry, connect(server).await))
+}
+
 async fn connect(addr: SocketAddr) -> Channel {
     Endpoint::from_shared(format!("http://{addr}"))
         .expect("valid address")
@@ -422,6 +428,12 @@ async fn serve_health() -> (SocketAddr, tonic_health::server::HealthReporter) {
             .serve_with_incoming(incoming),
     );
     (addr, reporter)
+}
+
+/// A `Watch` of the server's overall status.
+async fn watch(client: &mut HealthClient<MeteredChannel>) -> Streaming<HealthCheckResponse> {
+    let answer = client.watch(check("")).await.expect("watch answers");
+    answer.into_inner()
 }
 
 fn check(service: &str) -> HealthCheckRequest {
@@ -451,10 +463,8 @@ async fn handled_once(metrics: SocketAddr, grpc_type: &str, name: &str, code: &s
 
 #[tokio::test]
 async fn tonic_calls_are_counted_with_the_code_the_client_sees() {
-    let registry = MetricsRegistry::new();
-    let metrics = serve_metrics(&registry).await;
     let (server, _reporter) = serve_health().await;
-    let mut client = health_client(&registry, connect(server).await);
+    let (metrics, mut client) = metered_health(server).await;
 
     let served = client
         .check(check(""))
@@ -490,16 +500,10 @@ async fn tonic_calls_are_counted_with_the_code_the_client_sees() {
 
 #[tokio::test]
 async fn a_stream_the_caller_drops_is_canceled_with_what_it_received() {
-    let registry = MetricsRegistry::new();
-    let metrics = serve_metrics(&registry).await;
     let (server, reporter) = serve_health().await;
-    let mut client = health_client(&registry, connect(server).await);
+    let (metrics, mut client) = metered_health(server).await;
 
-    let mut stream = client
-        .watch(check(""))
-        .await
-        .expect("watch answers")
-        .into_inner();
+    let mut stream = watch(&mut client).await;
     let first = stream
         .message()
         .await
@@ -567,16 +571,10 @@ async fn serve_aborting_after_messages() -> SocketAddr {
 
 #[tokio::test]
 async fn a_status_in_the_trailers_after_messages_is_the_code_and_none_is_unknown() {
-    let registry = MetricsRegistry::new();
-    let metrics = serve_metrics(&registry).await;
     let server = serve_aborting_after_messages().await;
-    let mut client = health_client(&registry, connect(server).await);
+    let (metrics, mut client) = metered_health(server).await;
 
-    let mut stream = client
-        .watch(check(""))
-        .await
-        .expect("watch answers")
-        .into_inner();
+    let mut stream = watch(&mut client).await;
     let mut received = 0;
     let status = loop {
         match stream.message().await {
