@@ -6,8 +6,8 @@ use std::task::{Context, Poll};
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 
+use super::error_type::BoxError;
 use super::guard::ClientRecorder;
-use super::BoxError;
 
 pin_project! {
     /// Response body of [`ClientMetricsService`](super::ClientMetricsService): the

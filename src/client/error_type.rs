@@ -3,6 +3,9 @@
 use std::error::Error;
 use std::io;
 
+/// The error of the client service and its response body: the inner client's, boxed.
+pub type BoxError = Box<dyn Error + Send + Sync>;
+
 /// The `error_type` label of an outgoing request that failed, a short identifier as
 /// OpenTelemetry's semantic conventions ask for, from a closed set so errors cannot
 /// make series. The error's chain of [`source`](Error::source)s is searched for the

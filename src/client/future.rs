@@ -9,8 +9,8 @@ use http_body::Body;
 use pin_project_lite::pin_project;
 
 use super::body::ClientResponseBody;
+use super::error_type::BoxError;
 use super::guard::ClientRecorder;
-use super::BoxError;
 
 pin_project! {
     /// Response future of [`ClientMetricsService`](super::ClientMetricsService). Its

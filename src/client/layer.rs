@@ -3,17 +3,13 @@
 use std::fmt;
 use std::sync::Arc;
 
-use http::Request;
 use tower::Layer;
 
 use super::families::HttpClientFamilies;
 use super::grpc_families::{GrpcClientFamilies, GRPC_CLIENT_STARTED};
-use super::guard::{ClientRecorder, SentMessages};
-use super::labels::server_of;
-use super::service::ClientMetricsService;
-use crate::grpc::{claims_grpc, methods_within, series_cap, GrpcCount, GrpcType, MethodTypes};
+use super::service::{ClientMetricsService, ClientShared};
+use crate::grpc::{methods_within, series_cap, GrpcCount, GrpcType, MethodTypes};
 use crate::metrics::DEFAULT_MAX_SERIES;
-use crate::record::HttpMethod;
 use crate::{BuildError, MetricsRegistry};
 
 /// A [`tower::Layer`] around a client (hyper-util's `Client`, a tonic `Channel`, any
@@ -25,38 +21,6 @@ use crate::{BuildError, MetricsRegistry};
 #[derive(Clone)]
 pub struct ClientMetricsLayer {
     shared: Arc<ClientShared>,
-}
-
-/// What every service of a layer shares.
-pub(crate) struct ClientShared {
-    http: HttpClientFamilies,
-    grpc: GrpcClientFamilies,
-}
-
-impl ClientShared {
-    /// The recorder of a request starting now, and for a gRPC call the counter of the
-    /// messages its body sends.
-    pub(crate) fn start<B>(&self, request: &Request<B>) -> (ClientRecorder, Option<SentMessages>) {
-        if claims_grpc(request) {
-            let series = self.grpc.method(request.uri().path());
-            let sent = SentMessages::new(Arc::clone(series));
-            (ClientRecorder::grpc(Arc::clone(series)), Some(sent))
-        } else {
-            let (address, port) = server_of(request);
-            let series = self
-                .http
-                .server(HttpMethod::from(request.method()), address, port);
-            (ClientRecorder::http(Arc::clone(series)), None)
-        }
-    }
-}
-
-impl fmt::Debug for ClientShared {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ClientShared")
-            .field("max_series", &self.http.series_limit())
-            .finish_non_exhaustive()
-    }
 }
 
 impl ClientMetricsLayer {
@@ -155,7 +119,7 @@ impl ClientMetricsLayerBuilder {
         let max_methods = methods_within(started_cap);
         let grpc = GrpcClientFamilies::from_registry(&self.registry, self.grpc_types, max_methods)?;
         Ok(ClientMetricsLayer {
-            shared: Arc::new(ClientShared { http, grpc }),
+            shared: Arc::new(ClientShared::new(http, grpc)),
         })
     }
 }

@@ -80,7 +80,7 @@ mod service;
 
 pub use crate::record::HttpMethod;
 pub use body::ClientResponseBody;
-pub use error_type::ErrorType;
+pub use error_type::{BoxError, ErrorType};
 pub use families::{
     ClientActiveRequests, ClientRequestCount, ClientRequestDuration, CLIENT_ACTIVE_REQUESTS,
     CLIENT_REQUESTS_TOTAL, CLIENT_REQUEST_DURATION,
@@ -94,6 +94,3 @@ pub use labels::{ClientOutcome, HttpClientLabels, ServerLabels};
 pub use layer::{ClientMetricsLayer, ClientMetricsLayerBuilder};
 pub use request_body::ClientRequestBody;
 pub use service::ClientMetricsService;
-
-/// The error of the client service and its response body: the inner client's, boxed.
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;

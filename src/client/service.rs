@@ -9,10 +9,15 @@ use http_body::Body;
 use tower::Service;
 
 use super::body::ClientResponseBody;
+use super::error_type::BoxError;
+use super::families::HttpClientFamilies;
 use super::future::ClientResponseFuture;
-use super::layer::ClientShared;
+use super::grpc_families::GrpcClientFamilies;
+use super::guard::{ClientRecorder, SentMessages};
+use super::labels::server_of;
 use super::request_body::ClientRequestBody;
-use super::BoxError;
+use crate::grpc::claims_grpc;
+use crate::record::HttpMethod;
 
 /// The [`ClientMetricsLayer`](super::ClientMetricsLayer)'s service around a client.
 ///
@@ -73,5 +78,41 @@ where
             .inner
             .call(request.map(|body| ClientRequestBody::new(body, sent)));
         ClientResponseFuture::new(future, recorder)
+    }
+}
+
+/// What every service of a layer shares.
+pub(crate) struct ClientShared {
+    http: HttpClientFamilies,
+    grpc: GrpcClientFamilies,
+}
+
+impl ClientShared {
+    pub(crate) fn new(http: HttpClientFamilies, grpc: GrpcClientFamilies) -> Self {
+        Self { http, grpc }
+    }
+
+    /// The recorder of a request starting now, and for a gRPC call the counter of the
+    /// messages its body sends.
+    pub(crate) fn start<B>(&self, request: &Request<B>) -> (ClientRecorder, Option<SentMessages>) {
+        if claims_grpc(request) {
+            let series = self.grpc.method(request.uri().path());
+            let sent = SentMessages::new(Arc::clone(series));
+            (ClientRecorder::grpc(Arc::clone(series)), Some(sent))
+        } else {
+            let (address, port) = server_of(request);
+            let series = self
+                .http
+                .server(HttpMethod::from(request.method()), address, port);
+            (ClientRecorder::http(Arc::clone(series)), None)
+        }
+    }
+}
+
+impl fmt::Debug for ClientShared {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientShared")
+            .field("max_series", &self.http.series_limit())
+            .finish_non_exhaustive()
     }
 }
