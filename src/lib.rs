@@ -12,6 +12,8 @@
 //!   listener.
 //! - [`metrics`] holds the crate's own metric types: lock-free on the recording path,
 //!   kept per thread, encoded through prometheus-client.
+//! - `facade` (feature `metrics`): a recorder for the `metrics` facade, so
+//!   `counter!`, `gauge!` and `histogram!` calls record into the registry.
 //! - [`multiprocess`]: with `PROMETHEUS_MULTIPROC_DIR` set, the values live in files
 //!   shared by all processes (the format of Python's prometheus_client), and a scrape of
 //!   any process answers the aggregate.
@@ -31,6 +33,7 @@
 //! | [`grpc`] | the gRPC family names, their types and label sets, [`GrpcCode`](grpc::GrpcCode) and [`GrpcType`](grpc::GrpcType) |
 //! | [`endpoint`] | [`MetricsEndpointBuilder`](endpoint::MetricsEndpointBuilder), [`OnCollectorError`](endpoint::OnCollectorError), [`Format`](endpoint::Format), [`DEFAULT_PATH`](endpoint::DEFAULT_PATH); the future, body and error types of the service; [`ScrapeRequest`](endpoint::ScrapeRequest), the parts of a scrape a guard may look at |
 //! | [`metrics`] | [`Counter`](metrics::Counter), [`Gauge`](metrics::Gauge), [`Histogram`](metrics::Histogram) with [`Buckets`](metrics::Buckets), [`Family`](metrics::Family) with the [`Labels`](metrics::Labels) its label sets implement, the family aliases, and their errors |
+//! | `facade` (feature `metrics`) | `FacadeRecorder` with its builder and `Matcher`, `InstallError`, `FACADE_ERRORS` |
 //! | [`multiprocess`] | [`GaugeMode`](multiprocess::GaugeMode), the errors of the files ([`MultiprocessError`](multiprocess::MultiprocessError), [`FileError`](multiprocess::FileError)), [`ENV_VAR`](multiprocess::ENV_VAR) and the names of the mode's own families |
 //! | `push` (feature `push`) | `Pusher` with its `PusherBuilder` and `DEFAULT_TIMEOUT`, `PushError` with `MAX_REJECTION_BODY` |
 //!
@@ -64,6 +67,8 @@ mod build_info;
 pub mod client;
 pub mod endpoint;
 mod error;
+#[cfg(feature = "metrics")]
+pub mod facade;
 pub mod grpc;
 mod hash;
 pub mod layer;

@@ -379,3 +379,37 @@ fn recording_an_outgoing_grpc_call_allocates_nothing_beyond_the_service() {
         .expect("series");
     assert_eq!(ok.get(), calls);
 }
+
+/// Through the `metrics` facade, once a key's series exists, the macro call and its
+/// record allocate nothing: the key of literal labels is static, and the recorder's
+/// lookup and the series' add allocate nothing of their own.
+#[cfg(feature = "metrics")]
+#[test]
+fn recording_through_the_facade_allocates_nothing_once_its_series_exist() {
+    use tower_prometheus::facade::FacadeRecorder;
+
+    let registry = MetricsRegistry::new();
+    let recorder = FacadeRecorder::new(&registry).unwrap();
+    let record = || {
+        metrics::counter!("orders", "kind" => "book", "region" => "eu").increment(1);
+        metrics::gauge!("queue_depth", "queue" => "mail").increment(1.5);
+        metrics::gauge!("queue_depth", "queue" => "mail").set(2.0);
+        metrics::histogram!("checkout_seconds", "kind" => "book").record(0.05);
+    };
+    metrics::with_local_recorder(&recorder, || {
+        record();
+        let ((), allocations) = counted(record);
+        assert_eq!(allocations, 0);
+        let resolved = metrics::counter!("orders", "kind" => "book", "region" => "eu");
+        let ((), allocations) = counted(|| resolved.increment(3));
+        assert_eq!(allocations, 0);
+    });
+    let orders = registry
+        .get::<tower_prometheus::metrics::CounterFamily>("orders")
+        .unwrap();
+    let book = vec![
+        ("kind".to_string(), "book".to_string()),
+        ("region".to_string(), "eu".to_string()),
+    ];
+    assert_eq!(orders.get(&book).map(|c| c.get()), Some(5));
+}

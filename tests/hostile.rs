@@ -6,8 +6,6 @@ mod common;
 
 use std::borrow::Cow;
 use std::convert::Infallible;
-use std::io::Write as _;
-use std::process::{Command, Stdio};
 
 use bytes::Bytes;
 use common::{scrape_reply, serve, Exposition};
@@ -51,23 +49,6 @@ async fn hostile_server() -> std::net::SocketAddr {
     addr
 }
 
-fn run_with_stdin(program: &std::path::Path, args: &[&str], input: &str) -> std::process::Output {
-    let mut child = Command::new(program)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("program starts");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(input.as_bytes())
-        .expect("input written");
-    child.wait_with_output().expect("program ran")
-}
-
 async fn hostile_routes_are_escaped_and_bounded() {
     let addr = hostile_server().await;
     let text = common::get(addr, "/metrics").await.body;
@@ -100,13 +81,7 @@ async fn promtool_accepts_hostile_values() -> common::Checked {
     let promtool = common::require_tool("promtool", "check a scrape with hostile label values")?;
     let addr = hostile_server().await;
     let text = common::get(addr, "/metrics").await.body;
-    let output = run_with_stdin(&promtool, &["check", "metrics"], &text);
-    assert!(
-        output.status.success(),
-        "promtool rejected the scrape: {}{}\n{text}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
+    common::assert_promtool_accepts(&promtool, &text);
     Ok(())
 }
 
@@ -133,7 +108,7 @@ async fn python_parsers_read_hostile_values_in_both_formats() -> common::Checked
         for route in sorted(routes):\n\
         \x20   print(json.dumps(route))\n";
     for (flavour, body) in [("om", &openmetrics), ("text", &text)] {
-        let output = run_with_stdin(&python, &["-c", script, flavour], body);
+        let output = common::run_with_stdin(&python, &["-c", script, flavour], body);
         assert!(
             output.status.success(),
             "python's {flavour} parser rejected the scrape: {}\n{body}",

@@ -6,9 +6,7 @@ mod common;
 
 use std::borrow::Cow;
 use std::convert::Infallible;
-use std::io::Write as _;
 use std::pin::Pin;
-use std::process::{Command, Stdio};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -541,26 +539,7 @@ async fn promtool_accepts_the_scrape() -> common::Checked {
     common::get(addr, "/users/1").await;
     common::get(addr, "/nowhere").await;
     let body = common::get(addr, "/metrics").await.body;
-    let mut child = Command::new(promtool)
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("promtool starts");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(body.as_bytes())
-        .expect("scrape written to promtool");
-    let output = child.wait_with_output().expect("promtool ran");
-    assert!(
-        output.status.success(),
-        "promtool rejected the scrape:\n{}{}\n--- scrape ---\n{body}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
+    common::assert_promtool_accepts(&promtool, &body);
     // The body parses and holds what was recorded.
     let metrics = Exposition::parse(&body);
     assert_eq!(

@@ -70,13 +70,22 @@ impl<L: Labels, M: SeriesMetric> Family<L, M> {
     /// A family whose series `new_series` creates, for metrics without a `Default`
     /// (for example histograms with their buckets).
     pub fn new_with_constructor(new_series: impl Fn() -> M + Send + Sync + 'static) -> Self {
+        Self::bound(Binding::claim(), new_series)
+    }
+
+    /// A family whose series keep their values where `binding` says: entries of the
+    /// multi-process files, or (`None`) this process.
+    pub(crate) fn bound(
+        binding: Option<Binding>,
+        new_series: impl Fn() -> M + Send + Sync + 'static,
+    ) -> Self {
         Self {
             state: Arc::new(FamilyState {
                 series: Table::new(),
                 overflow: OnceLock::new(),
                 max_series: AtomicUsize::new(DEFAULT_MAX_SERIES),
                 new_series: Box::new(new_series),
-                binding: Binding::claim(),
+                binding,
             }),
         }
     }

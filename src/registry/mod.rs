@@ -66,7 +66,8 @@ pub(crate) use collector::Collectors;
 use collector::{Collector, CollectorErrors, COLLECTOR_ERRORS};
 pub use collector::{CollectorError, CollectorResult};
 pub use error::RegistryError;
-use provider::{Provider, StoredMetric};
+pub(crate) use provider::Provider;
+use provider::StoredMetric;
 
 /// The `tracing` target of the registry's events (see the README's logging section).
 pub(crate) const LOG_TARGET: &str = "tower_prometheus::registry";
@@ -511,7 +512,17 @@ impl MetricsRegistry {
         M: prometheus_client::registry::Metric + Clone,
         F: FnOnce() -> M + Send + 'static,
     {
-        let provider = Provider::new(help.to_string(), unit, provide);
+        self.add_provider_if_absent(name, Provider::new(help.to_string(), unit, provide))
+    }
+
+    /// Registers `provider` under `name` unless the name is declared, as
+    /// [`provider_if_absent`](Self::provider_if_absent) does, for a provider built by
+    /// the caller (one handed its binding, [`Provider::bound`]).
+    pub(crate) fn add_provider_if_absent(
+        &self,
+        name: &str,
+        provider: Provider,
+    ) -> Result<(), RegistryError> {
         self.with_root(|_, state| match state {
             State::Initialized(initialized) => initialized.add_if_absent(name, provider),
             _ => Self::declare_in(state, name.to_string(), |existing| {

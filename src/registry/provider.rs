@@ -15,9 +15,18 @@ use crate::storage::Binding;
 pub(crate) struct Provider {
     help: String,
     unit: Option<Unit>,
-    make: Box<dyn FnOnce() -> Box<dyn Registrable> + Send>,
+    make: Make,
     /// Keeps the values in this process in multi-process mode.
     in_process: bool,
+}
+
+/// How a provider learns where its metric's values go.
+enum Make {
+    /// A user's closure: the binding is offered while it runs, and the first of this
+    /// crate's metrics it builds takes it.
+    Offered(Box<dyn FnOnce() -> Box<dyn Registrable> + Send>),
+    /// A closure of this crate that is handed the binding (`None` in one process).
+    Bound(Box<dyn FnOnce(Option<Binding>) -> Box<dyn Registrable> + Send>),
 }
 
 impl Provider {
@@ -26,10 +35,31 @@ impl Provider {
         M: Metric + Clone,
         F: FnOnce() -> M + Send + 'static,
     {
+        let make = Make::Offered(Box::new(move || {
+            Box::new(provide()) as Box<dyn Registrable>
+        }));
         Self {
             help,
             unit,
-            make: Box::new(move || Box::new(provide()) as Box<dyn Registrable>),
+            make,
+            in_process: false,
+        }
+    }
+
+    /// A provider whose metric is given its binding explicitly and keeps its values
+    /// there, such as a family made after initialisation.
+    pub(crate) fn bound<M, F>(help: String, unit: Option<Unit>, provide: F) -> Self
+    where
+        M: Metric + Clone,
+        F: FnOnce(Option<Binding>) -> M + Send + 'static,
+    {
+        let make = Make::Bound(Box::new(move |binding| {
+            Box::new(provide(binding)) as Box<dyn Registrable>
+        }));
+        Self {
+            help,
+            unit,
+            make,
             in_process: false,
         }
     }
@@ -47,15 +77,19 @@ impl Provider {
         name: &str,
         store: Option<&Arc<ProcessStore>>,
     ) -> Result<BuiltMetric, RegistryError> {
-        let make = self.make;
         let store = store.filter(|_| !self.in_process);
-        let run = || match store {
-            Some(store) => {
-                let names = [MetricType::Counter, MetricType::Gauge]
-                    .map(|metric_type| family_name(name, metric_type, self.unit.as_ref()));
-                Binding::new(Arc::clone(store), names, &self.help).offer(make)
+        let binding = store.map(|store| {
+            let names = [MetricType::Counter, MetricType::Gauge]
+                .map(|metric_type| family_name(name, metric_type, self.unit.as_ref()));
+            Binding::new(Arc::clone(store), names, &self.help)
+        });
+        let run = || match (self.make, binding) {
+            (Make::Offered(make), Some(binding)) => binding.offer(make),
+            (Make::Offered(make), None) => (make(), false),
+            (Make::Bound(make), binding) => {
+                let in_files = binding.is_some();
+                (make(binding), in_files)
             }
-            None => (make(), false),
         };
         let (metric, in_files) = catch_unwind(AssertUnwindSafe(run)).map_err(|panic| {
             RegistryError::ProviderPanicked {

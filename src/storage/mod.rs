@@ -12,6 +12,10 @@
 //! a provider needs no change for multi-process mode. Every other metric (one built
 //! outside a provider, or after the first) gets in-process cells. A family keeps the
 //! binding and gives each series it creates later an entry of its own.
+//!
+//! A provider of this crate's own can instead be handed the binding as a value (the
+//! families of the `metrics` facade, made while requests run): the registry gives it
+//! one in multi-process mode and `None` otherwise, and no thread-local is involved.
 
 pub(crate) mod files;
 pub(crate) mod shard;

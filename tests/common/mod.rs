@@ -5,8 +5,10 @@
 use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::future::Future;
+use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -134,6 +136,39 @@ pub async fn scrape_path(addr: SocketAddr, path: &str) -> Exposition {
         reply.body
     );
     Exposition::parse(&reply.body)
+}
+
+/// Runs `program` with `args`, `input` on its standard input, to its end.
+pub fn run_with_stdin(
+    program: &std::path::Path,
+    args: &[&str],
+    input: &str,
+) -> std::process::Output {
+    let mut child = Command::new(program)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("program starts");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(input.as_bytes())
+        .expect("input written");
+    child.wait_with_output().expect("program ran")
+}
+
+/// Fails unless `promtool check metrics` accepts the exposition `text`.
+pub fn assert_promtool_accepts(promtool: &std::path::Path, text: &str) {
+    let output = run_with_stdin(promtool, &["check", "metrics"], text);
+    assert!(
+        output.status.success(),
+        "promtool rejected the scrape: {}{}\n--- scrape ---\n{text}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
 }
 
 /// Polls `check` until it returns `Some`, or panics after `timeout`.

@@ -1,0 +1,408 @@
+//! [`FacadeRecorder`]: a `metrics::Recorder` that keeps every series in families of a
+//! [`MetricsRegistry`].
+
+use std::any::Any;
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use ::metrics::{Key, KeyName, Metadata, Recorder, SetRecorderError, SharedString, Unit};
+use prometheus_client::registry::Unit as PrometheusUnit;
+
+use super::buckets::{BucketRules, Matcher};
+use super::errors::{Errors, Reason, LOG_TARGET};
+use super::handles::{CounterHandle, GaugeHandle, HistogramHandle};
+use super::names;
+use crate::metrics::{
+    Buckets, Counter, Family, Gauge, Histogram, LabelPairs, SeriesMetric, Table, DEFAULT_MAX_SERIES,
+};
+use crate::multiprocess::GaugeMode;
+use crate::registry::Provider;
+use crate::storage::Binding;
+use crate::{BuildError, MetricsRegistry};
+
+/// A `metrics` recorder whose counters, gauges and histograms are families of a
+/// [`MetricsRegistry`]; see the [module docs](super).
+///
+/// A cheap [`Clone`] handle. Install it for the process with
+/// [`install`](Self::install), or use it scoped with `metrics::with_local_recorder`.
+#[derive(Clone)]
+pub struct FacadeRecorder {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    registry: MetricsRegistry,
+    buckets: BucketRules,
+    max_series: usize,
+    gauge_mode: GaugeMode,
+    /// Each kind's series by the `metrics` key that names them; `None` for a key whose
+    /// records go nowhere (its name is taken).
+    counters: Table<Key, Option<Arc<CounterHandle>>>,
+    gauges: Table<Key, Option<Arc<GaugeHandle>>>,
+    histograms: Table<Key, Option<Arc<HistogramHandle>>>,
+    names: Mutex<Names>,
+    errors: Errors,
+}
+
+/// The families made so far and the descriptions given, by registry name.
+#[derive(Default)]
+struct Names {
+    /// A `Family<LabelPairs, M>` of the kind `M` the name was first recorded as.
+    families: HashMap<String, Box<dyn Any + Send + Sync>>,
+    descriptions: HashMap<String, Description>,
+}
+
+#[derive(Clone, PartialEq)]
+struct Description {
+    unit: Option<Unit>,
+    help: String,
+}
+
+/// The help text of a family no `describe_*!` call described before its first record.
+const UNDESCRIBED: &str = "Recorded through the `metrics` facade, undescribed.";
+
+/// What the facade needs of each kind of metric.
+trait FacadeMetric:
+    SeriesMetric + prometheus_client::registry::Metric + prometheus_client::metrics::TypedMetric
+{
+    /// Label names the type writes itself, which a recorded label must not take.
+    const RESERVED_LABELS: &'static [&'static str] = &[];
+
+    /// The registry name of the sanitized `name`.
+    fn registry_name(name: String) -> String {
+        name
+    }
+
+    /// The provider of the family `name`.
+    fn provider(inner: &Inner, name: &str) -> FamilyProvider<Self>;
+}
+
+/// Builds a family where the registry binds it: in multi-process mode its series get
+/// entries of the files, as a family declared before initialisation does.
+type FamilyProvider<M> = Box<dyn FnOnce(Option<Binding>) -> Family<LabelPairs, M> + Send>;
+
+impl FacadeMetric for Counter {
+    fn registry_name(name: String) -> String {
+        names::counter_name(name)
+    }
+
+    fn provider(inner: &Inner, _: &str) -> FamilyProvider<Self> {
+        let max_series = inner.max_series;
+        Box::new(move |binding| Family::bound(binding, Counter::default).max_series(max_series))
+    }
+}
+
+impl FacadeMetric for Gauge {
+    fn provider(inner: &Inner, _: &str) -> FamilyProvider<Self> {
+        let (max_series, mode) = (inner.max_series, inner.gauge_mode);
+        Box::new(move |binding| {
+            Family::bound(binding, move || Gauge::with_mode(mode)).max_series(max_series)
+        })
+    }
+}
+
+impl FacadeMetric for Histogram {
+    const RESERVED_LABELS: &'static [&'static str] = &["le"];
+
+    fn provider(inner: &Inner, name: &str) -> FamilyProvider<Self> {
+        let (max_series, buckets) = (inner.max_series, inner.buckets.buckets_of(name).clone());
+        Box::new(move |binding| {
+            Family::bound(binding, move || Histogram::new(buckets.clone())).max_series(max_series)
+        })
+    }
+}
+
+impl FacadeRecorder {
+    /// A builder of a recorder into `registry`.
+    pub fn builder(registry: &MetricsRegistry) -> FacadeRecorderBuilder {
+        FacadeRecorderBuilder {
+            registry: registry.clone(),
+            buckets: BucketRules::new(Buckets::http_duration()),
+            invalid: None,
+            max_series: DEFAULT_MAX_SERIES,
+            gauge_mode: GaugeMode::LiveSum,
+        }
+    }
+
+    /// A recorder into `registry` with the defaults; initialises the registry.
+    pub fn new(registry: &MetricsRegistry) -> Result<Self, BuildError> {
+        Self::builder(registry).build()
+    }
+
+    /// Sets this recorder as the process's global `metrics` recorder. The `metrics`
+    /// crate takes one for good: a second install is an [`InstallError`] holding the
+    /// recorder back, never a panic.
+    pub fn install(self) -> Result<(), InstallError> {
+        ::metrics::set_global_recorder(self).map_err(InstallError::new)
+    }
+}
+
+/// [`FacadeRecorder::install`] found a global `metrics` recorder already set: the
+/// `metrics` crate takes one per process, for good.
+#[derive(Debug, thiserror::Error)]
+#[error("a global `metrics` recorder is already installed")]
+pub struct InstallError {
+    #[source]
+    source: SetRecorderError<FacadeRecorder>,
+}
+
+impl InstallError {
+    fn new(source: SetRecorderError<FacadeRecorder>) -> Self {
+        Self { source }
+    }
+
+    /// The recorder that was not installed, to use scoped instead
+    /// (`metrics::with_local_recorder`).
+    pub fn into_recorder(self) -> FacadeRecorder {
+        self.source.into_inner()
+    }
+}
+
+/// Builds a [`FacadeRecorder`]; from [`FacadeRecorder::builder`].
+#[derive(Debug)]
+#[must_use]
+pub struct FacadeRecorderBuilder {
+    registry: MetricsRegistry,
+    buckets: BucketRules,
+    /// The first rule whose bounds were rejected, reported by `build`.
+    invalid: Option<(Matcher, crate::metrics::InvalidBuckets)>,
+    max_series: usize,
+    gauge_mode: GaugeMode,
+}
+
+impl FacadeRecorderBuilder {
+    /// Histograms whose (sanitized) name `matcher` fits get these bucket bounds; other
+    /// histograms get the layer's duration buckets ([`Buckets::http_duration`]).
+    pub fn buckets_for(mut self, matcher: Matcher, bounds: &[f64]) -> Self {
+        let sanitize = |text: String| match text.is_empty() {
+            true => text,
+            false => names::metric_name(&text),
+        };
+        let matcher = match matcher {
+            Matcher::Full(full) => Matcher::Full(sanitize(full)),
+            Matcher::Prefix(prefix) => Matcher::Prefix(sanitize(prefix)),
+            Matcher::Suffix(suffix) => Matcher::Suffix(sanitize(suffix)),
+        };
+        match Buckets::new(bounds.iter().copied()) {
+            Ok(buckets) => self.buckets.push(matcher, buckets),
+            Err(error) => {
+                self.invalid.get_or_insert((matcher, error));
+            }
+        }
+        self
+    }
+
+    /// Caps the label sets of each facade metric; past the cap they fold into one
+    /// series labelled `otel_metric_overflow="true"`.
+    pub fn max_series(mut self, max_series: usize) -> Self {
+        self.max_series = max_series;
+        self
+    }
+
+    /// How the values of facade gauges combine over processes in multi-process mode
+    /// (by default [`GaugeMode::LiveSum`]: the label sets stay those recorded, and
+    /// exited processes drop out).
+    pub fn gauge_mode(mut self, mode: GaugeMode) -> Self {
+        self.gauge_mode = mode;
+        self
+    }
+
+    /// The recorder. Initialises the registry, as building a layer does: its
+    /// providers run now, and facade families join it as they are first recorded.
+    pub fn build(self) -> Result<FacadeRecorder, BuildError> {
+        if let Some((matcher, error)) = self.invalid {
+            return Err(BuildError::Setting {
+                setting: "buckets_for",
+                message: format!("the buckets for {matcher:?}: {error}"),
+            });
+        }
+        self.registry.init()?;
+        let errors = Errors::of(&self.registry)?;
+        Ok(FacadeRecorder {
+            inner: Arc::new(Inner {
+                registry: self.registry,
+                buckets: self.buckets,
+                max_series: self.max_series,
+                gauge_mode: self.gauge_mode,
+                counters: Table::new(),
+                gauges: Table::new(),
+                histograms: Table::new(),
+                names: Mutex::default(),
+                errors,
+            }),
+        })
+    }
+}
+
+impl Inner {
+    /// The series of `key` in `table`, made on its first record.
+    #[inline]
+    fn series<M: FacadeMetric, H>(
+        &self,
+        table: &Table<Key, Option<Arc<H>>>,
+        key: &Key,
+        handle: impl FnOnce(M, &str) -> H,
+    ) -> Option<Arc<H>> {
+        let hash = table.hash(key);
+        match table.find(hash, |known| known == key) {
+            Some(found) => found.clone(),
+            None => self.new_series(table, key, hash, handle),
+        }
+    }
+
+    #[cold]
+    fn new_series<M: FacadeMetric, H>(
+        &self,
+        table: &Table<Key, Option<Arc<H>>>,
+        key: &Key,
+        hash: u64,
+        handle: impl FnOnce(M, &str) -> H,
+    ) -> Option<Arc<H>> {
+        let name = M::registry_name(names::metric_name(key.name()));
+        let series = self.family::<M>(&name).map(|family| {
+            let labels = key.labels().map(|l| (l.key(), l.value()));
+            let labels = names::label_set(labels, M::RESERVED_LABELS);
+            let found = family.lookup(&labels);
+            (Arc::new(handle(found.metric, &name)), found.overflowed)
+        });
+        if let Some((handle, true)) = series {
+            // Keys past the cap are not kept: they would grow the table without bound.
+            return Some(handle);
+        }
+        let series = series.map(|(handle, _)| handle);
+        table
+            .find_or_insert(hash, |known| known == key, |_| Some((key.clone(), series)))
+            .cloned()
+            .flatten()
+    }
+
+    /// The family `name` of kind `M`, made and registered on its first use; `None`
+    /// (counted) when the name belongs to another kind or another metric.
+    fn family<M: FacadeMetric>(&self, name: &str) -> Option<Family<LabelPairs, M>> {
+        let mut names = lock(&self.names);
+        if let Some(family) = names.families.get(name) {
+            let found = family.downcast_ref::<Family<LabelPairs, M>>().cloned();
+            if found.is_none() {
+                self.errors.count(Reason::KindConflict, name, true);
+            }
+            return found;
+        }
+        let description = names.descriptions.get(name).cloned();
+        let (help, unit) = match description {
+            Some(Description { unit, help }) => (help, unit.and_then(prometheus_unit)),
+            None => (UNDESCRIBED.to_string(), None),
+        };
+        let registered = self
+            .registry
+            .add_provider_if_absent(name, Provider::bound(help, unit, M::provider(self, name)))
+            .and_then(|()| self.registry.get::<Family<LabelPairs, M>>(name));
+        match registered {
+            Ok(family) => {
+                names
+                    .families
+                    .insert(name.to_string(), Box::new(family.clone()));
+                Some(family)
+            }
+            Err(error) => {
+                tracing::debug!(target: LOG_TARGET, %error, "facade family not registered");
+                self.errors.count(Reason::NameTaken, name, true);
+                None
+            }
+        }
+    }
+
+    fn describe(&self, name: String, unit: Option<Unit>, help: SharedString) {
+        let description = Description {
+            unit,
+            help: help.to_string(),
+        };
+        let mut names = lock(&self.names);
+        let reason = match names.descriptions.get(&name) {
+            Some(existing) if *existing == description => return,
+            Some(_) => Reason::DescriptionConflict,
+            None => {
+                let late = names.families.contains_key(&name);
+                names.descriptions.insert(name.clone(), description);
+                if !late {
+                    return;
+                }
+                Reason::LateDescription
+            }
+        };
+        drop(names);
+        self.errors.count(reason, &name, true);
+    }
+}
+
+/// The unit as a name suffix, as metrics-exporter-prometheus's recommended naming
+/// writes it: none for a count, `ratio` for a percentage.
+fn prometheus_unit(unit: Unit) -> Option<PrometheusUnit> {
+    match unit {
+        Unit::Count => None,
+        Unit::Seconds => Some(PrometheusUnit::Seconds),
+        Unit::Bytes => Some(PrometheusUnit::Bytes),
+        Unit::Percent => Some(PrometheusUnit::Other("ratio".into())),
+        other => Some(PrometheusUnit::Other(other.as_str().into())),
+    }
+}
+
+fn lock(names: &Mutex<Names>) -> MutexGuard<'_, Names> {
+    // Each change to the maps is one insert, so a panic elsewhere cannot leave them torn.
+    names.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Recorder for FacadeRecorder {
+    fn describe_counter(&self, key: KeyName, unit: Option<Unit>, description: SharedString) {
+        let name = names::counter_name(names::metric_name(key.as_str()));
+        self.inner.describe(name, unit, description);
+    }
+
+    fn describe_gauge(&self, key: KeyName, unit: Option<Unit>, description: SharedString) {
+        self.inner
+            .describe(names::metric_name(key.as_str()), unit, description);
+    }
+
+    fn describe_histogram(&self, key: KeyName, unit: Option<Unit>, description: SharedString) {
+        self.inner
+            .describe(names::metric_name(key.as_str()), unit, description);
+    }
+
+    fn register_counter(&self, key: &Key, _: &Metadata<'_>) -> ::metrics::Counter {
+        let inner = &*self.inner;
+        inner
+            .series(&inner.counters, key, |counter, _| CounterHandle(counter))
+            .map_or_else(::metrics::Counter::noop, ::metrics::Counter::from_arc)
+    }
+
+    fn register_gauge(&self, key: &Key, _: &Metadata<'_>) -> ::metrics::Gauge {
+        let inner = &*self.inner;
+        inner
+            .series(&inner.gauges, key, |gauge, _| GaugeHandle(gauge))
+            .map_or_else(::metrics::Gauge::noop, ::metrics::Gauge::from_arc)
+    }
+
+    fn register_histogram(&self, key: &Key, _: &Metadata<'_>) -> ::metrics::Histogram {
+        let inner = &*self.inner;
+        inner
+            .series(&inner.histograms, key, |histogram, name| HistogramHandle {
+                histogram,
+                name: name.to_string(),
+                errors: inner.errors.clone(),
+                warned: AtomicBool::new(false),
+            })
+            .map_or_else(::metrics::Histogram::noop, ::metrics::Histogram::from_arc)
+    }
+}
+
+impl fmt::Debug for FacadeRecorder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let names = lock(&self.inner.names);
+        f.debug_struct("FacadeRecorder")
+            .field("families", &names.families.len())
+            .field("max_series", &self.inner.max_series)
+            .field("gauge_mode", &self.inner.gauge_mode)
+            .finish()
+    }
+}
