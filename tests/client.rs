@@ -615,3 +615,21 @@ async fn a_transport_error_is_unavailable() {
     assert_eq!(scraped.value(STARTED, &check), Some(1.0));
     assert_eq!(scraped.value(RECEIVED, &check), Some(0.0));
 }
+
+#[tokio::test]
+async fn an_http_error_without_a_grpc_status_is_read_as_tonic_reads_it() {
+    // A proxy in front of the server answers 503 with no gRPC status and no body.
+    let proxy = common::serve(tower::service_fn(
+        |_request: Request<hyper::body::Incoming>| async {
+            let mut response = Response::new(Full::new(Bytes::new()));
+            *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+            Ok::<_, Infallible>(response)
+        },
+    ))
+    .await;
+    let (metrics, mut client) = metered_health(proxy).await;
+
+    let unavailable = client.check(check("")).await.expect_err("no upstream");
+    assert_eq!(unavailable.code(), Code::Unavailable);
+    handled_once(metrics, "unary", "Check", "Unavailable").await;
+}

@@ -31,7 +31,8 @@
 //!   that fails keeps its status code and gets the `error_type` of its error.
 //! - `grpc_code` is what the client sees: `grpc-status` from the trailers, or from
 //!   the headers of a trailers-only answer; an HTTP error status without one is read
-//!   as tonic reads it (`404` is `Unimplemented`, `503` is `Unavailable`, ...). A call
+//!   with gRPC's HTTP-to-gRPC mapping, as tonic reads such an answer without messages
+//!   (`404` is `Unimplemented`, `503` is `Unavailable`, ...). A call
 //!   the caller drops before it ended (a stream it stops reading) is `Canceled`; a
 //!   transport error (no connection, a broken response) is `Unavailable`, as tonic
 //!   reports it; a response that ends without a status is `Unknown`.
