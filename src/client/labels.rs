@@ -8,7 +8,7 @@ use prometheus_client::encoding::{EncodeLabel, EncodeLabelSet, LabelSetEncoder};
 use super::error_type::ErrorType;
 use crate::metrics::{LabelPairs, Labels};
 use crate::record::HttpMethod;
-use crate::record::DEFAULT_FALLBACK_ROUTE;
+use crate::record::{DEFAULT_FALLBACK_ROUTE, MAX_ROUTE_LEN};
 
 /// The server a request is sent to: `server_address` and `server_port`.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -160,7 +160,7 @@ impl Labels for HttpClientLabels {
 /// `server_address` and `server_port` of a request: from its URI's authority (a
 /// hyper client's requests carry it), else from its `Host` header; the port, when
 /// not written, is the scheme's (80 for `http`, 443 for `https`). A request naming no
-/// server is `_OTHER`, with no port.
+/// server, or one longer than 256 bytes, is `_OTHER`, with no port.
 pub(crate) fn server_of<B>(request: &http::Request<B>) -> (&str, Option<u16>) {
     let uri = request.uri();
     let default_port = || match uri.scheme_str() {
@@ -168,17 +168,18 @@ pub(crate) fn server_of<B>(request: &http::Request<B>) -> (&str, Option<u16>) {
         Some("https") => Some(443),
         _ => None,
     };
-    if let Some(host) = uri.host() {
-        return (host, uri.port_u16().or_else(default_port));
-    }
-    let host_header = request
-        .headers()
-        .get(http::header::HOST)
-        .and_then(|value| value.to_str().ok())
-        .and_then(split_host);
-    match host_header {
-        Some((host, port)) => (host, port.or_else(default_port)),
-        None => (DEFAULT_FALLBACK_ROUTE, None),
+    let named = match uri.host() {
+        Some(host) => Some((host, uri.port_u16())),
+        None => request
+            .headers()
+            .get(http::header::HOST)
+            .and_then(|value| value.to_str().ok())
+            .and_then(split_host),
+    };
+    match named {
+        // Longer names are no hosts anyone runs, and would make huge labels.
+        Some((host, port)) if host.len() <= MAX_ROUTE_LEN => (host, port.or_else(default_port)),
+        _ => (DEFAULT_FALLBACK_ROUTE, None),
     }
 }
 
@@ -238,5 +239,7 @@ mod tests {
             assert_eq!(server("/x", Some(bad)), ("_OTHER".into(), None), "{bad:?}");
         }
         assert_eq!(server("/x", None), ("_OTHER".into(), None));
+        let long = format!("http://{}.example/", "a".repeat(300));
+        assert_eq!(server(&long, None), ("_OTHER".into(), None));
     }
 }

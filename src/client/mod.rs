@@ -20,7 +20,8 @@
 //!
 //! - `server_address` and `server_port` come from the request URI's authority (a
 //!   hyper client's requests are absolute), else its `Host` header; the port is the
-//!   scheme's when not written. A request naming no server is `_OTHER`, without port.
+//!   scheme's when not written. A request naming no server, or a name longer than 256
+//!   bytes, is `_OTHER`, without port.
 //! - An HTTP request's duration runs until its response body ends, fails or is
 //!   dropped, as on the server side; a response body dropped unread keeps its status.
 //! - `error_type` ([`ErrorType`]) is set when no response came, read from the
