@@ -633,3 +633,15 @@ async fn an_http_error_without_a_grpc_status_is_read_as_tonic_reads_it() {
     assert_eq!(unavailable.code(), Code::Unavailable);
     handled_once(metrics, "unary", "Check", "Unavailable").await;
 }
+
+#[test]
+fn the_layer_service_future_and_bodies_can_cross_threads() {
+    fn sendable<T: Send + 'static>() {}
+    fn shared<T: Send + Sync + 'static>() {}
+    shared::<ClientMetricsLayer>();
+    shared::<ClientMetricsService<HyperClient>>();
+    sendable::<<ClientMetricsService<HyperClient> as Service<Request<Full<Bytes>>>>::Future>();
+    sendable::<ClientResponseBody<hyper::body::Incoming>>();
+    sendable::<ClientRequestBody<Full<Bytes>>>();
+    sendable::<<MeteredChannel as Service<Request<tonic::body::Body>>>::Future>();
+}
