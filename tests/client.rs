@@ -645,3 +645,30 @@ fn the_layer_service_future_and_bodies_can_cross_threads() {
     sendable::<ClientRequestBody<Full<Bytes>>>();
     sendable::<<MeteredChannel as Service<Request<tonic::body::Body>>>::Future>();
 }
+
+#[tokio::test]
+async fn a_reset_connection_is_connection_reset() {
+    let registry = MetricsRegistry::new();
+    let mut client = http_client(&registry);
+    let metrics = serve_metrics(&registry).await;
+    // Reads the request, then resets the connection instead of answering.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind 127.0.0.1:0");
+    let server = listener.local_addr().expect("local address");
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let mut request = [0; 1024];
+            let _ = tokio::io::AsyncReadExt::read(&mut stream, &mut request).await;
+            let _ = stream.set_zero_linger();
+        }
+    });
+
+    send(&mut client, get(server, "/"))
+        .await
+        .expect_err("reset");
+    let port = server.port().to_string();
+    let reset = to(&port, &[("error_type", "connection_reset")]);
+    let scraped = until(metrics, REQUESTS, &reset, 1.0).await;
+    assert_eq!(scraped.sum(REQUESTS, &to(&port, &[])), 1.0);
+}
