@@ -43,6 +43,13 @@ fn http_client(registry: &MetricsRegistry) -> ClientMetricsService<HyperClient> 
         .service(client)
 }
 
+/// The endpoint of a new registry, and a hyper client recording into it.
+async fn metered_http() -> (SocketAddr, ClientMetricsService<HyperClient>) {
+    let registry = MetricsRegistry::new();
+    let metrics = serve_metrics(&registry).await;
+    (metrics, http_client(&registry))
+}
+
 /// Serves the registry's endpoint, to scrape what the client recorded.
 async fn serve_metrics(registry: &MetricsRegistry) -> SocketAddr {
     common::serve(MetricsEndpoint::new(registry).expect("endpoint builds")).await
@@ -131,9 +138,7 @@ async fn until(metrics: SocketAddr, name: &str, labels: &[(&str, &str)], value: 
 
 #[tokio::test]
 async fn requests_are_counted_per_server_with_their_status_once_the_body_ends() {
-    let registry = MetricsRegistry::new();
-    let mut client = http_client(&registry);
-    let metrics = serve_metrics(&registry).await;
+    let (metrics, mut client) = metered_http().await;
     let server = serve_answering().await;
     let port = server.port().to_string();
 
@@ -178,9 +183,7 @@ async fn requests_are_counted_per_server_with_their_status_once_the_body_ends() 
 
 #[tokio::test]
 async fn a_refused_connection_is_connection_refused_without_a_status() {
-    let registry = MetricsRegistry::new();
-    let mut client = http_client(&registry);
-    let metrics = serve_metrics(&registry).await;
+    let (metrics, mut client) = metered_http().await;
     let nobody = common::free_address();
 
     let error = send(&mut client, get(nobody, "/"))
@@ -235,12 +238,9 @@ async fn a_stalling_server_is_a_timeout_inside_the_layer_and_cancelled_outside()
     assert_eq!(scraped.value(ACTIVE, &to(&port, &[])), Some(0.0));
 }
 
-#[tokio::test]
-async fn a_body_that_breaks_off_keeps_its_status_and_gets_an_error_type() {
-    let registry = MetricsRegistry::new();
-    let mut client = http_client(&registry);
-    let metrics = serve_metrics(&registry).await;
-    // Promises 100 bytes, sends 3, and closes the connection.
+/// A server on 127.0.0.1 that reads a request, writes `reply` as it is, then closes
+/// the connection, or resets it if `reset`.
+async fn serve_raw(reply: &'static [u8], reset: bool) -> SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind 127.0.0.1:0");
@@ -249,11 +249,20 @@ async fn a_body_that_breaks_off_keeps_its_status_and_gets_an_error_type() {
         while let Ok((mut stream, _)) = listener.accept().await {
             let mut request = [0; 1024];
             let _ = tokio::io::AsyncReadExt::read(&mut stream, &mut request).await;
-            let _ = stream
-                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nabc")
-                .await;
+            let _ = stream.write_all(reply).await;
+            if reset {
+                let _ = stream.set_zero_linger();
+            }
         }
     });
+    server
+}
+
+#[tokio::test]
+async fn a_body_that_breaks_off_keeps_its_status_and_gets_an_error_type() {
+    let (metrics, mut client) = metered_http().await;
+    // Promises 100 bytes, sends 3, and closes the connection.
+    let server = serve_raw(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nabc", false).await;
 
     let error = send(&mut client, get(server, "/"))
         .await
@@ -648,21 +657,9 @@ fn the_layer_service_future_and_bodies_can_cross_threads() {
 
 #[tokio::test]
 async fn a_reset_connection_is_connection_reset() {
-    let registry = MetricsRegistry::new();
-    let mut client = http_client(&registry);
-    let metrics = serve_metrics(&registry).await;
-    // Reads the request, then resets the connection instead of answering.
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind 127.0.0.1:0");
-    let server = listener.local_addr().expect("local address");
-    tokio::spawn(async move {
-        while let Ok((mut stream, _)) = listener.accept().await {
-            let mut request = [0; 1024];
-            let _ = tokio::io::AsyncReadExt::read(&mut stream, &mut request).await;
-            let _ = stream.set_zero_linger();
-        }
-    });
+    let (metrics, mut client) = metered_http().await;
+    // Resets the connection instead of answering.
+    let server = serve_raw(b"", true).await;
 
     send(&mut client, get(server, "/"))
         .await
