@@ -21,6 +21,10 @@
 //! `cargo bench --bench layer` prints each overhead over `bare` in ns, this crate's as a
 //! ratio to the minimal layer's and to axum-prometheus's, each option's as a ratio to
 //! the plain layer's, and the same with requests from 2 threads onto one series.
+//!
+//! `client/`: an outgoing request through `ClientMetricsLayer` around an inner client
+//! that answers at once (`bare`: that client alone), an HTTP request (`http`) and a
+//! gRPC call of one message each way (`grpc`), the response body read to the end.
 
 use std::future::Future;
 use std::hint::black_box;
@@ -568,9 +572,81 @@ fn median(values: &mut [f64]) -> f64 {
     values[values.len() / 2]
 }
 
+/// An inner client that answers at once: one gRPC message, status `OK` in the headers
+/// (an HTTP request ignores them).
+fn answer_at_once<B>(
+    _request: http::Request<B>,
+) -> std::future::Ready<
+    Result<http::Response<http_body_util::Full<bytes::Bytes>>, std::convert::Infallible>,
+> {
+    let mut response = http::Response::new(http_body_util::Full::new(bytes::Bytes::from_static(
+        GRPC_MESSAGE,
+    )));
+    let headers = response.headers_mut();
+    headers.insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/grpc"),
+    );
+    headers.insert("grpc-status", http::HeaderValue::from_static("0"));
+    std::future::ready(Ok(response))
+}
+
+/// One gRPC message of 3 bytes, framed.
+const GRPC_MESSAGE: &[u8] = &[0, 0, 0, 0, 3, 1, 2, 3];
+
+/// An outgoing request: a `GET` to a server, or a gRPC call with one message.
+fn outgoing(grpc: bool) -> http::Request<http_body_util::Full<bytes::Bytes>> {
+    let builder = if grpc {
+        http::Request::post("http://127.0.0.1:50051/shop.Cart/Get")
+            .header(http::header::CONTENT_TYPE, "application/grpc")
+    } else {
+        http::Request::get("http://127.0.0.1:8080/users/7")
+    };
+    let body = if grpc { GRPC_MESSAGE } else { &[] };
+    builder
+        .body(http_body_util::Full::new(bytes::Bytes::from_static(body)))
+        .expect("valid request")
+}
+
+/// Sends `request` through `client` and reads the response body to the end.
+fn send<S, B, R>(client: &mut S, request: http::Request<B>)
+where
+    S: Service<http::Request<B>, Response = http::Response<R>>,
+    S::Error: std::fmt::Debug,
+    R: http_body::Body,
+{
+    let mut cx = Context::from_waker(Waker::noop());
+    let _ = client.poll_ready(&mut cx);
+    let mut future = pin!(client.call(request));
+    let Poll::Ready(Ok(response)) = future.as_mut().poll(&mut cx) else {
+        panic!("the inner client answers at once");
+    };
+    let mut body = pin!(response.into_body());
+    while let Poll::Ready(Some(frame)) = body.as_mut().poll_frame(&mut cx) {
+        black_box(frame.is_ok());
+    }
+}
+
+fn client_benches(c: &mut Criterion) {
+    use tower_prometheus::client::{ClientMetricsLayer, ClientRequestBody};
+    type Sent = ClientRequestBody<http_body_util::Full<bytes::Bytes>>;
+
+    let mut group = c.benchmark_group("client");
+    let mut bare = tower::service_fn(answer_at_once::<http_body_util::Full<bytes::Bytes>>);
+    group.bench_function("bare", |b| b.iter(|| send(&mut bare, outgoing(false))));
+    let layer = ClientMetricsLayer::new(&MetricsRegistry::new()).expect("client layer builds");
+    let mut client = layer.layer(tower::service_fn(answer_at_once::<Sent>));
+    for (name, grpc) in [("http", false), ("grpc", true)] {
+        group.bench_function(name, |b| b.iter(|| send(&mut client, outgoing(grpc))));
+    }
+    group.finish();
+}
+
 criterion_group!(layer_benches, benches);
+criterion_group!(client_layer_benches, client_benches);
 
 fn main() {
     layer_benches();
+    client_layer_benches();
     Criterion::default().configure_from_args().final_summary();
 }

@@ -5,6 +5,9 @@
 //! - [`MetricsLayer`] times every request into histograms, counters and an in-flight
 //!   gauge, until the response body ends, and answers `GET /metrics` itself.
 //! - [`grpc`]: gRPC calls (tonic) are recorded into go-grpc-prometheus's families.
+//! - [`client`]: [`ClientMetricsLayer`] records the calls a tower client (hyper, tonic)
+//!   sends, into OpenTelemetry's HTTP client families and go-grpc-prometheus's client
+//!   ones.
 //! - [`MetricsEndpoint`] is the same endpoint as a standalone service, for a separate
 //!   listener.
 //! - [`metrics`] holds the crate's own metric types: lock-free on the recording path,
@@ -23,9 +26,10 @@
 //!
 //! | module | what you use |
 //! |---|---|
-//! | crate root | [`MetricsRegistry`], [`MetricsLayer`], [`MetricsEndpoint`], [`BuildError`] (with [`LabelProblem`]), [`RegistryError`], [`BUILD_INFO`], the re-exported [`prometheus_client`] |
+//! | crate root | [`MetricsRegistry`], [`MetricsLayer`], [`ClientMetricsLayer`], [`MetricsEndpoint`], [`BuildError`] (with [`LabelProblem`]), [`RegistryError`], [`BUILD_INFO`], the re-exported [`prometheus_client`] |
 //! | [`registry`] | [`CollectorResult`](registry::CollectorResult) and [`CollectorError`](registry::CollectorError), what a collector returns |
 //! | [`layer`] | [`MetricsLayerBuilder`](layer::MetricsLayerBuilder) and [`Objective`](layer::Objective); the service, future and body types it produces ([`MetricsService`](layer::MetricsService), [`ResponseFuture`](layer::ResponseFuture), [`ResponseBody`](layer::ResponseBody), [`RequestBody`](layer::RequestBody), and [`Untouched`](layer::Untouched) or [`CountMessages`](layer::CountMessages) for what the inner service receives); [`RouteFn`](layer::RouteFn); the HTTP family names, their types and label sets, to [`get`](MetricsRegistry::get) or replace them |
+//! | [`client`] | [`ClientMetricsLayerBuilder`](client::ClientMetricsLayerBuilder); the service, future and bodies it produces, [`BoxError`](client::BoxError); [`ErrorType`](client::ErrorType); the client family names, types and label sets |
 //! | [`grpc`] | the gRPC family names, their types and label sets, [`GrpcCode`](grpc::GrpcCode) and [`GrpcType`](grpc::GrpcType) |
 //! | [`endpoint`] | [`MetricsEndpointBuilder`](endpoint::MetricsEndpointBuilder), [`OnCollectorError`](endpoint::OnCollectorError), [`Format`](endpoint::Format), [`DEFAULT_PATH`](endpoint::DEFAULT_PATH); the future, body and error types of the service; [`ScrapeRequest`](endpoint::ScrapeRequest), the parts of a scrape a guard may look at |
 //! | [`metrics`] | [`Counter`](metrics::Counter), [`Gauge`](metrics::Gauge), [`Histogram`](metrics::Histogram) with [`Buckets`](metrics::Buckets) and [`NativeBuckets`](metrics::NativeBuckets), [`Family`](metrics::Family) with the [`Labels`](metrics::Labels) its label sets implement, the family aliases, and their errors |
@@ -60,6 +64,7 @@
 #![deny(unsafe_code)]
 
 mod build_info;
+pub mod client;
 pub mod endpoint;
 mod error;
 #[cfg(feature = "metrics")]
@@ -81,6 +86,7 @@ mod storage;
 pub use prometheus_client;
 
 pub use build_info::BUILD_INFO;
+pub use client::ClientMetricsLayer;
 pub use endpoint::MetricsEndpoint;
 pub use error::{BuildError, LabelProblem};
 pub use layer::MetricsLayer;

@@ -1,8 +1,8 @@
 //! Recording an HTTP request allocates nothing once its series exist, with every
 //! option on too (native duration buckets: once their chunk exists; through axum: its
-//! request body is not boxed again), and a gRPC call
-//! one small block (the state
-//! its request body and its response share). A counting global
+//! request body is not boxed again), and a gRPC call one small block (the state its
+//! request body and its response share). On the client side, recording an outgoing
+//! request or gRPC call allocates nothing once its series exist. A counting global
 //! allocator needs a test binary of its own.
 
 mod common;
@@ -21,6 +21,11 @@ use http::{HeaderValue, Method, Request, Response, StatusCode};
 use http_body::Body;
 use http_body_util::Full;
 use tower::{service_fn, Layer};
+use tower_prometheus::client::{
+    ClientMetricsLayer, ClientOutcome, ClientRequestBody, ClientRequestCount, HttpClientLabels,
+    ServerLabels, CLIENT_REQUESTS_TOTAL, GRPC_CLIENT_HANDLED, GRPC_CLIENT_MSG_RECEIVED,
+    GRPC_CLIENT_MSG_SENT, GRPC_CLIENT_STARTED,
+};
 use tower_prometheus::grpc::{
     GrpcCode, GrpcCount, GrpcHandledCount, GrpcHandledLabels, GrpcLabels, GrpcType, GRPC_HANDLED,
     GRPC_MSG_RECEIVED, GRPC_MSG_SENT, GRPC_STARTED,
@@ -249,6 +254,7 @@ fn requests_allocate_nothing_once_their_series_exist<S, B>(mut service: S)
 where
     S: tower::Service<Request<()>, Response = Response<B>, Error = Infallible>,
     B: Body,
+    B::Error: std::fmt::Debug,
 {
     // First requests create the series.
     for (method, status) in &CASES {
@@ -448,6 +454,29 @@ fn grpc_reply<B: Body>(request: Request<B>) -> Ready<Result<Response<Full<Bytes>
     std::future::ready(Ok(response))
 }
 
+const GRPC_ROUNDS: usize = 1_000;
+
+/// Allocations of `GRPC_ROUNDS` calls (after a first one, which creates the series)
+/// straight to the service and through `layered`, the same service behind a layer.
+fn grpc_allocations<S, B>(mut layered: S) -> (usize, usize)
+where
+    S: tower::Service<Request<Full<Bytes>>, Response = Response<B>>,
+    S::Error: std::fmt::Debug,
+    B: Body,
+    B::Error: std::fmt::Debug,
+{
+    let mut bare = service_fn(grpc_reply::<Full<Bytes>>);
+    common::drive(&mut layered, grpc_request());
+    let (mut bare_allocations, mut layered_allocations) = (0, 0);
+    for _ in 0..GRPC_ROUNDS {
+        let request = grpc_request();
+        bare_allocations += counted(|| common::drive(&mut bare, request)).1;
+        let request = grpc_request();
+        layered_allocations += counted(|| common::drive(&mut layered, request)).1;
+    }
+    (bare_allocations, layered_allocations)
+}
+
 #[test]
 fn recording_a_grpc_call_allocates_one_block_beyond_the_service() {
     let registry = MetricsRegistry::new();
@@ -455,31 +484,104 @@ fn recording_a_grpc_call_allocates_one_block_beyond_the_service() {
         .count_grpc_messages()
         .build()
         .expect("layer builds");
-    let mut bare = service_fn(grpc_reply::<Full<Bytes>>);
-    let mut layered = layer.layer(service_fn(grpc_reply::<RequestBody<Full<Bytes>>>));
-    // The first call creates the series.
-    common::drive(&mut layered, grpc_request());
-
-    let (mut bare_allocations, mut layered_allocations) = (0, 0);
-    for _ in 0..ROUNDS {
-        let request = grpc_request();
-        bare_allocations += counted(|| common::drive(&mut bare, request)).1;
-        let request = grpc_request();
-        layered_allocations += counted(|| common::drive(&mut layered, request)).1;
-    }
+    let layered = layer.layer(service_fn(grpc_reply::<RequestBody<Full<Bytes>>>));
+    let (bare_allocations, layered_allocations) = grpc_allocations(layered);
     // The service's own header map allocates; the layer adds one block per call: which
     // series the call has, and whether the client broke its request off, are shared
     // by the request body the service reads and the response the layer watches.
-    assert_eq!(layered_allocations, bare_allocations + ROUNDS);
+    assert_eq!(layered_allocations, bare_allocations + GRPC_ROUNDS);
 
     let labels = GrpcLabels::new(GrpcType::Unary, "t.Service", "Method");
-    let calls = ROUNDS as u64 + 1;
+    let calls = GRPC_ROUNDS as u64 + 1;
     for name in [GRPC_STARTED, GRPC_MSG_RECEIVED, GRPC_MSG_SENT] {
         let family: GrpcCount = registry.get(name).expect("family");
         let series = family.get(&labels).expect("series");
         assert_eq!(series.get(), calls, "{name}");
     }
     let handled: GrpcHandledCount = registry.get(GRPC_HANDLED).expect("family");
+    let ok = handled
+        .get(&GrpcHandledLabels::new(labels, GrpcCode::Ok))
+        .expect("series");
+    assert_eq!(ok.get(), calls);
+}
+
+/// A request to `uri` the inner service answers with `status`.
+fn outgoing(uri: &'static str, status: u16) -> Request<()> {
+    let mut request = request(Method::GET, status);
+    *request.uri_mut() = http::Uri::from_static(uri);
+    request
+}
+
+#[test]
+fn recording_an_outgoing_request_allocates_nothing_once_its_series_exist() {
+    let registry = MetricsRegistry::new();
+    let layer = ClientMetricsLayer::new(&registry).expect("client layer builds");
+    let mut client = layer.layer(service_fn(
+        common::answer_with_requested_status::<ClientRequestBody<()>>,
+    ));
+    let cases = [
+        ("http://a.example/x", 200),
+        ("http://a.example/y", 503),
+        ("http://127.0.0.1:8080/", 200),
+    ];
+    // The first requests create the series.
+    for (uri, status) in cases {
+        common::drive(&mut client, outgoing(uri, status));
+    }
+
+    const ROUNDS: usize = 1_000;
+    let mut allocations = 0;
+    for _ in 0..ROUNDS {
+        for (uri, status) in cases {
+            let request = outgoing(uri, status);
+            let (answered, allocated) = counted(|| common::drive(&mut client, request));
+            allocations += allocated;
+            assert_eq!(answered.as_u16(), status);
+        }
+    }
+    assert_eq!(
+        allocations,
+        0,
+        "allocations over {} requests",
+        ROUNDS * cases.len()
+    );
+
+    let requests: ClientRequestCount = registry.get(CLIENT_REQUESTS_TOTAL).expect("family");
+    let count = |address: &str, port, status| {
+        let server = ServerLabels::new(HttpMethod::Get, address, Some(port));
+        requests
+            .get(&HttpClientLabels::new(
+                server,
+                ClientOutcome::status(status),
+            ))
+            .map(|counter| counter.get())
+    };
+    let calls = Some(ROUNDS as u64 + 1);
+    assert_eq!(count("a.example", 80, 200), calls);
+    assert_eq!(count("a.example", 80, 503), calls);
+    assert_eq!(count("127.0.0.1", 8080, 200), calls);
+}
+
+#[test]
+fn recording_an_outgoing_grpc_call_allocates_nothing_beyond_the_service() {
+    let registry = MetricsRegistry::new();
+    let layer = ClientMetricsLayer::new(&registry).expect("client layer builds");
+    let layered = layer.layer(service_fn(grpc_reply::<ClientRequestBody<Full<Bytes>>>));
+    let (bare_allocations, layered_allocations) = grpc_allocations(layered);
+    assert_eq!(layered_allocations, bare_allocations);
+
+    let labels = GrpcLabels::new(GrpcType::Unary, "t.Service", "Method");
+    let calls = GRPC_ROUNDS as u64 + 1;
+    for name in [
+        GRPC_CLIENT_STARTED,
+        GRPC_CLIENT_MSG_SENT,
+        GRPC_CLIENT_MSG_RECEIVED,
+    ] {
+        let family: GrpcCount = registry.get(name).expect("family");
+        let series = family.get(&labels).expect("series");
+        assert_eq!(series.get(), calls, "{name}");
+    }
+    let handled: GrpcHandledCount = registry.get(GRPC_CLIENT_HANDLED).expect("family");
     let ok = handled
         .get(&GrpcHandledLabels::new(labels, GrpcCode::Ok))
         .expect("series");

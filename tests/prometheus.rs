@@ -368,7 +368,8 @@ async fn the_layers_native_durations_reach_prometheus() -> common::Checked {
 
 /// Every panel query of the shipped dashboard and every recording rule of the shipped
 /// rules returns data from a real Prometheus that scrapes an app under traffic (HTTP
-/// and gRPC, some of it failing, objectives declared, multi-process mode).
+/// and gRPC, served and sent, some of it failing, objectives declared, multi-process
+/// mode).
 async fn every_dashboard_query_and_recording_rule_returns_data() -> common::Checked {
     use std::time::Duration as D;
 
@@ -421,24 +422,36 @@ async fn every_dashboard_query_and_recording_rule_returns_data() -> common::Chec
     let app = serve(router).await;
     let prometheus = start_with_shipped_rules(&binary, app, None);
 
-    // Traffic for the whole test, bounded in count.
-    let traffic = tokio::spawn(async move {
-        let client =
+    // Traffic for the whole test, bounded in count: plain requests, and calls through
+    // a client layer on the same registry, so the app's outgoing calls are recorded.
+    let client = tower::ServiceBuilder::new()
+        .layer(tower_prometheus::ClientMetricsLayer::new(&registry).unwrap())
+        .service(
             hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-                .build_http::<http_body_util::Full<bytes::Bytes>>();
+                .build_http(),
+        );
+    let traffic = tokio::spawn(async move {
+        use tower::ServiceExt;
+
         for i in 0..3000u32 {
             common::get(app, "/").await;
-            if i % 4 == 0 {
-                common::get(app, "/fail").await;
+            let outgoing = if i % 4 == 0 {
                 common::get(app, "/extra").await;
-            }
+                "/fail"
+            } else {
+                "/"
+            };
+            let get = http::Request::get(format!("http://{app}{outgoing}"))
+                .body(http_body_util::Full::new(bytes::Bytes::new()))
+                .expect("valid request");
+            let _ = client.clone().oneshot(get).await;
             let call = http::Request::post(format!("http://{app}/shop.Cart/Get"))
                 .header(header::CONTENT_TYPE, "application/grpc")
                 .body(http_body_util::Full::new(bytes::Bytes::from_static(
                     b"\0\0\0\0\x02hi",
                 )))
                 .expect("valid request");
-            let _ = client.request(call).await;
+            let _ = client.clone().oneshot(call).await;
             tokio::time::sleep(D::from_millis(20)).await;
         }
     });
@@ -456,7 +469,7 @@ async fn every_dashboard_query_and_recording_rule_returns_data() -> common::Chec
                 .replace("$__rate_interval", "1m")
         })
         .collect();
-    assert!(queries.len() >= 19, "{queries:?}");
+    assert!(queries.len() >= 25, "{queries:?}");
     let rules = std::fs::read_to_string(contrib.join("prometheus/rules.yml")).expect("rules.yml");
     queries.extend(
         rules

@@ -93,6 +93,7 @@ pub(crate) use call::{GrpcCall, ReceivedMessages};
 pub(crate) use families::{
     method_target, methods_within, series_cap, GrpcFamilies, GRPC_OBJECTIVES,
 };
+pub(crate) use framing::FrameDecoder;
 pub(crate) use method::{
     claims_grpc, grpc_timeout, is_grpc_response, service_and_method, MethodTypes,
 };

@@ -12,10 +12,11 @@ use prometheus_client::registry::Unit;
 
 use super::body_bytes::BodyBytes;
 use super::extra::{ExtraLabels, LabelPair, ValueIndices};
-use super::labels::{ActiveRequestLabels, HttpLabels, HttpMethod};
+use super::labels::{ActiveRequestLabels, HttpLabels};
 use super::route::{KnownRoute, RouteIdentity};
 use crate::metrics::{Buckets, ConstantLabels, Counter, Family, Gauge, Histogram, SeriesMetric};
 use crate::multiprocess::GaugeMode;
+use crate::record::HttpMethod;
 use crate::record::{
     shards, DurationHistograms, FamilyNames, Latencies, Latency, ObjectiveFamilies, Objectives,
     SeriesCache, Shards,

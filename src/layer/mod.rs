@@ -86,6 +86,7 @@ mod route;
 mod service;
 mod skip;
 
+pub use crate::record::HttpMethod;
 pub use crate::record::Objective;
 pub use bodies::{CountMessages, RequestBodies, Untouched};
 pub use body::ResponseBody;
@@ -96,7 +97,7 @@ pub use families::{
     SLO_LATENCY_GOOD, SLO_OBJECTIVE, TIME_TO_HEADERS,
 };
 pub use future::ResponseFuture;
-pub use labels::{ActiveRequestLabels, HttpLabels, HttpMethod};
+pub use labels::{ActiveRequestLabels, HttpLabels};
 pub use layer::{MetricsLayer, MetricsLayerBuilder};
 pub use request_body::RequestBody;
 pub use route::RouteFn;

@@ -10,7 +10,7 @@ use axum::extract::MatchedPath;
 use http::request::Parts;
 use http::Request;
 
-use super::labels::HttpMethod;
+use crate::record::HttpMethod;
 use crate::record::MAX_ROUTE_LEN;
 
 /// A function naming the route of a request, for routers other than axum. It must

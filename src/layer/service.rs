@@ -17,12 +17,12 @@ use super::families::{HttpFamilies, RouteSeries};
 use super::future::ResponseFuture;
 use super::guard::{start_request, ClaimedCall, Recorder};
 use super::head::with_parts;
-use super::labels::HttpMethod;
 use super::request_body::RequestBody;
 use super::route::RouteResolver;
 use super::skip::Skip;
 use crate::endpoint::MetricsEndpoint;
 use crate::grpc::{claims_grpc, grpc_timeout, GrpcCall, GrpcFamilies};
+use crate::record::HttpMethod;
 
 /// What every service of one layer shares. Aligned to a cache line: axum clones a
 /// route's service for every request, so the `Arc`'s counts are written by every

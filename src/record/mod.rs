@@ -10,6 +10,7 @@
 //!   of their series, checked.
 //! - [`DurationHistograms`]: classic buckets, native ones, or both, for the duration
 //!   histograms of every adapter.
+//! - [`HttpMethod`]: the `http_request_method` label of HTTP requests, served or sent.
 //! - [`DEFAULT_FALLBACK_ROUTE`] and [`MAX_ROUTE_LEN`]: the label of what nothing
 //!   names, and the longest name kept.
 //!
@@ -27,12 +28,14 @@
 mod cache;
 mod guard;
 mod histograms;
+mod http_method;
 mod naming;
 mod slo;
 
 pub(crate) use cache::{shards, SeriesCache, Shards};
 pub(crate) use guard::{Guard, Record, Unanswered};
 pub(crate) use histograms::DurationHistograms;
+pub use http_method::HttpMethod;
 pub(crate) use naming::FamilyNames;
 pub use slo::Objective;
 pub(crate) use slo::{Latencies, Latency, ObjectiveFamilies, Objectives, SLO_LABEL_NAMES};

@@ -790,7 +790,8 @@ fn public_path(path: &str, out: &mut String) {
 }
 
 /// The crate's public modules, whose types are re-exported at their top.
-const PUBLIC_MODULES: [&str; 7] = [
+const PUBLIC_MODULES: [&str; 8] = [
+    "client",
     "endpoint",
     "grpc",
     "layer",

@@ -474,8 +474,10 @@ pub fn answer_with_requested_status<B>(
 /// waker: every future of these services is ready at once. Returns the status.
 pub fn drive<S, ReqBody, B>(service: &mut S, request: Request<ReqBody>) -> StatusCode
 where
-    S: tower::Service<Request<ReqBody>, Response = Response<B>, Error = Infallible>,
+    S: tower::Service<Request<ReqBody>, Response = Response<B>>,
+    S::Error: std::fmt::Debug,
     B: http_body::Body,
+    B::Error: std::fmt::Debug,
 {
     use std::task::{Context, Poll, Waker};
     let mut cx = Context::from_waker(Waker::noop());
