@@ -5,7 +5,7 @@
 //! series keeps its in-flight gauge and a few `(outcome, counter, histogram)` slots,
 //! so ending the request touches no map.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use prometheus_client::registry::Unit;
@@ -13,8 +13,7 @@ use prometheus_client::registry::Unit;
 use super::labels::{ClientOutcome, HttpClientLabels, ServerLabels};
 use crate::metrics::{Buckets, Counter, Family, Gauge, Histogram};
 use crate::multiprocess::GaugeMode;
-use crate::record::HttpMethod;
-use crate::record::{shards, SeriesCache, Shards};
+use crate::record::{shards, HttpMethod, OutcomeSlots, SeriesCache, Shards};
 use crate::{MetricsRegistry, RegistryError};
 
 /// Name of the outgoing request duration histogram family.
@@ -30,9 +29,6 @@ pub type ClientRequestDuration = Family<HttpClientLabels, Histogram>;
 pub type ClientRequestCount = Family<HttpClientLabels, Counter>;
 /// Type of [`CLIENT_ACTIVE_REQUESTS`]: one gauge per server and method.
 pub type ClientActiveRequests = Family<ServerLabels, Gauge>;
-
-/// Outcomes a server's series keeps at hand; rarer ones are looked up in the family.
-const OUTCOME_SLOTS: usize = 8;
 
 /// The HTTP client families and the server table in front of them.
 pub(crate) struct HttpClientFamilies {
@@ -147,7 +143,7 @@ pub(crate) struct ServerSeries {
     duration: ClientRequestDuration,
     requests: ClientRequestCount,
     active: Gauge,
-    outcomes: [OnceLock<(ClientOutcome, OutcomeSeries)>; OUTCOME_SLOTS],
+    outcomes: OutcomeSlots<ClientOutcome, OutcomeSeries>,
     /// The shard this copy records into.
     shard: usize,
 }
@@ -170,27 +166,11 @@ impl ServerSeries {
             series.duration.observe_in(self.shard, seconds);
             series.requests.inc_by_in(self.shard, 1);
         };
-        match self.outcome_slot(outcome) {
+        match self.outcomes.get(outcome, |outcome| self.lookup(outcome)) {
             Some(series) => record(series),
             None => record(&self.lookup(outcome)),
         }
         self.active.add_in(self.shard, -1);
-    }
-
-    /// The series of `outcome` kept in a slot, claiming a free slot for it; `None`
-    /// when other outcomes hold every slot.
-    fn outcome_slot(&self, outcome: ClientOutcome) -> Option<&OutcomeSeries> {
-        for slot in &self.outcomes {
-            let (held, series) = match slot.get() {
-                Some(entry) => entry,
-                None => slot.get_or_init(|| (outcome, self.lookup(outcome))),
-            };
-            // A slot claimed (perhaps concurrently) by another outcome: try the next.
-            if *held == outcome {
-                return Some(series);
-            }
-        }
-        None
     }
 
     fn lookup(&self, outcome: ClientOutcome) -> OutcomeSeries {

@@ -16,10 +16,9 @@ use super::labels::{ActiveRequestLabels, HttpLabels};
 use super::route::{KnownRoute, RouteIdentity};
 use crate::metrics::{Buckets, ConstantLabels, Counter, Family, Gauge, Histogram, SeriesMetric};
 use crate::multiprocess::GaugeMode;
-use crate::record::HttpMethod;
 use crate::record::{
-    shards, DurationHistograms, FamilyNames, Latencies, Latency, ObjectiveFamilies, Objectives,
-    SeriesCache, Shards,
+    shards, DurationHistograms, FamilyNames, HttpMethod, Latencies, Latency, ObjectiveFamilies,
+    Objectives, OutcomeSlots, SeriesCache, Shards,
 };
 use crate::{MetricsRegistry, RegistryError};
 
@@ -86,9 +85,6 @@ pub(crate) static HTTP_OBJECTIVES: ObjectiveFamilies = ObjectiveFamilies {
 pub(crate) fn route_target(route: &str) -> SloRouteLabels {
     [("http_route", route.to_string())]
 }
-
-/// Status codes a route keeps at hand; rarer ones are looked up in the family.
-const STATUS_SLOTS: usize = 8;
 
 /// The opt-in HTTP families a layer records.
 #[derive(Clone, Copy, Debug, Default)]
@@ -439,7 +435,7 @@ pub(crate) struct RouteSeries {
     target: StatusTarget,
     families: StatusFamilies,
     active: Gauge,
-    statuses: [OnceLock<(HttpOutcome, StatusSeries)>; STATUS_SLOTS],
+    statuses: OutcomeSlots<HttpOutcome, StatusSeries>,
     /// The shard this copy records into.
     shard: usize,
     /// The route's latency objective.
@@ -537,7 +533,7 @@ impl RouteSeries {
 
     /// Runs `f` on the series of `outcome`.
     fn with_status(&self, outcome: HttpOutcome, f: impl FnOnce(&StatusSeries)) {
-        match self.status_slot(outcome) {
+        match self.statuses.get(outcome, |outcome| self.lookup(outcome)) {
             Some(series) => f(series),
             None => f(&self.lookup(outcome)),
         }
@@ -550,22 +546,6 @@ impl RouteSeries {
         if let Some(latency) = &self.latency {
             latency.observe(self.shard, seconds);
         }
-    }
-
-    /// The series of `outcome` kept in a slot, claiming a free slot for it; `None`
-    /// when other outcomes hold every slot.
-    fn status_slot(&self, outcome: HttpOutcome) -> Option<&StatusSeries> {
-        for slot in &self.statuses {
-            let (held, series) = match slot.get() {
-                Some(entry) => entry,
-                None => slot.get_or_init(|| (outcome, self.lookup(outcome))),
-            };
-            // A slot claimed (perhaps concurrently) by another outcome: try the next.
-            if *held == outcome {
-                return Some(series);
-            }
-        }
-        None
     }
 
     fn lookup(&self, outcome: HttpOutcome) -> StatusSeries {

@@ -1,5 +1,7 @@
 //! The recording core: what every kind of call shares on its way into its families.
 //!
+//! - [`OutcomeSlots`]: the series of a handful of outcomes, beside a series, found
+//!   by a scan.
 //! - [`SeriesCache`]: label key -> the handles of that key's series, one copy per
 //!   shard, found without a lock; capped, past the cap one overflow series.
 //! - [`Guard`]: records a call exactly once, however it ends: with its outcome, after
@@ -31,6 +33,7 @@ mod histograms;
 mod http_method;
 mod naming;
 mod slo;
+mod slots;
 
 pub(crate) use cache::{shards, SeriesCache, Shards};
 pub(crate) use guard::{Guard, Record, Unanswered};
@@ -39,6 +42,7 @@ pub use http_method::HttpMethod;
 pub(crate) use naming::FamilyNames;
 pub use slo::Objective;
 pub(crate) use slo::{Latencies, Latency, ObjectiveFamilies, Objectives, SLO_LABEL_NAMES};
+pub(crate) use slots::OutcomeSlots;
 
 /// The `http_route` value of requests no router or route function names, and the
 /// gRPC service and method of calls that name no served method.

@@ -26,6 +26,7 @@ enum Make {
     /// crate's metrics it builds takes it.
     Offered(Box<dyn FnOnce() -> Box<dyn Registrable> + Send>),
     /// A closure of this crate that is handed the binding (`None` in one process).
+    #[cfg(feature = "metrics")]
     Bound(Box<dyn FnOnce(Option<Binding>) -> Box<dyn Registrable> + Send>),
 }
 
@@ -48,6 +49,7 @@ impl Provider {
 
     /// A provider whose metric is given its binding explicitly and keeps its values
     /// there, such as a family made after initialisation.
+    #[cfg(feature = "metrics")]
     pub(crate) fn bound<M, F>(help: String, unit: Option<Unit>, provide: F) -> Self
     where
         M: Metric + Clone,
@@ -86,6 +88,7 @@ impl Provider {
         let run = || match (self.make, binding) {
             (Make::Offered(make), Some(binding)) => binding.offer(make),
             (Make::Offered(make), None) => (make(), false),
+            #[cfg(feature = "metrics")]
             (Make::Bound(make), binding) => {
                 let in_files = binding.is_some();
                 (make(binding), in_files)
