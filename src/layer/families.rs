@@ -18,7 +18,7 @@ use crate::metrics::{Buckets, ConstantLabels, Counter, Family, Gauge, Histogram,
 use crate::multiprocess::GaugeMode;
 use crate::record::HttpMethod;
 use crate::record::{
-    shards, DurationHistograms, FamilyNames, Latencies, Latency, ObjectiveFamilies, Objectives,
+    shards, FamilyNames, HistogramLayout, Latencies, Latency, ObjectiveFamilies, Objectives,
     SeriesCache, Shards,
 };
 use crate::{MetricsRegistry, RegistryError};
@@ -180,11 +180,11 @@ impl HttpFamilies {
         names: &FamilyNames,
         max_series: usize,
         optional: OptionalFamilies,
-        layout: DurationHistograms,
+        layout: HistogramLayout,
     ) -> Result<(), RegistryError> {
         let constant = names.constant();
         // Durations take the layer's layout; body sizes keep classic buckets.
-        let histograms = |buckets: fn() -> Buckets, layout: DurationHistograms| {
+        let histograms = |buckets: fn() -> Buckets, layout: HistogramLayout| {
             let constant = constant.clone();
             move || {
                 RequestDuration::new_with_constructor(move || layout.histogram(&buckets()))
@@ -219,7 +219,7 @@ impl HttpFamilies {
                 "Size of HTTP server request bodies: the bytes the service read.",
                 Unit::Bytes,
                 Buckets::body_size,
-                DurationHistograms::default(),
+                HistogramLayout::default(),
             )?;
         }
         if optional.response_body_size {
@@ -228,7 +228,7 @@ impl HttpFamilies {
                 "Size of HTTP server response bodies: the bytes sent.",
                 Unit::Bytes,
                 Buckets::body_size,
-                DurationHistograms::default(),
+                HistogramLayout::default(),
             )?;
         }
         let requests_constant = constant.clone();
