@@ -12,7 +12,7 @@ use std::time::Duration;
 use axum::extract::Path;
 use axum::routing::{get, post};
 use axum::Router;
-use common::fixtures::{classic_buckets, native_side, protobuf_histograms};
+use common::fixtures::{classic_buckets, native_side, positive_buckets, protobuf_histograms};
 use common::multiprocess::{assert_same_samples, python_aggregate};
 use common::{scrape, serve, Exposition, TempDir};
 use http::{Method, StatusCode};
@@ -494,10 +494,7 @@ async fn native_rules_give_facade_histograms_native_buckets() -> common::Checked
         (0, 0.5, 1)
     );
     // 1 closes bucket 0, 3 lies in (2, 4]: bucket 2; -2 closes negative bucket 1.
-    assert_eq!(
-        native_side(&job.positive_span, &job.positive_delta),
-        [(0, 2), (2, 1)]
-    );
+    assert_eq!(positive_buckets(job), [(0, 2), (2, 1)]);
     assert_eq!(
         native_side(&job.negative_span, &job.negative_delta),
         [(1, 1)]
@@ -507,10 +504,7 @@ async fn native_rules_give_facade_histograms_native_buckets() -> common::Checked
 
     let query = &protobuf_histograms(addr, "db_query_seconds").await[0];
     // 0.75 in (0.5, 1]: bucket 0; 2 closes bucket 1; 8 closes bucket 3.
-    assert_eq!(
-        native_side(&query.positive_span, &query.positive_delta),
-        [(0, 1), (1, 1), (3, 1)]
-    );
+    assert_eq!(positive_buckets(query), [(0, 1), (1, 1), (3, 1)]);
     assert_eq!(
         classic_buckets(query),
         [(1.0, 1), (4.0, 2), (f64::INFINITY, 3)]
@@ -563,17 +557,11 @@ async fn the_native_default_covers_names_no_rule_names() {
     let payload = &protobuf_histograms(addr, "payload_bytes").await[0];
     // Schema 1: 4 = 2^2 closes bucket 4.
     assert_eq!(payload.schema, 1);
-    assert_eq!(
-        native_side(&payload.positive_span, &payload.positive_delta),
-        [(4, 1)]
-    );
+    assert_eq!(positive_buckets(payload), [(4, 1)]);
     assert_eq!(classic_buckets(payload), [(f64::INFINITY, 1)]);
     let rows = &protobuf_histograms(addr, "db_rows").await[0];
     assert_eq!(rows.schema, 0);
-    assert_eq!(
-        native_side(&rows.positive_span, &rows.positive_delta),
-        [(2, 1)]
-    );
+    assert_eq!(positive_buckets(rows), [(2, 1)]);
 }
 
 /// Python's files have no native buckets: in multi-process mode facade histograms
@@ -604,20 +592,24 @@ async fn multiprocess_facade_histograms_keep_classic_buckets() {
     }
     let scraped = scrape(addr).await;
     let text = &scraped.text;
-    let job = buckets(&scraped, "job_seconds", &[]);
-    assert_eq!(
-        job.len(),
-        Buckets::http_duration().bounds().len() + 1,
-        "{text}"
-    );
-    assert_eq!(
-        scraped.value("job_seconds_bucket", &[("le", "0.025")]),
-        Some(1.0)
-    );
-    assert_eq!(
-        scraped.value("job_seconds_bucket", &[("le", "2.5")]),
-        Some(1.0)
-    );
+    // The layer's duration buckets, cumulative: 0.02 from 0.025 up, 3 from 5 up.
+    let job: Vec<(f64, f64)> = buckets(&scraped, "job_seconds", &[])
+        .into_iter()
+        .map(|(le, count)| (le.parse().unwrap_or(f64::NAN), count))
+        .collect();
+    let expected: Vec<(f64, f64)> = Buckets::http_duration()
+        .bounds()
+        .iter()
+        .copied()
+        .chain([f64::INFINITY])
+        .map(|bound| {
+            (
+                bound,
+                [0.02, 3.0].iter().filter(|v| **v <= bound).count() as f64,
+            )
+        })
+        .collect();
+    assert_eq!(job, expected, "{text}");
     assert_eq!(scraped.value("job_seconds_count", &[]), Some(2.0));
     assert_eq!(
         buckets(&scraped, "db_query_seconds", &[]),

@@ -9,7 +9,7 @@ use axum::http::header;
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::Router;
-use common::fixtures::{classic_buckets, native_side, protobuf_histograms};
+use common::fixtures::{classic_buckets, native_side, positive_buckets, protobuf_histograms};
 use common::{scrape_reply, serve, Exposition, TempDir};
 use tower_prometheus::layer::{HttpLabels, HttpMethod, RequestDuration, REQUEST_DURATION};
 use tower_prometheus::metrics::{Buckets, Histogram, NativeBuckets};
@@ -57,10 +57,7 @@ async fn protobuf_carries_spans_deltas_and_the_zero_bucket() {
     assert_eq!(work.zero_threshold, 0.5);
     assert_eq!(work.zero_count, 1);
     // 1 closes bucket 0, 3 lies in (2, 4]: bucket 2; -2 closes negative bucket 1.
-    assert_eq!(
-        native_side(&work.positive_span, &work.positive_delta),
-        [(0, 2), (2, 1)]
-    );
+    assert_eq!(positive_buckets(work), [(0, 2), (2, 1)]);
     assert_eq!(
         native_side(&work.negative_span, &work.negative_delta),
         [(1, 1)]
@@ -73,10 +70,7 @@ async fn protobuf_carries_spans_deltas_and_the_zero_bucket() {
     let size = &protobuf_histograms(addr, "size_bytes").await[0];
     assert_eq!(size.schema, 1);
     // Schema 1: 4 = 2^2 closes bucket 4; 50 in (2^5.5, 2^6]: 12; 500 in (2^8.5, 2^9]: 18.
-    assert_eq!(
-        native_side(&size.positive_span, &size.positive_delta),
-        [(4, 1), (12, 1), (18, 1)]
-    );
+    assert_eq!(positive_buckets(size), [(4, 1), (12, 1), (18, 1)]);
     assert_eq!(
         classic_buckets(size),
         [(10.0, 1), (100.0, 2), (f64::INFINITY, 3)]
@@ -197,7 +191,7 @@ async fn the_bucket_limit_lowers_the_schema_of_the_scrape() {
         spread.observe(*value);
     }
     let histogram = &protobuf_histograms(addr, "spread_seconds").await[0];
-    let buckets = native_side(&histogram.positive_span, &histogram.positive_delta);
+    let buckets = positive_buckets(histogram);
     assert!(buckets.len() <= 5, "{buckets:?}");
     assert!(histogram.schema < 3, "{}", histogram.schema);
     // One schema higher would not fit: the scrape lowers no more than it must.
@@ -292,10 +286,7 @@ async fn the_layers_duration_families_are_native() {
                 .find(|h| h.sample_count == count)
                 .unwrap_or_else(|| panic!("{family}: no series of {count}: {histograms:?}"));
             assert_eq!(histogram.schema, 4, "{family}");
-            let native: u64 = native_side(&histogram.positive_span, &histogram.positive_delta)
-                .iter()
-                .map(|(_, c)| c)
-                .sum();
+            let native: u64 = positive_buckets(histogram).iter().map(|(_, c)| c).sum();
             assert_eq!(native + histogram.zero_count, count, "{family}");
             let expected = if keep_classic { classic_len } else { 1 };
             assert_eq!(histogram.bucket.len(), expected, "{family}");

@@ -47,7 +47,9 @@ pub fn protobuf_families(
     families
 }
 
+// Each test binary uses some of these, or none.
 #[cfg(feature = "protobuf")]
+#[allow(unused_imports)]
 pub use protobuf::*;
 
 /// Decoding the histograms of protobuf scrapes.
@@ -91,6 +93,11 @@ mod protobuf {
         }
         assert!(deltas.next().is_none(), "more deltas than buckets");
         buckets
+    }
+
+    /// The positive native buckets of `histogram`, `(key, count)` ascending.
+    pub fn positive_buckets(histogram: &proto::Histogram) -> Vec<(i32, u64)> {
+        native_side(&histogram.positive_span, &histogram.positive_delta)
     }
 
     /// The classic buckets of `histogram`, `(upper bound, cumulative count)`.
