@@ -566,9 +566,10 @@ async fn the_native_default_covers_names_no_rule_names() {
 
 /// Python's files have no native buckets: in multi-process mode facade histograms
 /// keep the classic buckets they have without native rules (a `buckets_for` rule's,
-/// else the layer's duration buckets), never the `+Inf` bucket alone, and a protobuf
-/// scrape carries no native bucket.
-async fn multiprocess_facade_histograms_keep_classic_buckets() {
+/// else the layer's duration buckets), never the `+Inf` bucket alone, a protobuf
+/// scrape carries no native bucket, and Python's `MultiProcessCollector` reads the
+/// same buckets.
+async fn multiprocess_facade_histograms_keep_classic_buckets() -> common::Checked {
     let dir = TempDir::new("facade-native");
     let registry = MetricsRegistry::new();
     registry.multiprocess_dir(dir.path()).unwrap();
@@ -616,6 +617,19 @@ async fn multiprocess_facade_histograms_keep_classic_buckets() {
         bounds(&[("1", 0.0), ("4", 1.0), ("+Inf", 1.0)]),
         "{text}"
     );
+
+    let python = common::require_python_client(
+        "read the facade's histogram files with Python's MultiProcessCollector",
+    )?;
+    let theirs = python_aggregate(&python, dir.path());
+    assert_eq!(
+        theirs.value("job_seconds_count", &[]),
+        Some(2.0),
+        "{}",
+        theirs.text
+    );
+    assert_same_samples(&scraped, &theirs, &[]);
+    Ok(())
 }
 
 test_main! {
