@@ -2,8 +2,9 @@
 //! option on too (native duration buckets: once their chunk exists; through axum: its
 //! request body is not boxed again), and a gRPC call one small block (the state its
 //! request body and its response share). On the client side, recording an outgoing
-//! request or gRPC call allocates nothing once its series exist. A counting global
-//! allocator needs a test binary of its own.
+//! request or gRPC call allocates nothing once its series exist. Through the `metrics`
+//! facade, a record allocates nothing once its series (and its native chunk) exist. A
+//! counting global allocator needs a test binary of its own.
 
 mod common;
 
@@ -620,4 +621,36 @@ fn recording_through_the_facade_allocates_nothing_once_its_series_exist() {
         ("region".to_string(), "eu".to_string()),
     ];
     assert_eq!(orders.get(&book).map(|c| c.get()), Some(5));
+}
+
+/// A facade histogram with native buckets: once its series and the chunk of its values
+/// exist, the macro call and its record allocate nothing.
+#[cfg(feature = "metrics")]
+#[test]
+fn recording_a_native_facade_histogram_allocates_nothing_once_its_chunk_exists() {
+    use tower_prometheus::facade::{FacadeRecorder, Matcher};
+    use tower_prometheus::metrics::HistogramFamily;
+
+    let registry = MetricsRegistry::new();
+    let recorder = FacadeRecorder::builder(&registry)
+        .native_histograms_for(Matcher::Suffix("_seconds".into()), NativeBuckets::default())
+        .build()
+        .unwrap();
+    // At schema 3, 0.01 and 0.011 are a bucket apart, in the same chunk.
+    let record = || {
+        for _ in 0..1000 {
+            metrics::histogram!("checkout_seconds", "kind" => "book").record(0.01);
+            metrics::histogram!("checkout_seconds", "kind" => "book").record(0.011);
+        }
+    };
+    metrics::with_local_recorder(&recorder, || {
+        metrics::histogram!("checkout_seconds", "kind" => "book").record(0.01);
+        let ((), allocations) = counted(record);
+        assert_eq!(allocations, 0);
+    });
+    let checkout = registry.get::<HistogramFamily>("checkout_seconds").unwrap();
+    let book = vec![("kind".to_string(), "book".to_string())];
+    let histogram = checkout.get(&book).expect("series");
+    assert_eq!(histogram.count(), 2001);
+    assert!(histogram.native_allocated_bytes() > 0, "{histogram:?}");
 }

@@ -2,7 +2,7 @@
 //! `counter!`, `gauge!` and `histogram!`, served with `MetricsLayer` on 127.0.0.1 and
 //! scraped with a hyper client, value by value; an app migrated from axum-prometheus;
 //! facade values shared through the multi-process files, read back by Python's
-//! `MultiProcessCollector`.
+//! `MultiProcessCollector`; native buckets by name, scraped in protobuf and in text.
 
 mod common;
 
@@ -12,12 +12,14 @@ use std::time::Duration;
 use axum::extract::Path;
 use axum::routing::{get, post};
 use axum::Router;
+use common::fixtures::{classic_buckets, native_side, positive_buckets, protobuf_histograms};
 use common::multiprocess::{assert_same_samples, python_aggregate};
 use common::{scrape, serve, Exposition, TempDir};
 use http::{Method, StatusCode};
 use metrics::{counter, describe_counter, describe_histogram, gauge, histogram, Unit};
 use tower_prometheus::facade::{FacadeRecorder, Matcher, FACADE_ERRORS};
-use tower_prometheus::metrics::OVERFLOW_LABEL;
+use tower_prometheus::layer::REQUEST_DURATION;
+use tower_prometheus::metrics::{Buckets, NativeBuckets, OVERFLOW_LABEL};
 use tower_prometheus::{BuildError, MetricsEndpoint, MetricsLayer, MetricsRegistry};
 
 const ERRORS: &str = "tower_prometheus_facade_errors_total";
@@ -442,10 +444,201 @@ async fn facade_values_are_aggregated_across_processes() -> common::Checked {
     Ok(())
 }
 
+/// Schema 0 (bucket `k` is `(2^(k-1), 2^k]`), zero threshold 0.5: buckets to count by
+/// hand.
+fn schema_zero() -> NativeBuckets {
+    NativeBuckets::new(0)
+        .and_then(|c| c.with_zero_threshold(0.5))
+        .expect("a valid configuration")
+}
+
+async fn record_jobs() -> &'static str {
+    for value in [1.0, 1.0, 3.0, 0.25, -2.0] {
+        histogram!("job_seconds", "queue" => "mail").record(value);
+    }
+    for value in [0.75, 2.0, 8.0] {
+        histogram!("db.query_seconds").record(value);
+    }
+    histogram!("payload_bytes").record(100.0);
+    "recorded"
+}
+
+/// Facade histograms recorded by a handler, named by a native rule: native buckets in
+/// the protobuf scrape, counted bucket by bucket; classic buckets beside them only for
+/// the name a classic rule fits too; the `+Inf` bucket, count and sum alone in text,
+/// which promtool accepts. Names no native rule fits, and the layer's own families,
+/// stay classic.
+async fn native_rules_give_facade_histograms_native_buckets() -> common::Checked {
+    let registry = MetricsRegistry::new();
+    let recorder = FacadeRecorder::builder(&registry)
+        .native_histograms_for(Matcher::Suffix("_seconds".into()), schema_zero())
+        .buckets_for(Matcher::Full("db.query_seconds".into()), &[1.0, 4.0])
+        .build()
+        .unwrap();
+    // The server runs on this thread (a current-thread runtime): the handler records
+    // into this recorder.
+    let _scoped = metrics::set_default_local_recorder(&recorder);
+    let app = Router::new()
+        .route("/jobs", post(record_jobs))
+        .layer(MetricsLayer::new(&registry).unwrap());
+    let addr = serve(app).await;
+    let reply = common::send(addr, Method::POST, "/jobs").await;
+    assert_eq!(reply.status, StatusCode::OK);
+
+    let jobs = protobuf_histograms(addr, "job_seconds").await;
+    let [job] = jobs.as_slice() else {
+        panic!("one job_seconds series: {jobs:?}");
+    };
+    assert_eq!(
+        (job.schema, job.zero_threshold, job.zero_count),
+        (0, 0.5, 1)
+    );
+    // 1 closes bucket 0, 3 lies in (2, 4]: bucket 2; -2 closes negative bucket 1.
+    assert_eq!(positive_buckets(job), [(0, 2), (2, 1)]);
+    assert_eq!(
+        native_side(&job.negative_span, &job.negative_delta),
+        [(1, 1)]
+    );
+    assert_eq!((job.sample_count, job.sample_sum), (5, 3.25));
+    assert_eq!(classic_buckets(job), [(f64::INFINITY, 5)]);
+
+    let query = &protobuf_histograms(addr, "db_query_seconds").await[0];
+    // 0.75 in (0.5, 1]: bucket 0; 2 closes bucket 1; 8 closes bucket 3.
+    assert_eq!(positive_buckets(query), [(0, 1), (1, 1), (3, 1)]);
+    assert_eq!(
+        classic_buckets(query),
+        [(1.0, 1), (4.0, 2), (f64::INFINITY, 3)]
+    );
+    assert_eq!((query.sample_count, query.sample_sum), (3, 10.75));
+
+    let payload = &protobuf_histograms(addr, "payload_bytes").await[0];
+    assert!(payload.positive_span.is_empty() && payload.zero_threshold == 0.0);
+    assert_eq!(
+        classic_buckets(payload).len(),
+        Buckets::http_duration().bounds().len() + 1
+    );
+    for duration in protobuf_histograms(addr, REQUEST_DURATION).await {
+        assert!(duration.positive_span.is_empty(), "{duration:?}");
+    }
+
+    let text = common::get(addr, "/metrics").await.body;
+    let scraped = Exposition::parse(&text);
+    let mail = [("queue", "mail")];
+    assert!(scraped.declares("job_seconds", "histogram"), "{text}");
+    assert_eq!(
+        buckets(&scraped, "job_seconds", &mail),
+        bounds(&[("+Inf", 5.0)]),
+        "{text}"
+    );
+    assert_eq!(scraped.value("job_seconds_count", &mail), Some(5.0));
+    assert_eq!(scraped.value("job_seconds_sum", &mail), Some(3.25));
+    assert_eq!(
+        buckets(&scraped, "db_query_seconds", &[]),
+        bounds(&[("1", 1.0), ("4", 2.0), ("+Inf", 3.0)]),
+        "{text}"
+    );
+    common::promtool_accepts(&text)
+}
+
+/// `native_histograms` gives native buckets to every facade histogram no native rule
+/// names, and a rule still wins for the names it fits.
+async fn the_native_default_covers_names_no_rule_names() {
+    let registry = MetricsRegistry::new();
+    let recorder = FacadeRecorder::builder(&registry)
+        .native_histograms(NativeBuckets::new(1).unwrap())
+        .native_histograms_for(Matcher::Prefix("db_".into()), schema_zero())
+        .build()
+        .unwrap();
+    metrics::with_local_recorder(&recorder, || {
+        histogram!("payload_bytes").record(4.0);
+        histogram!("db_rows").record(3.0);
+    });
+    let addr = serve(MetricsEndpoint::new(&registry).unwrap()).await;
+    let payload = &protobuf_histograms(addr, "payload_bytes").await[0];
+    // Schema 1: 4 = 2^2 closes bucket 4.
+    assert_eq!(payload.schema, 1);
+    assert_eq!(positive_buckets(payload), [(4, 1)]);
+    assert_eq!(classic_buckets(payload), [(f64::INFINITY, 1)]);
+    let rows = &protobuf_histograms(addr, "db_rows").await[0];
+    assert_eq!(rows.schema, 0);
+    assert_eq!(positive_buckets(rows), [(2, 1)]);
+}
+
+/// Python's files have no native buckets: in multi-process mode facade histograms
+/// keep the classic buckets they have without native rules (a `buckets_for` rule's,
+/// else the layer's duration buckets), never the `+Inf` bucket alone, a protobuf
+/// scrape carries no native bucket, and Python's `MultiProcessCollector` reads the
+/// same buckets.
+async fn multiprocess_facade_histograms_keep_classic_buckets() -> common::Checked {
+    let dir = TempDir::new("facade-native");
+    let registry = MetricsRegistry::new();
+    registry.multiprocess_dir(dir.path()).unwrap();
+    let recorder = FacadeRecorder::builder(&registry)
+        .native_histograms_for(Matcher::Suffix("_seconds".into()), schema_zero())
+        .buckets_for(Matcher::Full("db_query_seconds".into()), &[1.0, 4.0])
+        .build()
+        .unwrap();
+    metrics::with_local_recorder(&recorder, || {
+        histogram!("job_seconds").record(0.02);
+        histogram!("job_seconds").record(3.0);
+        histogram!("db_query_seconds").record(2.0);
+    });
+    let addr = serve(MetricsEndpoint::new(&registry).unwrap()).await;
+    for name in ["job_seconds", "db_query_seconds"] {
+        let histogram = &protobuf_histograms(addr, name).await[0];
+        assert!(
+            histogram.positive_span.is_empty() && histogram.zero_count == 0,
+            "{histogram:?}"
+        );
+    }
+    let scraped = scrape(addr).await;
+    let text = &scraped.text;
+    // The layer's duration buckets, cumulative: 0.02 from 0.025 up, 3 from 5 up.
+    let job: Vec<(f64, f64)> = buckets(&scraped, "job_seconds", &[])
+        .into_iter()
+        .map(|(le, count)| (le.parse().unwrap_or(f64::NAN), count))
+        .collect();
+    let expected: Vec<(f64, f64)> = Buckets::http_duration()
+        .bounds()
+        .iter()
+        .copied()
+        .chain([f64::INFINITY])
+        .map(|bound| {
+            (
+                bound,
+                [0.02, 3.0].iter().filter(|v| **v <= bound).count() as f64,
+            )
+        })
+        .collect();
+    assert_eq!(job, expected, "{text}");
+    assert_eq!(scraped.value("job_seconds_count", &[]), Some(2.0));
+    assert_eq!(
+        buckets(&scraped, "db_query_seconds", &[]),
+        bounds(&[("1", 0.0), ("4", 1.0), ("+Inf", 1.0)]),
+        "{text}"
+    );
+
+    let python = common::require_python_client(
+        "read the facade's histogram files with Python's MultiProcessCollector",
+    )?;
+    let theirs = python_aggregate(&python, dir.path());
+    assert_eq!(
+        theirs.value("job_seconds_count", &[]),
+        Some(2.0),
+        "{}",
+        theirs.text
+    );
+    assert_same_samples(&scraped, &theirs, &[]);
+    Ok(())
+}
+
 test_main! {
     tokio facade_families_are_served_beside_the_layers,
     tokio_2 an_app_migrated_from_axum_prometheus,
     sync invalid_buckets_fail_the_build,
     sync_ignored facade_worker,
     tokio facade_values_are_aggregated_across_processes,
+    tokio native_rules_give_facade_histograms_native_buckets,
+    tokio the_native_default_covers_names_no_rule_names,
+    tokio multiprocess_facade_histograms_keep_classic_buckets,
 }

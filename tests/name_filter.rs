@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use axum::routing::get;
 use axum::Router;
-use common::fixtures::protobuf_families;
+use common::fixtures::{protobuf_families, PROTOBUF};
 use common::multiprocess::{assert_same_samples, python_aggregate, run_python_worker};
 use common::{send_with_headers, serve, Exposition, Reply, TempDir};
 use http::{header, Method, StatusCode};
@@ -21,8 +21,6 @@ use tower_prometheus::metrics::Gauge;
 use tower_prometheus::{MetricsEndpoint, MetricsLayer, MetricsRegistry};
 
 const OPENMETRICS: &str = "application/openmetrics-text;version=1.0.0";
-const PROTOBUF: &str =
-    "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited";
 
 /// The test registry of the endpoint's tests, with a gauge that a collector sets to
 /// its run count, and the process and build-info families every registry has.

@@ -9,47 +9,13 @@ use axum::http::header;
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::Router;
-use common::fixtures::protobuf_families;
+use common::fixtures::{classic_buckets, native_side, positive_buckets, protobuf_histograms};
 use common::{scrape_reply, serve, Exposition, TempDir};
-use prometheus_client::encoding::prometheus_protobuf::prometheus_data_model as proto;
 use tower_prometheus::layer::{HttpLabels, HttpMethod, RequestDuration, REQUEST_DURATION};
 use tower_prometheus::metrics::{Buckets, Histogram, NativeBuckets};
 use tower_prometheus::{BuildError, MetricsEndpoint, MetricsLayer, MetricsRegistry};
 
-const PROTOBUF: &str =
-    "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited";
 const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0";
-
-/// The native buckets of one side, `(key, count)` ascending, from spans and deltas.
-fn side(spans: &[proto::BucketSpan], deltas: &[i64]) -> Vec<(i32, u64)> {
-    let mut buckets = Vec::new();
-    let mut key = 0;
-    let mut count = 0i64;
-    let mut deltas = deltas.iter();
-    for span in spans {
-        key += span.offset;
-        for _ in 0..span.length {
-            count += deltas.next().expect("a delta per bucket");
-            buckets.push((key, u64::try_from(count).expect("a count >= 0")));
-            key += 1;
-        }
-    }
-    assert!(deltas.next().is_none(), "more deltas than buckets");
-    buckets
-}
-
-/// The histograms of family `name` in a protobuf scrape of `addr`.
-async fn protobuf_histograms(addr: std::net::SocketAddr, name: &str) -> Vec<proto::Histogram> {
-    let reply = scrape_reply(addr, &[("accept", PROTOBUF)]).await;
-    protobuf_families(&reply.raw)
-        .into_iter()
-        .find(|family| family.name == name)
-        .unwrap_or_else(|| panic!("no family {name}"))
-        .metric
-        .into_iter()
-        .map(|metric| metric.histogram.expect("a histogram"))
-        .collect()
-}
 
 /// A registry with a native-only histogram `work_seconds` at schema 0 (zero threshold
 /// 0.5) and a classic-and-native one `size_bytes`, with known observations.
@@ -91,34 +57,24 @@ async fn protobuf_carries_spans_deltas_and_the_zero_bucket() {
     assert_eq!(work.zero_threshold, 0.5);
     assert_eq!(work.zero_count, 1);
     // 1 closes bucket 0, 3 lies in (2, 4]: bucket 2; -2 closes negative bucket 1.
+    assert_eq!(positive_buckets(work), [(0, 2), (2, 1)]);
     assert_eq!(
-        side(&work.positive_span, &work.positive_delta),
-        [(0, 2), (2, 1)]
+        native_side(&work.negative_span, &work.negative_delta),
+        [(1, 1)]
     );
-    assert_eq!(side(&work.negative_span, &work.negative_delta), [(1, 1)]);
     // NaN is counted, as in Go's client, but in no native bucket.
     assert_eq!(work.sample_count, 6);
     assert!(work.sample_sum.is_nan());
-    let classic: Vec<(f64, u64)> = work
-        .bucket
-        .iter()
-        .map(|b| (b.upper_bound, b.cumulative_count))
-        .collect();
-    assert_eq!(classic, [(f64::INFINITY, 6)]);
+    assert_eq!(classic_buckets(work), [(f64::INFINITY, 6)]);
 
     let size = &protobuf_histograms(addr, "size_bytes").await[0];
     assert_eq!(size.schema, 1);
     // Schema 1: 4 = 2^2 closes bucket 4; 50 in (2^5.5, 2^6]: 12; 500 in (2^8.5, 2^9]: 18.
+    assert_eq!(positive_buckets(size), [(4, 1), (12, 1), (18, 1)]);
     assert_eq!(
-        side(&size.positive_span, &size.positive_delta),
-        [(4, 1), (12, 1), (18, 1)]
+        classic_buckets(size),
+        [(10.0, 1), (100.0, 2), (f64::INFINITY, 3)]
     );
-    let classic: Vec<(f64, u64)> = size
-        .bucket
-        .iter()
-        .map(|b| (b.upper_bound, b.cumulative_count))
-        .collect();
-    assert_eq!(classic, [(10.0, 1), (100.0, 2), (f64::INFINITY, 3)]);
     assert_eq!((size.sample_count, size.sample_sum), (3, 554.0));
 }
 
@@ -235,7 +191,7 @@ async fn the_bucket_limit_lowers_the_schema_of_the_scrape() {
         spread.observe(*value);
     }
     let histogram = &protobuf_histograms(addr, "spread_seconds").await[0];
-    let buckets = side(&histogram.positive_span, &histogram.positive_delta);
+    let buckets = positive_buckets(histogram);
     assert!(buckets.len() <= 5, "{buckets:?}");
     assert!(histogram.schema < 3, "{}", histogram.schema);
     // One schema higher would not fit: the scrape lowers no more than it must.
@@ -330,10 +286,7 @@ async fn the_layers_duration_families_are_native() {
                 .find(|h| h.sample_count == count)
                 .unwrap_or_else(|| panic!("{family}: no series of {count}: {histograms:?}"));
             assert_eq!(histogram.schema, 4, "{family}");
-            let native: u64 = side(&histogram.positive_span, &histogram.positive_delta)
-                .iter()
-                .map(|(_, c)| c)
-                .sum();
+            let native: u64 = positive_buckets(histogram).iter().map(|(_, c)| c).sum();
             assert_eq!(native + histogram.zero_count, count, "{family}");
             let expected = if keep_classic { classic_len } else { 1 };
             assert_eq!(histogram.bucket.len(), expected, "{family}");

@@ -12,7 +12,10 @@
 //! - **Histograms** are histograms: each gets the buckets of the first
 //!   [`buckets_for`](FacadeRecorderBuilder::buckets_for) rule whose [`Matcher`] fits
 //!   its name (full names, then prefixes, then suffixes), else the layer's
-//!   duration buckets.
+//!   duration buckets. Native buckets are opt-in, chosen alike:
+//!   [`native_histograms_for`](FacadeRecorderBuilder::native_histograms_for) rules,
+//!   else the [`native_histograms`](FacadeRecorderBuilder::native_histograms) default;
+//!   beside them a histogram keeps classic buckets only if a `buckets_for` rule fits it.
 //! - **Label sets** are capped per metric ([`max_series`](FacadeRecorderBuilder::max_series),
 //!   2000 by default): past the cap, new label sets fold into one series labelled
 //!   `otel_metric_overflow="true"`, as the crate's own families do.
@@ -29,7 +32,9 @@
 //! - **Multi-process mode**: facade families live in the shared files like the
 //!   layer's, so every process's records are in the aggregate; gauges combine by
 //!   [`GaugeMode::LiveSum`](crate::multiprocess::GaugeMode::LiveSum) unless
-//!   [`gauge_mode`](FacadeRecorderBuilder::gauge_mode) says otherwise.
+//!   [`gauge_mode`](FacadeRecorderBuilder::gauge_mode) says otherwise. The files have
+//!   no native buckets: there histograms keep the classic buckets they have without
+//!   native rules.
 //!
 //! Once `metrics` has resolved a key to its series (the `counter!` call), recording is
 //! the series' atomic add: no lock, no allocation. The first record of a key finds or

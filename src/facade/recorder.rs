@@ -15,9 +15,11 @@ use super::errors::{Errors, Reason, LOG_TARGET};
 use super::handles::{CounterHandle, GaugeHandle, HistogramHandle};
 use super::names;
 use crate::metrics::{
-    Buckets, Counter, Family, Gauge, Histogram, LabelPairs, SeriesMetric, Table, DEFAULT_MAX_SERIES,
+    Buckets, Counter, Family, Gauge, Histogram, LabelPairs, NativeBuckets, SeriesMetric, Table,
+    DEFAULT_MAX_SERIES,
 };
 use crate::multiprocess::GaugeMode;
+use crate::record::HistogramLayout;
 use crate::registry::Provider;
 use crate::storage::Binding;
 use crate::{BuildError, MetricsRegistry};
@@ -107,9 +109,17 @@ impl FacadeMetric for Histogram {
     const RESERVED_LABELS: &'static [&'static str] = &["le"];
 
     fn provider(inner: &Inner, name: &str) -> FamilyProvider<Self> {
-        let (max_series, buckets) = (inner.max_series, inner.buckets.buckets_of(name).clone());
+        let max_series = inner.max_series;
+        let classic = inner.buckets.buckets_of(name).clone();
+        let layout = inner.buckets.layout_of(name);
         Box::new(move |binding| {
-            Family::bound(binding, move || Histogram::new(buckets.clone())).max_series(max_series)
+            // The shared files hold classic buckets only: there a histogram keeps the
+            // classic buckets it has without native rules, rather than `+Inf` alone.
+            let layout = match binding {
+                Some(_) => HistogramLayout::default(),
+                None => layout,
+            };
+            Family::bound(binding, move || layout.histogram(&classic)).max_series(max_series)
         })
     }
 }
@@ -174,23 +184,69 @@ pub struct FacadeRecorderBuilder {
 
 impl FacadeRecorderBuilder {
     /// Histograms whose (sanitized) name `matcher` fits get these bucket bounds; other
-    /// histograms get the layer's duration buckets ([`Buckets::http_duration`]).
+    /// histograms get the layer's duration buckets ([`Buckets::http_duration`]). Of
+    /// the rules that fit a name, full names win over prefixes and prefixes over
+    /// suffixes; of two of the same kind, the first given.
+    ///
+    /// Beside [native buckets](Self::native_histograms_for), these bounds are kept
+    /// only for the names a `buckets_for` rule fits.
     pub fn buckets_for(mut self, matcher: Matcher, bounds: &[f64]) -> Self {
-        let sanitize = |text: String| match text.is_empty() {
-            true => text,
-            false => names::metric_name(&text),
-        };
-        let matcher = match matcher {
-            Matcher::Full(full) => Matcher::Full(sanitize(full)),
-            Matcher::Prefix(prefix) => Matcher::Prefix(sanitize(prefix)),
-            Matcher::Suffix(suffix) => Matcher::Suffix(sanitize(suffix)),
-        };
+        let matcher = sanitized(matcher);
         match Buckets::new(bounds.iter().copied()) {
             Ok(buckets) => self.buckets.push(matcher, buckets),
             Err(error) => {
                 self.invalid.get_or_insert((matcher, error));
             }
         }
+        self
+    }
+
+    /// Histograms whose (sanitized) name `matcher` fits keep native buckets of
+    /// `config`, served in protobuf scrapes; text and OpenMetrics scrapes show their
+    /// classic buckets. They keep classic buckets beside the native ones if a
+    /// [`buckets_for`](Self::buckets_for) rule fits the name too (its bounds), else
+    /// none: just the count, the sum and the `+Inf` bucket. Rules are chosen as
+    /// `buckets_for` chooses them (full names, then prefixes, then suffixes; the
+    /// first given of one kind), and before the
+    /// [`native_histograms`](Self::native_histograms) default.
+    ///
+    /// In multi-process mode the shared files have no native buckets: there every
+    /// facade histogram keeps classic buckets only, those it has without native rules
+    /// (its `buckets_for` rule's, else the layer's duration buckets).
+    ///
+    /// ```
+    /// use tower_prometheus::facade::{FacadeRecorder, Matcher};
+    /// use tower_prometheus::metrics::NativeBuckets;
+    /// use tower_prometheus::MetricsRegistry;
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let registry = MetricsRegistry::new();
+    /// let recorder = FacadeRecorder::builder(&registry)
+    ///     .native_histograms_for(Matcher::Suffix("_seconds".into()), NativeBuckets::new(3)?)
+    ///     .buckets_for(Matcher::Full("checkout_seconds".into()), &[0.1, 1.0])
+    ///     .build()?;
+    /// metrics::with_local_recorder(&recorder, || {
+    ///     metrics::histogram!("checkout_seconds").record(0.05); // classic and native
+    ///     metrics::histogram!("search_seconds").record(0.2); // native only
+    /// });
+    /// let search = registry.get::<tower_prometheus::metrics::HistogramFamily>("search_seconds")?;
+    /// let histogram = search.get(&Vec::new()).expect("recorded");
+    /// assert_eq!(histogram.native_buckets().map(|n| n.schema()), Some(3));
+    /// assert!(histogram.buckets().bounds().is_empty());
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn native_histograms_for(mut self, matcher: Matcher, config: NativeBuckets) -> Self {
+        self.buckets.push_native(sanitized(matcher), config);
+        self
+    }
+
+    /// Native buckets of `config` for every facade histogram no
+    /// [`native_histograms_for`](Self::native_histograms_for) rule names, with classic
+    /// buckets beside them only where a [`buckets_for`](Self::buckets_for) rule fits;
+    /// by default none: classic buckets only.
+    pub fn native_histograms(mut self, config: NativeBuckets) -> Self {
+        self.buckets.set_default_native(config);
         self
     }
 
@@ -345,6 +401,20 @@ fn prometheus_unit(unit: Unit) -> Option<PrometheusUnit> {
         Unit::Bytes => Some(PrometheusUnit::Bytes),
         Unit::Percent => Some(PrometheusUnit::Other("ratio".into())),
         other => Some(PrometheusUnit::Other(other.as_str().into())),
+    }
+}
+
+/// `matcher` with its text sanitized as metric names are, so it is matched against
+/// the names the scrape shows.
+fn sanitized(matcher: Matcher) -> Matcher {
+    let sanitize = |text: String| match text.is_empty() {
+        true => text,
+        false => names::metric_name(&text),
+    };
+    match matcher {
+        Matcher::Full(full) => Matcher::Full(sanitize(full)),
+        Matcher::Prefix(prefix) => Matcher::Prefix(sanitize(prefix)),
+        Matcher::Suffix(suffix) => Matcher::Suffix(sanitize(suffix)),
     }
 }
 

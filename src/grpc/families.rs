@@ -16,7 +16,7 @@ use super::labels::{GrpcHandledLabels, GrpcLabels, GrpcType};
 use super::method::{service_and_method, MethodTypes};
 use crate::metrics::{Buckets, ConstantLabels, Counter, Family, Histogram};
 use crate::record::{
-    shards, DurationHistograms, FamilyNames, Latencies, Latency, ObjectiveFamilies, Objectives,
+    shards, FamilyNames, HistogramLayout, Latencies, Latency, ObjectiveFamilies, Objectives,
     SeriesCache, Shards, DEFAULT_FALLBACK_ROUTE,
 };
 use crate::{MetricsRegistry, RegistryError};
@@ -111,7 +111,7 @@ impl GrpcFamilies {
         names: &FamilyNames,
         max_methods: usize,
         handling: bool,
-        layout: DurationHistograms,
+        layout: HistogramLayout,
     ) -> Result<(), RegistryError> {
         let max_series = series_cap(GRPC_STARTED, max_methods);
         let counts = [

@@ -17,7 +17,7 @@ use super::route::{KnownRoute, RouteIdentity};
 use crate::metrics::{Buckets, ConstantLabels, Counter, Family, Gauge, Histogram, SeriesMetric};
 use crate::multiprocess::GaugeMode;
 use crate::record::{
-    shards, DurationHistograms, FamilyNames, HttpMethod, Latencies, Latency, ObjectiveFamilies,
+    shards, FamilyNames, HistogramLayout, HttpMethod, Latencies, Latency, ObjectiveFamilies,
     Objectives, OutcomeSlots, SeriesCache, Shards,
 };
 use crate::{MetricsRegistry, RegistryError};
@@ -176,11 +176,11 @@ impl HttpFamilies {
         names: &FamilyNames,
         max_series: usize,
         optional: OptionalFamilies,
-        layout: DurationHistograms,
+        layout: HistogramLayout,
     ) -> Result<(), RegistryError> {
         let constant = names.constant();
         // Durations take the layer's layout; body sizes keep classic buckets.
-        let histograms = |buckets: fn() -> Buckets, layout: DurationHistograms| {
+        let histograms = |buckets: fn() -> Buckets, layout: HistogramLayout| {
             let constant = constant.clone();
             move || {
                 RequestDuration::new_with_constructor(move || layout.histogram(&buckets()))
@@ -215,7 +215,7 @@ impl HttpFamilies {
                 "Size of HTTP server request bodies: the bytes the service read.",
                 Unit::Bytes,
                 Buckets::body_size,
-                DurationHistograms::default(),
+                HistogramLayout::default(),
             )?;
         }
         if optional.response_body_size {
@@ -224,7 +224,7 @@ impl HttpFamilies {
                 "Size of HTTP server response bodies: the bytes sent.",
                 Unit::Bytes,
                 Buckets::body_size,
-                DurationHistograms::default(),
+                HistogramLayout::default(),
             )?;
         }
         let requests_constant = constant.clone();

@@ -29,7 +29,7 @@ use crate::grpc::{
 };
 use crate::metrics::{Buckets, ConstantLabels, NativeBuckets, DEFAULT_MAX_SERIES, OVERFLOW_LABEL};
 use crate::record::{
-    DurationHistograms, FamilyNames, Objective, Objectives, DEFAULT_FALLBACK_ROUTE, SLO_LABEL_NAMES,
+    FamilyNames, HistogramLayout, Objective, Objectives, DEFAULT_FALLBACK_ROUTE, SLO_LABEL_NAMES,
 };
 use crate::{BuildError, MetricsRegistry};
 
@@ -625,14 +625,13 @@ impl<M> MetricsLayerBuilder<M> {
             return Err(BuildError::InvalidLabel { label, reason });
         }
         let names = FamilyNames::new(self.prefix, self.constant_labels, &reserved)?;
-        let layout = DurationHistograms::new(self.classic_buckets, self.native).ok_or(
-            BuildError::Setting {
+        let layout =
+            HistogramLayout::new(self.classic_buckets, self.native).ok_or(BuildError::Setting {
                 setting: "classic_buckets",
                 message: "`classic_buckets(false)` leaves the duration histograms no \
                           buckets: set `native_histograms` too"
                     .to_string(),
-            },
-        )?;
+            })?;
         let max_series = self.max_series.unwrap_or(DEFAULT_MAX_SERIES);
         HttpFamilies::declare(&self.registry, &names, max_series, self.optional, layout)?;
         self.objectives.declare(&self.registry, &names)?;
@@ -817,7 +816,7 @@ fn check_constant_labels<'a>(
 fn check_layouts(
     registry: &MetricsRegistry,
     names: &FamilyNames,
-    layout: DurationHistograms,
+    layout: HistogramLayout,
     grpc_handling: bool,
     time_to_headers: bool,
 ) -> Result<(), BuildError> {

@@ -1,17 +1,18 @@
-//! How the adapters' duration histograms keep their buckets: classic, native, or both.
+//! How a histogram keeps its buckets: classic, native, or both; the layout of the
+//! adapters' duration histograms and of each facade histogram.
 
 use crate::metrics::{Buckets, Histogram, NativeBuckets};
 
-/// The bucket layout of the default duration histograms (HTTP request duration, time
-/// to the headers, gRPC handling time).
+/// The bucket layout of a histogram family: the default duration histograms (HTTP
+/// request duration, time to the headers, gRPC handling time), or a facade histogram.
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub(crate) struct DurationHistograms {
+pub(crate) struct HistogramLayout {
     /// Whether the family's classic buckets are kept.
     classic: bool,
     native: Option<NativeBuckets>,
 }
 
-impl Default for DurationHistograms {
+impl Default for HistogramLayout {
     /// Classic buckets only.
     fn default() -> Self {
         Self {
@@ -21,18 +22,23 @@ impl Default for DurationHistograms {
     }
 }
 
-impl DurationHistograms {
+impl HistogramLayout {
     /// Native buckets of `native`, with classic buckets beside them if `classic` says
     /// so (by default, not); without native buckets, classic ones, which `classic`
     /// cannot turn off: `None` then.
     pub(crate) fn new(classic: Option<bool>, native: Option<NativeBuckets>) -> Option<Self> {
         match (classic, native) {
             (Some(false), None) => None,
-            (classic, Some(native)) => Some(Self {
-                classic: classic.unwrap_or(false),
-                native: Some(native),
-            }),
+            (classic, Some(native)) => Some(Self::native(native, classic.unwrap_or(false))),
             (_, None) => Some(Self::default()),
+        }
+    }
+
+    /// Native buckets of `native`, with classic buckets beside them if `classic`.
+    pub(crate) fn native(native: NativeBuckets, classic: bool) -> Self {
+        Self {
+            classic,
+            native: Some(native),
         }
     }
 

@@ -10,8 +10,8 @@
 //!   the count of calls within a latency threshold.
 //! - [`FamilyNames`]: the prefix of a layer's family names and the constant labels
 //!   of their series, checked.
-//! - [`DurationHistograms`]: classic buckets, native ones, or both, for the duration
-//!   histograms of every adapter.
+//! - [`HistogramLayout`]: classic buckets, native ones, or both, for the duration
+//!   histograms of every adapter and for the facade's histograms.
 //! - [`HttpMethod`]: the `http_request_method` label of HTTP requests, served or sent.
 //! - [`DEFAULT_FALLBACK_ROUTE`] and [`MAX_ROUTE_LEN`]: the label of what nothing
 //!   names, and the longest name kept.
@@ -37,7 +37,7 @@ mod slots;
 
 pub(crate) use cache::{shards, SeriesCache, Shards};
 pub(crate) use guard::{Guard, Record, Unanswered};
-pub(crate) use histograms::DurationHistograms;
+pub(crate) use histograms::HistogramLayout;
 pub use http_method::HttpMethod;
 pub(crate) use naming::FamilyNames;
 pub use slo::Objective;
