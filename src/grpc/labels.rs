@@ -6,7 +6,7 @@ use prometheus_client::encoding::{EncodeLabel, EncodeLabelSet, LabelSetEncoder};
 
 use super::code::GrpcCode;
 use crate::metrics::{pairs_of, LabelPairs, Labels, OVERFLOW_LABEL};
-use crate::record::DEFAULT_FALLBACK_ROUTE;
+use crate::record::{ExtraPairs, LabelPair, DEFAULT_FALLBACK_ROUTE};
 
 /// Labels the gRPC families give their series.
 pub(crate) const GRPC_LABEL_NAMES: [&str; 4] =
@@ -45,6 +45,8 @@ pub struct GrpcLabels {
     grpc_type: GrpcType,
     service: Arc<str>,
     method: Arc<str>,
+    /// Labels read from the call's metadata, after the method's.
+    extra: ExtraPairs,
     overflow: bool,
 }
 
@@ -59,7 +61,31 @@ impl GrpcLabels {
             grpc_type,
             service: service.into(),
             method: method.into(),
+            extra: ExtraPairs::default(),
             overflow: false,
+        }
+    }
+
+    /// The same label set with a label read from the call's metadata, in the order
+    /// the layer's builder added them: to look up a series of a layer with such
+    /// labels.
+    pub fn with_label(self, name: impl Into<Arc<str>>, value: impl Into<Arc<str>>) -> Self {
+        Self {
+            extra: self.extra.with(name.into(), value.into()),
+            ..self
+        }
+    }
+
+    /// The value of a label read from the call's metadata.
+    pub fn label(&self, name: &str) -> Option<&str> {
+        self.extra.get(name)
+    }
+
+    /// The label set with these labels read from the call's metadata.
+    pub(crate) fn with_labels(self, pairs: Vec<LabelPair>) -> Self {
+        Self {
+            extra: ExtraPairs::of(pairs),
+            ..self
         }
     }
 
@@ -99,28 +125,35 @@ impl GrpcLabels {
 }
 
 impl GrpcLabels {
-    /// The labels of the method, and the overflow label when it is the overflow series.
-    fn pairs(&self) -> impl Iterator<Item = (&'static str, &str)> {
+    /// The labels of the method.
+    fn pairs(&self) -> [(&'static str, &str); 3] {
         [
             ("grpc_type", self.grpc_type.as_str()),
             ("grpc_service", &*self.service),
             ("grpc_method", &*self.method),
         ]
-        .into_iter()
-        .chain(self.overflow.then_some(OVERFLOW_LABEL))
     }
 }
 
 impl EncodeLabelSet for GrpcLabels {
     fn encode(&self, encoder: &mut LabelSetEncoder<'_>) -> Result<(), std::fmt::Error> {
-        self.pairs()
-            .try_for_each(|pair| pair.encode(encoder.encode_label()))
+        self.pairs().encode(encoder)?;
+        self.extra.encode(encoder)?;
+        if self.overflow {
+            OVERFLOW_LABEL.encode(encoder.encode_label())?;
+        }
+        Ok(())
     }
 }
 
 impl Labels for GrpcLabels {
     fn label_pairs(&self) -> LabelPairs {
-        pairs_of(self.pairs())
+        let mut pairs = pairs_of(self.pairs());
+        self.extra.append_to(&mut pairs);
+        if self.overflow {
+            pairs.extend(pairs_of([OVERFLOW_LABEL]));
+        }
+        pairs
     }
 }
 

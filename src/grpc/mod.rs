@@ -79,6 +79,7 @@ mod code;
 mod families;
 mod framing;
 mod labels;
+mod metadata;
 mod method;
 
 pub use code::GrpcCode;
@@ -94,6 +95,7 @@ pub(crate) use families::{
     method_target, methods_within, series_cap, GrpcFamilies, GRPC_OBJECTIVES,
 };
 pub(crate) use framing::FrameDecoder;
+pub(crate) use metadata::GrpcLabelsBuilder;
 pub(crate) use method::{
     claims_grpc, grpc_timeout, is_grpc_response, service_and_method, MethodTypes,
 };
