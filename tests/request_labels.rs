@@ -20,6 +20,7 @@ use tonic::metadata::{BinaryMetadataValue, MetadataValue};
 use tonic_health::pb::HealthCheckRequest;
 use tower::{service_fn, Layer};
 use tower_prometheus::layer::{LabelValues, REQUESTS_TOTAL};
+use tower_prometheus::metrics::DEFAULT_MAX_SERIES;
 use tower_prometheus::{BuildError, MetricsLayer, MetricsRegistry};
 
 const REQUESTS: &str = "http_server_requests_total";
@@ -56,22 +57,35 @@ fn app(registry: &MetricsRegistry) -> Router {
         .layer(labelled_layer(registry))
 }
 
+/// What the label tests send: `x-tenant` (the first two are kept), `x-want-cache`
+/// (`hit` and `miss` are allowed), and how many times.
+const SENT: [(Option<&str>, Option<&str>, usize); 7] = [
+    (Some("acme"), Some("hit"), 3),
+    (Some("acme"), Some("miss"), 1),
+    (Some("globex"), Some("hit"), 2),
+    // Past the first two tenants, and a cache value outside the allow-list.
+    (Some("initech"), Some("hit"), 1),
+    (Some("umbrella"), Some("stale"), 2),
+    (None, Some("miss"), 1),
+    (Some("acme"), None, 1),
+];
+
+/// The series [`SENT`] gives: `tenant`, `cache`, and the calls in each.
+const EXPECTED: [(&str, &str, f64); 7] = [
+    ("acme", "hit", 3.0),
+    ("acme", "miss", 1.0),
+    ("globex", "hit", 2.0),
+    ("_OTHER", "hit", 1.0),
+    ("_OTHER", "_OTHER", 2.0),
+    ("", "miss", 1.0),
+    ("acme", "", 1.0),
+];
+
 #[tokio::test]
 async fn labels_come_from_the_request_and_the_response_bounded_to_their_values() {
     let registry = MetricsRegistry::new();
     let addr = serve(app(&registry)).await;
-    // (tenant header, wanted cache header, times)
-    let sent: [(Option<&str>, Option<&str>, usize); 7] = [
-        (Some("acme"), Some("hit"), 3),
-        (Some("acme"), Some("miss"), 1),
-        (Some("globex"), Some("hit"), 2),
-        // Past the first two tenants, and a cache value outside the allow-list.
-        (Some("initech"), Some("hit"), 1),
-        (Some("umbrella"), Some("stale"), 2),
-        (None, Some("miss"), 1),
-        (Some("acme"), None, 1),
-    ];
-    for (tenant, cache, times) in sent {
+    for (tenant, cache, times) in SENT {
         let mut headers = Vec::new();
         if let Some(tenant) = tenant {
             headers.push(("x-tenant", tenant));
@@ -100,25 +114,13 @@ async fn labels_come_from_the_request_and_the_response_bounded_to_their_values()
         )
     };
     for family in [REQUESTS, DURATION_COUNT] {
-        assert_eq!(count(family, "acme", "hit"), Some(3.0), "{family}");
-        assert_eq!(count(family, "acme", "miss"), Some(1.0), "{family}");
-        assert_eq!(count(family, "globex", "hit"), Some(2.0), "{family}");
-        assert_eq!(
-            count(family, "_OTHER", "hit"),
-            Some(1.0),
-            "{family}: initech"
-        );
-        assert_eq!(
-            count(family, "_OTHER", "_OTHER"),
-            Some(2.0),
-            "{family}: umbrella, stale"
-        );
-        assert_eq!(count(family, "", "miss"), Some(1.0), "{family}: no tenant");
-        assert_eq!(
-            count(family, "acme", ""),
-            Some(1.0),
-            "{family}: no cache header"
-        );
+        for (tenant, cache, requests) in EXPECTED {
+            assert_eq!(
+                count(family, tenant, cache),
+                Some(requests),
+                "{family} tenant={tenant:?} cache={cache:?}"
+            );
+        }
         let series = metrics.matching(family, &[route]);
         assert_eq!(series.len(), 7, "{family}: exactly the combinations sent");
         let total: f64 = series.iter().map(|sample| sample.value).sum();
@@ -282,21 +284,25 @@ const GRPC_HANDLED: &str = "grpc_server_handled_total";
 const GRPC_HANDLING_COUNT: &str = "grpc_server_handling_seconds_count";
 const GRPC_RECEIVED: &str = "grpc_server_msg_received_total";
 const GRPC_SENT: &str = "grpc_server_msg_sent_total";
+/// Every gRPC family, the histogram by its count.
+const GRPC_FAMILIES: [&str; 5] = [
+    GRPC_STARTED,
+    GRPC_HANDLED,
+    GRPC_HANDLING_COUNT,
+    GRPC_RECEIVED,
+    GRPC_SENT,
+];
 const HEALTH: &str = "grpc.health.v1.Health";
 const WAIT: Duration = Duration::from_secs(20);
 
-/// One `Health/Check` from `client`, with `tenant` in `x-tenant` and `tier` in
-/// `x-tier` when given, and a binary key no label reads.
-async fn check_with_metadata(
-    client: &mut tonic_health::pb::health_client::HealthClient<tonic::transport::Channel>,
-    tenant: Option<&str>,
-    tier: Option<&str>,
-) {
+/// One `Health/Check` from `client`, with `tenant` in `x-tenant` and `cache` in
+/// `x-want-cache` when given, and a binary key no label reads.
+async fn check_with_metadata(client: &mut HealthClient, tenant: Option<&str>, cache: Option<&str>) {
     let mut request = tonic::Request::new(HealthCheckRequest {
         service: String::new(),
     });
     let metadata = request.metadata_mut();
-    for (key, value) in [("x-tenant", tenant), ("x-tier", tier)] {
+    for (key, value) in [("x-tenant", tenant), ("x-want-cache", cache)] {
         if let Some(value) = value {
             let value: MetadataValue<_> = value.parse().expect("an ASCII metadata value");
             metadata.insert(key, value);
@@ -330,54 +336,34 @@ async fn grpc_labels_come_from_request_metadata_bounded_to_their_values() {
         })
         .grpc_metadata_label("tenant", LabelValues::first(2), "x-tenant")
         // Metadata keys are header names: any case reads the same key.
-        .grpc_metadata_label("tier", LabelValues::allow(["free", "pro"]), "X-Tier")
+        .grpc_metadata_label("cache", LabelValues::allow(["hit", "miss"]), "X-Want-Cache")
         .build()
         .expect("layer builds");
     let (_reporter, health) = tonic_health::server::health_reporter();
     let addr = serve_tonic(layer, health).await;
     let mut client = health_client(addr).await;
-    // (tenant, tier, times)
-    let sent: [(Option<&str>, Option<&str>, usize); 7] = [
-        (Some("acme"), Some("pro"), 3),
-        (Some("acme"), Some("free"), 1),
-        (Some("globex"), Some("pro"), 2),
-        // Past the first two tenants, and a tier outside the allow-list.
-        (Some("initech"), Some("pro"), 1),
-        (Some("umbrella"), Some("gold"), 2),
-        (None, Some("free"), 1),
-        (Some("acme"), None, 1),
-    ];
-    for (tenant, tier, times) in sent {
+    for (tenant, cache, times) in SENT {
         for _ in 0..times {
-            check_with_metadata(&mut client, tenant, tier).await;
+            check_with_metadata(&mut client, tenant, cache).await;
         }
     }
 
     let metrics = scraped_once_handled(addr, 11.0).await;
-    let labels = |tenant: &'static str, tier: &'static str| {
+    let labels = |tenant: &'static str, cache: &'static str| {
         vec![
             ("grpc_type", "unary"),
             ("grpc_service", HEALTH),
             ("grpc_method", "Check"),
             ("tenant", tenant),
-            ("tier", tier),
+            ("cache", cache),
         ]
     };
-    let expected = [
-        ("acme", "pro", 3.0),
-        ("acme", "free", 1.0),
-        ("globex", "pro", 2.0),
-        ("_OTHER", "pro", 1.0),
-        ("_OTHER", "_OTHER", 2.0),
-        ("", "free", 1.0),
-        ("acme", "", 1.0),
-    ];
     for family in [GRPC_STARTED, GRPC_HANDLING_COUNT, GRPC_RECEIVED, GRPC_SENT] {
-        for (tenant, tier, calls) in expected {
+        for (tenant, cache, calls) in EXPECTED {
             assert_eq!(
-                metrics.value(family, &labels(tenant, tier)),
+                metrics.value(family, &labels(tenant, cache)),
                 Some(calls),
-                "{family} tenant={tenant:?} tier={tier:?}"
+                "{family} tenant={tenant:?} cache={cache:?}"
             );
         }
         let series = metrics.matching(family, &[("grpc_method", "Check")]);
@@ -385,8 +371,8 @@ async fn grpc_labels_come_from_request_metadata_bounded_to_their_values() {
         let total: f64 = series.iter().map(|sample| sample.value).sum();
         assert_eq!(total, 11.0, "{family}: every call once");
     }
-    for (tenant, tier, calls) in expected {
-        let mut handled = labels(tenant, tier);
+    for (tenant, cache, calls) in EXPECTED {
+        let mut handled = labels(tenant, cache);
         handled.push(("grpc_code", "OK"));
         assert_eq!(
             metrics.value(GRPC_HANDLED, &handled),
@@ -406,31 +392,51 @@ async fn grpc_labels_come_from_request_metadata_bounded_to_their_values() {
         .all(|sample| sample.labels.len() == 5));
 }
 
+type HealthClient = tonic_health::pb::health_client::HealthClient<tonic::transport::Channel>;
+
+/// A tonic server with the health service behind a gRPC-only layer labelling calls
+/// with their `x-tenant`, bounded by `tenants`, its families capped at `max_series`;
+/// a client of it; and the health reporter, which keeps the service serving.
+async fn tenant_server(
+    tenants: LabelValues,
+    max_series: usize,
+) -> (
+    SocketAddr,
+    HealthClient,
+    tonic_health::server::HealthReporter,
+) {
+    let layer = MetricsLayer::builder(&MetricsRegistry::new())
+        .grpc_only()
+        .max_series(max_series)
+        .grpc_metadata_label("tenant", tenants, "x-tenant")
+        .build()
+        .expect("layer builds");
+    let (reporter, health) = tonic_health::server::health_reporter();
+    let addr = serve_tonic(layer, health).await;
+    (addr, health_client(addr).await, reporter)
+}
+
+/// One call with `x-tenant: tenant-{n}` for each `n`, in turn.
+async fn send_tenants(client: &mut HealthClient, tenants: impl Iterator<Item = usize>) {
+    for tenant in tenants {
+        check_with_metadata(client, Some(&format!("tenant-{tenant}")), None).await;
+    }
+}
+
 #[tokio::test]
 async fn a_flood_of_distinct_metadata_values_leaves_the_first_ones_and_other() {
     const CALLS: usize = 20_000;
     const CLIENTS: usize = 8;
     const FIRST: usize = 3;
-    let registry = MetricsRegistry::new();
-    let layer = MetricsLayer::builder(&registry)
-        .grpc_only()
-        .grpc_metadata_label("tenant", LabelValues::first(FIRST), "x-tenant")
-        .build()
-        .expect("layer builds");
-    let (_reporter, health) = tonic_health::server::health_reporter();
-    let addr = serve_tonic(layer, health).await;
+    let (addr, mut client, _reporter) =
+        tenant_server(LabelValues::first(FIRST), DEFAULT_MAX_SERIES).await;
     // The first tenants are sent before the flood, so which ones they are is known.
-    let mut client = health_client(addr).await;
-    for tenant in 0..FIRST {
-        check_with_metadata(&mut client, Some(&format!("tenant-{tenant}")), None).await;
-    }
+    send_tenants(&mut client, 0..FIRST).await;
     let mut clients = tokio::task::JoinSet::new();
     for first in 0..CLIENTS {
         let mut client = client.clone();
         clients.spawn(async move {
-            for tenant in (FIRST + first..CALLS).step_by(CLIENTS) {
-                check_with_metadata(&mut client, Some(&format!("tenant-{tenant}")), None).await;
-            }
+            send_tenants(&mut client, (FIRST + first..CALLS).step_by(CLIENTS)).await;
         });
     }
     while let Some(finished) = clients.join_next().await {
@@ -438,13 +444,7 @@ async fn a_flood_of_distinct_metadata_values_leaves_the_first_ones_and_other() {
     }
 
     let metrics = scraped_once_handled(addr, CALLS as f64).await;
-    for family in [
-        GRPC_STARTED,
-        GRPC_HANDLED,
-        GRPC_HANDLING_COUNT,
-        GRPC_RECEIVED,
-        GRPC_SENT,
-    ] {
+    for family in GRPC_FAMILIES {
         let series = metrics.matching(family, &[("grpc_method", "Check")]);
         let mut tenants: Vec<&str> = series
             .iter()
@@ -464,19 +464,8 @@ async fn a_flood_of_distinct_metadata_values_leaves_the_first_ones_and_other() {
 #[tokio::test]
 async fn grpc_label_values_past_the_series_cap_fold_into_the_overflow_series() {
     const TENANTS: usize = 5;
-    let registry = MetricsRegistry::new();
-    let layer = MetricsLayer::builder(&registry)
-        .grpc_only()
-        .max_series(2)
-        .grpc_metadata_label("tenant", LabelValues::first(10), "x-tenant")
-        .build()
-        .expect("layer builds");
-    let (_reporter, health) = tonic_health::server::health_reporter();
-    let addr = serve_tonic(layer, health).await;
-    let mut client = health_client(addr).await;
-    for tenant in 0..TENANTS {
-        check_with_metadata(&mut client, Some(&format!("tenant-{tenant}")), None).await;
-    }
+    let (addr, mut client, _reporter) = tenant_server(LabelValues::first(10), 2).await;
+    send_tenants(&mut client, 0..TENANTS).await;
 
     let overflow = [("otel_metric_overflow", "true")];
     let metrics = eventually(WAIT, "every call handled", || async {
@@ -484,13 +473,7 @@ async fn grpc_label_values_past_the_series_cap_fold_into_the_overflow_series() {
         (scraped.sum(GRPC_HANDLED, &[]) == TENANTS as f64).then_some(scraped)
     })
     .await;
-    for family in [
-        GRPC_STARTED,
-        GRPC_HANDLED,
-        GRPC_HANDLING_COUNT,
-        GRPC_RECEIVED,
-        GRPC_SENT,
-    ] {
+    for family in GRPC_FAMILIES {
         let series = metrics.matching(family, &[]);
         // Two series of their own, then the overflow series: within the cap of 4.
         assert_eq!(series.len(), 3, "{family}: {series:?}");

@@ -6,7 +6,7 @@ use prometheus_client::encoding::{EncodeLabel, EncodeLabelSet, LabelSetEncoder};
 
 use super::code::GrpcCode;
 use crate::metrics::{pairs_of, LabelPairs, Labels, OVERFLOW_LABEL};
-use crate::record::{ExtraPairs, LabelPair, DEFAULT_FALLBACK_ROUTE};
+use crate::record::{read_label_methods, ExtraPairs, DEFAULT_FALLBACK_ROUTE};
 
 /// Labels the gRPC families give their series.
 pub(crate) const GRPC_LABEL_NAMES: [&str; 4] =
@@ -66,28 +66,7 @@ impl GrpcLabels {
         }
     }
 
-    /// The same label set with a label read from the call's metadata, in the order
-    /// the layer's builder added them: to look up a series of a layer with such
-    /// labels.
-    pub fn with_label(self, name: impl Into<Arc<str>>, value: impl Into<Arc<str>>) -> Self {
-        Self {
-            extra: self.extra.with(name.into(), value.into()),
-            ..self
-        }
-    }
-
-    /// The value of a label read from the call's metadata.
-    pub fn label(&self, name: &str) -> Option<&str> {
-        self.extra.get(name)
-    }
-
-    /// The label set with these labels read from the call's metadata.
-    pub(crate) fn with_labels(self, pairs: Vec<LabelPair>) -> Self {
-        Self {
-            extra: ExtraPairs::of(pairs),
-            ..self
-        }
-    }
+    read_label_methods!("the call's metadata");
 
     /// The labels of the series that methods past the cardinality cap fold into:
     /// service and method `_OTHER`, and `otel_metric_overflow="true"`, so queries by

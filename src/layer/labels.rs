@@ -6,7 +6,7 @@ use std::sync::Arc;
 use prometheus_client::encoding::{EncodeLabel, EncodeLabelSet, LabelSetEncoder};
 
 use crate::metrics::{pairs_of, LabelPairs, Labels};
-use crate::record::{ExtraPairs, HttpMethod, LabelPair};
+use crate::record::{read_label_methods, ExtraPairs, HttpMethod};
 
 /// Labels the HTTP families give their series.
 pub(crate) const HTTP_LABEL_NAMES: [&str; 3] = [
@@ -35,28 +35,7 @@ impl HttpLabels {
         }
     }
 
-    /// The same label set with a label read from the request or the response, in
-    /// the order the layer's builder added them: to look up a series of a layer with
-    /// such labels.
-    pub fn with_label(self, name: impl Into<Arc<str>>, value: impl Into<Arc<str>>) -> Self {
-        Self {
-            extra: self.extra.with(name.into(), value.into()),
-            ..self
-        }
-    }
-
-    /// The value of a label read from the request or the response.
-    pub fn label(&self, name: &str) -> Option<&str> {
-        self.extra.get(name)
-    }
-
-    /// The label set with these labels read from the request and the response.
-    pub(crate) fn with_labels(self, pairs: Vec<LabelPair>) -> Self {
-        Self {
-            extra: ExtraPairs::of(pairs),
-            ..self
-        }
-    }
+    read_label_methods!("the request or the response");
 
     /// The `http_request_method` label.
     pub fn method(&self) -> HttpMethod {
@@ -114,27 +93,7 @@ impl ActiveRequestLabels {
         }
     }
 
-    /// The same label set with a label read from the request, in the order the
-    /// layer's builder added them.
-    pub fn with_label(self, name: impl Into<Arc<str>>, value: impl Into<Arc<str>>) -> Self {
-        Self {
-            extra: self.extra.with(name.into(), value.into()),
-            ..self
-        }
-    }
-
-    /// The value of a label read from the request.
-    pub fn label(&self, name: &str) -> Option<&str> {
-        self.extra.get(name)
-    }
-
-    /// The label set with these labels read from the request.
-    pub(crate) fn with_labels(self, pairs: Vec<LabelPair>) -> Self {
-        Self {
-            extra: ExtraPairs::of(pairs),
-            ..self
-        }
-    }
+    read_label_methods!("the request");
 
     /// The `http_request_method` label.
     pub fn method(&self) -> HttpMethod {

@@ -44,7 +44,9 @@ pub(crate) use guard::{Guard, Record, Unanswered};
 pub(crate) use histograms::HistogramLayout;
 pub use http_method::HttpMethod;
 pub(crate) use naming::FamilyNames;
-pub(crate) use read_labels::{ExtraPairs, LabelPair, ReadLabels, Refusal, ValueIndices};
+pub(crate) use read_labels::{
+    read_label_methods, ExtraPairs, LabelPair, ReadLabels, Refusal, ValueIndices,
+};
 pub use read_labels::{LabelValues, RequestLabelFn, MAX_EXTRA_LABELS};
 pub use slo::Objective;
 pub(crate) use slo::{Latencies, Latency, ObjectiveFamilies, Objectives, SLO_LABEL_NAMES};

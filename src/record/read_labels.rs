@@ -386,6 +386,41 @@ impl ExtraPairs {
     }
 }
 
+/// The methods of a label set with [`ExtraPairs`] in its field `extra`: `with_label`
+/// and `label` for users looking series up, `with_labels` for the adapter making
+/// them. `$source` says where the labels are read from, for the docs.
+macro_rules! read_label_methods {
+    ($source:literal) => {
+        #[doc = concat!("The same label set with a label read from ", $source, ", in the")]
+        /// order the layer's builder added them: to look up a series of a layer with
+        /// such labels.
+        pub fn with_label(
+            self,
+            name: impl Into<std::sync::Arc<str>>,
+            value: impl Into<std::sync::Arc<str>>,
+        ) -> Self {
+            Self {
+                extra: self.extra.with(name.into(), value.into()),
+                ..self
+            }
+        }
+
+        #[doc = concat!("The value of a label read from ", $source, ".")]
+        pub fn label(&self, name: &str) -> Option<&str> {
+            self.extra.get(name)
+        }
+
+        #[doc = concat!("The label set with these labels read from ", $source, ".")]
+        pub(crate) fn with_labels(self, pairs: Vec<$crate::record::LabelPair>) -> Self {
+            Self {
+                extra: $crate::record::ExtraPairs::of(pairs),
+                ..self
+            }
+        }
+    };
+}
+pub(crate) use read_label_methods;
+
 #[cfg(test)]
 mod tests {
     use super::*;
