@@ -13,7 +13,8 @@
 //! - `option_*`: this crate with one option on: `skip_routes` and `skip_if`
 //!   configured (the request is not skipped), the time-to-headers histogram, constant
 //!   labels and a prefix, both body size histograms, native duration buckets
-//!   (schema 3) in place of the classic ones;
+//!   (schema 3) in place of the classic ones, a label read from the request (a hash
+//!   probe of its first-seen values) and one from the response (an allow-list);
 //! - `axum_prometheus`: axum-prometheus 0.10;
 //! - `naive_prometheus_client`: a middleware looking up prometheus-client families per
 //!   request.
@@ -21,6 +22,11 @@
 //! `cargo bench --bench layer` prints each overhead over `bare` in ns, this crate's as a
 //! ratio to the minimal layer's and to axum-prometheus's, each option's as a ratio to
 //! the plain layer's, and the same with requests from 2 threads onto one series.
+//!
+//! `grpc/`: a gRPC call (one message each way) through a `grpc_only` `MetricsLayer`
+//! around a service that answers at once (`bare`: that service alone), without
+//! labels read from calls (`metrics_layer`) and with one read from a metadata key
+//! (`metadata_label`).
 //!
 //! `client/`: an outgoing request through `ClientMetricsLayer` around an inner client
 //! that answers at once (`bare`: that client alone), an HTTP request (`http`) and a
@@ -44,7 +50,7 @@ use criterion::{criterion_group, Criterion};
 use http_body::Body as _;
 use pin_project_lite::pin_project;
 use tower::{Layer, Service};
-use tower_prometheus::layer::MetricsLayerBuilder;
+use tower_prometheus::layer::{LabelValues, MetricsLayerBuilder};
 use tower_prometheus::metrics::NativeBuckets;
 use tower_prometheus::{BuildError, MetricsLayer, MetricsRegistry};
 
@@ -445,6 +451,23 @@ fn variants(dir: &MultiprocessDir) -> Vec<(&'static str, Router)> {
                 ))
             }),
         ),
+        (
+            "option_request_labels",
+            option_router(|builder| {
+                router().layer(built(
+                    builder
+                        .request_label("section", LabelValues::first(50), |head| {
+                            head.uri.path().split('/').nth(1)
+                        })
+                        .response_label(
+                            "content",
+                            LabelValues::allow(["text/plain; charset=utf-8"]),
+                            |head| head.headers.get(http::header::CONTENT_TYPE)?.to_str().ok(),
+                        )
+                        .build(),
+                ))
+            }),
+        ),
         ("axum_prometheus", router().layer(axum_prometheus)),
         ("naive_prometheus_client", naive_router()),
     ]
@@ -619,7 +642,7 @@ where
     let _ = client.poll_ready(&mut cx);
     let mut future = pin!(client.call(request));
     let Poll::Ready(Ok(response)) = future.as_mut().poll(&mut cx) else {
-        panic!("the inner client answers at once");
+        panic!("the inner service answers at once");
     };
     let mut body = pin!(response.into_body());
     while let Poll::Ready(Some(frame)) = body.as_mut().poll_frame(&mut cx) {
@@ -642,11 +665,53 @@ fn client_benches(c: &mut Criterion) {
     group.finish();
 }
 
+/// A gRPC call to a server, with `x-tenant` in its metadata.
+fn incoming_call() -> http::Request<http_body_util::Full<bytes::Bytes>> {
+    http::Request::post("/shop.Cart/Get")
+        .header(http::header::CONTENT_TYPE, "application/grpc")
+        .header("x-tenant", "acme")
+        .body(http_body_util::Full::new(bytes::Bytes::from_static(
+            GRPC_MESSAGE,
+        )))
+        .expect("valid request")
+}
+
+fn grpc_benches(c: &mut Criterion) {
+    use tower_prometheus::layer::RequestBody;
+    type Received = RequestBody<http_body_util::Full<bytes::Bytes>>;
+
+    let mut group = c.benchmark_group("grpc");
+    let mut bare = tower::service_fn(answer_at_once::<http_body_util::Full<bytes::Bytes>>);
+    group.bench_function("bare", |b| b.iter(|| send(&mut bare, incoming_call())));
+    let layers = [
+        (
+            "metrics_layer",
+            MetricsLayer::builder(&MetricsRegistry::new()),
+        ),
+        (
+            "metadata_label",
+            MetricsLayer::builder(&MetricsRegistry::new()).grpc_metadata_label(
+                "tenant",
+                LabelValues::first(50),
+                "x-tenant",
+            ),
+        ),
+    ];
+    for (name, builder) in layers {
+        let layer = built(builder.grpc_only().build());
+        let mut server = layer.layer(tower::service_fn(answer_at_once::<Received>));
+        group.bench_function(name, |b| b.iter(|| send(&mut server, incoming_call())));
+    }
+    group.finish();
+}
+
 criterion_group!(layer_benches, benches);
+criterion_group!(grpc_layer_benches, grpc_benches);
 criterion_group!(client_layer_benches, client_benches);
 
 fn main() {
     layer_benches();
+    grpc_layer_benches();
     client_layer_benches();
     Criterion::default().configure_from_args().final_summary();
 }

@@ -37,11 +37,22 @@ pub enum BuildError {
     /// The prefix of the layer's family names does not match `[a-zA-Z_][a-zA-Z0-9_]*`.
     #[error("invalid family name prefix `{0}`: it must match `[a-zA-Z_][a-zA-Z0-9_]*`")]
     InvalidPrefix(String),
-    /// A label read from requests or responses cannot be added.
+    /// A label read from requests, responses or gRPC calls cannot be added.
     #[error("label `{label}` cannot be added: {reason}")]
     InvalidLabel {
         /// The label's name.
         label: String,
+        /// Why.
+        reason: &'static str,
+    },
+    /// A label read from gRPC metadata names a key it cannot be read from: a binary
+    /// (`-bin`) key, or not a metadata key at all.
+    #[error("label `{label}` cannot be read from metadata key `{key}`: {reason}")]
+    InvalidMetadataKey {
+        /// The label's name.
+        label: String,
+        /// The key, as given.
+        key: String,
         /// Why.
         reason: &'static str,
     },

@@ -2,7 +2,8 @@
 //! option on too (native duration buckets: once their chunk exists; through axum: its
 //! request body is not boxed again), and a gRPC call one small block (the state its
 //! request body and its response share). On the client side, recording an outgoing
-//! request or gRPC call allocates nothing once its series exist. Through the `metrics`
+//! request or gRPC call allocates nothing once its series exist. Labels read from
+//! requests, responses or gRPC metadata allocate nothing more. Through the `metrics`
 //! facade, a record allocates nothing once its series (and its native chunk) exist. A
 //! counting global allocator needs a test binary of its own.
 
@@ -427,7 +428,8 @@ fn through_axum_the_request_body_is_not_boxed_again() {
 /// One gRPC message of 3 bytes, framed.
 const GRPC_MESSAGE: &[u8] = &[0, 0, 0, 0, 3, 1, 2, 3];
 
-fn grpc_request() -> Request<Full<Bytes>> {
+/// A gRPC call, with `tenant` in its metadata when given.
+fn grpc_request(tenant: Option<&'static str>) -> Request<Full<Bytes>> {
     let mut request = Request::new(Full::new(Bytes::from_static(GRPC_MESSAGE)));
     *request.method_mut() = Method::POST;
     *request.uri_mut() = http::Uri::from_static("/t.Service/Method");
@@ -435,6 +437,11 @@ fn grpc_request() -> Request<Full<Bytes>> {
         http::header::CONTENT_TYPE,
         HeaderValue::from_static("application/grpc"),
     );
+    if let Some(tenant) = tenant {
+        request
+            .headers_mut()
+            .insert("x-tenant", HeaderValue::from_static(tenant));
+    }
     request
 }
 
@@ -459,7 +466,19 @@ const GRPC_ROUNDS: usize = 1_000;
 
 /// Allocations of `GRPC_ROUNDS` calls (after a first one, which creates the series)
 /// straight to the service and through `layered`, the same service behind a layer.
-fn grpc_allocations<S, B>(mut layered: S) -> (usize, usize)
+fn grpc_allocations<S, B>(layered: S) -> (usize, usize)
+where
+    S: tower::Service<Request<Full<Bytes>>, Response = Response<B>>,
+    S::Error: std::fmt::Debug,
+    B: Body,
+    B::Error: std::fmt::Debug,
+{
+    grpc_allocations_of(layered, &[None])
+}
+
+/// The same, the calls carrying each of `tenants` in turn (after a first call with
+/// each).
+fn grpc_allocations_of<S, B>(mut layered: S, tenants: &[Option<&'static str>]) -> (usize, usize)
 where
     S: tower::Service<Request<Full<Bytes>>, Response = Response<B>>,
     S::Error: std::fmt::Debug,
@@ -467,12 +486,15 @@ where
     B::Error: std::fmt::Debug,
 {
     let mut bare = service_fn(grpc_reply::<Full<Bytes>>);
-    common::drive(&mut layered, grpc_request());
+    for tenant in tenants {
+        common::drive(&mut layered, grpc_request(*tenant));
+    }
     let (mut bare_allocations, mut layered_allocations) = (0, 0);
-    for _ in 0..GRPC_ROUNDS {
-        let request = grpc_request();
+    for round in 0..GRPC_ROUNDS {
+        let tenant = tenants[round % tenants.len()];
+        let request = grpc_request(tenant);
         bare_allocations += counted(|| common::drive(&mut bare, request)).1;
-        let request = grpc_request();
+        let request = grpc_request(tenant);
         layered_allocations += counted(|| common::drive(&mut layered, request)).1;
     }
     (bare_allocations, layered_allocations)
@@ -504,6 +526,32 @@ fn recording_a_grpc_call_allocates_one_block_beyond_the_service() {
         .get(&GrpcHandledLabels::new(labels, GrpcCode::Ok))
         .expect("series");
     assert_eq!(ok.get(), calls);
+}
+
+#[test]
+fn recording_a_grpc_call_with_metadata_labels_allocates_one_block_beyond_the_service() {
+    let registry = MetricsRegistry::new();
+    let layer = MetricsLayer::builder(&registry)
+        .grpc_only()
+        .grpc_metadata_label("tenant", LabelValues::first(2), "x-tenant")
+        .build()
+        .expect("layer builds");
+    let layered = layer.layer(service_fn(grpc_reply::<RequestBody<Full<Bytes>>>));
+    // Two first-seen tenants, one past them, and none.
+    let tenants = [Some("acme"), Some("globex"), Some("initech"), None];
+    let (bare_allocations, layered_allocations) = grpc_allocations_of(layered, &tenants);
+    // The same one block per call as without labels: the values are found in place.
+    assert_eq!(layered_allocations, bare_allocations + GRPC_ROUNDS);
+
+    let per_tenant = (GRPC_ROUNDS / tenants.len()) as u64 + 1;
+    let started: GrpcCount = registry.get(GRPC_STARTED).expect("family");
+    assert_eq!(started.len(), 4, "acme, globex, `_OTHER` and empty");
+    for tenant in ["acme", "globex", "_OTHER", ""] {
+        let labels =
+            GrpcLabels::new(GrpcType::Unary, "t.Service", "Method").with_label("tenant", tenant);
+        let series = started.get(&labels).expect("series");
+        assert_eq!(series.get(), per_tenant, "{tenant:?}");
+    }
 }
 
 /// A request to `uri` the inner service answers with `status`.

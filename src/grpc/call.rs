@@ -10,7 +10,7 @@ use http::HeaderMap;
 use super::code::GrpcCode;
 use super::families::{GrpcFamilies, MethodSeries};
 use super::framing::FrameDecoder;
-use crate::record::{Guard, Record, Unanswered};
+use crate::record::{Guard, Record, Unanswered, ValueIndices};
 
 /// Code recorded for a call the client ended: it cancelled or reset the call, closed
 /// the connection, or broke off its request body. Its own doing, never a server error.
@@ -64,6 +64,8 @@ impl CallState {
 struct Unresolved {
     families: Arc<GrpcFamilies>,
     path: Box<str>,
+    /// The values of the labels read from the call.
+    values: ValueIndices,
 }
 
 /// Counts a call from when it is resolved to a method, counts the messages it sends,
@@ -79,20 +81,23 @@ struct CallSeries {
 }
 
 impl GrpcCall {
-    /// A call to `path` with the client's `timeout`, not counted yet; and the counter
-    /// of the messages its request body carries.
+    /// A call to `path` with the client's `timeout` and the label values `values`
+    /// read from it, not counted yet; and the counter of the messages its request
+    /// body carries.
     pub(crate) fn new(
         families: &Arc<GrpcFamilies>,
         path: &str,
+        values: ValueIndices,
         timeout: Option<Duration>,
     ) -> (Self, ReceivedMessages) {
-        let (series, unresolved) = match families.served(path) {
+        let (series, unresolved) = match families.served(path, values) {
             Some(series) => (OnceLock::from(Arc::clone(series)), None),
             None => (
                 OnceLock::new(),
                 Some(Unresolved {
                     families: Arc::clone(families),
                     path: path.into(),
+                    values,
                 }),
             ),
         };
@@ -192,10 +197,17 @@ impl CallSeries {
     /// rather than the client leaving it unanswered) and counts the call started.
     fn resolve(&mut self, served: bool) {
         let state = &*self.state;
-        if let Some(Unresolved { families, path }) = &state.unresolved {
+        if let Some(Unresolved {
+            families,
+            path,
+            values,
+        }) = &state.unresolved
+        {
             // Only the first settling counts: the series, once set, stays.
             if state.series.get().is_none() {
-                let _ = state.series.set(Arc::clone(families.resolve(path, served)));
+                let _ = state
+                    .series
+                    .set(Arc::clone(families.resolve(path, *values, served)));
                 state.flush();
             }
         }

@@ -17,7 +17,7 @@ use super::method::{service_and_method, MethodTypes};
 use crate::metrics::{Buckets, ConstantLabels, Counter, Family, Histogram};
 use crate::record::{
     shards, FamilyNames, HistogramLayout, Latencies, Latency, ObjectiveFamilies, Objectives,
-    SeriesCache, Shards, DEFAULT_FALLBACK_ROUTE,
+    ReadLabels, RequestLabelFn, SeriesCache, Shards, ValueIndices, DEFAULT_FALLBACK_ROUTE,
 };
 use crate::{MetricsRegistry, RegistryError};
 
@@ -69,13 +69,24 @@ pub(crate) struct GrpcFamilies {
     received: GrpcCount,
     sent: GrpcCount,
     types: MethodTypes,
-    /// Methods the server has served (or that were declared), by path: only these
-    /// have series; past the cap, the overflow series.
-    methods: SeriesCache<Arc<str>, MethodSeries>,
+    /// Methods the server has served (or that were declared), by path and the values
+    /// of the labels read from calls: only these have series; past the cap, the
+    /// overflow series.
+    methods: SeriesCache<MethodKey, MethodSeries>,
     /// Calls to paths that name no served method: answered `Unimplemented`, ended by
-    /// the client before any answer, or of another shape.
+    /// the client before any answer, or of another shape. Their labels read from
+    /// calls are empty, so such calls cannot spend series either.
     other: OnceLock<MethodShards>,
     latencies: Latencies<SloMethodLabels>,
+    /// The labels read from each call's metadata.
+    labels: ReadLabels<RequestLabelFn>,
+}
+
+/// What a call's series are found by: its path, and the values of its labels.
+#[derive(Clone)]
+struct MethodKey {
+    path: Arc<str>,
+    values: ValueIndices,
 }
 
 /// A method's series, one per shard.
@@ -171,6 +182,7 @@ impl GrpcFamilies {
         types: MethodTypes,
         objectives: &Objectives<SloMethodLabels>,
         max_methods: usize,
+        labels: ReadLabels<RequestLabelFn>,
     ) -> Result<Self, RegistryError> {
         let families = Self {
             latencies: objectives.latencies(registry, names)?,
@@ -184,17 +196,19 @@ impl GrpcFamilies {
             types,
             methods: SeriesCache::new(max_methods),
             other: OnceLock::new(),
+            labels,
         };
         for (path, grpc_type) in families.types.iter() {
             let Some((service, method)) = service_and_method(path) else {
                 continue;
             };
-            let labels = GrpcLabels::new(grpc_type, service, method);
-            let hash = families.methods.hash(path);
+            // Declared methods' series are made with the labels read from calls empty.
+            let values = ValueIndices::default();
+            let labels = families.labelled(GrpcLabels::new(grpc_type, service, method), values);
             let declared = families.methods.declare(
-                hash,
-                |key| **key == *path,
-                || (path.into(), families.method_series(labels)),
+                families.key_hash(path, values),
+                |key| key.matches(path, values),
+                || (MethodKey::new(path, values), families.method_series(labels)),
             );
             if let Some(series) = declared {
                 for code in GrpcCode::ALL {
@@ -224,43 +238,72 @@ impl GrpcFamilies {
             .collect()
     }
 
-    /// This thread's series of the method at `path`, if the server has served it (or
-    /// it was declared): found without a lock.
-    pub(crate) fn served(&self, path: &str) -> Option<&Arc<MethodSeries>> {
-        let hash = self.methods.hash(path);
+    /// The labels read from each call's metadata.
+    pub(crate) fn request_labels(&self) -> &ReadLabels<RequestLabelFn> {
+        &self.labels
+    }
+
+    /// This thread's series of the method at `path` with the label values `values`,
+    /// if the server has served it so (or it was declared): found without a lock.
+    pub(crate) fn served(&self, path: &str, values: ValueIndices) -> Option<&Arc<MethodSeries>> {
         self.methods
-            .find(hash, |key| **key == *path)
+            .find(self.key_hash(path, values), |key| key.matches(path, values))
             .map(|series| series.current())
+    }
+
+    fn key_hash(&self, path: &str, values: ValueIndices) -> u64 {
+        self.methods.hash(&(path, values))
+    }
+
+    /// `labels` with the labels read from calls, of `values`.
+    fn labelled(&self, labels: GrpcLabels, values: ValueIndices) -> GrpcLabels {
+        if self.labels.is_empty() {
+            return labels;
+        }
+        labels.with_labels(self.labels.pairs(values))
     }
 
     /// This thread's series of a call to `path`, once its outcome is known: `served`
     /// when the server answered it with another code than `Unimplemented`, or failed
     /// it. Only a served call gives a new method series, so a client cannot spend the
     /// cap on methods the server does not have.
-    pub(crate) fn resolve(&self, path: &str, served: bool) -> &Arc<MethodSeries> {
-        if let Some(series) = self.served(path) {
+    pub(crate) fn resolve(
+        &self,
+        path: &str,
+        values: ValueIndices,
+        served: bool,
+    ) -> &Arc<MethodSeries> {
+        if let Some(series) = self.served(path, values) {
             return series;
         }
         let shards = match service_and_method(path) {
-            Some((service, method)) if served => self.insert(path, service, method),
+            Some((service, method)) if served => self.insert(path, values, service, method),
             _ => self.other.get_or_init(|| {
-                self.method_series(GrpcLabels::new(
+                let labels = GrpcLabels::new(
                     GrpcType::Unary,
                     DEFAULT_FALLBACK_ROUTE,
                     DEFAULT_FALLBACK_ROUTE,
-                ))
+                );
+                self.method_series(self.labelled(labels, ValueIndices::default()))
             }),
         };
         shards.current()
     }
 
-    fn insert(&self, path: &str, service: &str, method: &str) -> &MethodShards {
+    fn insert(
+        &self,
+        path: &str,
+        values: ValueIndices,
+        service: &str,
+        method: &str,
+    ) -> &MethodShards {
         self.methods.find_or_create(
-            self.methods.hash(path),
-            |key| **key == *path,
+            self.key_hash(path, values),
+            |key| key.matches(path, values),
             || {
                 let labels = GrpcLabels::new(self.types.get(path), service, method);
-                (path.into(), self.method_series(labels))
+                let labels = self.labelled(labels, values);
+                (MethodKey::new(path, values), self.method_series(labels))
             },
             || self.method_series(GrpcLabels::overflow()),
         )
@@ -294,6 +337,19 @@ impl GrpcFamilies {
         }
         self.latencies
             .of(&method_target(labels.service(), labels.method()))
+    }
+}
+
+impl MethodKey {
+    fn new(path: &str, values: ValueIndices) -> Self {
+        Self {
+            path: path.into(),
+            values,
+        }
+    }
+
+    fn matches(&self, path: &str, values: ValueIndices) -> bool {
+        self.values == values && *self.path == *path
     }
 }
 

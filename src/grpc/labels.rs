@@ -6,7 +6,7 @@ use prometheus_client::encoding::{EncodeLabel, EncodeLabelSet, LabelSetEncoder};
 
 use super::code::GrpcCode;
 use crate::metrics::{pairs_of, LabelPairs, Labels, OVERFLOW_LABEL};
-use crate::record::DEFAULT_FALLBACK_ROUTE;
+use crate::record::{read_label_methods, ExtraPairs, DEFAULT_FALLBACK_ROUTE};
 
 /// Labels the gRPC families give their series.
 pub(crate) const GRPC_LABEL_NAMES: [&str; 4] =
@@ -45,6 +45,8 @@ pub struct GrpcLabels {
     grpc_type: GrpcType,
     service: Arc<str>,
     method: Arc<str>,
+    /// Labels read from the call's metadata, after the method's.
+    extra: ExtraPairs,
     overflow: bool,
 }
 
@@ -59,9 +61,12 @@ impl GrpcLabels {
             grpc_type,
             service: service.into(),
             method: method.into(),
+            extra: ExtraPairs::default(),
             overflow: false,
         }
     }
+
+    read_label_methods!("the call's metadata");
 
     /// The labels of the series that methods past the cardinality cap fold into:
     /// service and method `_OTHER`, and `otel_metric_overflow="true"`, so queries by
@@ -99,28 +104,35 @@ impl GrpcLabels {
 }
 
 impl GrpcLabels {
-    /// The labels of the method, and the overflow label when it is the overflow series.
-    fn pairs(&self) -> impl Iterator<Item = (&'static str, &str)> {
+    /// The labels of the method.
+    fn pairs(&self) -> [(&'static str, &str); 3] {
         [
             ("grpc_type", self.grpc_type.as_str()),
             ("grpc_service", &*self.service),
             ("grpc_method", &*self.method),
         ]
-        .into_iter()
-        .chain(self.overflow.then_some(OVERFLOW_LABEL))
     }
 }
 
 impl EncodeLabelSet for GrpcLabels {
     fn encode(&self, encoder: &mut LabelSetEncoder<'_>) -> Result<(), std::fmt::Error> {
-        self.pairs()
-            .try_for_each(|pair| pair.encode(encoder.encode_label()))
+        self.pairs().encode(encoder)?;
+        self.extra.encode(encoder)?;
+        if self.overflow {
+            OVERFLOW_LABEL.encode(encoder.encode_label())?;
+        }
+        Ok(())
     }
 }
 
 impl Labels for GrpcLabels {
     fn label_pairs(&self) -> LabelPairs {
-        pairs_of(self.pairs())
+        let mut pairs = pairs_of(self.pairs());
+        self.extra.append_to(&mut pairs);
+        if self.overflow {
+            pairs.extend(pairs_of([OVERFLOW_LABEL]));
+        }
+        pairs
     }
 }
 

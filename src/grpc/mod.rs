@@ -56,6 +56,13 @@
 //!   sees them (its inner service reads a [`RequestBody`](crate::layer::RequestBody));
 //!   a plain layer leaves request bodies untouched, records no message received, and
 //!   does not see a client break its request off.
+//! - Labels of your own, read from each call's request metadata with
+//!   [`grpc_metadata_label`](crate::layer::MetricsLayerBuilder::grpc_metadata_label)
+//!   (or its head, with
+//!   [`grpc_request_label`](crate::layer::MetricsLayerBuilder::grpc_request_label)),
+//!   follow these on every family, before `grpc_code`; each bounded to its allowed or
+//!   first-seen values, others `_OTHER`, a call without one empty. Calls that name no
+//!   served method have them empty.
 //! - `grpc_type` is what you declare per method with `grpc_method_type`, and `unary`
 //!   for the others. The layer cannot infer it: the type is a label of
 //!   `grpc_server_started_total`, recorded when the call starts, before any message
@@ -79,6 +86,7 @@ mod code;
 mod families;
 mod framing;
 mod labels;
+mod metadata;
 mod method;
 
 pub use code::GrpcCode;
@@ -94,6 +102,7 @@ pub(crate) use families::{
     method_target, methods_within, series_cap, GrpcFamilies, GRPC_OBJECTIVES,
 };
 pub(crate) use framing::FrameDecoder;
+pub(crate) use metadata::GrpcLabelsBuilder;
 pub(crate) use method::{
     claims_grpc, grpc_timeout, is_grpc_response, service_and_method, MethodTypes,
 };

@@ -1,146 +1,25 @@
-//! Labels the layer reads from each request and response, each bounded to a set of
-//! values so that clients cannot create series.
-//!
-//! A label's value is resolved to a small index as the request (or the response)
-//! arrives: `0` for a label the function found nothing for, `1` for `_OTHER`, then
-//! the allowed or first-seen values. Series are keyed by those indices, so recording
-//! compares a few integers and allocates nothing once a series exists; the strings
-//! are looked up only when a series is made.
+//! Labels the layer reads from each HTTP request and response, each bounded to a set
+//! of values (see [`ReadLabels`]) so that clients cannot create series.
 
 use std::fmt;
-use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
-use http::{request, response, Request, Response};
+use http::{response, Request, Response};
 
 use super::head::{with_parts, with_response_parts};
-use crate::metrics::Table;
-use crate::record::{DEFAULT_FALLBACK_ROUTE, MAX_ROUTE_LEN};
-
-/// Labels from the request, and from the response, a layer adds at most (each).
-pub const MAX_EXTRA_LABELS: usize = 4;
-
-/// Reads a label's value from a request's head; `None` leaves the label empty.
-pub type RequestLabelFn = dyn for<'a> Fn(&'a request::Parts) -> Option<&'a str> + Send + Sync;
+use crate::record::{LabelPair, LabelValues, ReadLabels, Refusal, RequestLabelFn, ValueIndices};
 
 /// Reads a label's value from a response's head; `None` leaves the label empty.
 pub type ResponseLabelFn = dyn for<'a> Fn(&'a response::Parts) -> Option<&'a str> + Send + Sync;
 
-/// Which values a label from the request or the response may take; any other value
-/// is recorded as `_OTHER`.
-///
-/// ```
-/// use tower_prometheus::layer::LabelValues;
-///
-/// // Only these three tiers get series of their own.
-/// let tiers = LabelValues::allow(["free", "pro", "enterprise"]);
-/// // The first 20 tenants seen get series of their own.
-/// let tenants = LabelValues::first(20);
-/// # let _ = (tiers, tenants);
-/// ```
-#[derive(Clone, Debug)]
-pub struct LabelValues(Bound);
-
-#[derive(Clone, Debug)]
-enum Bound {
-    Allow(Vec<String>),
-    First(usize),
-}
-
-impl LabelValues {
-    /// Only these values; the empty string is the label's value when the function
-    /// finds none.
-    pub fn allow<I, V>(values: I) -> Self
-    where
-        I: IntoIterator<Item = V>,
-        V: Into<String>,
-    {
-        Self(Bound::Allow(values.into_iter().map(Into::into).collect()))
-    }
-
-    /// The first `count` distinct values the layer sees, in any request; later ones
-    /// are `_OTHER`. Values longer than 256 bytes are `_OTHER` too.
-    pub fn first(count: usize) -> Self {
-        Self(Bound::First(count))
-    }
-}
-
-/// Value index of a label the function found nothing for: the empty string.
-const ABSENT: u16 = 0;
-/// Value index of a value outside the allowed or first-seen ones.
-const OTHER: u16 = 1;
-/// Index of the first allowed or first-seen value.
-const FIRST_VALUE: u16 = 2;
-
-/// Bits of one label's value index.
-const INDEX_BITS: u32 = 13;
-/// Values a label may have beside the empty one and `_OTHER`.
-const MAX_VALUES: usize = (1 << INDEX_BITS) - FIRST_VALUE as usize;
-
-/// The value indices of one side's labels, in the order they were added, packed
-/// [`INDEX_BITS`] bits each into one word: with the status, an outcome is a word to
-/// copy and compare.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub(crate) struct ValueIndices(u64);
-
-impl ValueIndices {
-    /// Bits the indices take.
-    pub(crate) const BITS: u32 = INDEX_BITS * MAX_EXTRA_LABELS as u32;
-
-    /// The packed indices.
-    pub(crate) fn bits(self) -> u64 {
-        self.0
-    }
-
-    /// Indices packed by [`bits`](Self::bits).
-    pub(crate) fn from_bits(bits: u64) -> Self {
-        Self(bits & ((1 << Self::BITS) - 1))
-    }
-
-    fn set(&mut self, position: usize, index: u16) {
-        self.0 |= u64::from(index) << (position as u32 * INDEX_BITS);
-    }
-
-    fn get(self, position: usize) -> u16 {
-        ((self.0 >> (position as u32 * INDEX_BITS)) & ((1 << INDEX_BITS) - 1)) as u16
-    }
-}
-
-/// A label's name and value.
-pub(crate) type LabelPair = (Arc<str>, Arc<str>);
-
-/// Why a label from the request or the response was refused.
-pub(crate) type Refusal = (String, &'static str);
+/// Why a label past the limit is refused.
+const PAST_LIMIT: &str = "a layer reads at most 4 labels from requests and 4 from responses";
 
 /// The labels a layer reads from requests and responses.
 #[derive(Default)]
 pub(crate) struct ExtraLabels {
-    request: Vec<ExtraLabel<RequestLabelFn>>,
-    response: Vec<ExtraLabel<ResponseLabelFn>>,
-}
-
-/// One label: its name, how its values are bounded, and where it is read from.
-struct ExtraLabel<F: ?Sized> {
-    name: Arc<str>,
-    values: Values,
-    read: Arc<F>,
-}
-
-/// The values of one label, found by index.
-enum Values {
-    Allow(Box<[Arc<str>]>),
-    First(Box<FirstSeen>),
-}
-
-/// The first values a label took, up to its limit.
-struct FirstSeen {
-    /// Value -> index, for the values seen so far.
-    seen: Table<Arc<str>, u16>,
-    /// Index - `FIRST_VALUE` -> value.
-    by_index: Box<[OnceLock<Arc<str>>]>,
-    /// Set once every index is taken: a new value then takes no lock.
-    full: AtomicBool,
+    request: ReadLabels<RequestLabelFn>,
+    response: ReadLabels<ResponseLabelFn>,
 }
 
 impl ExtraLabels {
@@ -151,7 +30,7 @@ impl ExtraLabels {
         values: LabelValues,
         read: Arc<RequestLabelFn>,
     ) {
-        self.request.push(ExtraLabel::new(name, values, read));
+        self.request.add(name, values, read);
     }
 
     /// Adds a label read from responses.
@@ -161,7 +40,7 @@ impl ExtraLabels {
         values: LabelValues,
         read: Arc<ResponseLabelFn>,
     ) {
-        self.response.push(ExtraLabel::new(name, values, read));
+        self.response.add(name, values, read);
     }
 
     /// Whether requests carry labels of their own.
@@ -176,274 +55,50 @@ impl ExtraLabels {
 
     /// The first label that cannot be added to families with labels `taken`, and why.
     pub(crate) fn refusal(&self, taken: &[&str]) -> Option<Refusal> {
-        let past_limit = self
-            .request
-            .get(MAX_EXTRA_LABELS)
-            .map(|label| &label.name)
-            .or_else(|| self.response.get(MAX_EXTRA_LABELS).map(|label| &label.name));
-        if let Some(name) = past_limit {
-            return Some((
-                name.to_string(),
-                "a layer reads at most 4 labels from requests and 4 from responses",
-            ));
-        }
-        let names: Vec<&str> = self
-            .request
-            .iter()
-            .map(|label| &*label.name)
-            .chain(self.response.iter().map(|label| &*label.name))
-            .collect();
-        for (position, name) in names.iter().enumerate() {
-            let refusal = if !is_label_name(name) {
-                Some("not a label name (`[a-zA-Z_][a-zA-Z0-9_]*`, not starting with `__`)")
-            } else if taken.contains(name) {
-                Some("the layer's families already have a label of that name")
-            } else if names[..position].contains(name) {
-                Some("added twice")
-            } else {
-                None
-            };
-            if let Some(reason) = refusal {
-                return Some(((*name).to_string(), reason));
-            }
-        }
-        let bounds = self
-            .request
-            .iter()
-            .map(|label| (&label.name, &label.values))
-            .chain(
-                self.response
-                    .iter()
-                    .map(|label| (&label.name, &label.values)),
-            );
-        for (name, values) in bounds {
-            if let Some(reason) = values.refusal() {
-                return Some((name.to_string(), reason));
-            }
-        }
-        None
+        let requests: Vec<&str> = self.request.names().collect();
+        self.request
+            .refusal(taken, &[], PAST_LIMIT)
+            .or_else(|| self.response.refusal(taken, &requests, PAST_LIMIT))
     }
 
     /// The value indices of `request`'s labels.
     pub(crate) fn request_values<B>(&self, request: &mut Request<B>) -> ValueIndices {
-        with_parts(request, |parts| indices(&self.request, |read| read(parts)))
+        request_values(&self.request, request)
     }
 
     /// The value indices of `response`'s labels.
     pub(crate) fn response_values<B>(&self, response: &mut Response<B>) -> ValueIndices {
-        with_response_parts(response, |parts| {
-            indices(&self.response, |read| read(parts))
-        })
+        with_response_parts(response, |parts| self.response.indices(|read| read(parts)))
     }
 
     /// The name and value of each request label, for the series of `values`.
     pub(crate) fn request_pairs(&self, values: ValueIndices) -> Vec<LabelPair> {
-        pairs(&self.request, values)
+        self.request.pairs(values)
     }
 
     /// The name and value of each response label, for the series of `values`.
     pub(crate) fn response_pairs(&self, values: ValueIndices) -> Vec<LabelPair> {
-        pairs(&self.response, values)
+        self.response.pairs(values)
     }
+}
+
+/// The value indices of `labels` in `request`: all empty, without lending the head,
+/// when there are none.
+pub(crate) fn request_values<B>(
+    labels: &ReadLabels<RequestLabelFn>,
+    request: &mut Request<B>,
+) -> ValueIndices {
+    if labels.is_empty() {
+        return ValueIndices::default();
+    }
+    with_parts(request, |parts| labels.indices(|read| read(parts)))
 }
 
 impl fmt::Debug for ExtraLabels {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ExtraLabels")
-            .field("request", &names(&self.request))
-            .field("response", &names(&self.response))
+            .field("request", &self.request)
+            .field("response", &self.response)
             .finish()
-    }
-}
-
-fn names<F: ?Sized>(labels: &[ExtraLabel<F>]) -> Vec<&str> {
-    labels.iter().map(|label| &*label.name).collect()
-}
-
-/// The value index of each label, from what `read` finds with its function. A
-/// function that panics leaves its label empty rather than failing the request.
-fn indices<F: ?Sized>(labels: &[ExtraLabel<F>], read: impl Fn(&F) -> Option<&str>) -> ValueIndices {
-    let mut indices = ValueIndices::default();
-    for (position, label) in labels.iter().enumerate() {
-        let value = catch_unwind(AssertUnwindSafe(|| read(&label.read))).unwrap_or(None);
-        indices.set(
-            position,
-            value.map_or(ABSENT, |value| label.values.index_of(value)),
-        );
-    }
-    indices
-}
-
-fn pairs<F: ?Sized>(labels: &[ExtraLabel<F>], values: ValueIndices) -> Vec<LabelPair> {
-    labels
-        .iter()
-        .enumerate()
-        .map(|(position, label)| {
-            let value = label.values.value_of(values.get(position));
-            (Arc::clone(&label.name), value)
-        })
-        .collect()
-}
-
-impl<F: ?Sized> ExtraLabel<F> {
-    fn new(name: String, values: LabelValues, read: Arc<F>) -> Self {
-        let values = match values.0 {
-            Bound::Allow(allowed) => Values::Allow(allowed.into_iter().map(Into::into).collect()),
-            Bound::First(count) => Values::First(Box::new(FirstSeen {
-                seen: Table::new(),
-                by_index: (0..count).map(|_| OnceLock::new()).collect(),
-                full: AtomicBool::new(count == 0),
-            })),
-        };
-        Self {
-            name: name.into(),
-            values,
-            read,
-        }
-    }
-}
-
-impl Values {
-    fn refusal(&self) -> Option<&'static str> {
-        match self {
-            Values::Allow(allowed) if allowed.is_empty() => Some("an empty allow-list"),
-            Values::Allow(allowed) if allowed.len() > MAX_VALUES => {
-                Some("an allow-list of more than 8190 values")
-            }
-            Values::Allow(allowed) if allowed.iter().any(|value| value.len() > MAX_ROUTE_LEN) => {
-                Some("an allowed value longer than 256 bytes")
-            }
-            Values::Allow(allowed) if allowed.iter().any(|v| &**v == DEFAULT_FALLBACK_ROUTE) => {
-                Some("`_OTHER` in the allow-list: it is the value of every other value")
-            }
-            Values::First(first) if first.by_index.is_empty() => {
-                Some("`LabelValues::first(0)`: every value would be `_OTHER`")
-            }
-            Values::First(first) if first.by_index.len() > MAX_VALUES => {
-                Some("`LabelValues::first` of more than 8190 values")
-            }
-            _ => None,
-        }
-    }
-
-    /// The index of `value`: its own, or `OTHER`.
-    fn index_of(&self, value: &str) -> u16 {
-        match self {
-            Values::Allow(allowed) => allowed
-                .iter()
-                .position(|allowed| **allowed == *value)
-                .map_or(OTHER, |position| FIRST_VALUE + position as u16),
-            Values::First(first) => {
-                let FirstSeen {
-                    seen,
-                    by_index,
-                    full,
-                } = &**first;
-                if value.len() > MAX_ROUTE_LEN {
-                    return OTHER;
-                }
-                let hash = seen.hash(value);
-                let matches = |known: &Arc<str>| **known == *value;
-                if let Some(index) = seen.find(hash, matches) {
-                    return *index;
-                }
-                if full.load(Ordering::Relaxed) {
-                    return OTHER;
-                }
-                let taken = seen.find_or_insert(hash, matches, |len| {
-                    let slot = by_index.get(len)?;
-                    let value: Arc<str> = value.into();
-                    let _ = slot.set(Arc::clone(&value));
-                    Some((value, FIRST_VALUE + len as u16))
-                });
-                match taken {
-                    Some(index) => *index,
-                    None => {
-                        full.store(true, Ordering::Relaxed);
-                        OTHER
-                    }
-                }
-            }
-        }
-    }
-
-    /// The value of `index`.
-    fn value_of(&self, index: u16) -> Arc<str> {
-        let value = match index {
-            ABSENT => return "".into(),
-            OTHER => None,
-            _ => {
-                let position = usize::from(index - FIRST_VALUE);
-                match self {
-                    Values::Allow(allowed) => allowed.get(position).cloned(),
-                    Values::First(first) => first
-                        .by_index
-                        .get(position)
-                        .and_then(|slot| slot.get().cloned()),
-                }
-            }
-        };
-        value.unwrap_or_else(|| DEFAULT_FALLBACK_ROUTE.into())
-    }
-}
-
-/// Whether `name` is a label name a user may give: `[a-zA-Z_][a-zA-Z0-9_]*`, and not
-/// `__`-prefixed (reserved for Prometheus).
-fn is_label_name(name: &str) -> bool {
-    let mut chars = name.chars();
-    let starts = chars
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_');
-    starts && chars.all(|c| c.is_ascii_alphanumeric() || c == '_') && !name.starts_with("__")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn nothing(_: &request::Parts) -> Option<&str> {
-        None
-    }
-
-    #[test]
-    fn allowed_values_keep_their_own_index_and_others_are_other() {
-        let values = ExtraLabel::new(
-            "tier".into(),
-            LabelValues::allow(["free", "pro"]),
-            Arc::new(nothing) as Arc<RequestLabelFn>,
-        )
-        .values;
-        assert_eq!(&*values.value_of(values.index_of("pro")), "pro");
-        assert_eq!(&*values.value_of(values.index_of("free")), "free");
-        assert_eq!(&*values.value_of(values.index_of("gold")), "_OTHER");
-        assert_eq!(&*values.value_of(ABSENT), "");
-    }
-
-    #[test]
-    fn the_first_values_seen_keep_their_index_and_later_ones_are_other() {
-        let values = ExtraLabel::new(
-            "tenant".into(),
-            LabelValues::first(2),
-            Arc::new(nothing) as Arc<RequestLabelFn>,
-        )
-        .values;
-        let a = values.index_of("a");
-        let b = values.index_of("b");
-        assert_eq!(values.index_of("c"), OTHER);
-        assert_eq!(values.index_of("a"), a);
-        assert_eq!(values.index_of("b"), b);
-        assert_eq!(&*values.value_of(a), "a");
-        assert_eq!(&*values.value_of(b), "b");
-        assert_eq!(values.index_of(&"x".repeat(MAX_ROUTE_LEN + 1)), OTHER);
-    }
-
-    #[test]
-    fn label_names_follow_prometheus() {
-        for good in ["tenant", "_x", "a1_b"] {
-            assert!(is_label_name(good), "{good}");
-        }
-        for bad in ["", "1a", "a-b", "__x", "é"] {
-            assert!(!is_label_name(bad), "{bad}");
-        }
     }
 }

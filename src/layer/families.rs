@@ -11,14 +11,14 @@ use std::time::{Duration, Instant};
 use prometheus_client::registry::Unit;
 
 use super::body_bytes::BodyBytes;
-use super::extra::{ExtraLabels, LabelPair, ValueIndices};
+use super::extra::ExtraLabels;
 use super::labels::{ActiveRequestLabels, HttpLabels};
 use super::route::{KnownRoute, RouteIdentity};
 use crate::metrics::{Buckets, ConstantLabels, Counter, Family, Gauge, Histogram, SeriesMetric};
 use crate::multiprocess::GaugeMode;
 use crate::record::{
-    shards, FamilyNames, HistogramLayout, HttpMethod, Latencies, Latency, ObjectiveFamilies,
-    Objectives, OutcomeSlots, SeriesCache, Shards,
+    shards, FamilyNames, HistogramLayout, HttpMethod, LabelPair, Latencies, Latency,
+    ObjectiveFamilies, Objectives, OutcomeSlots, SeriesCache, Shards, ValueIndices,
 };
 use crate::{MetricsRegistry, RegistryError};
 

@@ -5,9 +5,8 @@ use std::sync::Arc;
 
 use prometheus_client::encoding::{EncodeLabel, EncodeLabelSet, LabelSetEncoder};
 
-use super::extra::LabelPair;
 use crate::metrics::{pairs_of, LabelPairs, Labels};
-use crate::record::HttpMethod;
+use crate::record::{read_label_methods, ExtraPairs, HttpMethod};
 
 /// Labels the HTTP families give their series.
 pub(crate) const HTTP_LABEL_NAMES: [&str; 3] = [
@@ -15,49 +14,6 @@ pub(crate) const HTTP_LABEL_NAMES: [&str; 3] = [
     "http_response_status_code",
     "http_route",
 ];
-
-/// Labels a layer reads from requests and responses
-/// ([`request_label`](super::MetricsLayerBuilder::request_label),
-/// [`response_label`](super::MetricsLayerBuilder::response_label)): names and values,
-/// after the standard ones.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
-struct ExtraPairs(Option<Arc<[LabelPair]>>);
-
-impl ExtraPairs {
-    fn with(self, name: Arc<str>, value: Arc<str>) -> Self {
-        let mut pairs: Vec<_> = self.iter().cloned().collect();
-        pairs.push((name, value));
-        Self(Some(pairs.into()))
-    }
-
-    fn iter(&self) -> impl Iterator<Item = &LabelPair> {
-        self.0.iter().flat_map(|pairs| pairs.iter())
-    }
-
-    fn get(&self, name: &str) -> Option<&str> {
-        self.iter()
-            .find(|(known, _)| **known == *name)
-            .map(|(_, value)| &**value)
-    }
-
-    fn encode(&self, encoder: &mut LabelSetEncoder<'_>) -> Result<(), std::fmt::Error> {
-        for (name, value) in self.iter() {
-            (&**name, &**value).encode(encoder.encode_label())?;
-        }
-        Ok(())
-    }
-
-    fn of(pairs: Vec<LabelPair>) -> Self {
-        Self((!pairs.is_empty()).then(|| pairs.into()))
-    }
-
-    fn append_to(&self, pairs: &mut LabelPairs) {
-        pairs.extend(
-            self.iter()
-                .map(|(name, value)| (name.to_string(), value.to_string())),
-        );
-    }
-}
 
 /// Labels of `http_server_request_duration_seconds` and `http_server_requests_total`.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -79,28 +35,7 @@ impl HttpLabels {
         }
     }
 
-    /// The same label set with a label read from the request or the response, in
-    /// the order the layer's builder added them: to look up a series of a layer with
-    /// such labels.
-    pub fn with_label(self, name: impl Into<Arc<str>>, value: impl Into<Arc<str>>) -> Self {
-        Self {
-            extra: self.extra.with(name.into(), value.into()),
-            ..self
-        }
-    }
-
-    /// The value of a label read from the request or the response.
-    pub fn label(&self, name: &str) -> Option<&str> {
-        self.extra.get(name)
-    }
-
-    /// The label set with these labels read from the request and the response.
-    pub(crate) fn with_labels(self, pairs: Vec<LabelPair>) -> Self {
-        Self {
-            extra: ExtraPairs::of(pairs),
-            ..self
-        }
-    }
+    read_label_methods!("the request or the response");
 
     /// The `http_request_method` label.
     pub fn method(&self) -> HttpMethod {
@@ -158,27 +93,7 @@ impl ActiveRequestLabels {
         }
     }
 
-    /// The same label set with a label read from the request, in the order the
-    /// layer's builder added them.
-    pub fn with_label(self, name: impl Into<Arc<str>>, value: impl Into<Arc<str>>) -> Self {
-        Self {
-            extra: self.extra.with(name.into(), value.into()),
-            ..self
-        }
-    }
-
-    /// The value of a label read from the request.
-    pub fn label(&self, name: &str) -> Option<&str> {
-        self.extra.get(name)
-    }
-
-    /// The label set with these labels read from the request.
-    pub(crate) fn with_labels(self, pairs: Vec<LabelPair>) -> Self {
-        Self {
-            extra: ExtraPairs::of(pairs),
-            ..self
-        }
-    }
+    read_label_methods!("the request");
 
     /// The `http_request_method` label.
     pub fn method(&self) -> HttpMethod {

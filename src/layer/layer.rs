@@ -9,7 +9,7 @@ use http::request::Parts;
 use tower::Layer;
 
 use super::bodies::{CountMessages, Untouched};
-use super::extra::{ExtraLabels, LabelValues};
+use super::extra::ExtraLabels;
 use super::families::SloRouteLabels;
 use super::families::{
     route_target, ActiveRequests, HttpFamilies, OptionalFamilies, RequestCount, RequestDuration,
@@ -23,13 +23,14 @@ use super::skip::Skip;
 use crate::endpoint::{MetricsEndpoint, MetricsEndpointBuilder, DEFAULT_PATH};
 use crate::grpc::{
     method_target, methods_within, series_cap, service_and_method, GrpcCount, GrpcFamilies,
-    GrpcHandledCount, GrpcHandling, GrpcType, MethodTypes, SloMethodLabels, GRPC_HANDLED,
-    GRPC_HANDLING, GRPC_LABEL_NAMES, GRPC_MSG_RECEIVED, GRPC_MSG_SENT, GRPC_OBJECTIVES,
-    GRPC_STARTED,
+    GrpcHandledCount, GrpcHandling, GrpcLabelsBuilder, GrpcType, MethodTypes, SloMethodLabels,
+    GRPC_HANDLED, GRPC_HANDLING, GRPC_LABEL_NAMES, GRPC_MSG_RECEIVED, GRPC_MSG_SENT,
+    GRPC_OBJECTIVES, GRPC_STARTED,
 };
 use crate::metrics::{Buckets, ConstantLabels, NativeBuckets, DEFAULT_MAX_SERIES, OVERFLOW_LABEL};
 use crate::record::{
-    FamilyNames, HistogramLayout, Objective, Objectives, DEFAULT_FALLBACK_ROUTE, SLO_LABEL_NAMES,
+    FamilyNames, HistogramLayout, LabelValues, Objective, Objectives, DEFAULT_FALLBACK_ROUTE,
+    SLO_LABEL_NAMES,
 };
 use crate::{BuildError, MetricsRegistry};
 
@@ -78,6 +79,7 @@ impl MetricsLayer {
             prefix: None,
             constant_labels: Vec::new(),
             extra: ExtraLabels::default(),
+            grpc_labels: GrpcLabelsBuilder::default(),
             native: None,
             classic_buckets: None,
             bodies: PhantomData,
@@ -140,6 +142,8 @@ pub struct MetricsLayerBuilder<M = Untouched> {
     prefix: Option<String>,
     constant_labels: Vec<(String, String)>,
     extra: ExtraLabels,
+    /// Labels read from gRPC calls.
+    grpc_labels: GrpcLabelsBuilder,
     /// Native buckets of the duration histograms.
     native: Option<NativeBuckets>,
     /// `None` until set: then classic buckets are kept unless native ones replace them.
@@ -232,7 +236,9 @@ impl<M> MetricsLayerBuilder<M> {
     /// outside it is `_OTHER`; `read` returning `None` (or panicking) leaves the label
     /// empty. The label is on `http_server_request_duration_seconds`,
     /// `http_server_requests_total` and `http_server_active_requests` (and the time to
-    /// the headers); gRPC calls are recorded without it. The families' cap still holds.
+    /// the headers); gRPC calls are recorded without it (see
+    /// [`grpc_metadata_label`](Self::grpc_metadata_label) for theirs). The families'
+    /// cap still holds.
     ///
     /// Recording stays allocation-free once a series exists: the value is compared
     /// with the known ones (a scan of an allow-list, a hash probe of the first-seen
@@ -292,6 +298,92 @@ impl<M> MetricsLayerBuilder<M> {
         F: for<'a> Fn(&'a http::response::Parts) -> Option<&'a str> + Send + Sync + 'static,
     {
         self.extra.add_response(name.into(), values, Arc::new(read));
+        self
+    }
+
+    /// Adds the label `name` to the gRPC families, its value the first value of the
+    /// ASCII metadata key `key` each call's request carries (`x-tenant`, in any case:
+    /// gRPC metadata travels as HTTP/2 headers). `values` bounds what it can be, as
+    /// [`request_label`](Self::request_label)'s do: a value outside it is `_OTHER`, a
+    /// call without the key has the label empty. The label is on every gRPC family:
+    /// `grpc_server_started_total`, `grpc_server_handled_total`,
+    /// `grpc_server_handling_seconds`, `grpc_server_msg_received_total` and
+    /// `grpc_server_msg_sent_total`, so started minus handled still counts the calls
+    /// in flight per value. HTTP requests are recorded without it.
+    ///
+    /// A method's series are then found by its path and the label values: the cap
+    /// ([`max_series`](Self::max_series)) counts each combination of a method and
+    /// values; a call's first combination is counted started when the server
+    /// answers, as a method's first call is. Calls that name no served method
+    /// (`_OTHER`) and the series of [declared](Self::grpc_method_type) methods made at
+    /// zero have the label empty. Recording stays allocation-free once a series
+    /// exists.
+    ///
+    /// Binary keys (`-bin`) carry arbitrary bytes, not label values: such a key, or
+    /// one that is not a metadata key (`[0-9a-z_.-]`), fails the build with
+    /// [`BuildError::InvalidMetadataKey`]. At most [`MAX_EXTRA_LABELS`] labels from
+    /// gRPC calls; a name the families already use (`grpc_service`, `grpc_code`,
+    /// `le`, a constant label, ...), a repeated or an invalid one fails it with
+    /// [`BuildError::InvalidLabel`].
+    ///
+    /// [`MAX_EXTRA_LABELS`]: super::MAX_EXTRA_LABELS
+    ///
+    /// ```
+    /// use tower_prometheus::layer::LabelValues;
+    /// use tower_prometheus::{MetricsLayer, MetricsRegistry};
+    ///
+    /// # fn main() -> Result<(), tower_prometheus::BuildError> {
+    /// let layer = MetricsLayer::builder(&MetricsRegistry::new())
+    ///     .grpc_only()
+    ///     .grpc_metadata_label("tenant", LabelValues::first(50), "x-tenant")
+    ///     .grpc_metadata_label("tier", LabelValues::allow(["free", "pro"]), "x-tier")
+    ///     .build()?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn grpc_metadata_label(
+        mut self,
+        name: impl Into<String>,
+        values: LabelValues,
+        key: impl Into<String>,
+    ) -> Self {
+        self.grpc_labels.metadata(name.into(), values, key.into());
+        self
+    }
+
+    /// Adds the label `name` to the gRPC families, as
+    /// [`grpc_metadata_label`](Self::grpc_metadata_label) does, its value read from
+    /// each call's request head (metadata, the `:authority` in the URI, extensions an
+    /// outer layer set) by `read`: a tenant an authentication layer put in the
+    /// extensions, say. `read` returning `None` (or panicking) leaves it empty.
+    ///
+    /// ```
+    /// use tower_prometheus::layer::LabelValues;
+    /// use tower_prometheus::{MetricsLayer, MetricsRegistry};
+    ///
+    /// #[derive(Clone)]
+    /// struct Tenant(String);
+    ///
+    /// # fn main() -> Result<(), tower_prometheus::BuildError> {
+    /// let layer = MetricsLayer::builder(&MetricsRegistry::new())
+    ///     .grpc_only()
+    ///     .grpc_request_label("tenant", LabelValues::first(50), |head| {
+    ///         head.extensions.get::<Tenant>().map(|tenant| tenant.0.as_str())
+    ///     })
+    ///     .build()?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn grpc_request_label<F>(
+        mut self,
+        name: impl Into<String>,
+        values: LabelValues,
+        read: F,
+    ) -> Self
+    where
+        F: for<'a> Fn(&'a Parts) -> Option<&'a str> + Send + Sync + 'static,
+    {
+        self.grpc_labels.read(name.into(), values, Arc::new(read));
         self
     }
 
@@ -398,6 +490,7 @@ impl<M> MetricsLayerBuilder<M> {
             prefix: self.prefix,
             constant_labels: self.constant_labels,
             extra: self.extra,
+            grpc_labels: self.grpc_labels,
             native: self.native,
             classic_buckets: self.classic_buckets,
             bodies: PhantomData,
@@ -624,6 +717,7 @@ impl<M> MetricsLayerBuilder<M> {
         if let Some((label, reason)) = self.extra.refusal(&taken) {
             return Err(BuildError::InvalidLabel { label, reason });
         }
+        let grpc_labels = self.grpc_labels.build(&taken)?;
         let names = FamilyNames::new(self.prefix, self.constant_labels, &reserved)?;
         let layout =
             HistogramLayout::new(self.classic_buckets, self.native).ok_or(BuildError::Setting {
@@ -694,6 +788,7 @@ impl<M> MetricsLayerBuilder<M> {
             self.grpc_types,
             &self.grpc_objectives,
             max_methods,
+            grpc_labels,
         )?;
         check_constant_labels(
             families
@@ -869,6 +964,7 @@ impl<M> fmt::Debug for MetricsLayerBuilder<M> {
             .field("prefix", &self.prefix)
             .field("constant_labels", &self.constant_labels)
             .field("extra", &self.extra)
+            .field("grpc_labels", &self.grpc_labels)
             .field("native", &self.native)
             .field("classic_buckets", &self.classic_buckets)
             .finish()

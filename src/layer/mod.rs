@@ -88,9 +88,10 @@ mod skip;
 
 pub use crate::record::HttpMethod;
 pub use crate::record::Objective;
+pub use crate::record::{LabelValues, RequestLabelFn, MAX_EXTRA_LABELS};
 pub use bodies::{CountMessages, RequestBodies, Untouched};
 pub use body::ResponseBody;
-pub use extra::{LabelValues, RequestLabelFn, ResponseLabelFn, MAX_EXTRA_LABELS};
+pub use extra::ResponseLabelFn;
 pub use families::{
     ActiveRequests, BodySize, RequestCount, RequestDuration, SloRouteLabels, TimeToHeaders,
     ACTIVE_REQUESTS, REQUESTS_TOTAL, REQUEST_BODY_SIZE, REQUEST_DURATION, RESPONSE_BODY_SIZE,

@@ -13,6 +13,7 @@ use tower::Service;
 use super::bodies::{RequestBodies, Untouched};
 use super::body::ResponseBody;
 use super::body_bytes::RequestBytes;
+use super::extra::request_values;
 use super::families::{HttpFamilies, RouteSeries};
 use super::future::ResponseFuture;
 use super::guard::{start_request, ClaimedCall, Recorder};
@@ -145,7 +146,9 @@ where
                 };
                 Some(route)
             };
-            let (mut call, received) = GrpcCall::new(&shared.grpc, request.uri().path(), timeout);
+            let values = request_values(shared.grpc.request_labels(), &mut request);
+            let (mut call, received) =
+                GrpcCall::new(&shared.grpc, request.uri().path(), values, timeout);
             let recorder = match route {
                 None => {
                     call.start_if_served();

@@ -12,6 +12,9 @@
 //!   of their series, checked.
 //! - [`HistogramLayout`]: classic buckets, native ones, or both, for the duration
 //!   histograms of every adapter and for the facade's histograms.
+//! - [`LabelValues`] and [`ReadLabels`]: labels read from each call (a header, gRPC
+//!   metadata), bounded to allowed or first-seen values, resolved to indices packed
+//!   in one word ([`ValueIndices`]) that key series.
 //! - [`HttpMethod`]: the `http_request_method` label of HTTP requests, served or sent.
 //! - [`DEFAULT_FALLBACK_ROUTE`] and [`MAX_ROUTE_LEN`]: the label of what nothing
 //!   names, and the longest name kept.
@@ -32,6 +35,7 @@ mod guard;
 mod histograms;
 mod http_method;
 mod naming;
+mod read_labels;
 mod slo;
 mod slots;
 
@@ -40,6 +44,10 @@ pub(crate) use guard::{Guard, Record, Unanswered};
 pub(crate) use histograms::HistogramLayout;
 pub use http_method::HttpMethod;
 pub(crate) use naming::FamilyNames;
+pub(crate) use read_labels::{
+    read_label_methods, ExtraPairs, LabelPair, ReadLabels, Refusal, ValueIndices,
+};
+pub use read_labels::{LabelValues, RequestLabelFn, MAX_EXTRA_LABELS};
 pub use slo::Objective;
 pub(crate) use slo::{Latencies, Latency, ObjectiveFamilies, Objectives, SLO_LABEL_NAMES};
 pub(crate) use slots::OutcomeSlots;
