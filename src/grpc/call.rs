@@ -10,6 +10,7 @@ use http::HeaderMap;
 use super::code::GrpcCode;
 use super::families::{GrpcFamilies, MethodSeries};
 use super::framing::FrameDecoder;
+use crate::metrics::ExemplarLabels;
 use crate::record::{Guard, Record, Unanswered};
 
 /// Code recorded for a call the client ended: it cancelled or reset the call, closed
@@ -41,6 +42,8 @@ struct CallState {
     timeout: Option<Duration>,
     /// Messages received before then.
     pending: AtomicU64,
+    /// The labels of the call's exemplar.
+    exemplar: Option<ExemplarLabels>,
     /// The client broke off its request: the body failed, or ended inside a message.
     client_aborted: AtomicBool,
 }
@@ -79,12 +82,13 @@ struct CallSeries {
 }
 
 impl GrpcCall {
-    /// A call to `path` with the client's `timeout`, not counted yet; and the counter
-    /// of the messages its request body carries.
+    /// A call to `path` with the client's `timeout` and its `exemplar`, not counted
+    /// yet; and the counter of the messages its request body carries.
     pub(crate) fn new(
         families: &Arc<GrpcFamilies>,
         path: &str,
         timeout: Option<Duration>,
+        exemplar: Option<ExemplarLabels>,
     ) -> (Self, ReceivedMessages) {
         let (series, unresolved) = match families.served(path) {
             Some(series) => (OnceLock::from(Arc::clone(series)), None),
@@ -101,6 +105,7 @@ impl GrpcCall {
             unresolved,
             timeout,
             pending: AtomicU64::new(0),
+            exemplar,
             client_aborted: AtomicBool::new(false),
         });
         let received = ReceivedMessages {
@@ -129,6 +134,11 @@ impl GrpcCall {
     /// Whether the inner future panicked.
     pub(crate) fn panicked(&self) -> bool {
         self.0.panicked()
+    }
+
+    /// The labels of the call's exemplar.
+    pub(crate) fn exemplar(&self) -> Option<ExemplarLabels> {
+        self.0.record().state.exemplar
     }
 
     /// The response headers: the server answered the call. A trailers-only response
@@ -231,7 +241,7 @@ impl Record for CallSeries {
             self.resolve(code == GRPC_CODE_SERVER_ERROR);
         }
         if let Some(series) = self.state.series.get() {
-            series.finish(code, elapsed);
+            series.finish(code, elapsed, self.state.exemplar.as_ref());
         }
     }
 }

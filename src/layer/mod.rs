@@ -73,6 +73,7 @@
 mod bodies;
 mod body;
 mod body_bytes;
+mod exemplars;
 mod extra;
 mod families;
 mod future;
@@ -90,6 +91,7 @@ pub use crate::record::HttpMethod;
 pub use crate::record::Objective;
 pub use bodies::{CountMessages, RequestBodies, Untouched};
 pub use body::ResponseBody;
+pub use exemplars::{ExemplarFn, Exemplars};
 pub use extra::{LabelValues, RequestLabelFn, ResponseLabelFn, MAX_EXTRA_LABELS};
 pub use families::{
     ActiveRequests, BodySize, RequestCount, RequestDuration, SloRouteLabels, TimeToHeaders,

@@ -13,6 +13,7 @@ use tower::Service;
 use super::bodies::{RequestBodies, Untouched};
 use super::body::ResponseBody;
 use super::body_bytes::RequestBytes;
+use super::exemplars::{Exemplars, RequestExemplar};
 use super::families::{HttpFamilies, RouteSeries};
 use super::future::ResponseFuture;
 use super::guard::{start_request, ClaimedCall, Recorder};
@@ -39,6 +40,8 @@ pub(crate) struct LayerShared {
     pub(crate) request_bytes: bool,
     /// The requests left unrecorded; `None` when the layer skips nothing.
     pub(crate) skip: Option<Skip>,
+    /// Where exemplars come from; `None` records none.
+    pub(crate) exemplars: Option<Exemplars>,
     pub(crate) endpoint: MetricsEndpoint,
     /// Whether the layer answers the endpoint's path itself.
     pub(crate) intercept: bool,
@@ -133,6 +136,10 @@ where
         }
         // Recorders are created before the inner call, so a panic inside `call` is
         // recorded too. The request is not moved until the inner call: it is large.
+        let exemplar = match &shared.exemplars {
+            Some(exemplars) => exemplars.read(&mut request),
+            None => None,
+        };
         let grpc_only = shared.grpc_only;
         if grpc_only || claims_grpc(&request) {
             let timeout = grpc_timeout(request.headers());
@@ -145,7 +152,12 @@ where
                 };
                 Some(route)
             };
-            let (mut call, received) = GrpcCall::new(&shared.grpc, request.uri().path(), timeout);
+            let (mut call, received) = GrpcCall::new(
+                &shared.grpc,
+                request.uri().path(),
+                timeout,
+                exemplar.as_ref().and_then(RequestExemplar::labels),
+            );
             let recorder = match route {
                 None => {
                     call.start_if_served();
@@ -161,11 +173,11 @@ where
         };
         if shared.request_bytes {
             let (counted, recorded) = RequestBytes::pair();
-            let guard = Recorder::Http(start_request(series, Some(recorded)));
+            let guard = Recorder::Http(start_request(series, Some(recorded), exemplar));
             let request = request.map(|body| RequestBody::counting_bytes(body, counted));
             return ResponseFuture::inner(self.inner.call(M::wrapped(request)), guard);
         }
-        let guard = Recorder::Http(start_request(series, None));
+        let guard = Recorder::Http(start_request(series, None, exemplar));
         ResponseFuture::inner(self.inner.call(M::http(request)), guard)
     }
 }
