@@ -10,7 +10,7 @@ use http::HeaderMap;
 use super::code::GrpcCode;
 use super::families::{GrpcFamilies, MethodSeries};
 use super::framing::FrameDecoder;
-use crate::metrics::ExemplarLabels;
+use crate::metrics::RequestExemplar;
 use crate::record::{Guard, Record, Unanswered};
 
 /// Code recorded for a call the client ended: it cancelled or reset the call, closed
@@ -43,7 +43,7 @@ struct CallState {
     /// Messages received before then.
     pending: AtomicU64,
     /// The labels of the call's exemplar.
-    exemplar: Option<ExemplarLabels>,
+    exemplar: Option<RequestExemplar>,
     /// The client broke off its request: the body failed, or ended inside a message.
     client_aborted: AtomicBool,
 }
@@ -88,7 +88,7 @@ impl GrpcCall {
         families: &Arc<GrpcFamilies>,
         path: &str,
         timeout: Option<Duration>,
-        exemplar: Option<ExemplarLabels>,
+        exemplar: Option<RequestExemplar>,
     ) -> (Self, ReceivedMessages) {
         let (series, unresolved) = match families.served(path) {
             Some(series) => (OnceLock::from(Arc::clone(series)), None),
@@ -137,8 +137,8 @@ impl GrpcCall {
     }
 
     /// The labels of the call's exemplar.
-    pub(crate) fn exemplar(&self) -> Option<ExemplarLabels> {
-        self.0.record().state.exemplar
+    pub(crate) fn exemplar(&self) -> Option<RequestExemplar> {
+        self.0.record().state.exemplar.clone()
     }
 
     /// The response headers: the server answered the call. A trailers-only response
@@ -241,7 +241,12 @@ impl Record for CallSeries {
             self.resolve(code == GRPC_CODE_SERVER_ERROR);
         }
         if let Some(series) = self.state.series.get() {
-            series.finish(code, elapsed, self.state.exemplar.as_ref());
+            let exemplar = self
+                .state
+                .exemplar
+                .as_ref()
+                .map(RequestExemplar::recorded_now);
+            series.finish(code, elapsed, exemplar);
         }
     }
 }

@@ -14,7 +14,7 @@ use prometheus_client::registry::Unit;
 use super::code::GrpcCode;
 use super::labels::{GrpcHandledLabels, GrpcLabels, GrpcType};
 use super::method::{service_and_method, MethodTypes};
-use crate::metrics::{Buckets, ConstantLabels, Counter, ExemplarLabels, Family, Histogram};
+use crate::metrics::{Buckets, ConstantLabels, Counter, ExemplarRef, Family, Histogram};
 use crate::record::{
     shards, FamilyNames, HistogramLayout, Latencies, Latency, ObjectiveFamilies, Objectives,
     SeriesCache, Shards, DEFAULT_FALLBACK_ROUTE,
@@ -335,7 +335,7 @@ impl MethodSeries {
         &self,
         code: GrpcCode,
         elapsed: Duration,
-        exemplar: Option<&ExemplarLabels>,
+        exemplar: Option<ExemplarRef<'_>>,
     ) {
         let seconds = elapsed.as_secs_f64();
         if let Some(handling) = &self.handling {

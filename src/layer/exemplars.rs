@@ -5,11 +5,15 @@ use std::fmt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 
+use http::header::HeaderName;
 use http::request::Parts;
 use http::Request;
 
 use super::head::with_parts;
-use crate::metrics::{ExemplarLabels, TraceContext};
+use crate::metrics::{ExemplarLabels, RequestExemplar, TraceContext};
+
+/// The W3C trace context header, named once rather than parsed per request.
+const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 
 /// Reads the labels of a request's exemplar from its head; `None` records none.
 pub type ExemplarFn = dyn Fn(&Parts) -> Option<ExemplarLabels> + Send + Sync;
@@ -61,35 +65,16 @@ impl Exemplars {
     pub(crate) fn read<B>(&self, request: &mut Request<B>) -> Option<RequestExemplar> {
         match &self.0 {
             Source::TraceParent => {
-                let mut values = request.headers().get_all("traceparent").iter();
+                let mut values = request.headers().get_all(&TRACEPARENT).iter();
                 let (value, None) = (values.next()?, values.next()) else {
                     return None;
                 };
-                TraceContext::parse(value.to_str().ok()?).map(RequestExemplar::Trace)
+                TraceContext::parse(value.as_bytes()).map(RequestExemplar::Trace)
             }
             Source::Request(read) => with_parts(request, |parts| {
                 catch_unwind(AssertUnwindSafe(|| read(parts))).unwrap_or(None)
             })
             .map(|labels| RequestExemplar::Labels(Box::new(labels))),
-        }
-    }
-}
-
-/// The exemplar a request carries until it is recorded: a trace context in its
-/// compact form (no allocation), or the labels a function made, boxed so a request
-/// without them stays small.
-#[derive(Clone, Debug)]
-pub(crate) enum RequestExemplar {
-    Trace(TraceContext),
-    Labels(Box<ExemplarLabels>),
-}
-
-impl RequestExemplar {
-    /// The labels to record.
-    pub(crate) fn labels(&self) -> Option<ExemplarLabels> {
-        match self {
-            RequestExemplar::Trace(context) => context.labels(),
-            RequestExemplar::Labels(labels) => Some(**labels),
         }
     }
 }

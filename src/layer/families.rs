@@ -15,7 +15,7 @@ use super::extra::{ExtraLabels, LabelPair, ValueIndices};
 use super::labels::{ActiveRequestLabels, HttpLabels};
 use super::route::{KnownRoute, RouteIdentity};
 use crate::metrics::{
-    Buckets, ConstantLabels, Counter, ExemplarLabels, Family, Gauge, Histogram, SeriesMetric,
+    Buckets, ConstantLabels, Counter, ExemplarRef, Family, Gauge, Histogram, SeriesMetric,
 };
 use crate::multiprocess::GaugeMode;
 use crate::record::{
@@ -485,7 +485,7 @@ impl RouteSeries {
         outcome: HttpOutcome,
         elapsed: Duration,
         bytes: Option<&BodyBytes>,
-        exemplar: Option<&ExemplarLabels>,
+        exemplar: Option<ExemplarRef<'_>>,
     ) {
         self.with_status(outcome, |series| {
             self.record(series, elapsed, exemplar);
@@ -542,7 +542,7 @@ impl RouteSeries {
         }
     }
 
-    fn record(&self, series: &StatusSeries, elapsed: Duration, exemplar: Option<&ExemplarLabels>) {
+    fn record(&self, series: &StatusSeries, elapsed: Duration, exemplar: Option<ExemplarRef<'_>>) {
         let seconds = elapsed.as_secs_f64();
         let shard = self.shard;
         series

@@ -9,9 +9,9 @@ use http::Response;
 use http_body::Frame;
 
 use super::body_bytes::{BodyBytes, RequestBytes};
-use super::exemplars::RequestExemplar;
 use super::families::{HttpOutcome, RouteSeries};
 use crate::grpc::{is_grpc_response, GrpcCall};
+use crate::metrics::RequestExemplar;
 use crate::record::{Guard, Record, Unanswered};
 
 /// Status recorded for a request whose inner service returned an error or panicked
@@ -43,9 +43,9 @@ impl Record for HttpRequest {
                 Unanswered::Dropped => STATUS_CLIENT_CLOSED,
             })
         });
-        let exemplar = self.exemplar.as_ref().and_then(RequestExemplar::labels);
+        let exemplar = self.exemplar.as_ref().map(RequestExemplar::recorded_now);
         self.series
-            .finish(outcome, elapsed, self.bytes.as_ref(), exemplar.as_ref());
+            .finish(outcome, elapsed, self.bytes.as_ref(), exemplar);
     }
 }
 
@@ -186,9 +186,7 @@ impl ClaimedCall {
             return Some(Recorder::Grpc(call));
         }
         let (start, panicked) = (call.start_time(), call.panicked());
-        let exemplar = call
-            .exemplar()
-            .map(|labels| RequestExemplar::Labels(Box::new(labels)));
+        let exemplar = call.exemplar();
         call.discard();
         Some(Recorder::Http(request_guard(
             route, start, panicked, exemplar,

@@ -13,7 +13,7 @@ use tower::Service;
 use super::bodies::{RequestBodies, Untouched};
 use super::body::ResponseBody;
 use super::body_bytes::RequestBytes;
-use super::exemplars::{Exemplars, RequestExemplar};
+use super::exemplars::Exemplars;
 use super::families::{HttpFamilies, RouteSeries};
 use super::future::ResponseFuture;
 use super::guard::{start_request, ClaimedCall, Recorder};
@@ -152,12 +152,8 @@ where
                 };
                 Some(route)
             };
-            let (mut call, received) = GrpcCall::new(
-                &shared.grpc,
-                request.uri().path(),
-                timeout,
-                exemplar.as_ref().and_then(RequestExemplar::labels),
-            );
+            let (mut call, received) =
+                GrpcCall::new(&shared.grpc, request.uri().path(), timeout, exemplar);
             let recorder = match route {
                 None => {
                     call.start_if_served();

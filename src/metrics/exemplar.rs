@@ -83,7 +83,7 @@ impl ExemplarLabels {
     /// and its trace is sampled (an unsampled trace is not kept by the tracing backend,
     /// so an exemplar would link to nothing).
     pub fn from_traceparent(value: &str) -> Option<Self> {
-        TraceContext::parse(value)?.labels()
+        TraceContext::parse(value.as_bytes())?.labels()
     }
 
     /// The `(name, value)` pairs, in order.
@@ -118,73 +118,122 @@ impl EncodeLabelSet for ExemplarLabels {
     }
 }
 
-/// A sampled W3C trace context, kept as the bytes of its ids: small enough to travel
-/// with every request, and made into [`ExemplarLabels`] only when recorded.
+/// A sampled W3C trace context, its ids kept as the header wrote them (checked, not
+/// decoded): made into [`ExemplarLabels`] only when scraped.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct TraceContext {
-    trace_id: [u8; 16],
-    span_id: [u8; 8],
+    trace_id: [u8; 32],
+    span_id: [u8; 16],
 }
 
 impl TraceContext {
-    /// The context of a `traceparent` header value, if it is valid and sampled.
-    pub(crate) fn parse(value: &str) -> Option<Self> {
-        let mut fields = value.split('-');
-        let (version, trace_id, span_id, flags) = (
-            fields.next()?,
-            fields.next()?,
-            fields.next()?,
-            fields.next()?,
-        );
-        let [version] = hex_bytes::<1>(version)?;
+    /// The context of a `traceparent` header value, if it is valid and sampled:
+    /// `version-trace_id-span_id-flags`, of 2, 32, 16 and 2 lowercase hex digits.
+    pub(crate) fn parse(value: &[u8]) -> Option<Self> {
+        let (head, rest) = value.split_first_chunk::<55>()?;
         // Version 00 has exactly four fields; later versions may append more.
-        if version == 0xff || (version == 0 && fields.next().is_some()) {
+        let version = &head[..2];
+        let known_end = match rest.first() {
+            None => true,
+            Some(&next) => version != b"00" && next == b'-',
+        };
+        let dashes = head[2] == b'-' && head[35] == b'-' && head[52] == b'-';
+        let digits = [&head[..2], &head[3..35], &head[36..52], &head[53..]];
+        if !known_end || !dashes || version == b"ff" || !digits.iter().all(|d| is_hex(d)) {
             return None;
         }
         let context = Self {
-            trace_id: hex_bytes(trace_id)?,
-            span_id: hex_bytes(span_id)?,
+            trace_id: head[3..35].try_into().ok()?,
+            span_id: head[36..52].try_into().ok()?,
         };
-        let [flags] = hex_bytes::<1>(flags)?;
-        let valid = context.trace_id != [0; 16] && context.span_id != [0; 8];
-        (valid && flags & 1 == 1).then_some(context)
+        let zero = context.trace_id == [b'0'; 32] || context.span_id == [b'0'; 16];
+        // The sampled flag is the lowest bit of the last digit.
+        let sampled = matches!(
+            head[54],
+            b'1' | b'3' | b'5' | b'7' | b'9' | b'b' | b'd' | b'f'
+        );
+        (!zero && sampled).then_some(context)
     }
 
-    /// `trace_id` and `span_id`, in lowercase hexadecimal.
-    pub(crate) fn labels(&self) -> Option<ExemplarLabels> {
-        let mut trace_id = [0; 32];
-        let mut span_id = [0; 16];
-        let trace_id = hex_text(&self.trace_id, &mut trace_id);
-        let span_id = hex_text(&self.span_id, &mut span_id);
-        ExemplarLabels::new([("trace_id", trace_id), ("span_id", span_id)])
+    /// `trace_id` and `span_id`.
+    fn labels(&self) -> Option<ExemplarLabels> {
+        let pairs = [
+            ("trace_id", std::str::from_utf8(&self.trace_id).ok()?),
+            ("span_id", std::str::from_utf8(&self.span_id).ok()?),
+        ];
+        ExemplarLabels::new(pairs)
     }
 }
 
-/// The `N` bytes that `text`, `2 * N` lowercase hexadecimal digits, writes.
-fn hex_bytes<const N: usize>(text: &str) -> Option<[u8; N]> {
-    let digit = |byte: u8| match byte {
-        b'0'..=b'9' => Some(byte - b'0'),
-        b'a'..=b'f' => Some(byte - b'a' + 10),
-        _ => None,
-    };
-    if text.len() != 2 * N {
-        return None;
-    }
-    let mut bytes = [0; N];
-    for (byte, pair) in bytes.iter_mut().zip(text.as_bytes().chunks_exact(2)) {
-        *byte = digit(pair[0])? << 4 | digit(pair[1])?;
-    }
-    Some(bytes)
+/// Whether `text` is lowercase hexadecimal digits, as W3C trace context writes them;
+/// without an early exit, so the check of a whole id runs in a few vector steps.
+fn is_hex(text: &[u8]) -> bool {
+    text.iter().fold(true, |hex, &b| {
+        hex & (b.wrapping_sub(b'0') < 10 || b.wrapping_sub(b'a') < 6)
+    })
 }
 
-/// `bytes` in lowercase hexadecimal, written into `out` (twice as long).
-fn hex_text<'a>(bytes: &[u8], out: &'a mut [u8]) -> &'a str {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    for (pair, byte) in out.chunks_exact_mut(2).zip(bytes) {
-        pair[0] = DIGITS[usize::from(byte >> 4)];
-        pair[1] = DIGITS[usize::from(byte & 0xf)];
+/// The exemplar a request carries until it is recorded: a trace context in its
+/// compact form, or the labels a function made, boxed so a request without them stays
+/// small.
+#[derive(Clone, Debug)]
+pub(crate) enum RequestExemplar {
+    Trace(TraceContext),
+    Labels(Box<ExemplarLabels>),
+}
+
+impl RequestExemplar {
+    /// The exemplar to record, at the current time.
+    pub(crate) fn recorded_now(&self) -> ExemplarRef<'_> {
+        let labels = match self {
+            RequestExemplar::Trace(context) => Offered::Trace(context),
+            RequestExemplar::Labels(labels) => Offered::Labels(labels),
+        };
+        ExemplarRef {
+            labels,
+            at: SystemTime::now(),
+        }
     }
-    std::str::from_utf8(out).unwrap_or_default()
+}
+
+/// An exemplar offered to metrics, in either form, with the time it was recorded
+/// (read once for all the metrics a request records into).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ExemplarRef<'a> {
+    labels: Offered<'a>,
+    at: SystemTime,
+}
+
+impl<'a> ExemplarRef<'a> {
+    /// `labels`, recorded now.
+    pub(crate) fn labels(labels: &'a ExemplarLabels) -> Self {
+        Self {
+            labels: Offered::Labels(labels),
+            at: SystemTime::now(),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Offered<'a> {
+    Trace(&'a TraceContext),
+    Labels(&'a ExemplarLabels),
+}
+
+/// An exemplar as a slot keeps it.
+#[derive(Clone, Copy)]
+enum Kept {
+    Trace(TraceContext),
+    Labels(ExemplarLabels),
+}
+
+impl Kept {
+    fn labels(&self) -> Option<ExemplarLabels> {
+        match self {
+            Kept::Trace(context) => context.labels(),
+            Kept::Labels(labels) => Some(*labels),
+        }
+    }
 }
 
 /// A Prometheus label name: `[a-zA-Z_][a-zA-Z0-9_]*`, not reserved (`__` prefix).
@@ -200,7 +249,7 @@ fn is_label_name(name: &str) -> bool {
 /// One kept observation.
 #[derive(Clone, Copy)]
 struct Sample {
-    labels: ExemplarLabels,
+    labels: Kept,
     value: f64,
     at: SystemTime,
 }
@@ -225,7 +274,7 @@ impl ExemplarSlots {
     }
 
     /// Keeps `labels` as the exemplar of slot `index`, for an observation of `value`.
-    pub(crate) fn offer(&self, index: usize, labels: &ExemplarLabels, value: f64) {
+    pub(crate) fn offer(&self, index: usize, exemplar: ExemplarRef<'_>, value: f64) {
         let slots = self
             .slots
             .get_or_init(|| (0..self.len).map(|_| Mutex::new(None)).collect());
@@ -238,10 +287,14 @@ impl ExemplarSlots {
             Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
             Err(TryLockError::WouldBlock) => return,
         };
+        let labels = match exemplar.labels {
+            Offered::Trace(context) => Kept::Trace(*context),
+            Offered::Labels(labels) => Kept::Labels(*labels),
+        };
         *kept = Some(Sample {
-            labels: *labels,
+            labels,
             value,
-            at: SystemTime::now(),
+            at: exemplar.at,
         });
     }
 
@@ -286,7 +339,7 @@ fn to_exemplar(
     const {
         assert!(!std::mem::needs_drop::<Exemplar<ExemplarLabels, f64>>());
     }
-    holder.inc_by(sample.value, Some(sample.labels), Some(sample.at));
+    holder.inc_by(sample.value, Some(sample.labels.labels()?), Some(sample.at));
     let (_, kept) = holder.get();
     let exemplar = kept.as_ref()?;
     // SAFETY: `exemplar` is a live, initialised value behind the read guard `kept`,
@@ -351,10 +404,12 @@ mod tests {
         assert!(slots.exemplars().is_empty());
         let first = ExemplarLabels::new([("trace_id", "a")]).expect("valid");
         let second = ExemplarLabels::new([("trace_id", "b")]).expect("valid");
-        slots.offer(0, &first, 0.5);
-        slots.offer(0, &second, 0.25);
-        slots.offer(2, &first, 9.0);
-        slots.offer(7, &first, 1.0);
+        slots.offer(0, ExemplarRef::labels(&first), 0.5);
+        slots.offer(0, ExemplarRef::labels(&second), 0.25);
+        let trace = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let context = TraceContext::parse(trace.as_bytes()).expect("valid");
+        slots.offer(2, RequestExemplar::Trace(context).recorded_now(), 9.0);
+        slots.offer(7, ExemplarRef::labels(&first), 1.0);
         let kept = slots.exemplars();
         assert_eq!(kept.len(), 2);
         assert!(slots.exemplar(1).is_none());
