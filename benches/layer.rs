@@ -15,6 +15,8 @@
 //!   labels and a prefix, both body size histograms, native duration buckets
 //!   (schema 3) in place of the classic ones, a label read from the request (a hash
 //!   probe of its first-seen values) and one from the response (an allow-list);
+//!   exemplars from the W3C trace context, against `traced_requests` (the plain
+//!   layer, each request given the same `traceparent` header by a layer in front);
 //! - `axum_prometheus`: axum-prometheus 0.10;
 //! - `naive_prometheus_client`: a middleware looking up prometheus-client families per
 //!   request.
@@ -50,7 +52,7 @@ use criterion::{criterion_group, Criterion};
 use http_body::Body as _;
 use pin_project_lite::pin_project;
 use tower::{Layer, Service};
-use tower_prometheus::layer::{LabelValues, MetricsLayerBuilder};
+use tower_prometheus::layer::{Exemplars, LabelValues, MetricsLayerBuilder};
 use tower_prometheus::metrics::NativeBuckets;
 use tower_prometheus::{BuildError, MetricsLayer, MetricsRegistry};
 
@@ -468,9 +470,36 @@ fn variants(dir: &MultiprocessDir) -> Vec<(&'static str, Router)> {
                 ))
             }),
         ),
+        (
+            "traced_requests",
+            traced(router().layer(built(
+                MetricsLayer::builder(&MetricsRegistry::new()).build(),
+            ))),
+        ),
+        (
+            "option_exemplars",
+            traced(
+                router().layer(built(
+                    MetricsLayer::builder(&MetricsRegistry::new())
+                        .exemplars(Exemplars::traceparent())
+                        .build(),
+                )),
+            ),
+        ),
         ("axum_prometheus", router().layer(axum_prometheus)),
         ("naive_prometheus_client", naive_router()),
     ]
+}
+
+/// `router` with a sampled W3C trace context added to each request before it.
+fn traced(router: Router) -> Router {
+    router.layer(tower::util::MapRequestLayer::new(|mut request: Request| {
+        let traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        request
+            .headers_mut()
+            .insert("traceparent", http::HeaderValue::from_static(traceparent));
+        request
+    }))
 }
 
 /// Runs per variant, and requests per run, in the summary.
@@ -580,7 +609,16 @@ fn benches(c: &mut Criterion) {
             "  minimal_metrics_body_end / axum_prometheus = {:.2}",
             overhead("minimal_metrics_body_end") / overhead("axum_prometheus"),
         );
-        for (name, _) in times.iter().filter(|(name, _)| name.starts_with("option_")) {
+        // Exemplars need traced requests: compared with the plain layer on the same ones.
+        println!(
+            "  option_exemplars / traced_requests = {:.2} ({:+.0} ns)",
+            overhead("option_exemplars") / overhead("traced_requests"),
+            overhead("option_exemplars") - overhead("traced_requests"),
+        );
+        for (name, _) in times
+            .iter()
+            .filter(|(name, _)| name.starts_with("option_") && *name != "option_exemplars")
+        {
             println!(
                 "  {name} / metrics_layer = {:.2} ({:+.0} ns)",
                 overhead(name) / ours,

@@ -33,9 +33,9 @@ use tower_prometheus::grpc::{
     GRPC_MSG_RECEIVED, GRPC_MSG_SENT, GRPC_STARTED,
 };
 use tower_prometheus::layer::{
-    BodySize, HttpLabels, HttpMethod, LabelValues, MetricsLayerBuilder, RequestBody, RequestCount,
-    RequestDuration, TimeToHeaders, REQUESTS_TOTAL, REQUEST_BODY_SIZE, REQUEST_DURATION,
-    RESPONSE_BODY_SIZE, TIME_TO_HEADERS,
+    BodySize, Exemplars, HttpLabels, HttpMethod, LabelValues, MetricsLayerBuilder, RequestBody,
+    RequestCount, RequestDuration, TimeToHeaders, REQUESTS_TOTAL, REQUEST_BODY_SIZE,
+    REQUEST_DURATION, RESPONSE_BODY_SIZE, TIME_TO_HEADERS,
 };
 use tower_prometheus::metrics::{Histogram, NativeBuckets};
 use tower_prometheus::{MetricsLayer, MetricsRegistry};
@@ -115,6 +115,28 @@ fn recording_the_time_to_headers_allocates_nothing_once_its_series_exist() {
         let series = headers.get(&labels).expect("time-to-headers series");
         assert_eq!(series.count(), ROUNDS as u64 + 1);
     }
+}
+
+/// A request of [`request`] with a sampled W3C trace context.
+fn traced_request(method: Method, status: u16) -> Request<()> {
+    let mut request = request(method, status);
+    let traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    request
+        .headers_mut()
+        .insert("traceparent", http::HeaderValue::from_static(traceparent));
+    request
+}
+
+#[test]
+fn recording_exemplars_allocates_nothing_once_their_series_exist() {
+    let registry = MetricsRegistry::new();
+    let layer = with_routes(MetricsLayer::builder(&registry))
+        .exemplars(Exemplars::traceparent())
+        .build()
+        .expect("layer builds");
+    let service = layer.layer(service_fn(common::answer_with_requested_status::<()>));
+    requests_made_by_allocate_nothing(service, traced_request);
+    assert_every_request_counted(&registry, "");
 }
 
 #[test]
@@ -252,7 +274,18 @@ fn recorded_labels() -> Vec<HttpLabels> {
 
 /// Drives the requests of [`CASES`] through `service`, counting allocations after
 /// the first ones.
-fn requests_allocate_nothing_once_their_series_exist<S, B>(mut service: S)
+fn requests_allocate_nothing_once_their_series_exist<S, B>(service: S)
+where
+    S: tower::Service<Request<()>, Response = Response<B>, Error = Infallible>,
+    B: Body,
+    B::Error: std::fmt::Debug,
+{
+    requests_made_by_allocate_nothing(service, request);
+}
+
+/// Drives the requests of [`CASES`], made by `make`, through `service`, counting
+/// allocations after the first ones.
+fn requests_made_by_allocate_nothing<S, B>(mut service: S, make: fn(Method, u16) -> Request<()>)
 where
     S: tower::Service<Request<()>, Response = Response<B>, Error = Infallible>,
     B: Body,
@@ -260,12 +293,12 @@ where
 {
     // First requests create the series.
     for (method, status) in &CASES {
-        common::drive(&mut service, request(method.clone(), *status));
+        common::drive(&mut service, make(method.clone(), *status));
     }
     let mut allocations = 0;
     for _ in 0..ROUNDS {
         for (method, status) in &CASES {
-            let request = request(method.clone(), *status);
+            let request = make(method.clone(), *status);
             let (answered, allocated) = counted(|| common::drive(&mut service, request));
             allocations += allocated;
             assert_eq!(answered.as_u16(), *status);

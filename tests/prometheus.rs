@@ -42,7 +42,7 @@ const UNPREFIX: &str = "    metric_relabel_configs:\n      - source_labels: [__n
 fn start_prometheus(
     binary: &std::path::Path,
     target: SocketAddr,
-    native: bool,
+    features: &[&str],
     rules: Option<&std::path::Path>,
     relabel: Option<&str>,
 ) -> Prometheus {
@@ -67,14 +67,25 @@ fn start_prometheus(
         .arg(format!("--web.listen-address={addr}"))
         .stdout(Stdio::null())
         .stderr(Stdio::null());
-    if native {
-        command.arg("--enable-feature=native-histograms");
+    for feature in features {
+        command.arg(format!("--enable-feature={feature}"));
     }
     let child = command.spawn().expect("prometheus starts");
     Prometheus {
         child,
         addr,
         _dir: dir,
+    }
+}
+
+/// The feature that makes Prometheus 2.42 scrape protobuf and keep native histograms.
+const NATIVE: &[&str] = &["native-histograms"];
+
+fn features(native: bool) -> &'static [&'static str] {
+    if native {
+        NATIVE
+    } else {
+        &[]
     }
 }
 
@@ -85,7 +96,7 @@ fn start_with_shipped_rules(
     relabel: Option<&str>,
 ) -> Prometheus {
     let rules = contrib().join("prometheus/rules.yml");
-    start_prometheus(binary, target, false, Some(&rules), relabel)
+    start_prometheus(binary, target, &[], Some(&rules), relabel)
 }
 
 /// The shipped rules and dashboard.
@@ -93,20 +104,25 @@ fn contrib() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("contrib")
 }
 
-/// The body of an instant query's answer.
-async fn query_body(prometheus: SocketAddr, promql: &str) -> Option<String> {
-    let encoded: String = promql
-        .bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            other => format!("%{other:02X}"),
-        })
+/// The body of the answer of API `endpoint` (such as `query`) to `params`.
+async fn api(prometheus: SocketAddr, endpoint: &str, params: &[(&str, &str)]) -> Option<String> {
+    let encode = |text: &str| -> String {
+        text.bytes()
+            .map(|b| match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                    (b as char).to_string()
+                }
+                other => format!("%{other:02X}"),
+            })
+            .collect()
+    };
+    let query: Vec<String> = params
+        .iter()
+        .map(|(name, value)| format!("{name}={}", encode(value)))
         .collect();
     let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
         .build_http::<http_body_util::Empty<bytes::Bytes>>();
-    let uri = format!("http://{prometheus}/api/v1/query?query={encoded}")
+    let uri = format!("http://{prometheus}/api/v1/{endpoint}?{}", query.join("&"))
         .parse()
         .ok()?;
     let response = client.get(uri).await.ok()?;
@@ -115,6 +131,11 @@ async fn query_body(prometheus: SocketAddr, promql: &str) -> Option<String> {
         .ok()?
         .to_bytes();
     Some(String::from_utf8_lossy(&body).into_owned())
+}
+
+/// The body of an instant query's answer.
+async fn query_body(prometheus: SocketAddr, promql: &str) -> Option<String> {
+    api(prometheus, "query", &[("query", promql)]).await
 }
 
 /// The value of an instant query's first result, if it has one.
@@ -150,7 +171,7 @@ async fn scraped_by_prometheus(native: bool) -> common::Checked {
         .layer(MetricsLayer::new(&registry).unwrap());
     let app = serve(router).await;
     let work = registry.get::<NativeHistogram>("work_seconds").unwrap();
-    let prometheus = start_prometheus(&binary, app, native, None, None);
+    let prometheus = start_prometheus(&binary, app, features(native), None, None);
 
     for i in 0..REQUESTS {
         common::get(app, "/").await;
@@ -256,7 +277,7 @@ async fn native_quantiles_are_within_the_schemas_relative_error() -> common::Che
         )
         .unwrap();
     let app = serve(MetricsEndpoint::new(&registry).unwrap()).await;
-    let prometheus = start_prometheus(&binary, app, true, None, None);
+    let prometheus = start_prometheus(&binary, app, NATIVE, None, None);
     for name in ["known_seconds", "limited_seconds"] {
         stored(prometheus.addr, name, 0.0).await;
     }
@@ -345,7 +366,7 @@ async fn the_layers_native_durations_reach_prometheus() -> common::Checked {
         )
         .layer(layer);
     let app = serve(router).await;
-    let prometheus = start_prometheus(&binary, app, true, None, None);
+    let prometheus = start_prometheus(&binary, app, NATIVE, None, None);
     common::get(app, "/slow").await;
     let series = "http_server_request_duration_seconds{http_route=\"/slow\"}";
     stored(prometheus.addr, series, 1.0).await;
@@ -543,7 +564,126 @@ async fn a_prefix_relabelled_away_keeps_the_shipped_rules_working() -> common::C
     Ok(())
 }
 
+/// `(trace_id, span_id)` of every exemplar Prometheus stores for the series `promql`
+/// selects, from `/api/v1/query_exemplars`; `None` while the query fails.
+async fn stored_exemplars(prometheus: SocketAddr, promql: &str) -> Option<Vec<(String, String)>> {
+    let end = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()?
+        .as_secs()
+        + 3600;
+    let end = end.to_string();
+    let params = [("query", promql), ("start", "0"), ("end", end.as_str())];
+    let body = api(prometheus, "query_exemplars", &params).await?;
+    if !body.contains("\"status\":\"success\"") {
+        return None;
+    }
+    // {"labels":{"span_id":"..","trace_id":".."},"value":"0.0012","timestamp":1.7e9}
+    let label = |labels: &str, name: &str| -> Option<String> {
+        let after = labels.split(&format!("\"{name}\":\"")).nth(1)?;
+        Some(after[..after.find('"')?].to_string())
+    };
+    body.split("\"labels\":{")
+        .skip(1)
+        .map(|exemplar| {
+            let labels = &exemplar[..exemplar.find('}')?];
+            Some((label(labels, "trace_id")?, label(labels, "span_id")?))
+        })
+        .collect()
+}
+
+/// Exemplars through a real Prometheus 2.42 (`--enable-feature=exemplar-storage`,
+/// which scrapes OpenMetrics): a client sends a W3C trace context with each request,
+/// and `/api/v1/query_exemplars` for the duration histogram, the request counter and
+/// the dashboard's exemplar panel returns the traces it sent, each with its span.
+async fn exemplars_reach_prometheus() -> common::Checked {
+    use tower_prometheus::layer::Exemplars;
+
+    let binary = common::require_tool("prometheus", "store the layer's exemplars")?;
+    let registry = MetricsRegistry::new();
+    let layer = MetricsLayer::builder(&registry)
+        .exemplars(Exemplars::traceparent())
+        .build()
+        .unwrap();
+    let router = Router::new()
+        .route("/traced", get(|| async { "traced" }))
+        .layer(layer);
+    let app = serve(router).await;
+    let prometheus = start_prometheus(&binary, app, &["exemplar-storage"], None, None);
+    let trace = |i: u32| {
+        (
+            format!("0af7651916cd43dd{:016x}", 0x8448_0000 + i),
+            format!("{:016x}", 0xb7ad_0000 + i),
+        )
+    };
+    let sent: Vec<(String, String)> = (1..=3).map(trace).collect();
+    let duration = "http_server_request_duration_seconds_bucket{http_route=\"/traced\"}";
+    // One request per scrape at most: each bucket keeps its latest exemplar only.
+    for (trace_id, span_id) in &sent {
+        let traceparent = format!("00-{trace_id}-{span_id}-01");
+        common::send_with_headers(
+            app,
+            http::Method::GET,
+            "/traced",
+            &[("traceparent", &traceparent)],
+        )
+        .await;
+        eventually(Duration::from_secs(30), "the exemplar stored", || async {
+            let stored = stored_exemplars(prometheus.addr, duration).await?;
+            stored
+                .contains(&(trace_id.clone(), span_id.clone()))
+                .then_some(())
+        })
+        .await;
+    }
+    let mut stored = stored_exemplars(prometheus.addr, duration)
+        .await
+        .expect("exemplars");
+    stored.sort();
+    assert_eq!(stored, sent);
+
+    let requests = "http_server_requests_total{http_route=\"/traced\"}";
+    let counted = stored_exemplars(prometheus.addr, requests)
+        .await
+        .expect("exemplars");
+    assert!(counted.contains(&sent[2]), "{counted:?}");
+    assert!(
+        counted.iter().all(|pair| sent.contains(pair)),
+        "{counted:?}"
+    );
+
+    // The dashboard's exemplar panel: its query finds the same traces.
+    let dashboard =
+        std::fs::read_to_string(contrib().join("grafana/dashboard.json")).expect("dashboard.json");
+    let lines: Vec<&str> = dashboard.lines().map(str::trim).collect();
+    let panel_queries: Vec<String> = lines
+        .iter()
+        .enumerate()
+        .filter(|(_, line)| line.starts_with("\"exemplar\": true"))
+        .filter_map(|(at, _)| {
+            let expr = lines[..at]
+                .iter()
+                .rev()
+                .find_map(|line| line.strip_prefix("\"expr\": \""))?;
+            let expr = expr.trim_end_matches(',').trim_end_matches('"');
+            Some(
+                expr.replace("\\\"", "\"")
+                    .replace("$job", ".*")
+                    .replace("$__rate_interval", "1m"),
+            )
+        })
+        .collect();
+    assert_eq!(panel_queries.len(), 1, "one exemplar panel");
+    let mut shown = stored_exemplars(prometheus.addr, &panel_queries[0])
+        .await
+        .expect("exemplars");
+    shown.sort();
+    assert_eq!(shown, sent, "{}", panel_queries[0]);
+    Ok(())
+}
+
 test_main! {
+    tokio_2 exemplars_reach_prometheus,
     tokio_2 a_prefix_relabelled_away_keeps_the_shipped_rules_working,
     tokio_2 prometheus_scrapes_openmetrics_by_default,
     tokio_2 prometheus_scrapes_native_histograms_through_protobuf,

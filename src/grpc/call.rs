@@ -10,6 +10,7 @@ use http::HeaderMap;
 use super::code::GrpcCode;
 use super::families::{GrpcFamilies, MethodSeries};
 use super::framing::FrameDecoder;
+use crate::metrics::RequestExemplar;
 use crate::record::{Guard, Record, Unanswered, ValueIndices};
 
 /// Code recorded for a call the client ended: it cancelled or reset the call, closed
@@ -41,6 +42,8 @@ struct CallState {
     timeout: Option<Duration>,
     /// Messages received before then.
     pending: AtomicU64,
+    /// The labels of the call's exemplar.
+    exemplar: Option<RequestExemplar>,
     /// The client broke off its request: the body failed, or ended inside a message.
     client_aborted: AtomicBool,
 }
@@ -81,14 +84,15 @@ struct CallSeries {
 }
 
 impl GrpcCall {
-    /// A call to `path` with the client's `timeout` and the label values `values`
-    /// read from it, not counted yet; and the counter of the messages its request
-    /// body carries.
+    /// A call to `path` with the client's `timeout`, the label values `values` read
+    /// from it and its `exemplar`, not counted yet; and the counter of the messages
+    /// its request body carries.
     pub(crate) fn new(
         families: &Arc<GrpcFamilies>,
         path: &str,
         values: ValueIndices,
         timeout: Option<Duration>,
+        exemplar: Option<RequestExemplar>,
     ) -> (Self, ReceivedMessages) {
         let (series, unresolved) = match families.served(path, values) {
             Some(series) => (OnceLock::from(Arc::clone(series)), None),
@@ -106,6 +110,7 @@ impl GrpcCall {
             unresolved,
             timeout,
             pending: AtomicU64::new(0),
+            exemplar,
             client_aborted: AtomicBool::new(false),
         });
         let received = ReceivedMessages {
@@ -134,6 +139,11 @@ impl GrpcCall {
     /// Whether the inner future panicked.
     pub(crate) fn panicked(&self) -> bool {
         self.0.panicked()
+    }
+
+    /// The labels of the call's exemplar.
+    pub(crate) fn exemplar(&self) -> Option<RequestExemplar> {
+        self.0.record().state.exemplar.clone()
     }
 
     /// The response headers: the server answered the call. A trailers-only response
@@ -243,7 +253,12 @@ impl Record for CallSeries {
             self.resolve(code == GRPC_CODE_SERVER_ERROR);
         }
         if let Some(series) = self.state.series.get() {
-            series.finish(code, elapsed);
+            let exemplar = self
+                .state
+                .exemplar
+                .as_ref()
+                .map(RequestExemplar::recorded_now);
+            series.finish(code, elapsed, exemplar);
         }
     }
 }

@@ -14,7 +14,7 @@ use prometheus_client::registry::Unit;
 use super::code::GrpcCode;
 use super::labels::{GrpcHandledLabels, GrpcLabels, GrpcType};
 use super::method::{service_and_method, MethodTypes};
-use crate::metrics::{Buckets, ConstantLabels, Counter, Family, Histogram};
+use crate::metrics::{Buckets, ConstantLabels, Counter, ExemplarRef, Family, Histogram};
 use crate::record::{
     shards, FamilyNames, HistogramLayout, Latencies, Latency, ObjectiveFamilies, Objectives,
     ReadLabels, RequestLabelFn, SeriesCache, Shards, ValueIndices, DEFAULT_FALLBACK_ROUTE,
@@ -387,12 +387,18 @@ impl MethodSeries {
     }
 
     /// A call of this method ended with `code` after `elapsed`.
-    pub(crate) fn finish(&self, code: GrpcCode, elapsed: Duration) {
+    pub(crate) fn finish(
+        &self,
+        code: GrpcCode,
+        elapsed: Duration,
+        exemplar: Option<ExemplarRef<'_>>,
+    ) {
         let seconds = elapsed.as_secs_f64();
         if let Some(handling) = &self.handling {
-            handling.observe_in(self.shard, seconds);
+            handling.observe_with_exemplar_in(self.shard, seconds, exemplar);
         }
-        self.handled(code).inc_by_in(self.shard, 1);
+        self.handled(code)
+            .inc_by_with_exemplar_in(self.shard, 1, exemplar);
         if let Some(latency) = &self.latency {
             latency.observe(self.shard, seconds);
         }

@@ -14,7 +14,9 @@ use super::body_bytes::BodyBytes;
 use super::extra::ExtraLabels;
 use super::labels::{ActiveRequestLabels, HttpLabels};
 use super::route::{KnownRoute, RouteIdentity};
-use crate::metrics::{Buckets, ConstantLabels, Counter, Family, Gauge, Histogram, SeriesMetric};
+use crate::metrics::{
+    Buckets, ConstantLabels, Counter, ExemplarRef, Family, Gauge, Histogram, SeriesMetric,
+};
 use crate::multiprocess::GaugeMode;
 use crate::record::{
     shards, FamilyNames, HistogramLayout, HttpMethod, LabelPair, Latencies, Latency,
@@ -483,9 +485,10 @@ impl RouteSeries {
         outcome: HttpOutcome,
         elapsed: Duration,
         bytes: Option<&BodyBytes>,
+        exemplar: Option<ExemplarRef<'_>>,
     ) {
         self.with_status(outcome, |series| {
-            self.record(series, elapsed);
+            self.record(series, elapsed, exemplar);
             if let Some(bytes) = bytes {
                 self.record_sizes(series, bytes);
             }
@@ -539,10 +542,13 @@ impl RouteSeries {
         }
     }
 
-    fn record(&self, series: &StatusSeries, elapsed: Duration) {
+    fn record(&self, series: &StatusSeries, elapsed: Duration, exemplar: Option<ExemplarRef<'_>>) {
         let seconds = elapsed.as_secs_f64();
-        series.duration.observe_in(self.shard, seconds);
-        series.requests.inc_by_in(self.shard, 1);
+        let shard = self.shard;
+        series
+            .duration
+            .observe_with_exemplar_in(shard, seconds, exemplar);
+        series.requests.inc_by_with_exemplar_in(shard, 1, exemplar);
         if let Some(latency) = &self.latency {
             latency.observe(self.shard, seconds);
         }

@@ -11,6 +11,7 @@ use http_body::Frame;
 use super::body_bytes::{BodyBytes, RequestBytes};
 use super::families::{HttpOutcome, RouteSeries};
 use crate::grpc::{is_grpc_response, GrpcCall};
+use crate::metrics::RequestExemplar;
 use crate::record::{Guard, Record, Unanswered};
 
 /// Status recorded for a request whose inner service returned an error or panicked
@@ -29,6 +30,7 @@ pub(crate) type RequestGuard = Guard<HttpRequest>;
 pub(crate) struct HttpRequest {
     series: Arc<RouteSeries>,
     bytes: Option<BodyBytes>,
+    exemplar: Option<RequestExemplar>,
 }
 
 impl Record for HttpRequest {
@@ -41,24 +43,37 @@ impl Record for HttpRequest {
                 Unanswered::Dropped => STATUS_CLIENT_CLOSED,
             })
         });
-        self.series.finish(outcome, elapsed, self.bytes.as_ref());
+        let exemplar = self.exemplar.as_ref().map(RequestExemplar::recorded_now);
+        self.series
+            .finish(outcome, elapsed, self.bytes.as_ref(), exemplar);
     }
 }
 
 /// A request on `series` that started at `start`, counted in flight from now.
-fn request_guard(series: Arc<RouteSeries>, start: Instant, panicked: bool) -> RequestGuard {
+fn request_guard(
+    series: Arc<RouteSeries>,
+    start: Instant,
+    panicked: bool,
+    exemplar: Option<RequestExemplar>,
+) -> RequestGuard {
     series.start();
     let bytes = series.records_sizes().then(BodyBytes::default);
-    Guard::started_at(HttpRequest { series, bytes }, start, panicked)
+    let request = HttpRequest {
+        series,
+        bytes,
+        exemplar,
+    };
+    Guard::started_at(request, start, panicked)
 }
 
 /// A request on `series` starting now; `request_bytes` counts the bytes of its body,
-/// when the layer records request body sizes.
+/// when the layer records request body sizes; `exemplar` is its exemplar's labels.
 pub(crate) fn start_request(
     series: Arc<RouteSeries>,
     request_bytes: Option<RequestBytes>,
+    exemplar: Option<RequestExemplar>,
 ) -> RequestGuard {
-    let mut guard = request_guard(series, Instant::now(), false);
+    let mut guard = request_guard(series, Instant::now(), false, exemplar);
     if let Some(bytes) = &mut guard.record_mut().bytes {
         bytes.request = request_bytes;
     }
@@ -171,8 +186,11 @@ impl ClaimedCall {
             return Some(Recorder::Grpc(call));
         }
         let (start, panicked) = (call.start_time(), call.panicked());
+        let exemplar = call.exemplar();
         call.discard();
-        Some(Recorder::Http(request_guard(route, start, panicked)))
+        Some(Recorder::Http(request_guard(
+            route, start, panicked, exemplar,
+        )))
     }
 }
 

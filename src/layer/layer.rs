@@ -9,6 +9,7 @@ use http::request::Parts;
 use tower::Layer;
 
 use super::bodies::{CountMessages, Untouched};
+use super::exemplars::Exemplars;
 use super::extra::ExtraLabels;
 use super::families::SloRouteLabels;
 use super::families::{
@@ -82,6 +83,7 @@ impl MetricsLayer {
             grpc_labels: GrpcLabelsBuilder::default(),
             native: None,
             classic_buckets: None,
+            exemplars: None,
             bodies: PhantomData,
         }
     }
@@ -148,6 +150,8 @@ pub struct MetricsLayerBuilder<M = Untouched> {
     native: Option<NativeBuckets>,
     /// `None` until set: then classic buckets are kept unless native ones replace them.
     classic_buckets: Option<bool>,
+    /// Where exemplars come from; `None` records none.
+    exemplars: Option<Exemplars>,
     bodies: PhantomData<fn() -> M>,
 }
 
@@ -493,6 +497,7 @@ impl<M> MetricsLayerBuilder<M> {
             grpc_labels: self.grpc_labels,
             native: self.native,
             classic_buckets: self.classic_buckets,
+            exemplars: self.exemplars,
             bodies: PhantomData,
         }
     }
@@ -521,6 +526,36 @@ impl<M> MetricsLayerBuilder<M> {
     /// ```
     pub fn time_to_headers_histogram(mut self, enabled: bool) -> Self {
         self.optional.time_to_headers = enabled;
+        self
+    }
+
+    /// Records an exemplar with each request that has one, by the labels `source`
+    /// reads from it (off by default): on `http_server_request_duration_seconds` (in
+    /// the bucket of the request's duration) and `http_server_requests_total`, and for
+    /// gRPC calls on `grpc_server_handling_seconds` and `grpc_server_handled_total`.
+    /// Each bucket and each counter keeps its latest exemplar.
+    ///
+    /// OpenMetrics and protobuf scrapes carry them (a Prometheus started with
+    /// `--enable-feature=exemplar-storage` stores them); the Prometheus text format
+    /// has no place for them, so `curl` and `promtool` see no change. In multi-process
+    /// mode no exemplar is kept, as Python's client keeps none in its files.
+    ///
+    /// Off, a request pays a test of an empty `Option`; on, see the README's
+    /// performance table.
+    ///
+    /// ```
+    /// use tower_prometheus::layer::Exemplars;
+    /// use tower_prometheus::{MetricsLayer, MetricsRegistry};
+    ///
+    /// # fn main() -> Result<(), tower_prometheus::BuildError> {
+    /// let layer = MetricsLayer::builder(&MetricsRegistry::new())
+    ///     .exemplars(Exemplars::traceparent())
+    ///     .build()?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn exemplars(mut self, source: Exemplars) -> Self {
+        self.exemplars = Some(source);
         self
     }
 
@@ -805,6 +840,7 @@ impl<M> MetricsLayerBuilder<M> {
                 request_bytes: self.optional.request_body_size,
                 routes: RouteResolver::new(self.route_fn, self.fallback_route),
                 skip: self.skip.into_option(),
+                exemplars: self.exemplars,
                 endpoint,
                 intercept,
             }),

@@ -73,6 +73,7 @@
 mod bodies;
 mod body;
 mod body_bytes;
+mod exemplars;
 mod extra;
 mod families;
 mod future;
@@ -91,6 +92,7 @@ pub use crate::record::Objective;
 pub use crate::record::{LabelValues, RequestLabelFn, MAX_EXTRA_LABELS};
 pub use bodies::{CountMessages, RequestBodies, Untouched};
 pub use body::ResponseBody;
+pub use exemplars::{ExemplarFn, Exemplars};
 pub use extra::ResponseLabelFn;
 pub use families::{
     ActiveRequests, BodySize, RequestCount, RequestDuration, SloRouteLabels, TimeToHeaders,

@@ -13,6 +13,7 @@ use tower::Service;
 use super::bodies::{RequestBodies, Untouched};
 use super::body::ResponseBody;
 use super::body_bytes::RequestBytes;
+use super::exemplars::Exemplars;
 use super::extra::request_values;
 use super::families::{HttpFamilies, RouteSeries};
 use super::future::ResponseFuture;
@@ -40,6 +41,8 @@ pub(crate) struct LayerShared {
     pub(crate) request_bytes: bool,
     /// The requests left unrecorded; `None` when the layer skips nothing.
     pub(crate) skip: Option<Skip>,
+    /// Where exemplars come from; `None` records none.
+    pub(crate) exemplars: Option<Exemplars>,
     pub(crate) endpoint: MetricsEndpoint,
     /// Whether the layer answers the endpoint's path itself.
     pub(crate) intercept: bool,
@@ -134,6 +137,10 @@ where
         }
         // Recorders are created before the inner call, so a panic inside `call` is
         // recorded too. The request is not moved until the inner call: it is large.
+        let exemplar = match &shared.exemplars {
+            Some(exemplars) => exemplars.read(&mut request),
+            None => None,
+        };
         let grpc_only = shared.grpc_only;
         if grpc_only || claims_grpc(&request) {
             let timeout = grpc_timeout(request.headers());
@@ -147,8 +154,13 @@ where
                 Some(route)
             };
             let values = request_values(shared.grpc.request_labels(), &mut request);
-            let (mut call, received) =
-                GrpcCall::new(&shared.grpc, request.uri().path(), values, timeout);
+            let (mut call, received) = GrpcCall::new(
+                &shared.grpc,
+                request.uri().path(),
+                values,
+                timeout,
+                exemplar,
+            );
             let recorder = match route {
                 None => {
                     call.start_if_served();
@@ -164,11 +176,11 @@ where
         };
         if shared.request_bytes {
             let (counted, recorded) = RequestBytes::pair();
-            let guard = Recorder::Http(start_request(series, Some(recorded)));
+            let guard = Recorder::Http(start_request(series, Some(recorded), exemplar));
             let request = request.map(|body| RequestBody::counting_bytes(body, counted));
             return ResponseFuture::inner(self.inner.call(M::wrapped(request)), guard);
         }
-        let guard = Recorder::Http(start_request(series, None));
+        let guard = Recorder::Http(start_request(series, None, exemplar));
         ResponseFuture::inner(self.inner.call(M::http(request)), guard)
     }
 }

@@ -3,10 +3,10 @@
 use std::fmt;
 use std::sync::Arc;
 
-use prometheus_client::encoding::{EncodeMetric, MetricEncoder, NoLabelSet};
-use prometheus_client::metrics::exemplar::Exemplar;
+use prometheus_client::encoding::{EncodeMetric, MetricEncoder};
 use prometheus_client::metrics::{MetricType, TypedMetric};
 
+use super::exemplar::{ExemplarLabels, ExemplarRef, ExemplarSlots};
 use super::series::Bind;
 use crate::storage::files::{FileKind, MappedValue};
 use crate::storage::shard::{self, ShardedCells, FRACTIONS, WHOLE};
@@ -43,8 +43,22 @@ pub struct Counter {
 
 #[derive(Clone)]
 enum CounterValue {
-    Local(Arc<ShardedCells>),
+    Local(Arc<LocalCount>),
     Mapped(MappedValue),
+}
+
+/// A count kept in this process, and its latest exemplar.
+struct LocalCount {
+    cells: ShardedCells,
+    exemplar: ExemplarSlots,
+}
+
+impl std::ops::Deref for LocalCount {
+    type Target = ShardedCells;
+
+    fn deref(&self) -> &ShardedCells {
+        &self.cells
+    }
 }
 
 impl Default for Counter {
@@ -70,7 +84,10 @@ impl Counter {
 
     fn local() -> Self {
         Self {
-            value: CounterValue::Local(Arc::new(ShardedCells::new(2))),
+            value: CounterValue::Local(Arc::new(LocalCount {
+                cells: ShardedCells::new(2),
+                exemplar: ExemplarSlots::new(1),
+            })),
         }
     }
 
@@ -90,6 +107,40 @@ impl Counter {
         match &self.value {
             CounterValue::Local(value) => value.add(shard, WHOLE, amount),
             CounterValue::Mapped(value) => value.add(amount as f64),
+        }
+    }
+
+    /// Adds `amount`, and keeps `exemplar` as the counter's latest exemplar (served in
+    /// OpenMetrics and protobuf scrapes, with `amount` as its value). In multi-process
+    /// mode the amount is added and the exemplar dropped, as Python's client does.
+    ///
+    /// ```
+    /// use tower_prometheus::metrics::{Counter, ExemplarLabels};
+    ///
+    /// let orders = Counter::default();
+    /// let trace = ExemplarLabels::new([("trace_id", "4bf92f3577b34da6a3ce929d0e0e4736")]);
+    /// orders.inc_by_with_exemplar(2, &trace.unwrap());
+    /// assert_eq!(orders.get(), 2);
+    /// ```
+    pub fn inc_by_with_exemplar(&self, amount: u64, exemplar: &ExemplarLabels) {
+        self.inc_by_with_exemplar_in(
+            shard::current(),
+            amount,
+            Some(ExemplarRef::labels(exemplar)),
+        );
+    }
+
+    /// Adds `amount` in shard `shard`, with its exemplar if it has one.
+    #[inline]
+    pub(crate) fn inc_by_with_exemplar_in(
+        &self,
+        shard: usize,
+        amount: u64,
+        exemplar: Option<ExemplarRef<'_>>,
+    ) {
+        self.inc_by_in(shard, amount);
+        if let (Some(labels), CounterValue::Local(value)) = (exemplar, &self.value) {
+            value.exemplar.offer(0, labels, amount as f64);
         }
     }
 
@@ -158,14 +209,14 @@ impl TypedMetric for Counter {
 
 impl EncodeMetric for Counter {
     fn encode(&self, mut encoder: MetricEncoder<'_>) -> Result<(), std::fmt::Error> {
+        let exemplar = match &self.value {
+            CounterValue::Local(value) => value.exemplar.exemplar(0),
+            CounterValue::Mapped(_) => None,
+        };
         if self.has_fraction() {
-            return encoder.encode_counter::<NoLabelSet, _, u64>(
-                &self.get_f64(),
-                None::<&Exemplar<NoLabelSet, u64>>,
-            );
+            return encoder.encode_counter(&self.get_f64(), exemplar.as_ref());
         }
-        encoder
-            .encode_counter::<NoLabelSet, _, u64>(&self.get(), None::<&Exemplar<NoLabelSet, u64>>)
+        encoder.encode_counter(&self.get(), exemplar.as_ref())
     }
 
     fn metric_type(&self) -> MetricType {

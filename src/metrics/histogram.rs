@@ -3,9 +3,10 @@
 use std::fmt;
 use std::sync::Arc;
 
-use prometheus_client::encoding::{EncodeMetric, MetricEncoder, NoLabelSet};
+use prometheus_client::encoding::{EncodeMetric, MetricEncoder};
 use prometheus_client::metrics::{MetricType, TypedMetric};
 
+use super::exemplar::{ExemplarLabels, ExemplarRef, ExemplarSlots};
 use super::native::{NativeBuckets, NativeCounts};
 use super::series::Bind;
 use crate::storage::files::key::go_float;
@@ -182,6 +183,8 @@ struct HistogramState {
     values: HistogramValues,
     /// Native buckets, kept in this process only.
     native: Option<NativeCounts>,
+    /// The latest exemplar of each classic bucket, kept in this process only.
+    exemplars: Option<ExemplarSlots>,
 }
 
 enum HistogramValues {
@@ -244,10 +247,12 @@ impl Histogram {
 
     fn local(buckets: Buckets, native: Option<NativeBuckets>) -> Self {
         let cells = ShardedCells::new(buckets.bounds.len() + 2);
+        let exemplars = ExemplarSlots::new(buckets.bounds.len() + 1);
         Self::with_values(
             buckets,
             HistogramValues::Local(cells),
             native.map(NativeCounts::new),
+            Some(exemplars),
         )
     }
 
@@ -265,19 +270,21 @@ impl Histogram {
             .map(bucket)
             .collect();
         let sum = binding.value(FileKind::Histogram, "_sum", labels);
-        Self::with_values(buckets, HistogramValues::Mapped { counts, sum }, None)
+        Self::with_values(buckets, HistogramValues::Mapped { counts, sum }, None, None)
     }
 
     fn with_values(
         buckets: Buckets,
         values: HistogramValues,
         native: Option<NativeCounts>,
+        exemplars: Option<ExemplarSlots>,
     ) -> Self {
         Self {
             state: Arc::new(HistogramState {
                 buckets,
                 values,
                 native,
+                exemplars,
             }),
         }
     }
@@ -307,6 +314,37 @@ impl Histogram {
                 }
                 sum.add(value);
             }
+        }
+    }
+
+    /// Records one observation, and keeps `exemplar` as the latest exemplar of the
+    /// bucket it falls in (served in OpenMetrics and protobuf scrapes). In
+    /// multi-process mode the observation is recorded and the exemplar dropped: Python
+    /// prometheus_client's files have no place for exemplars.
+    ///
+    /// ```
+    /// use tower_prometheus::metrics::{Buckets, ExemplarLabels, Histogram};
+    ///
+    /// let latency = Histogram::new(Buckets::new([0.1, 1.0]).unwrap());
+    /// let trace = ExemplarLabels::new([("trace_id", "4bf92f3577b34da6a3ce929d0e0e4736")]);
+    /// latency.observe_with_exemplar(0.05, &trace.unwrap());
+    /// assert_eq!(latency.count(), 1);
+    /// ```
+    pub fn observe_with_exemplar(&self, value: f64, exemplar: &ExemplarLabels) {
+        self.observe_with_exemplar_in(shard::current(), value, Some(ExemplarRef::labels(exemplar)));
+    }
+
+    /// Records one observation in shard `shard`, with its exemplar if it has one.
+    #[inline]
+    pub(crate) fn observe_with_exemplar_in(
+        &self,
+        shard: usize,
+        value: f64,
+        exemplar: Option<ExemplarRef<'_>>,
+    ) {
+        self.observe_in(shard, value);
+        if let (Some(labels), Some(slots)) = (exemplar, &self.state.exemplars) {
+            slots.offer(self.state.buckets.index_of(value), labels, value);
         }
     }
 
@@ -390,8 +428,14 @@ impl EncodeMetric for Histogram {
             .zip(self.bucket_counts())
             .collect();
         let count: u64 = buckets.iter().map(|(_, c)| c).sum();
+        let exemplars = self
+            .state
+            .exemplars
+            .as_ref()
+            .map(ExemplarSlots::exemplars)
+            .filter(|exemplars| !exemplars.is_empty());
         let Some(native) = &self.state.native else {
-            return encoder.encode_histogram::<NoLabelSet>(self.sum(), count, &buckets, None);
+            return encoder.encode_histogram(self.sum(), count, &buckets, exemplars.as_ref());
         };
         let snapshot = native.snapshot();
         // The native buckets are read after the classic ones, and may hold
@@ -402,11 +446,11 @@ impl EncodeMetric for Histogram {
             *inf = count - below;
         }
         let sides = snapshot.sides();
-        encoder.encode_histogram_with_native::<NoLabelSet>(
+        encoder.encode_histogram_with_native(
             self.sum(),
             count,
             &buckets,
-            None,
+            exemplars.as_ref(),
             snapshot.encoded(&sides),
         )
     }
@@ -419,6 +463,42 @@ impl EncodeMetric for Histogram {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::SystemTime;
+
+    /// prometheus-client writes the exemplars the histogram keeps, each on its bucket,
+    /// in OpenMetrics text and never in the Prometheus text format.
+    #[test]
+    fn exemplars_are_encoded_on_their_buckets() {
+        use prometheus_client::encoding::{prometheus_text, text};
+        let histogram = Histogram::new(Buckets::new([0.1, 1.0]).expect("valid"));
+        let trace = ExemplarLabels::new([("trace_id", "abc"), ("span_id", "d\"e")]).expect("valid");
+        histogram.observe_with_exemplar_in(0, 0.5, Some(ExemplarRef::labels(&trace)));
+        histogram.observe_with_exemplar_in(0, 0.05, None);
+        let mut registry = prometheus_client::registry::Registry::default();
+        registry.register("latency", "Latency.", histogram);
+        let mut body = String::new();
+        text::encode(&mut body, &registry).expect("encodes");
+        let lines: Vec<&str> = body.lines().filter(|l| l.contains("_bucket")).collect();
+        assert_eq!(lines[0], "latency_bucket{le=\"0.1\"} 1");
+        let (sample, exemplar) = lines[1].split_once(" # ").expect("an exemplar");
+        assert_eq!(sample, "latency_bucket{le=\"1.0\"} 2");
+        let (labels, rest) = exemplar.split_once("} ").expect("labels");
+        assert_eq!(labels, "{trace_id=\"abc\",span_id=\"d\\\"e\"");
+        let (value, at) = rest.split_once(' ').expect("value and time");
+        assert_eq!(value, "0.5");
+        let at: f64 = at.parse().expect("a timestamp");
+        let now = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .expect("after 1970");
+        assert!((now.as_secs_f64() - at).abs() < 60.0, "{at}");
+        assert_eq!(lines[2], "latency_bucket{le=\"+Inf\"} 2");
+        let mut plain = String::new();
+        prometheus_text::encode(&mut plain, &registry).expect("encodes");
+        assert!(
+            !plain.contains('#') || !plain.contains("trace_id"),
+            "{plain}"
+        );
+    }
 
     /// The bucket of each value, found by a scan (short lists) or a binary search
     /// (long ones), against the definition: the first bound at or above the value.

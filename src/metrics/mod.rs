@@ -9,6 +9,7 @@
 //! registry.
 
 mod counter;
+mod exemplar;
 mod family;
 mod gauge;
 mod histogram;
@@ -18,6 +19,8 @@ mod series;
 mod table;
 
 pub use counter::{Counter, InvalidIncrement};
+pub use exemplar::{ExemplarLabels, MAX_EXEMPLAR_LABELS, MAX_EXEMPLAR_LENGTH};
+pub(crate) use exemplar::{ExemplarRef, RequestExemplar, TraceContext};
 pub use family::{Family, DEFAULT_MAX_SERIES, OVERFLOW_LABEL};
 pub use gauge::Gauge;
 pub use histogram::{Buckets, Histogram, InvalidBuckets};

@@ -50,6 +50,11 @@ impl<R: Record> Guard<R> {
         }
     }
 
+    /// What the call is recorded into.
+    pub(crate) fn record(&self) -> &R {
+        &self.record
+    }
+
     /// What the call is recorded into, mutably.
     pub(crate) fn record_mut(&mut self) -> &mut R {
         &mut self.record
