@@ -128,15 +128,20 @@ fn traced_request(method: Method, status: u16) -> Request<()> {
 }
 
 #[test]
-fn recording_exemplars_allocates_nothing_once_their_series_exist() {
+fn a_traced_request_allocates_its_exemplar_alone_once_series_exist() {
     let registry = MetricsRegistry::new();
     let layer = with_routes(MetricsLayer::builder(&registry))
         .exemplars(Exemplars::traceparent())
         .build()
         .expect("layer builds");
     let service = layer.layer(service_fn(common::answer_with_requested_status::<()>));
-    requests_made_by_allocate_nothing(service, traced_request);
+    // The trace context, boxed so a request without one carries an empty pointer.
+    requests_made_by_allocate(service, traced_request, 1);
     assert_every_request_counted(&registry, "");
+    // Requests without a trace context allocate nothing.
+    untouched_requests_allocate_nothing(
+        MetricsLayer::builder(&MetricsRegistry::new()).exemplars(Exemplars::traceparent()),
+    );
 }
 
 #[test]
@@ -280,12 +285,16 @@ where
     B: Body,
     B::Error: std::fmt::Debug,
 {
-    requests_made_by_allocate_nothing(service, request);
+    requests_made_by_allocate(service, request, 0);
 }
 
-/// Drives the requests of [`CASES`], made by `make`, through `service`, counting
-/// allocations after the first ones.
-fn requests_made_by_allocate_nothing<S, B>(mut service: S, make: fn(Method, u16) -> Request<()>)
+/// Drives the requests of [`CASES`], made by `make`, through `service`: after the
+/// first ones, each allocates `per_request` blocks.
+fn requests_made_by_allocate<S, B>(
+    mut service: S,
+    make: fn(Method, u16) -> Request<()>,
+    per_request: usize,
+)
 where
     S: tower::Service<Request<()>, Response = Response<B>, Error = Infallible>,
     B: Body,
@@ -306,7 +315,7 @@ where
     }
     assert_eq!(
         allocations,
-        0,
+        per_request * ROUNDS * CASES.len(),
         "allocations over {} requests",
         ROUNDS * CASES.len()
     );

@@ -69,12 +69,12 @@ impl Exemplars {
                 let (value, None) = (values.next()?, values.next()) else {
                     return None;
                 };
-                TraceContext::parse(value.as_bytes()).map(RequestExemplar::Trace)
+                TraceContext::parse(value.as_bytes()).map(RequestExemplar::trace)
             }
             Source::Request(read) => with_parts(request, |parts| {
                 catch_unwind(AssertUnwindSafe(|| read(parts))).unwrap_or(None)
             })
-            .map(|labels| RequestExemplar::Labels(Box::new(labels))),
+            .map(RequestExemplar::labels),
         }
     }
 }

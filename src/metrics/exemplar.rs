@@ -173,21 +173,27 @@ fn is_hex(text: &[u8]) -> bool {
     })
 }
 
-/// The exemplar a request carries until it is recorded: a trace context in its
-/// compact form, or the labels a function made, boxed so a request without them stays
-/// small.
+/// The exemplar a request carries until it is recorded, boxed: a layer without
+/// exemplars then carries one empty pointer per request, not the labels.
 #[derive(Clone, Debug)]
-pub(crate) enum RequestExemplar {
-    Trace(TraceContext),
-    Labels(Box<ExemplarLabels>),
-}
+pub(crate) struct RequestExemplar(Box<Kept>);
 
 impl RequestExemplar {
+    /// A sampled trace context.
+    pub(crate) fn trace(context: TraceContext) -> Self {
+        Self(Box::new(Kept::Trace(context)))
+    }
+
+    /// Labels a function made.
+    pub(crate) fn labels(labels: ExemplarLabels) -> Self {
+        Self(Box::new(Kept::Labels(labels)))
+    }
+
     /// The exemplar to record, at the current time.
     pub(crate) fn recorded_now(&self) -> ExemplarRef<'_> {
-        let labels = match self {
-            RequestExemplar::Trace(context) => Offered::Trace(context),
-            RequestExemplar::Labels(labels) => Offered::Labels(labels),
+        let labels = match &*self.0 {
+            Kept::Trace(context) => Offered::Trace(context),
+            Kept::Labels(labels) => Offered::Labels(labels),
         };
         ExemplarRef {
             labels,
@@ -220,8 +226,8 @@ enum Offered<'a> {
     Labels(&'a ExemplarLabels),
 }
 
-/// An exemplar as a slot keeps it.
-#[derive(Clone, Copy)]
+/// An exemplar as a request carries it and a slot keeps it.
+#[derive(Clone, Copy, Debug)]
 enum Kept {
     Trace(TraceContext),
     Labels(ExemplarLabels),
@@ -408,7 +414,7 @@ mod tests {
         slots.offer(0, ExemplarRef::labels(&second), 0.25);
         let trace = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
         let context = TraceContext::parse(trace.as_bytes()).expect("valid");
-        slots.offer(2, RequestExemplar::Trace(context).recorded_now(), 9.0);
+        slots.offer(2, RequestExemplar::trace(context).recorded_now(), 9.0);
         slots.offer(7, ExemplarRef::labels(&first), 1.0);
         let kept = slots.exemplars();
         assert_eq!(kept.len(), 2);
