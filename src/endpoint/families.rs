@@ -37,6 +37,7 @@ impl Kind {
 
     /// The kind of a protobuf `MetricType`; proto2 leaves out a field at its default,
     /// `COUNTER`.
+    #[cfg(feature = "protobuf")]
     fn of_protobuf(number: u64) -> Self {
         match number {
             0 => Kind::Counter,
