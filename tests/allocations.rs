@@ -294,8 +294,7 @@ fn requests_made_by_allocate<S, B>(
     mut service: S,
     make: fn(Method, u16) -> Request<()>,
     per_request: usize,
-)
-where
+) where
     S: tower::Service<Request<()>, Response = Response<B>, Error = Infallible>,
     B: Body,
     B::Error: std::fmt::Debug,
