@@ -201,6 +201,46 @@ async fn a_refused_connection_is_connection_refused_without_a_status() {
     assert_eq!(scraped.value(ACTIVE, &to(&port, &[])), Some(0.0));
 }
 
+/// A client whose future panics: the request is `_OTHER`, not a cancellation, and is
+/// no longer in flight; also when the caller catches the panic and drops the future
+/// only afterwards, outside the unwinding (tokio drops it during the unwinding).
+#[tokio::test]
+async fn a_client_that_panics_records_other_not_cancelled() {
+    let registry = MetricsRegistry::new();
+    let metrics = serve_metrics(&registry).await;
+    let panicking = tower::service_fn(|_: Request<ClientRequestBody<Full<Bytes>>>| {
+        std::future::poll_fn(
+            |_| -> std::task::Poll<Result<Response<Full<Bytes>>, Infallible>> {
+                panic!("the client failed")
+            },
+        )
+    });
+    let client = ServiceBuilder::new()
+        .layer(ClientMetricsLayer::new(&registry).expect("client layer builds"))
+        .service(panicking);
+    let server = common::free_address();
+    let mut call = Box::pin(client.clone().oneshot(get(server, "/")));
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    let polled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        std::future::Future::poll(call.as_mut(), &mut cx)
+    }));
+    assert!(polled.is_err(), "the client panicked");
+    drop(call);
+    let joined = tokio::spawn(client.oneshot(get(server, "/"))).await;
+    assert!(joined.is_err_and(|error| error.is_panic()));
+    let port = server.port().to_string();
+    let scraped = scrape(metrics).await;
+    let other = to(&port, &[("error_type", "_OTHER")]);
+    assert_eq!(
+        scraped.value(REQUESTS, &other),
+        Some(2.0),
+        "{}",
+        scraped.text
+    );
+    assert_eq!(scraped.matching(REQUESTS, &to(&port, &[])).len(), 1);
+    assert_eq!(scraped.value(ACTIVE, &to(&port, &[])), Some(0.0));
+}
+
 #[tokio::test]
 async fn a_stalling_server_is_a_timeout_inside_the_layer_and_cancelled_outside() {
     let registry = MetricsRegistry::new();

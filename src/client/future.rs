@@ -11,6 +11,7 @@ use pin_project_lite::pin_project;
 use super::body::ClientResponseBody;
 use super::error_type::BoxError;
 use super::guard::ClientRecorder;
+use crate::record::PanicWatch;
 
 pin_project! {
     /// Response future of [`ClientMetricsService`](super::ClientMetricsService). Its
@@ -54,7 +55,13 @@ where
             this.recorder.is_some(),
             "`ClientResponseFuture` polled after completion"
         );
-        let output = ready!(this.future.poll(cx));
+        let polled = {
+            // A panic of the inner client is `_OTHER` (an `Unknown` gRPC call), not a
+            // cancellation.
+            let _watch = PanicWatch(this.recorder.as_mut());
+            this.future.poll(cx)
+        };
+        let output = ready!(polled);
         let mut recorder = this.recorder.take().expect("checked before the poll");
         match output {
             Ok(response) => {

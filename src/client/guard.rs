@@ -14,7 +14,7 @@ use super::families::ServerSeries;
 use super::grpc_families::ClientMethodSeries;
 use super::labels::ClientOutcome;
 use crate::grpc::{FrameDecoder, GrpcCode};
-use crate::record::{Guard, Record, Unanswered};
+use crate::record::{Guard, MarkPanicked, Record, Unanswered};
 
 /// Code of a call the caller dropped before it ended: the client cancelled it.
 pub(crate) const GRPC_CODE_DROPPED: GrpcCode = GrpcCode::Canceled;
@@ -111,6 +111,15 @@ impl ClientRecorder {
             (ClientRecorder::Http(_), None) => {}
             (ClientRecorder::Grpc(guard), Some(_)) => guard.outcome_or(GRPC_CODE_TRANSPORT),
             (ClientRecorder::Grpc(guard), None) => guard.outcome_or(GRPC_CODE_NO_STATUS),
+        }
+    }
+}
+
+impl MarkPanicked for ClientRecorder {
+    fn mark_panicked(&mut self) {
+        match self {
+            ClientRecorder::Http(guard) => guard.mark_panicked(),
+            ClientRecorder::Grpc(guard) => guard.mark_panicked(),
         }
     }
 }

@@ -10,8 +10,9 @@ use http_body::Body;
 use pin_project_lite::pin_project;
 
 use super::body::ResponseBody;
-use super::guard::{PanicWatch, Recorder};
+use super::guard::Recorder;
 use crate::endpoint::EndpointFuture;
+use crate::record::PanicWatch;
 
 pin_project! {
     /// Response future of [`MetricsService`](super::MetricsService).

@@ -12,7 +12,7 @@ use super::body_bytes::{BodyBytes, RequestBytes};
 use super::families::{HttpOutcome, RouteSeries};
 use crate::grpc::{is_grpc_response, GrpcCall};
 use crate::metrics::RequestExemplar;
-use crate::record::{Guard, Record, Unanswered};
+use crate::record::{Guard, MarkPanicked, Record, Unanswered};
 
 /// Status recorded for a request whose inner service returned an error or panicked
 /// before producing a response.
@@ -148,7 +148,9 @@ impl Recorder {
             call.end(failed);
         }
     }
+}
 
+impl MarkPanicked for Recorder {
     fn mark_panicked(&mut self) {
         match self {
             Recorder::Http(guard) => guard.mark_panicked(),
@@ -198,20 +200,5 @@ impl Drop for ClaimedCall {
     fn drop(&mut self) {
         // Unanswered: recorded as an HTTP request (499, or 500 after a panic).
         drop(self.settle(false));
-    }
-}
-
-/// Marks the recorder when dropped during a panic: a panic that unwinds through the
-/// poll of the inner future drops this watch on its way out, while the future (and
-/// the recorder) may only be dropped later, outside the unwinding.
-pub(crate) struct PanicWatch<'a>(pub(crate) Option<&'a mut Recorder>);
-
-impl Drop for PanicWatch<'_> {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            if let Some(recorder) = self.0.as_deref_mut() {
-                recorder.mark_panicked();
-            }
-        }
     }
 }

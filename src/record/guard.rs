@@ -115,3 +115,24 @@ impl<R: Record> Drop for Guard<R> {
 pub(crate) fn ended_by_panic(panicked: bool) -> bool {
     panicked || std::thread::panicking()
 }
+
+/// A recorder that can be told its call panicked.
+pub(crate) trait MarkPanicked {
+    /// The inner future panicked while polled.
+    fn mark_panicked(&mut self);
+}
+
+/// Marks the recorder when dropped during a panic: a panic that unwinds through the
+/// poll of the inner future drops this watch on its way out, while the future (and
+/// the recorder) may only be dropped later, outside the unwinding.
+pub(crate) struct PanicWatch<'a, R: MarkPanicked>(pub(crate) Option<&'a mut R>);
+
+impl<R: MarkPanicked> Drop for PanicWatch<'_, R> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            if let Some(recorder) = self.0.as_deref_mut() {
+                recorder.mark_panicked();
+            }
+        }
+    }
+}

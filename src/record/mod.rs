@@ -40,7 +40,7 @@ mod slo;
 mod slots;
 
 pub(crate) use cache::{shards, SeriesCache, Shards};
-pub(crate) use guard::{Guard, Record, Unanswered};
+pub(crate) use guard::{Guard, MarkPanicked, PanicWatch, Record, Unanswered};
 pub(crate) use histograms::HistogramLayout;
 pub use http_method::HttpMethod;
 pub(crate) use naming::FamilyNames;
