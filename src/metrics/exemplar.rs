@@ -12,6 +12,8 @@ use std::time::SystemTime;
 use prometheus_client::encoding::{EncodeLabel, EncodeLabelSet, LabelSetEncoder};
 use prometheus_client::metrics::exemplar::{CounterWithExemplar, Exemplar};
 
+use super::labels::is_label_name;
+
 /// Longest label set of an exemplar, names and values together: OpenMetrics allows 128
 /// characters; this crate keeps at most 128 bytes, the same for the ASCII of trace ids.
 pub const MAX_EXEMPLAR_LENGTH: usize = 128;
@@ -240,16 +242,6 @@ impl Kept {
             Kept::Labels(labels) => Some(*labels),
         }
     }
-}
-
-/// A Prometheus label name: `[a-zA-Z_][a-zA-Z0-9_]*`, not reserved (`__` prefix).
-fn is_label_name(name: &str) -> bool {
-    let mut bytes = name.bytes();
-    bytes
-        .next()
-        .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
-        && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_')
-        && !name.starts_with("__")
 }
 
 /// One kept observation.

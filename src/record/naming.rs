@@ -5,7 +5,7 @@ use std::borrow::Cow;
 use std::sync::Arc;
 
 use crate::error::{BuildError, LabelProblem};
-use crate::metrics::ConstantLabels;
+use crate::metrics::{is_label_name, is_plain_name, ConstantLabels};
 
 /// The prefix and the constant labels of the families one layer writes.
 #[derive(Clone, Debug, Default)]
@@ -30,7 +30,7 @@ impl FamilyNames {
             }
         }
         for (index, (name, _)) in constant.iter().enumerate() {
-            let problem = if !is_plain_name(name) || name.starts_with("__") {
+            let problem = if !is_label_name(name) {
                 Some(LabelProblem::InvalidName)
             } else if reserved.contains(&name.as_str()) {
                 Some(LabelProblem::FamilyLabel)
@@ -64,15 +64,6 @@ impl FamilyNames {
     pub(crate) fn constant(&self) -> &ConstantLabels {
         &self.constant
     }
-}
-
-/// Whether `name` matches `[a-zA-Z_][a-zA-Z0-9_]*`.
-fn is_plain_name(name: &str) -> bool {
-    let mut chars = name.chars();
-    chars
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 #[cfg(test)]

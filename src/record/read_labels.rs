@@ -16,7 +16,7 @@ use http::request;
 use prometheus_client::encoding::{EncodeLabel, LabelSetEncoder};
 
 use super::{DEFAULT_FALLBACK_ROUTE, MAX_ROUTE_LEN};
-use crate::metrics::{LabelPairs, Table};
+use crate::metrics::{is_label_name, LabelPairs, Table};
 
 /// Labels a layer reads at most from each source: HTTP requests, HTTP responses,
 /// gRPC calls.
@@ -328,16 +328,6 @@ impl Values {
         };
         value.unwrap_or_else(|| DEFAULT_FALLBACK_ROUTE.into())
     }
-}
-
-/// Whether `name` is a label name a user may give: `[a-zA-Z_][a-zA-Z0-9_]*`, and not
-/// `__`-prefixed (reserved for Prometheus).
-fn is_label_name(name: &str) -> bool {
-    let mut chars = name.chars();
-    let starts = chars
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_');
-    starts && chars.all(|c| c.is_ascii_alphanumeric() || c == '_') && !name.starts_with("__")
 }
 
 /// The names and values of the labels read from a call, after a label set's own:
