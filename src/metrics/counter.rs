@@ -6,7 +6,7 @@ use std::sync::Arc;
 use prometheus_client::encoding::{EncodeMetric, MetricEncoder};
 use prometheus_client::metrics::{MetricType, TypedMetric};
 
-use super::exemplar::{ExemplarLabels, ExemplarRef, ExemplarSlots};
+use super::exemplar::{ExemplarLabels, ExemplarRef, ExemplarSlots, KeptExemplar};
 use super::series::Bind;
 use crate::storage::files::{FileKind, MappedValue};
 use crate::storage::shard::{self, ShardedCells, FRACTIONS, WHOLE};
@@ -123,11 +123,8 @@ impl Counter {
     /// assert_eq!(orders.get(), 2);
     /// ```
     pub fn inc_by_with_exemplar(&self, amount: u64, exemplar: &ExemplarLabels) {
-        self.inc_by_with_exemplar_in(
-            shard::current(),
-            amount,
-            Some(ExemplarRef::labels(exemplar)),
-        );
+        let exemplar = KeptExemplar::Labels(*exemplar);
+        self.inc_by_with_exemplar_in(shard::current(), amount, Some(ExemplarRef::now(&exemplar)));
     }
 
     /// Adds `amount` in shard `shard`, with its exemplar if it has one.

@@ -178,68 +178,56 @@ fn is_hex(text: &[u8]) -> bool {
 /// The exemplar a request carries until it is recorded, boxed: a layer without
 /// exemplars then carries one empty pointer per request, not the labels.
 #[derive(Clone, Debug)]
-pub(crate) struct RequestExemplar(Box<Kept>);
+pub(crate) struct RequestExemplar(Box<KeptExemplar>);
 
 impl RequestExemplar {
     /// A sampled trace context.
     pub(crate) fn trace(context: TraceContext) -> Self {
-        Self(Box::new(Kept::Trace(context)))
+        Self(Box::new(KeptExemplar::Trace(context)))
     }
 
     /// Labels a function made.
     pub(crate) fn labels(labels: ExemplarLabels) -> Self {
-        Self(Box::new(Kept::Labels(labels)))
+        Self(Box::new(KeptExemplar::Labels(labels)))
     }
 
     /// The exemplar to record, at the current time.
     pub(crate) fn recorded_now(&self) -> ExemplarRef<'_> {
-        let labels = match &*self.0 {
-            Kept::Trace(context) => Offered::Trace(context),
-            Kept::Labels(labels) => Offered::Labels(labels),
-        };
-        ExemplarRef {
-            labels,
-            at: SystemTime::now(),
-        }
+        ExemplarRef::now(&self.0)
     }
 }
 
-/// An exemplar offered to metrics, in either form, with the time it was recorded
-/// (read once for all the metrics a request records into).
+/// An exemplar offered to metrics, with the time it was recorded (read once for all
+/// the metrics a request records into).
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct ExemplarRef<'a> {
-    labels: Offered<'a>,
+    kept: &'a KeptExemplar,
     at: SystemTime,
 }
 
 impl<'a> ExemplarRef<'a> {
-    /// `labels`, recorded now.
-    pub(crate) fn labels(labels: &'a ExemplarLabels) -> Self {
+    /// `kept`, recorded now.
+    pub(crate) fn now(kept: &'a KeptExemplar) -> Self {
         Self {
-            labels: Offered::Labels(labels),
+            kept,
             at: SystemTime::now(),
         }
     }
 }
 
+/// An exemplar as a request carries it and a slot keeps it: a trace context is made
+/// into labels only when scraped.
 #[derive(Clone, Copy, Debug)]
-enum Offered<'a> {
-    Trace(&'a TraceContext),
-    Labels(&'a ExemplarLabels),
-}
-
-/// An exemplar as a request carries it and a slot keeps it.
-#[derive(Clone, Copy, Debug)]
-enum Kept {
+pub(crate) enum KeptExemplar {
     Trace(TraceContext),
     Labels(ExemplarLabels),
 }
 
-impl Kept {
+impl KeptExemplar {
     fn labels(&self) -> Option<ExemplarLabels> {
         match self {
-            Kept::Trace(context) => context.labels(),
-            Kept::Labels(labels) => Some(*labels),
+            KeptExemplar::Trace(context) => context.labels(),
+            KeptExemplar::Labels(labels) => Some(*labels),
         }
     }
 }
@@ -247,7 +235,7 @@ impl Kept {
 /// One kept observation.
 #[derive(Clone, Copy)]
 struct Sample {
-    labels: Kept,
+    kept: KeptExemplar,
     value: f64,
     at: SystemTime,
 }
@@ -271,7 +259,7 @@ impl ExemplarSlots {
         }
     }
 
-    /// Keeps `labels` as the exemplar of slot `index`, for an observation of `value`.
+    /// Keeps `exemplar` as the exemplar of slot `index`, for an observation of `value`.
     pub(crate) fn offer(&self, index: usize, exemplar: ExemplarRef<'_>, value: f64) {
         let slots = self
             .slots
@@ -285,12 +273,8 @@ impl ExemplarSlots {
             Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
             Err(TryLockError::WouldBlock) => return,
         };
-        let labels = match exemplar.labels {
-            Offered::Trace(context) => Kept::Trace(*context),
-            Offered::Labels(labels) => Kept::Labels(*labels),
-        };
         *kept = Some(Sample {
-            labels,
+            kept: *exemplar.kept,
             value,
             at: exemplar.at,
         });
@@ -301,23 +285,27 @@ impl ExemplarSlots {
         let Some(slots) = self.slots.get() else {
             return HashMap::new();
         };
-        let holder = CounterWithExemplar::<ExemplarLabels, f64, AtomicU64>::default();
+        let holder = CounterWithExemplar::default();
         slots
             .iter()
             .enumerate()
-            .filter_map(|(index, slot)| {
-                let sample = match slot.lock() {
-                    Ok(kept) => *kept,
-                    Err(poisoned) => *poisoned.into_inner(),
-                }?;
-                Some((index, to_exemplar(&holder, &sample)?))
-            })
+            .filter_map(|(index, slot)| Some((index, to_exemplar(&holder, &sample(slot)?)?)))
             .collect()
     }
 
     /// The exemplar of slot `index`.
     pub(crate) fn exemplar(&self, index: usize) -> Option<Exemplar<ExemplarLabels, f64>> {
-        self.exemplars().remove(&index)
+        let sample = sample(self.slots.get()?.get(index)?)?;
+        to_exemplar(&CounterWithExemplar::default(), &sample)
+    }
+}
+
+/// What `slot` keeps.
+fn sample(slot: &Mutex<Option<Sample>>) -> Option<Sample> {
+    match slot.lock() {
+        Ok(kept) => *kept,
+        // Only copies happen under the lock, so a poisoned one holds a whole value.
+        Err(poisoned) => *poisoned.into_inner(),
     }
 }
 
@@ -337,7 +325,7 @@ fn to_exemplar(
     const {
         assert!(!std::mem::needs_drop::<Exemplar<ExemplarLabels, f64>>());
     }
-    holder.inc_by(sample.value, Some(sample.labels.labels()?), Some(sample.at));
+    holder.inc_by(sample.value, Some(sample.kept.labels()?), Some(sample.at));
     let (_, kept) = holder.get();
     let exemplar = kept.as_ref()?;
     // SAFETY: `exemplar` is a live, initialised value behind the read guard `kept`,
@@ -402,12 +390,13 @@ mod tests {
         assert!(slots.exemplars().is_empty());
         let first = ExemplarLabels::new([("trace_id", "a")]).expect("valid");
         let second = ExemplarLabels::new([("trace_id", "b")]).expect("valid");
-        slots.offer(0, ExemplarRef::labels(&first), 0.5);
-        slots.offer(0, ExemplarRef::labels(&second), 0.25);
+        let (first, second) = (KeptExemplar::Labels(first), KeptExemplar::Labels(second));
+        slots.offer(0, ExemplarRef::now(&first), 0.5);
+        slots.offer(0, ExemplarRef::now(&second), 0.25);
         let trace = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
         let context = TraceContext::parse(trace.as_bytes()).expect("valid");
         slots.offer(2, RequestExemplar::trace(context).recorded_now(), 9.0);
-        slots.offer(7, ExemplarRef::labels(&first), 1.0);
+        slots.offer(7, ExemplarRef::now(&first), 1.0);
         let kept = slots.exemplars();
         assert_eq!(kept.len(), 2);
         assert!(slots.exemplar(1).is_none());

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use prometheus_client::encoding::{EncodeMetric, MetricEncoder};
 use prometheus_client::metrics::{MetricType, TypedMetric};
 
-use super::exemplar::{ExemplarLabels, ExemplarRef, ExemplarSlots};
+use super::exemplar::{ExemplarLabels, ExemplarRef, ExemplarSlots, KeptExemplar};
 use super::native::{NativeBuckets, NativeCounts};
 use super::series::Bind;
 use crate::storage::files::key::go_float;
@@ -331,7 +331,8 @@ impl Histogram {
     /// assert_eq!(latency.count(), 1);
     /// ```
     pub fn observe_with_exemplar(&self, value: f64, exemplar: &ExemplarLabels) {
-        self.observe_with_exemplar_in(shard::current(), value, Some(ExemplarRef::labels(exemplar)));
+        let exemplar = KeptExemplar::Labels(*exemplar);
+        self.observe_with_exemplar_in(shard::current(), value, Some(ExemplarRef::now(&exemplar)));
     }
 
     /// Records one observation in shard `shard`, with its exemplar if it has one.
@@ -472,7 +473,8 @@ mod tests {
         use prometheus_client::encoding::{prometheus_text, text};
         let histogram = Histogram::new(Buckets::new([0.1, 1.0]).expect("valid"));
         let trace = ExemplarLabels::new([("trace_id", "abc"), ("span_id", "d\"e")]).expect("valid");
-        histogram.observe_with_exemplar_in(0, 0.5, Some(ExemplarRef::labels(&trace)));
+        let trace = KeptExemplar::Labels(trace);
+        histogram.observe_with_exemplar_in(0, 0.5, Some(ExemplarRef::now(&trace)));
         histogram.observe_with_exemplar_in(0, 0.05, None);
         let mut registry = prometheus_client::registry::Registry::default();
         registry.register("latency", "Latency.", histogram);
