@@ -24,6 +24,7 @@ use super::route::RouteResolver;
 use super::skip::Skip;
 use crate::endpoint::MetricsEndpoint;
 use crate::grpc::{claims_grpc, grpc_timeout, GrpcCall, GrpcFamilies};
+use crate::metrics::RequestExemplar;
 use crate::record::HttpMethod;
 
 /// What every service of one layer shares. Aligned to a cache line: axum clones a
@@ -49,6 +50,12 @@ pub(crate) struct LayerShared {
 }
 
 impl LayerShared {
+    /// The exemplar of a recorded request, if the layer records exemplars and it has
+    /// one.
+    fn exemplar<B>(&self, request: &mut Request<B>) -> Option<RequestExemplar> {
+        self.exemplars.as_ref()?.read(request)
+    }
+
     /// The endpoint, if the layer answers it.
     pub(crate) fn intercepted_endpoint(&self) -> Option<&MetricsEndpoint> {
         self.intercept.then_some(&self.endpoint)
@@ -137,10 +144,6 @@ where
         }
         // Recorders are created before the inner call, so a panic inside `call` is
         // recorded too. The request is not moved until the inner call: it is large.
-        let exemplar = match &shared.exemplars {
-            Some(exemplars) => exemplars.read(&mut request),
-            None => None,
-        };
         let grpc_only = shared.grpc_only;
         if grpc_only || claims_grpc(&request) {
             let timeout = grpc_timeout(request.headers());
@@ -154,6 +157,7 @@ where
                 Some(route)
             };
             let values = request_values(shared.grpc.request_labels(), &mut request);
+            let exemplar = shared.exemplar(&mut request);
             let (mut call, received) = GrpcCall::new(
                 &shared.grpc,
                 request.uri().path(),
@@ -174,6 +178,7 @@ where
         let Some(series) = route_series(shared, &mut request) else {
             return ResponseFuture::skipped(self.inner.call(M::http(request)));
         };
+        let exemplar = shared.exemplar(&mut request);
         if shared.request_bytes {
             let (counted, recorded) = RequestBytes::pair();
             let guard = Recorder::Http(start_request(series, Some(recorded), exemplar));
