@@ -133,6 +133,19 @@ async fn api(prometheus: SocketAddr, endpoint: &str, params: &[(&str, &str)]) ->
     Some(String::from_utf8_lossy(&body).into_owned())
 }
 
+/// The query of a dashboard line `"expr": "..."`, with its variables given values
+/// that select everything.
+fn panel_query(line: &str) -> Option<String> {
+    let expr = line.trim().strip_prefix("\"expr\": \"")?;
+    Some(
+        expr.trim_end_matches(',')
+            .trim_end_matches('"')
+            .replace("\\\"", "\"")
+            .replace("$job", ".*")
+            .replace("$__rate_interval", "1m"),
+    )
+}
+
 /// The body of an instant query's answer.
 async fn query_body(prometheus: SocketAddr, promql: &str) -> Option<String> {
     api(prometheus, "query", &[("query", promql)]).await
@@ -479,17 +492,7 @@ async fn every_dashboard_query_and_recording_rule_returns_data() -> common::Chec
 
     let dashboard =
         std::fs::read_to_string(contrib.join("grafana/dashboard.json")).expect("dashboard.json");
-    let mut queries: Vec<String> = dashboard
-        .lines()
-        .filter_map(|line| line.trim().strip_prefix("\"expr\": \""))
-        .map(|expr| {
-            expr.trim_end_matches(',')
-                .trim_end_matches('"')
-                .replace("\\\"", "\"")
-                .replace("$job", ".*")
-                .replace("$__rate_interval", "1m")
-        })
-        .collect();
+    let mut queries: Vec<String> = dashboard.lines().filter_map(panel_query).collect();
     assert!(queries.len() >= 25, "{queries:?}");
     let rules = std::fs::read_to_string(contrib.join("prometheus/rules.yml")).expect("rules.yml");
     queries.extend(
@@ -655,23 +658,12 @@ async fn exemplars_reach_prometheus() -> common::Checked {
     // The dashboard's exemplar panel: its query finds the same traces.
     let dashboard =
         std::fs::read_to_string(contrib().join("grafana/dashboard.json")).expect("dashboard.json");
-    let lines: Vec<&str> = dashboard.lines().map(str::trim).collect();
+    let lines: Vec<&str> = dashboard.lines().collect();
     let panel_queries: Vec<String> = lines
         .iter()
         .enumerate()
-        .filter(|(_, line)| line.starts_with("\"exemplar\": true"))
-        .filter_map(|(at, _)| {
-            let expr = lines[..at]
-                .iter()
-                .rev()
-                .find_map(|line| line.strip_prefix("\"expr\": \""))?;
-            let expr = expr.trim_end_matches(',').trim_end_matches('"');
-            Some(
-                expr.replace("\\\"", "\"")
-                    .replace("$job", ".*")
-                    .replace("$__rate_interval", "1m"),
-            )
-        })
+        .filter(|(_, line)| line.trim().starts_with("\"exemplar\": true"))
+        .filter_map(|(at, _)| lines[..at].iter().rev().find_map(|line| panel_query(line)))
         .collect();
     assert_eq!(panel_queries.len(), 1, "one exemplar panel");
     let mut shown = stored_exemplars(prometheus.addr, &panel_queries[0])
