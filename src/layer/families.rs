@@ -474,6 +474,7 @@ struct StatusSeries {
 
 impl RouteSeries {
     /// A request on this route started.
+    #[inline]
     pub(crate) fn start(&self) {
         self.active.add_in(self.shard, 1);
     }
@@ -498,6 +499,7 @@ impl RouteSeries {
 
     /// The outcome of `response`: its status, and the values of the labels the
     /// layer reads from responses.
+    #[inline]
     pub(crate) fn outcome<B>(&self, response: &mut http::Response<B>) -> HttpOutcome {
         let status = response.status().as_u16();
         if !self.extra.reads_responses() {
@@ -507,6 +509,7 @@ impl RouteSeries {
     }
 
     /// Whether requests on this route count the bytes of their bodies.
+    #[inline]
     pub(crate) fn records_sizes(&self) -> bool {
         self.records_sizes
     }
@@ -523,15 +526,20 @@ impl RouteSeries {
     /// The response headers of a request that started at `start` came with
     /// `outcome`: recorded if the layer records the time to the headers, and only
     /// then is the clock read.
+    #[inline]
     pub(crate) fn headers(&self, outcome: HttpOutcome, start: Instant) {
         if self.records_headers {
-            self.with_status(outcome, |series| {
-                let headers = series.headers.get_or_init(|| self.headers_series(outcome));
-                if let Some(headers) = headers {
-                    headers.observe_in(self.shard, start.elapsed().as_secs_f64());
-                }
-            });
+            self.record_headers(outcome, start);
         }
+    }
+
+    fn record_headers(&self, outcome: HttpOutcome, start: Instant) {
+        self.with_status(outcome, |series| {
+            let headers = series.headers.get_or_init(|| self.headers_series(outcome));
+            if let Some(headers) = headers {
+                headers.observe_in(self.shard, start.elapsed().as_secs_f64());
+            }
+        });
     }
 
     /// Runs `f` on the series of `outcome`.

@@ -29,31 +29,25 @@ pin_project! {
             #[pin]
             future: F,
             guard: Option<Recorder>,
+            // A skipped request: the inner future as it is, recording nothing.
+            skipped: bool,
         },
         Endpoint {
             future: EndpointFuture,
-        },
-        // A skipped request: the inner future as it is, recording nothing.
-        Skipped {
-            #[pin]
-            future: F,
         },
     }
 }
 
 impl<F> ResponseFuture<F> {
-    pub(crate) fn inner(future: F, guard: Recorder) -> Self {
+    /// The inner service's future, recorded into `guard`; `None`: a skipped request.
+    #[inline]
+    pub(crate) fn inner(future: F, guard: Option<Recorder>) -> Self {
         Self {
             kind: Kind::Inner {
                 future,
-                guard: Some(guard),
+                skipped: guard.is_none(),
+                guard,
             },
-        }
-    }
-
-    pub(crate) fn skipped(future: F) -> Self {
-        Self {
-            kind: Kind::Skipped { future },
         }
     }
 
@@ -80,10 +74,19 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project().kind.project() {
-            KindProj::Inner { future, guard } => {
+            KindProj::Inner {
+                future,
+                guard,
+                skipped,
+            } => {
                 // The guard is taken when the future completes: a poll after that is a
                 // bug of the caller, said as loudly as std's and tower-http's futures do.
                 let Some(recorder) = guard.as_mut() else {
+                    if *skipped {
+                        return future.poll(cx).map_ok(|response| {
+                            response.map(|body| ResponseBody::inner(body, None))
+                        });
+                    }
                     panic!("`ResponseFuture` polled after completion");
                 };
                 let output = {
@@ -115,9 +118,6 @@ where
                 let Ok(response) = ready!(Pin::new(future).poll(cx));
                 Poll::Ready(Ok(response.map(ResponseBody::metrics)))
             }
-            KindProj::Skipped { future } => future
-                .poll(cx)
-                .map_ok(|response| response.map(|body| ResponseBody::inner(body, None))),
         }
     }
 }

@@ -36,6 +36,7 @@ pub(crate) struct HttpRequest {
 impl Record for HttpRequest {
     type Outcome = HttpOutcome;
 
+    #[inline]
     fn record(&mut self, ended: Result<HttpOutcome, Unanswered>, elapsed: Duration) {
         let outcome = ended.unwrap_or_else(|unanswered| {
             HttpOutcome::status(match unanswered {
@@ -50,6 +51,7 @@ impl Record for HttpRequest {
 }
 
 /// A request on `series` that started at `start`, counted in flight from now.
+#[inline]
 fn request_guard(
     series: Arc<RouteSeries>,
     start: Instant,
@@ -68,6 +70,7 @@ fn request_guard(
 
 /// A request on `series` starting now; `request_bytes` counts the bytes of its body,
 /// when the layer records request body sizes; `exemplar` is its exemplar's labels.
+#[inline]
 pub(crate) fn start_request(
     series: Arc<RouteSeries>,
     request_bytes: Option<RequestBytes>,

@@ -38,21 +38,12 @@ impl<B> RequestBody<B> {
         }
     }
 
-    /// A gRPC request body, whose messages `received` counts.
-    pub(crate) fn grpc(inner: B, received: ReceivedMessages) -> Self {
+    /// A body that counts what `counts` says as it passes.
+    pub(crate) fn counting(inner: B, counts: BodyCounts) -> Self {
         Self {
             inner,
-            received: Some(received),
-            bytes: None,
-        }
-    }
-
-    /// An HTTP request body, whose bytes `bytes` counts.
-    pub(crate) fn counting_bytes(inner: B, bytes: RequestBytes) -> Self {
-        Self {
-            inner,
-            received: None,
-            bytes: Some(bytes),
+            received: counts.received,
+            bytes: counts.bytes,
         }
     }
 
@@ -64,6 +55,31 @@ impl<B> RequestBody<B> {
     /// Unwraps the client's body; messages read from it later are not counted.
     pub fn into_inner(self) -> B {
         self.inner
+    }
+}
+
+/// What a wrapped request body counts: a gRPC call's messages, or an HTTP request's
+/// bytes.
+pub(crate) struct BodyCounts {
+    received: Option<ReceivedMessages>,
+    bytes: Option<RequestBytes>,
+}
+
+impl BodyCounts {
+    /// The messages of a gRPC call, counted into `received`.
+    pub(crate) fn messages(received: ReceivedMessages) -> Self {
+        Self {
+            received: Some(received),
+            bytes: None,
+        }
+    }
+
+    /// The bytes of an HTTP request body, counted into `bytes`.
+    pub(crate) fn bytes(bytes: RequestBytes) -> Self {
+        Self {
+            received: None,
+            bytes: Some(bytes),
+        }
     }
 }
 

@@ -19,7 +19,7 @@ use super::families::{HttpFamilies, RouteSeries};
 use super::future::ResponseFuture;
 use super::guard::{start_request, ClaimedCall, Recorder};
 use super::head::with_parts;
-use super::request_body::RequestBody;
+use super::request_body::{BodyCounts, RequestBody};
 use super::route::RouteResolver;
 use super::skip::Skip;
 use crate::endpoint::MetricsEndpoint;
@@ -137,57 +137,74 @@ where
                 return ResponseFuture::endpoint(endpoint.respond(&request));
             }
         }
-        if let Some(skip) = &shared.skip {
-            if skip.request(&mut request) {
-                return ResponseFuture::skipped(self.inner.call(M::http(request)));
-            }
-        }
-        // Recorders are created before the inner call, so a panic inside `call` is
-        // recorded too. The request is not moved until the inner call: it is large.
-        let grpc_only = shared.grpc_only;
-        if grpc_only || claims_grpc(&request) {
-            let timeout = grpc_timeout(request.headers());
-            // A gRPC-only layer resolves no route: its calls are named by their path.
-            let route = if grpc_only {
-                None
-            } else {
-                let Some(route) = route_series(shared, &mut request) else {
-                    return ResponseFuture::skipped(self.inner.call(M::http(request)));
-                };
-                Some(route)
-            };
-            let values = request_values(shared.grpc.request_labels(), &mut request);
-            let exemplar = shared.exemplar(&mut request);
-            let (mut call, received) = GrpcCall::new(
-                &shared.grpc,
-                request.uri().path(),
-                values,
-                timeout,
-                exemplar,
-            );
-            let recorder = match route {
-                None => {
-                    call.start_if_served();
-                    Recorder::Grpc(call)
-                }
-                Some(route) => Recorder::Claimed(ClaimedCall::new(call, route)),
-            };
-            let request = M::wrapped(request.map(|body| RequestBody::grpc(body, received)));
-            return ResponseFuture::inner(self.inner.call(request), recorder);
-        }
-        let Some(series) = route_series(shared, &mut request) else {
-            return ResponseFuture::skipped(self.inner.call(M::http(request)));
+        let (recorder, counts) = recorder(shared, &mut request);
+        let request = match counts {
+            None => M::http(request),
+            Some(counts) => M::wrapped(request.map(|body| RequestBody::counting(body, counts))),
         };
-        let exemplar = shared.exemplar(&mut request);
-        if shared.request_bytes {
-            let (counted, recorded) = RequestBytes::pair();
-            let guard = Recorder::Http(start_request(series, Some(recorded), exemplar));
-            let request = request.map(|body| RequestBody::counting_bytes(body, counted));
-            return ResponseFuture::inner(self.inner.call(M::wrapped(request)), guard);
-        }
-        let guard = Recorder::Http(start_request(series, None, exemplar));
-        ResponseFuture::inner(self.inner.call(M::http(request)), guard)
+        // One call site: the inner future, large, is moved into the response future
+        // once, whichever way the request is recorded.
+        ResponseFuture::inner(self.inner.call(request), recorder)
     }
+}
+
+/// What `request` records into (`None`: it is skipped), and what its body counts if
+/// the inner service gets it wrapped. Recorders are created before the inner call, so
+/// a panic inside `call` is recorded too. The request is borrowed, not moved: it is
+/// large.
+#[inline]
+fn recorder<B>(
+    shared: &LayerShared,
+    request: &mut Request<B>,
+) -> (Option<Recorder>, Option<BodyCounts>) {
+    if let Some(skip) = &shared.skip {
+        if skip.request(request) {
+            return (None, None);
+        }
+    }
+    let grpc_only = shared.grpc_only;
+    if grpc_only || claims_grpc(request) {
+        let timeout = grpc_timeout(request.headers());
+        // A gRPC-only layer resolves no route: its calls are named by their path.
+        let route = if grpc_only {
+            None
+        } else {
+            let Some(route) = route_series(shared, request) else {
+                return (None, None);
+            };
+            Some(route)
+        };
+        let values = request_values(shared.grpc.request_labels(), request);
+        let exemplar = shared.exemplar(request);
+        let (mut call, received) = GrpcCall::new(
+            &shared.grpc,
+            request.uri().path(),
+            values,
+            timeout,
+            exemplar,
+        );
+        let recorder = match route {
+            None => {
+                call.start_if_served();
+                Recorder::Grpc(call)
+            }
+            Some(route) => Recorder::Claimed(ClaimedCall::new(call, route)),
+        };
+        return (Some(recorder), Some(BodyCounts::messages(received)));
+    }
+    let Some(series) = route_series(shared, request) else {
+        return (None, None);
+    };
+    let exemplar = shared.exemplar(request);
+    if shared.request_bytes {
+        let (counted, recorded) = RequestBytes::pair();
+        let guard = Recorder::Http(start_request(series, Some(recorded), exemplar));
+        return (Some(guard), Some(BodyCounts::bytes(counted)));
+    }
+    (
+        Some(Recorder::Http(start_request(series, None, exemplar))),
+        None,
+    )
 }
 
 /// The HTTP series of the request's method and route (and the values of the labels

@@ -131,6 +131,7 @@ impl Buckets {
 
     /// Index of the bucket `value` falls in; `bounds().len()` is `+Inf`, which also
     /// takes NaN.
+    #[inline]
     fn index_of(&self, value: f64) -> usize {
         let bounds = &*self.bounds;
         // As Go's client does: a scan for short lists, where most observations stop

@@ -18,6 +18,7 @@ impl<O, S> Default for OutcomeSlots<O, S> {
 impl<O: PartialEq + Copy, S> OutcomeSlots<O, S> {
     /// The series of `outcome` kept in a slot, claiming a free slot for it with the
     /// series `make` returns; `None` when other outcomes hold every slot.
+    #[inline]
     pub(crate) fn get(&self, outcome: O, make: impl Fn(O) -> S) -> Option<&S> {
         for slot in &self.0 {
             let (held, series) = slot.get_or_init(|| (outcome, make(outcome)));

@@ -30,6 +30,7 @@ pub(crate) fn count() -> usize {
 }
 
 /// The shard of the current thread.
+#[inline]
 pub(crate) fn current() -> usize {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
     thread_local! {
@@ -63,6 +64,7 @@ impl<T> PerShard<T> {
     }
 
     /// The current thread's copy.
+    #[inline]
     pub(crate) fn current(&self) -> &Arc<T> {
         &self.0[current() % MAX_SHARDS]
     }
