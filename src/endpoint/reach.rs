@@ -32,12 +32,19 @@ pub(crate) struct ReachCheck {
 }
 
 impl ReachCheck {
-    /// Looks at a request the layer passes on to the application.
+    /// Looks at a request the layer passes on to the application: once settled, one
+    /// load.
+    #[inline]
     pub(crate) fn observe<B>(&self, request: &Request<B>, path: &str) {
-        if self.settled.load(Ordering::Relaxed) {
-            return;
+        if !self.settled.load(Ordering::Relaxed) {
+            self.watch(request.extensions().get::<MatchedPath>().is_some(), path);
         }
-        if request.extensions().get::<MatchedPath>().is_none() {
+    }
+
+    /// A request passed on before the check settled; `routed`: it came through an
+    /// axum route.
+    fn watch(&self, routed: bool, path: &str) {
+        if !routed {
             self.settle();
             return;
         }
