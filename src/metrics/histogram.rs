@@ -299,23 +299,7 @@ impl Histogram {
     /// request).
     #[inline]
     pub(crate) fn observe_in(&self, shard: usize, value: f64) {
-        let state = &*self.state;
-        let bucket = state.buckets.index_of(value);
-        if let Some(native) = &state.native {
-            native.observe(value);
-        }
-        match &state.values {
-            HistogramValues::Local(cells) => {
-                cells.add(shard, bucket, 1);
-                cells.add_f64(shard, state.buckets.bounds.len() + 1, value);
-            }
-            HistogramValues::Mapped { counts, sum } => {
-                if let Some(count) = counts.get(bucket) {
-                    count.add(1.0);
-                }
-                sum.add(value);
-            }
-        }
+        self.observe_with_exemplar_in(shard, value, None);
     }
 
     /// Records one observation, and keeps `exemplar` as the latest exemplar of the
@@ -344,9 +328,26 @@ impl Histogram {
         value: f64,
         exemplar: Option<ExemplarRef<'_>>,
     ) {
-        self.observe_in(shard, value);
-        if let (Some(labels), Some(slots)) = (exemplar, &self.state.exemplars) {
-            slots.offer(self.state.buckets.index_of(value), labels, value);
+        let state = &*self.state;
+        // Found once: the bucket counted is the bucket whose exemplar is kept.
+        let bucket = state.buckets.index_of(value);
+        if let Some(native) = &state.native {
+            native.observe(value);
+        }
+        match &state.values {
+            HistogramValues::Local(cells) => {
+                cells.add(shard, bucket, 1);
+                cells.add_f64(shard, state.buckets.bounds.len() + 1, value);
+            }
+            HistogramValues::Mapped { counts, sum } => {
+                if let Some(count) = counts.get(bucket) {
+                    count.add(1.0);
+                }
+                sum.add(value);
+            }
+        }
+        if let (Some(labels), Some(slots)) = (exemplar, &state.exemplars) {
+            slots.offer(bucket, labels, value);
         }
     }
 
