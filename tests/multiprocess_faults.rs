@@ -382,6 +382,7 @@ fn fault_worker() {
         "restart" => start_once(),
         "address_space" => start_in_little_address_space(),
         "truncate_own" => write_after_own_file_is_truncated(),
+        "scrape" => scrape_once(),
         other => panic!("unknown worker role {other}"),
     }
 }
@@ -528,6 +529,81 @@ fn start_in_little_address_space() {
         .map(|metadata| metadata.len())
         .sum();
     println!("vm {before} {} {}", vm_size(), files / 1024);
+}
+
+/// Counts 3 into a counter of its own, then prints the text of one scrape of the
+/// directory, line by line after `scrape `.
+fn scrape_once() {
+    let registry = MetricsRegistry::new();
+    registry
+        .provider("kept", "Still served.", Counter::default)
+        .unwrap();
+    let endpoint = MetricsEndpoint::new(&registry).expect("endpoint builds");
+    registry.get::<Counter>("kept").unwrap().inc_by(3);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let body = runtime
+        .block_on(endpoint.render(tower_prometheus::endpoint::Format::PrometheusText))
+        .expect("the scrape renders");
+    for line in String::from_utf8(body).unwrap().lines() {
+        println!("scrape {line}");
+    }
+    println!("scrape end");
+}
+
+/// A header whose `used` claims more than its file holds, up to `i32::MAX`.
+fn plant_claiming(path: &Path, used: i32, len: usize) {
+    let mut bytes = vec![0u8; len];
+    bytes[..4].copy_from_slice(&used.to_le_bytes());
+    std::fs::write(path, bytes).unwrap();
+}
+
+/// The text a `scrape` worker printed, up to its end.
+fn scraped_text(child: &mut Child) -> String {
+    let stdout = child.stdout.as_mut().expect("stdout");
+    let mut text = String::new();
+    for line in BufReader::new(stdout).lines() {
+        let line = line.expect("worker output");
+        let Some(at) = line.find("scrape ") else {
+            continue;
+        };
+        match &line[at + "scrape ".len()..] {
+            "end" => return text,
+            sample => {
+                text.push_str(sample);
+                text.push('\n');
+            }
+        }
+    }
+    panic!("the worker exited before its scrape ended:\n{text}")
+}
+
+/// Files whose headers claim up to 2 GiB in 64 bytes, scraped by a process limited
+/// to 400 MB of address space: a buffer of the claimed size would abort it.
+fn a_header_claiming_gigabytes_is_skipped_without_a_buffer_of_that_size() -> common::Checked {
+    common::require_tool("sh", "set a virtual memory limit with ulimit")?;
+    let dir = TempDir::new("claims");
+    plant_claiming(&dir.path().join("counter_4000001.db"), i32::MAX, 64);
+    plant_claiming(&dir.path().join("histogram_4000002.db"), 1 << 30, 4096);
+    let exe = std::env::current_exe().unwrap();
+    let command = worker("scrape", dir.path());
+    let mut child = Command::new("sh")
+        .args(["-c", "ulimit -v 400000 && exec \"$0\" \"$@\""])
+        .arg(exe)
+        .args(command.get_args())
+        .envs(command.get_envs().filter_map(|(k, v)| Some((k, v?))))
+        .stdout(Stdio::piped())
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap();
+    let text = scraped_text(&mut child);
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+    let metrics = Exposition::parse(&text);
+    assert_eq!(metrics.value("kept_total", &[]), Some(3.0), "{text}");
+    assert_eq!(skipped(&metrics, "truncated"), 2.0, "{text}");
+    Ok(())
 }
 
 /// The aggregate of `dir` as this crate scrapes it, from this (non-writing) process.
@@ -868,4 +944,5 @@ test_main! {
     tokio workers_in_separate_pid_namespaces_never_share_one_pid_s_files,
     tokio a_writer_whose_own_file_is_truncated_ends_with_sigbus_and_scrapes_go_on,
     sync the_layer_starts_in_an_address_space_of_300_mb,
+    sync a_header_claiming_gigabytes_is_skipped_without_a_buffer_of_that_size,
 }

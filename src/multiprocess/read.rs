@@ -301,6 +301,17 @@ impl Cache {
             // Rewritten shorter: the next scrape reads it afresh.
             return Err(Skip::Truncated);
         }
+        // A writer grows its file before it moves `used` on, so the size read after
+        // the header covers it. A header claiming more (up to 2 GiB) is not given a
+        // buffer of that size: a file planted or cut short costs no memory.
+        let size = cached
+            .file
+            .metadata()
+            .map_err(|error| Skip::of_read(&error))?
+            .len();
+        if u64::try_from(used).unwrap_or(u64::MAX) > size {
+            return Err(Skip::Truncated);
+        }
         self.buffer.resize(used, 0);
         cached
             .file
