@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use common::multiprocess::{assert_same_samples, python_aggregate};
 use common::{serve, Exposition, TempDir};
+use tower_prometheus::endpoint::Format;
 use tower_prometheus::metrics::{Buckets, Counter, Family, Gauge, Histogram};
 use tower_prometheus::multiprocess::{GaugeMode, SKIPPED_FILES};
 use tower_prometheus::{MetricsEndpoint, MetricsRegistry};
@@ -544,7 +545,7 @@ fn scrape_once() {
         .build()
         .unwrap();
     let body = runtime
-        .block_on(endpoint.render(tower_prometheus::endpoint::Format::PrometheusText))
+        .block_on(endpoint.render(Format::PrometheusText))
         .expect("the scrape renders");
     for line in String::from_utf8(body).unwrap().lines() {
         println!("scrape {line}");
@@ -604,6 +605,134 @@ fn a_header_claiming_gigabytes_is_skipped_without_a_buffer_of_that_size() -> com
     assert_eq!(metrics.value("kept_total", &[]), Some(3.0), "{text}");
     assert_eq!(skipped(&metrics, "truncated"), 2.0, "{text}");
     Ok(())
+}
+
+/// xorshift64: the same mutations on every run.
+struct Mutations(u64);
+
+impl Mutations {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
+
+    /// `file` with one to three of: bytes overwritten, a length or `used` replaced by
+    /// an extreme, a value replaced by NaN or an infinity, JSON punctuation spliced
+    /// into a key, the file cut short.
+    fn mutate(&mut self, file: &[u8]) -> Vec<u8> {
+        let mut bytes = file.to_vec();
+        let used = i32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
+        let span = usize::try_from(used).unwrap_or(8).clamp(16, bytes.len());
+        for _ in 0..1 + self.below(3) {
+            let at = self.below(span - 8);
+            match self.below(5) {
+                0 => bytes[at] = self.next() as u8,
+                1 => {
+                    let extremes = [0, 1, 3, i32::MAX, -1, i32::MIN, 4096];
+                    let value = extremes[self.below(extremes.len())];
+                    bytes[at..at + 4].copy_from_slice(&value.to_le_bytes());
+                }
+                2 => {
+                    let odd = [f64::NAN, f64::INFINITY, f64::NEG_INFINITY, -1.0, f64::MAX];
+                    let value = odd[self.below(odd.len())];
+                    bytes[at..at + 8].copy_from_slice(&value.to_le_bytes());
+                }
+                3 => {
+                    let punctuation = b"{}[]\",:\\u0";
+                    for byte in &mut bytes[at..at + 8] {
+                        *byte = punctuation[self.below(punctuation.len())];
+                    }
+                }
+                _ => bytes.truncate(self.below(span)),
+            }
+            if bytes.len() < span {
+                break;
+            }
+        }
+        bytes
+    }
+}
+
+/// Files another process wrote, each mutated at random (6,000 times, seeded), scraped
+/// in each format in turn: every scrape renders within 1 s, and the text one serves
+/// this process's own count intact, however the file is broken.
+fn mutated_files_of_other_processes_never_panic_or_stall_a_scrape() {
+    let written = TempDir::new("mutate-src");
+    let writer = MetricsRegistry::new();
+    writer.multiprocess_dir(written.path()).unwrap();
+    writer
+        .provider("items", "Items.", Family::<Series, Counter>::default)
+        .unwrap();
+    writer
+        .provider("wait", "Wait.", || {
+            Family::<Series, Histogram>::new_with_constructor(|| {
+                Histogram::new(Buckets::new([0.1, 1.0]).unwrap())
+            })
+        })
+        .unwrap();
+    let _writing = MetricsEndpoint::new(&writer).expect("endpoint builds");
+    let items: Family<Series, Counter> = writer.get("items").unwrap();
+    let wait: Family<Series, Histogram> = writer.get("wait").unwrap();
+    for i in 0..20 {
+        items
+            .get_or_create(&[("item", format!("é\"\\\n{i}"))])
+            .inc_by(i);
+        wait.get_or_create(&[("item", i.to_string())])
+            .observe(i as f64 / 10.0);
+    }
+    let originals: Vec<(String, Vec<u8>)> = ["counter", "histogram"]
+        .into_iter()
+        .map(|kind| {
+            (
+                kind.to_string(),
+                std::fs::read(own_file(written.path(), kind)).unwrap(),
+            )
+        })
+        .collect();
+
+    let dir = TempDir::new("mutate");
+    let reader = MetricsRegistry::new();
+    reader.multiprocess_dir(dir.path()).unwrap();
+    reader
+        .provider("kept", "Still served.", Counter::default)
+        .unwrap();
+    let endpoint = MetricsEndpoint::new(&reader).expect("endpoint builds");
+    reader.get::<Counter>("kept").unwrap().inc_by(3);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    let mut mutations = Mutations(0x9E37_79B9_7F4A_7C15);
+    let formats = [
+        Format::PrometheusText,
+        Format::OpenMetricsText,
+        Format::PrometheusProtobuf,
+    ];
+    for round in 0..6_000 {
+        let (kind, original) = &originals[mutations.below(originals.len())];
+        let planted = dir.path().join(format!("{kind}_4000001.db"));
+        // Written aside and renamed in: a new file each round, as a restart makes.
+        let aside = dir.path().join("aside");
+        std::fs::write(&aside, mutations.mutate(original)).unwrap();
+        std::fs::rename(&aside, &planted).unwrap();
+        let format = formats[round % formats.len()];
+        let scrape = runtime.block_on(async {
+            tokio::time::timeout(Duration::from_secs(1), endpoint.render(format)).await
+        });
+        let body = scrape
+            .unwrap_or_else(|_| panic!("round {round}: the scrape took over 1 s"))
+            .unwrap_or_else(|error| panic!("round {round}: {error}"));
+        if format == Format::PrometheusText {
+            let metrics = Exposition::parse(&String::from_utf8(body).unwrap());
+            assert_eq!(metrics.value("kept_total", &[]), Some(3.0), "round {round}");
+        }
+    }
 }
 
 /// The aggregate of `dir` as this crate scrapes it, from this (non-writing) process.
@@ -945,4 +1074,5 @@ test_main! {
     tokio a_writer_whose_own_file_is_truncated_ends_with_sigbus_and_scrapes_go_on,
     sync the_layer_starts_in_an_address_space_of_300_mb,
     sync a_header_claiming_gigabytes_is_skipped_without_a_buffer_of_that_size,
+    sync mutated_files_of_other_processes_never_panic_or_stall_a_scrape,
 }

@@ -111,11 +111,19 @@ fn samples<'a>(
             .map(|group| &cache.groups[*group])
             .filter(|group| group.buckets.iter().any(|(_, id)| totals.seen(*id)))
             .map(|group| {
+                // Another process's file may hold any bucket value (an infinite one
+                // is `u64::MAX` here): each bucket takes at most what is left, so the
+                // running totals the encoders add up cannot overflow.
+                let mut room = u64::MAX;
                 let buckets = group
                     .buckets
                     .iter()
                     .filter(|(_, id)| totals.seen(*id))
-                    .map(|(bound, id)| (*bound, totals.sums[*id].max(0.0).round() as u64))
+                    .map(|(bound, id)| {
+                        let count = (totals.sums[*id].max(0.0).round() as u64).min(room);
+                        room -= count;
+                        (*bound, count)
+                    })
                     .collect();
                 let sum = group
                     .sum
@@ -137,7 +145,8 @@ impl Sample {
                 .encode_counter::<NoLabelSet, f64, f64>(value, None::<&Exemplar<NoLabelSet, f64>>),
             Sample::Gauge(value) => encoder.encode_gauge(value),
             Sample::Histogram { sum, buckets } => {
-                let count = buckets.iter().map(|(_, c)| c).sum();
+                // No overflow: the buckets were bounded when they were summed.
+                let count = buckets.iter().map(|(_, bucket)| bucket).sum();
                 encoder.encode_histogram::<NoLabelSet>(*sum, count, buckets, None)
             }
         }
