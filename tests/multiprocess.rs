@@ -17,7 +17,7 @@ use common::multiprocess::{
 use common::{eventually, scrape, serve, TempDir};
 use prometheus_client::registry::Unit;
 use tower_prometheus::metrics::{Buckets, Counter, Family, Gauge, Histogram};
-use tower_prometheus::multiprocess::{GaugeMode, MultiprocessError, SKIPPED_FILES};
+use tower_prometheus::multiprocess::{FileError, GaugeMode, MultiprocessError, SKIPPED_FILES};
 use tower_prometheus::{MetricsEndpoint, MetricsLayer, MetricsRegistry, RegistryError};
 
 const REQUESTS: &str = "http_server_requests_total";
@@ -198,6 +198,41 @@ fn a_directory_that_cannot_hold_the_files_fails_when_the_layer_is_built() {
             && message.contains("tower-prometheus-does-not-exist-4711"),
         "{message}"
     );
+}
+
+/// This process's own file, left by an earlier process of the same pid: laid out
+/// well but with a key no scrape can read, or with `used` inside the header. Building
+/// fails and names the file, as for a file whose layout is broken, rather than every
+/// later count of this process being hidden with it.
+fn an_own_file_that_scrapes_would_skip_fails_when_the_layer_is_built() {
+    // One entry: key length 3, the key, padding to 8 bytes, a value and a timestamp.
+    let mut bad_key = vec![0u8; 64];
+    bad_key[..4].copy_from_slice(&32i32.to_le_bytes());
+    bad_key[8..12].copy_from_slice(&3i32.to_le_bytes());
+    bad_key[12..15].copy_from_slice(b"{{{");
+    bad_key[16..24].copy_from_slice(&5.0f64.to_le_bytes());
+    let mut used_in_header = vec![0u8; 64];
+    used_in_header[..4].copy_from_slice(&3i32.to_le_bytes());
+    for (file, at, says) in [(bad_key, 16, "key"), (used_in_header, 0, "header")] {
+        let dir = TempDir::new("own-corrupt");
+        let own = dir
+            .path()
+            .join(format!("counter_{}.db", std::process::id()));
+        std::fs::write(&own, file).unwrap();
+        let registry = MetricsRegistry::new();
+        registry.multiprocess_dir(dir.path()).unwrap();
+        let error = MetricsLayer::new(&registry).unwrap_err();
+        let tower_prometheus::BuildError::Registry(RegistryError::Multiprocess { source }) = &error
+        else {
+            panic!("not a multi-process error: {error}");
+        };
+        let MultiprocessError::File(FileError::Corrupt { path, offset, .. }) = source.as_ref()
+        else {
+            panic!("not a corrupt file: {source}");
+        };
+        assert_eq!((path, *offset), (&own, at), "{error}");
+        assert!(error.to_string().contains(says), "{error}");
+    }
 }
 
 /// Kills its child process when dropped, so a failing test leaves no worker behind.
@@ -592,6 +627,7 @@ test_main! {
     tokio this_crate_aggregates_files_python_processes_wrote,
     tokio corrupt_and_truncated_files_are_skipped_and_counted,
     sync a_directory_that_cannot_hold_the_files_fails_when_the_layer_is_built,
+    sync an_own_file_that_scrapes_would_skip_fails_when_the_layer_is_built,
     sync_ignored worker_process,
     tokio_2 a_worker_killed_with_sigkill_loses_no_counted_request,
     tokio live_gauges_follow_process_liveness_even_when_a_pid_is_reused,

@@ -16,6 +16,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use super::format::{
     entry_len, padded_len, parse_entries, read_used, FileError, HEADER, INITIAL_SIZE, MAX_SIZE,
 };
+use super::key;
 use super::map::{allocate, Mapping, Slot};
 use super::open::open_or_create;
 
@@ -81,17 +82,30 @@ impl WritableFile {
                 this.header().store(HEADER as i32, Ordering::Release);
                 HEADER
             }
+            // Entries would be written over the header, and scrapes skip the file.
+            1..HEADER => {
+                return Err(FileError::Corrupt {
+                    path: path.to_path_buf(),
+                    offset: 0,
+                    reason: "`used` ends inside the header",
+                })
+            }
             used => used,
         };
         let positions = {
             let data = this.first.bytes();
             let mut positions = HashMap::new();
             for entry in parse_entries(path, data, HEADER, used)? {
-                let key = std::str::from_utf8(entry.key).map_err(|_| FileError::Corrupt {
+                let corrupt = |reason| FileError::Corrupt {
                     path: path.to_path_buf(),
                     offset: entry.value_offset,
-                    reason: "key is not UTF-8",
-                })?;
+                    reason,
+                };
+                let key =
+                    std::str::from_utf8(entry.key).map_err(|_| corrupt("key is not UTF-8"))?;
+                // A key scrapes cannot read would hide the whole file, and every later
+                // count of this process with it: refused here, as a broken layout is.
+                key::decode(key).map_err(|_| corrupt("key is not a series' JSON key"))?;
                 positions.insert(key.to_string(), entry.value_offset);
             }
             positions
