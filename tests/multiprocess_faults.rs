@@ -735,6 +735,61 @@ fn mutated_files_of_other_processes_never_panic_or_stall_a_scrape() {
     }
 }
 
+/// A file of one entry whose key is `key`.
+fn plant_key(path: &Path, key: &str) {
+    let padded = key.len() + (8 - (key.len() + 4) % 8);
+    let mut file = vec![0u8; 8];
+    file.extend_from_slice(&i32::try_from(key.len()).unwrap().to_le_bytes());
+    file.extend_from_slice(key.as_bytes());
+    file.resize(8 + 4 + padded, b' ');
+    file.extend_from_slice(&1.0f64.to_le_bytes());
+    file.extend_from_slice(&0.0f64.to_le_bytes());
+    let used = i32::try_from(file.len()).unwrap();
+    file[..4].copy_from_slice(&used.to_le_bytes());
+    file.resize(file.len() + 64, 0);
+    std::fs::write(path, file).unwrap();
+}
+
+/// Files whose keys are JSON but carry names no exposition parser takes (a space, a
+/// non-ASCII letter, a leading digit, a dash, an empty or a reserved label name): each
+/// file is skipped as corrupt, and the scrape stays one that promtool accepts, where
+/// before one such file made Prometheus drop the whole scrape.
+async fn files_with_names_a_parser_refuses_are_skipped_and_the_scrape_stays_valid(
+) -> common::Checked {
+    let dir = TempDir::new("names");
+    let keys = [
+        r#"["a b", "a b_total", {}, "Space."]"#,
+        r#"["9lives", "9lives_total", {}, "Digit."]"#,
+        r#"["ok", "ok_total", {"é": "v"}, "Letter."]"#,
+        r#"["ok", "ok_total", {"a-b": "v"}, "Dash."]"#,
+        r#"["ok", "ok_total", {"": "v"}, "Empty."]"#,
+        r#"["ok", "ok_total", {"__name__": "x"}, "Reserved."]"#,
+    ];
+    for (pid, key) in (4_000_001..).zip(keys) {
+        plant_key(&dir.path().join(format!("counter_{pid}.db")), key);
+    }
+    // Valid names with every character a value and a help may carry.
+    plant_key(
+        &dir.path().join("counter_4000100.db"),
+        r#"["shop_orders", "shop_orders_total", {"k": "v\"\\\n\u00e9"}, "Help \"text\"\nmore."]"#,
+    );
+    let (_registry, _items, addr) = counting_endpoint(dir.path()).await;
+    let metrics = scrape(addr).await;
+    assert_eq!(
+        skipped(&metrics, "corrupt"),
+        keys.len() as f64,
+        "{}",
+        metrics.text
+    );
+    assert_eq!(
+        metrics.value("shop_orders_total", &[("k", "v\"\\\né")]),
+        Some(1.0),
+        "{}",
+        metrics.text
+    );
+    common::promtool_accepts(&metrics.text)
+}
+
 /// The aggregate of `dir` as this crate scrapes it, from this (non-writing) process.
 async fn aggregate(dir: &Path) -> Exposition {
     let registry = MetricsRegistry::new();
@@ -1075,4 +1130,5 @@ test_main! {
     sync the_layer_starts_in_an_address_space_of_300_mb,
     sync a_header_claiming_gigabytes_is_skipped_without_a_buffer_of_that_size,
     sync mutated_files_of_other_processes_never_panic_or_stall_a_scrape,
+    tokio files_with_names_a_parser_refuses_are_skipped_and_the_scrape_stays_valid,
 }

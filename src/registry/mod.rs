@@ -59,6 +59,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 use prometheus_client::registry::{Registry, Unit};
 
 use crate::build_info::{BuildInfoCollector, ServiceBuild};
+use crate::metrics::is_metric_name;
 use crate::multiprocess::{self, Aggregator, MultiprocessSetting};
 use crate::process::ProcessCollector;
 use crate::storage::files::ProcessStore;
@@ -599,7 +600,7 @@ impl MetricsRegistry {
         name: String,
         make: impl FnOnce(Option<DeclarationKind>) -> DeclarationKind,
     ) -> Result<(), RegistryError> {
-        if !is_valid_name(&name) {
+        if !is_metric_name(&name) {
             return Err(RegistryError::InvalidName { name });
         }
         self.with_root(|_, state| Self::declare_in(state, name, make))
@@ -685,15 +686,6 @@ fn names_of(declarations: &[Declaration]) -> String {
     } else {
         names.join(", ")
     }
-}
-
-/// Whether `name` matches `[a-zA-Z_:][a-zA-Z0-9_:]*`.
-pub(crate) fn is_valid_name(name: &str) -> bool {
-    let mut chars = name.chars();
-    chars
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_' || c == ':')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
 }
 
 fn initialize(
