@@ -355,6 +355,24 @@ fn worker(role: &str, dir: &Path) -> Command {
     command
 }
 
+/// Starts a worker of `role` in `dir` whose address space is limited to `kilobytes`
+/// (`ulimit -v`), its output piped.
+fn worker_in_address_space(role: &str, dir: &Path, kilobytes: u64) -> Child {
+    let command = worker(role, dir);
+    Command::new("sh")
+        .args([
+            "-c",
+            &format!("ulimit -v {kilobytes} && exec \"$0\" \"$@\""),
+        ])
+        .arg(std::env::current_exe().expect("test binary"))
+        .args(command.get_args())
+        .envs(command.get_envs().filter_map(|(k, v)| Some((k, v?))))
+        .stdout(Stdio::piped())
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("sh starts")
+}
+
 /// The worker's first line that starts with `prefix`, without it.
 fn line_of(child: &mut Child, prefix: &str) -> String {
     let stdout = child.stdout.as_mut().expect("stdout");
@@ -587,17 +605,7 @@ fn a_header_claiming_gigabytes_is_skipped_without_a_buffer_of_that_size() -> com
     let dir = TempDir::new("claims");
     plant_claiming(&dir.path().join("counter_4000001.db"), i32::MAX, 64);
     plant_claiming(&dir.path().join("histogram_4000002.db"), 1 << 30, 4096);
-    let exe = std::env::current_exe().unwrap();
-    let command = worker("scrape", dir.path());
-    let mut child = Command::new("sh")
-        .args(["-c", "ulimit -v 400000 && exec \"$0\" \"$@\""])
-        .arg(exe)
-        .args(command.get_args())
-        .envs(command.get_envs().filter_map(|(k, v)| Some((k, v?))))
-        .stdout(Stdio::piped())
-        .stdin(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = worker_in_address_space("scrape", dir.path(), 400_000);
     let text = scraped_text(&mut child);
     let status = child.wait().unwrap();
     assert!(status.success(), "{status:?}");
@@ -1085,17 +1093,7 @@ async fn a_writer_whose_own_file_is_truncated_ends_with_sigbus_and_scrapes_go_on
 fn the_layer_starts_in_an_address_space_of_300_mb() -> common::Checked {
     common::require_tool("sh", "set a virtual memory limit with ulimit")?;
     let dir = TempDir::new("ulimit");
-    let exe = std::env::current_exe().unwrap();
-    let command = worker("address_space", dir.path());
-    let mut child = Command::new("sh")
-        .args(["-c", "ulimit -v 300000 && exec \"$0\" \"$@\""])
-        .arg(exe)
-        .args(command.get_args())
-        .envs(command.get_envs().filter_map(|(k, v)| Some((k, v?))))
-        .stdout(Stdio::piped())
-        .stdin(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = worker_in_address_space("address_space", dir.path(), 300_000);
     let report = line_of(&mut child, "vm ");
     assert!(child.wait().unwrap().success());
     let numbers: Vec<u64> = report.split(' ').map(|n| n.parse().unwrap()).collect();
