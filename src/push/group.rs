@@ -10,7 +10,7 @@ use http::uri::{Scheme, Uri};
 
 use super::base64;
 use super::PushError;
-use crate::metrics::is_metric_name;
+use crate::metrics::is_plain_name;
 
 /// The URI of the group `job` with the `grouping` labels, on the Pushgateway at
 /// `gateway` (`http://host:port`, with a path prefix or not, or `host:port`).
@@ -71,7 +71,7 @@ pub(crate) fn group_uri(
 /// does not reserve.
 fn check_labels(grouping: &[(String, String)]) -> Result<(), PushError> {
     for (index, (name, _)) in grouping.iter().enumerate() {
-        let reason = if !is_metric_name(name) || name.contains(':') {
+        let reason = if !is_plain_name(name) {
             Some("it is not a label name (`[a-zA-Z_][a-zA-Z0-9_]*`)")
         } else if name == "job" {
             Some("the job is the pusher's own argument, not a grouping label")
