@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 
 use crate::hash::FastHashBuilder;
 use crate::metrics::{is_label_name, is_metric_name};
-use crate::storage::files::format::{parse_entries, used_of};
+use crate::storage::files::format::{entries_end, parse_entries, used_of};
 use crate::storage::files::key;
 use crate::storage::files::open::open_regular;
 use crate::storage::files::reason::Reason;
@@ -299,13 +299,7 @@ impl Cache {
             .file
             .read_exact_at(&mut header, 0)
             .map_err(|error| Skip::of_read(&error))?;
-        // A writer sets `used` right after it creates the file: 0 is a file of no
-        // entries yet.
-        let used = match used_of(header) {
-            0 => 8,
-            1..8 => return Err(Skip::Corrupt),
-            used => used,
-        };
+        let used = entries_end(used_of(header)).ok_or(Skip::Corrupt)?;
         if used < cached.parsed_until {
             // Rewritten shorter: the next scrape reads it afresh.
             return Err(Skip::Truncated);

@@ -89,6 +89,18 @@ pub(crate) fn used_of(header: [u8; 8]) -> usize {
     .unwrap_or(0)
 }
 
+/// Where a file's entries end, from the `used` of its header: where the header does
+/// for a file of no entries yet (a writer sets `used` right after it creates the
+/// file, so 0 is such a file); `None` for one that ends inside the header, which no
+/// writer leaves.
+pub(crate) fn entries_end(used: usize) -> Option<usize> {
+    match used {
+        0 => Some(HEADER),
+        1..HEADER => None,
+        used => Some(used),
+    }
+}
+
 /// The value and timestamp at `offset` of a copied file (`parse_entries` checked it).
 pub(crate) fn value_at(data: &[u8], offset: usize) -> (f64, f64) {
     let read = |at: usize| {

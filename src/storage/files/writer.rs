@@ -14,7 +14,8 @@ use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use super::format::{
-    entry_len, padded_len, parse_entries, read_used, FileError, HEADER, INITIAL_SIZE, MAX_SIZE,
+    entries_end, entry_len, padded_len, parse_entries, read_used, FileError, HEADER, INITIAL_SIZE,
+    MAX_SIZE,
 };
 use super::key;
 use super::map::{allocate, Mapping, Slot};
@@ -77,21 +78,17 @@ impl WritableFile {
                 grown: Vec::new(),
             }),
         };
-        let used = match read_used(this.header()) {
-            0 => {
-                this.header().store(HEADER as i32, Ordering::Release);
-                HEADER
-            }
-            // Entries would be written over the header, and scrapes skip the file.
-            1..HEADER => {
-                return Err(FileError::Corrupt {
-                    path: path.to_path_buf(),
-                    offset: 0,
-                    reason: "`used` ends inside the header",
-                })
-            }
-            used => used,
-        };
+        let stored = read_used(this.header());
+        // Past a `used` inside the header, entries would be written over it, and
+        // scrapes skip the file.
+        let used = entries_end(stored).ok_or_else(|| FileError::Corrupt {
+            path: path.to_path_buf(),
+            offset: 0,
+            reason: "`used` ends inside the header",
+        })?;
+        if stored == 0 {
+            this.header().store(HEADER as i32, Ordering::Release);
+        }
         let positions = {
             let data = this.first.bytes();
             let mut positions = HashMap::new();
