@@ -74,6 +74,7 @@ mod hash;
 pub mod layer;
 pub mod metrics;
 pub mod multiprocess;
+mod names;
 mod process;
 #[cfg(feature = "push")]
 pub mod push;

@@ -12,7 +12,7 @@ use std::time::Duration;
 use axum::routing::get;
 use axum::Router;
 use common::multiprocess::{
-    assert_same_samples, python_aggregate, run_python_worker, PYTHON_WORKER,
+    assert_same_samples, file_of_one_entry, python_aggregate, run_python_worker, PYTHON_WORKER,
 };
 use common::{eventually, scrape, serve, TempDir};
 use prometheus_client::registry::Unit;
@@ -201,19 +201,22 @@ fn a_directory_that_cannot_hold_the_files_fails_when_the_layer_is_built() {
 }
 
 /// This process's own file, left by an earlier process of the same pid: laid out
-/// well but with a key no scrape can read, or with `used` inside the header. Building
+/// well but with a key no scrape can read (not JSON, or naming a metric no parser
+/// takes), or with `used` inside the header. Building
 /// fails and names the file, as for a file whose layout is broken, rather than every
 /// later count of this process being hidden with it.
 fn an_own_file_that_scrapes_would_skip_fails_when_the_layer_is_built() {
-    // One entry: key length 3, the key, padding to 8 bytes, a value and a timestamp.
-    let mut bad_key = vec![0u8; 64];
-    bad_key[..4].copy_from_slice(&32i32.to_le_bytes());
-    bad_key[8..12].copy_from_slice(&3i32.to_le_bytes());
-    bad_key[12..15].copy_from_slice(b"{{{");
-    bad_key[16..24].copy_from_slice(&5.0f64.to_le_bytes());
     let mut used_in_header = vec![0u8; 64];
     used_in_header[..4].copy_from_slice(&3i32.to_le_bytes());
-    for (file, at, says) in [(bad_key, 16, "key"), (used_in_header, 0, "header")] {
+    for (file, at, says) in [
+        (file_of_one_entry("{{{"), 16, "key"),
+        (
+            file_of_one_entry(r#"["a b", "a b_total", {}, "h"]"#),
+            48,
+            "key",
+        ),
+        (used_in_header, 0, "header"),
+    ] {
         let dir = TempDir::new("own-corrupt");
         let own = dir
             .path()

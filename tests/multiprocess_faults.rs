@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::multiprocess::{assert_same_samples, python_aggregate};
+use common::multiprocess::{assert_same_samples, file_of_one_entry, python_aggregate};
 use common::{serve, Exposition, TempDir};
 use tower_prometheus::endpoint::Format;
 use tower_prometheus::metrics::{Buckets, Counter, Family, Gauge, Histogram};
@@ -743,21 +743,6 @@ fn mutated_files_of_other_processes_never_panic_or_stall_a_scrape() {
     }
 }
 
-/// A file of one entry whose key is `key`.
-fn plant_key(path: &Path, key: &str) {
-    let padded = key.len() + (8 - (key.len() + 4) % 8);
-    let mut file = vec![0u8; 8];
-    file.extend_from_slice(&i32::try_from(key.len()).unwrap().to_le_bytes());
-    file.extend_from_slice(key.as_bytes());
-    file.resize(8 + 4 + padded, b' ');
-    file.extend_from_slice(&1.0f64.to_le_bytes());
-    file.extend_from_slice(&0.0f64.to_le_bytes());
-    let used = i32::try_from(file.len()).unwrap();
-    file[..4].copy_from_slice(&used.to_le_bytes());
-    file.resize(file.len() + 64, 0);
-    std::fs::write(path, file).unwrap();
-}
-
 /// Files whose keys are JSON but carry names no exposition parser takes (a space, a
 /// non-ASCII letter, a leading digit, a dash, an empty or a reserved label name): each
 /// file is skipped as corrupt, and the scrape stays one that promtool accepts, where
@@ -774,13 +759,20 @@ async fn files_with_names_a_parser_refuses_are_skipped_and_the_scrape_stays_vali
         r#"["ok", "ok_total", {"__name__": "x"}, "Reserved."]"#,
     ];
     for (pid, key) in (4_000_001..).zip(keys) {
-        plant_key(&dir.path().join(format!("counter_{pid}.db")), key);
+        std::fs::write(
+            dir.path().join(format!("counter_{pid}.db")),
+            file_of_one_entry(key),
+        )
+        .unwrap();
     }
     // Valid names with every character a value and a help may carry.
-    plant_key(
-        &dir.path().join("counter_4000100.db"),
-        r#"["shop_orders", "shop_orders_total", {"k": "v\"\\\n\u00e9"}, "Help \"text\"\nmore."]"#,
-    );
+    std::fs::write(
+        dir.path().join("counter_4000100.db"),
+        file_of_one_entry(
+            r#"["shop_orders", "shop_orders_total", {"k": "v\"\\\n\u00e9"}, "Help \"text\"\nmore."]"#,
+        ),
+    )
+    .unwrap();
     let (_registry, _items, addr) = counting_endpoint(dir.path()).await;
     let metrics = scrape(addr).await;
     assert_eq!(

@@ -12,7 +12,7 @@ use std::time::SystemTime;
 use prometheus_client::encoding::{EncodeLabel, EncodeLabelSet, LabelSetEncoder};
 use prometheus_client::metrics::exemplar::{CounterWithExemplar, Exemplar};
 
-use super::labels::is_label_name;
+use crate::names::is_label_name;
 
 /// Longest label set of an exemplar, names and values together: OpenMetrics allows 128
 /// characters; this crate keeps at most 128 bytes, the same for the ASCII of trace ids.

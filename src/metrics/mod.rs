@@ -25,7 +25,7 @@ pub use family::{Family, DEFAULT_MAX_SERIES, OVERFLOW_LABEL};
 pub use gauge::Gauge;
 pub use histogram::{Buckets, Histogram, InvalidBuckets};
 pub use labels::Labels;
-pub(crate) use labels::{is_label_name, is_metric_name, is_plain_name, pairs_of, ConstantLabels};
+pub(crate) use labels::{pairs_of, ConstantLabels};
 pub use native::{InvalidNativeBuckets, NativeBuckets, MAX_SCHEMA, MIN_SCHEMA};
 pub use series::SeriesMetric;
 

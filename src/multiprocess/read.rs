@@ -14,7 +14,6 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use crate::hash::FastHashBuilder;
-use crate::metrics::{is_label_name, is_metric_name};
 use crate::storage::files::format::{entries_end, parse_entries, used_of};
 use crate::storage::files::key;
 use crate::storage::files::open::open_regular;
@@ -156,14 +155,6 @@ impl Cache {
             return Some(*id);
         }
         let parsed = key::decode(std::str::from_utf8(key_bytes).ok()?).ok()?;
-        // Names are written into the scrape as they are: one a parser refuses would
-        // make Prometheus drop the whole scrape, every other family with it.
-        let names_valid = is_metric_name(&parsed.metric)
-            && is_metric_name(&parsed.sample)
-            && parsed.labels.iter().all(|(name, _)| is_label_name(name));
-        if !names_valid {
-            return None;
-        }
         let family_type = FamilyType::of(kind);
         let identity = key::encode("", &parsed.sample, &parsed.labels, "");
         let id = match self.series_ids.get(&(family_type, identity.clone())) {

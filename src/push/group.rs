@@ -10,7 +10,7 @@ use http::uri::{Scheme, Uri};
 
 use super::base64;
 use super::PushError;
-use crate::metrics::is_plain_name;
+use crate::names::is_plain_name;
 
 /// The URI of the group `job` with the `grouping` labels, on the Pushgateway at
 /// `gateway` (`http://host:port`, with a path prefix or not, or `host:port`).

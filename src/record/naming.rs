@@ -5,7 +5,8 @@ use std::borrow::Cow;
 use std::sync::Arc;
 
 use crate::error::{BuildError, LabelProblem};
-use crate::metrics::{is_label_name, is_plain_name, ConstantLabels};
+use crate::metrics::ConstantLabels;
+use crate::names::{is_label_name, is_plain_name};
 
 /// The prefix and the constant labels of the families one layer writes.
 #[derive(Clone, Debug, Default)]

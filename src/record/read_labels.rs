@@ -16,7 +16,8 @@ use http::request;
 use prometheus_client::encoding::{EncodeLabel, LabelSetEncoder};
 
 use super::{DEFAULT_FALLBACK_ROUTE, MAX_ROUTE_LEN};
-use crate::metrics::{is_label_name, LabelPairs, Table};
+use crate::metrics::{LabelPairs, Table};
+use crate::names::is_label_name;
 
 /// Labels a layer reads at most from each source: HTTP requests, HTTP responses,
 /// gRPC calls.

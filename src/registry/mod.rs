@@ -59,8 +59,8 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 use prometheus_client::registry::{Registry, Unit};
 
 use crate::build_info::{BuildInfoCollector, ServiceBuild};
-use crate::metrics::is_metric_name;
 use crate::multiprocess::{self, Aggregator, MultiprocessSetting};
+use crate::names::is_metric_name;
 use crate::process::ProcessCollector;
 use crate::storage::files::ProcessStore;
 pub(crate) use collector::Collectors;

@@ -21,6 +21,23 @@ pub const PYTHON_WORKER: &str = "import sys\n\
     \x20   print('ready', flush=True)\n\
     \x20   sys.stdin.read()\n";
 
+/// A metric file of one entry, whose key is `key` (written as it is, valid or not)
+/// and whose value is 1, laid out as Python and this crate lay out theirs: `used`,
+/// then the key's length, the key padded to 8 bytes, the value and a timestamp.
+pub fn file_of_one_entry(key: &str) -> Vec<u8> {
+    let padded = key.len() + (8 - (key.len() + 4) % 8);
+    let mut file = vec![0u8; 8];
+    file.extend_from_slice(&i32::try_from(key.len()).unwrap().to_le_bytes());
+    file.extend_from_slice(key.as_bytes());
+    file.resize(8 + 4 + padded, b' ');
+    file.extend_from_slice(&1.0f64.to_le_bytes());
+    file.extend_from_slice(&0.0f64.to_le_bytes());
+    let used = i32::try_from(file.len()).unwrap();
+    file[..4].copy_from_slice(&used.to_le_bytes());
+    file.resize(file.len() + 64, 0);
+    file
+}
+
 /// Runs [`PYTHON_WORKER`] with `n` to the end, writing its files in `dir`.
 pub fn run_python_worker(python: &std::path::Path, dir: &std::path::Path, n: &str) {
     let status = Command::new(python)

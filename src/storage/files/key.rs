@@ -4,6 +4,8 @@
 
 use std::fmt::Write as _;
 
+use crate::names::{is_label_name, is_metric_name};
+
 /// A parsed entry key.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(crate) struct Key {
@@ -109,6 +111,17 @@ pub(crate) fn decode(text: &str) -> Result<Key, MalformedKey> {
     parser.skip_space();
     if parser.position != parser.bytes.len() {
         return Err(parser.error("trailing bytes"));
+    }
+    // Names go into scrapes as they are: one a parser refuses would make Prometheus
+    // drop the whole scrape, every other family with it.
+    let names_valid = is_metric_name(&metric)
+        && is_metric_name(&sample)
+        && labels.iter().all(|(name, _)| is_label_name(name));
+    if !names_valid {
+        return Err(MalformedKey {
+            position: 0,
+            reason: "a metric or label name no exposition parser takes",
+        });
     }
     labels.sort();
     Ok(Key {
@@ -352,6 +365,10 @@ mod tests {
             r#"["a", "b", {"x": 1}, "h"]"#,
             r#"["a\q", "b", {}, "h"]"#,
             r#"["a", "b", {}, "h"] x"#,
+            r#"["a b", "a b_total", {}, "h"]"#,
+            r#"["a", "a-b", {}, "h"]"#,
+            r#"["a", "a", {"é": "v"}, "h"]"#,
+            r#"["a", "a", {"__name__": "v"}, "h"]"#,
         ] {
             assert!(decode(bad).is_err(), "{bad}");
         }
