@@ -295,16 +295,20 @@ impl Cache {
             // Rewritten shorter: the next scrape reads it afresh.
             return Err(Skip::Truncated);
         }
-        // A writer grows its file before it moves `used` on, so the size read after
-        // the header covers it. A header claiming more (up to 2 GiB) is not given a
-        // buffer of that size: a file planted or cut short costs no memory.
-        let size = cached
-            .file
-            .metadata()
-            .map_err(|error| Skip::of_read(&error))?
-            .len();
-        if u64::try_from(used).unwrap_or(u64::MAX) > size {
-            return Err(Skip::Truncated);
+        // A header claiming more than the file holds (up to 2 GiB) is not given a
+        // buffer of that size: a file planted or cut short costs no memory. A writer
+        // grows its file before it moves `used` on, so a claim past the size listed
+        // before the header was read is measured again, after it.
+        let claimed = u64::try_from(used).unwrap_or(u64::MAX);
+        if claimed > metadata.len() {
+            let size = cached
+                .file
+                .metadata()
+                .map_err(|error| Skip::of_read(&error))?
+                .len();
+            if claimed > size {
+                return Err(Skip::Truncated);
+            }
         }
         self.buffer.resize(used, 0);
         cached
