@@ -78,7 +78,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_slot_is_held_until_the_last_piece_of_the_body_is_gone() {
-        let slots = Arc::new(ScrapeSlots::new(Some(1)));
+        let slots = Arc::new(ScrapeSlots::new(1));
         let permit = slots.acquire().expect("a free slot");
         let mut body = MetricsBody::holding(b"up 1\n".to_vec(), permit);
         assert!(slots.acquire().is_none());
@@ -98,7 +98,7 @@ mod tests {
 
     #[test]
     fn a_body_dropped_unsent_gives_the_slot_back() {
-        let slots = Arc::new(ScrapeSlots::new(Some(1)));
+        let slots = Arc::new(ScrapeSlots::new(1));
         let permit = slots.acquire().expect("a free slot");
         let body = MetricsBody::holding(vec![b'x'; 1 << 20], permit);
         assert!(slots.acquire().is_none());

@@ -5,15 +5,15 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-/// Counts scrapes in flight against an optional maximum.
-#[derive(Debug, Default)]
+/// Counts scrapes in flight against a maximum.
+#[derive(Debug)]
 pub(crate) struct ScrapeSlots {
-    max: Option<usize>,
+    max: usize,
     in_flight: AtomicUsize,
 }
 
 impl ScrapeSlots {
-    pub(crate) fn new(max: Option<usize>) -> Self {
+    pub(crate) fn new(max: usize) -> Self {
         Self {
             max,
             in_flight: AtomicUsize::new(0),
@@ -24,10 +24,8 @@ impl ScrapeSlots {
     pub(crate) fn acquire(self: &Arc<Self>) -> Option<ScrapePermit> {
         let taken = self.in_flight.fetch_add(1, Ordering::AcqRel);
         let permit = ScrapePermit(Arc::clone(self));
-        match self.max {
-            Some(max) if taken >= max => None, // the permit drops, giving the slot back
-            _ => Some(permit),
-        }
+        // Past the maximum the permit drops, giving the slot back.
+        (taken < self.max).then_some(permit)
     }
 }
 
@@ -47,14 +45,14 @@ mod tests {
 
     #[test]
     fn slots_come_back_when_permits_drop() {
-        let slots = Arc::new(ScrapeSlots::new(Some(2)));
+        let slots = Arc::new(ScrapeSlots::new(2));
         let first = slots.acquire();
         let second = slots.acquire();
         assert!(first.is_some() && second.is_some());
         assert!(slots.acquire().is_none());
         drop(first);
         assert!(slots.acquire().is_some());
-        let unlimited = Arc::new(ScrapeSlots::new(None));
+        let unlimited = Arc::new(ScrapeSlots::new(usize::MAX));
         let held: Vec<_> = (0..100).map(|_| unlimited.acquire()).collect();
         assert!(held.iter().all(Option::is_some));
     }

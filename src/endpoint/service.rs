@@ -27,6 +27,12 @@ use crate::{BuildError, MetricsRegistry};
 /// The default path of the endpoint.
 pub const DEFAULT_PATH: &str = "/metrics";
 
+/// Scrapes in flight at most, unless the builder says otherwise: an HA pair of
+/// Prometheus servers sends 2 at a time and a federating server or a person with curl
+/// one more, while a client that holds bodies unread, or opens 100 streams on one
+/// HTTP/2 connection, is held to this many bodies.
+const DEFAULT_MAX_CONCURRENT_SCRAPES: usize = 10;
+
 /// Answers scrapes: on `GET` of its path it runs the registry's collectors and encodes
 /// the registry; `HEAD` gets the same headers (length and encoding included) without
 /// the body; other methods
@@ -89,7 +95,7 @@ impl MetricsEndpoint {
             registry: registry.clone(),
             path: DEFAULT_PATH.to_string(),
             guard: None,
-            max_scrapes: None,
+            max_scrapes: DEFAULT_MAX_CONCURRENT_SCRAPES,
             collector_timeout: None,
             on_collector_error: OnCollectorError::default(),
         }
@@ -248,7 +254,7 @@ impl MetricsEndpoint {
 /// (and of a push, which sends what a scrape would get).
 pub(crate) async fn render_registry(
     registry: &MetricsRegistry,
-    initialized: &Initialized,
+    initialized: &Arc<Initialized>,
     collector_timeout: Option<Duration>,
     on_collector_error: OnCollectorError,
     format: Format,
@@ -261,9 +267,20 @@ pub(crate) async fn render_registry(
         let failed: Vec<String> = failures.iter().map(ToString::to_string).collect();
         return Err(ScrapeError::Collectors(failed.join(", ")));
     }
-    initialized
-        .with_registry(|registry| format.encode(registry))
-        .map_err(|_| ScrapeError::Encode)
+    let encode = {
+        let initialized = Arc::clone(initialized);
+        move || initialized.with_registry(|registry| format.encode(registry))
+    };
+    // Encoding the multi-process aggregate reads every process's files: on a blocking
+    // thread, so that requests never wait behind it on the runtime's own threads.
+    let encoded = match tokio::runtime::Handle::try_current() {
+        Ok(runtime) if initialized.reads_files() => runtime
+            .spawn_blocking(encode)
+            .await
+            .unwrap_or(Err(std::fmt::Error)),
+        _ => encode(),
+    };
+    encoded.map_err(|_| ScrapeError::Encode)
 }
 
 /// What a scrape asked for.
@@ -338,7 +355,7 @@ pub struct MetricsEndpointBuilder {
     path: String,
     /// A bearer token's guard is checked when the endpoint is built.
     guard: Option<Result<ScrapeGuard, BuildError>>,
-    max_scrapes: Option<usize>,
+    max_scrapes: usize,
     collector_timeout: Option<Duration>,
     on_collector_error: OnCollectorError,
 }
@@ -369,10 +386,13 @@ impl MetricsEndpointBuilder {
     }
 
     /// At most `max` scrapes in flight, each until its body has been sent or dropped;
-    /// more get `503 Service Unavailable` with `Retry-After` (unlimited by default, as
-    /// in Go's promhttp).
+    /// more get `503 Service Unavailable` with `Retry-After`. Every request counts,
+    /// each stream of an HTTP/2 connection included. The default, 10, is well above
+    /// the 2 at a time an HA pair of Prometheus servers sends, and holds a client that
+    /// leaves bodies unread (or opens 100 streams on one connection) to 10 bodies;
+    /// `usize::MAX` lifts the cap, as Go's promhttp has none.
     pub fn max_concurrent_scrapes(mut self, max: usize) -> Self {
-        self.max_scrapes = Some(max);
+        self.max_scrapes = max;
         self
     }
 

@@ -5,8 +5,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use super::read::{Cache, SeriesId, Skip};
-use crate::storage::files::format::value_at;
+use super::read::{Cache, Refresh, SeriesId, Skip};
 use crate::storage::files::reason::Tally;
 use crate::storage::files::{is_alive, FileKind, GaugeMode};
 
@@ -39,64 +38,107 @@ pub(super) struct GaugeValue {
 }
 
 /// Reads every file of `dir` and combines their values; `own_pid` is this process.
+///
+/// A directory that cannot be listed (the process is out of descriptors, say) is
+/// counted `unreadable` and its files known from earlier scrapes are read again, or
+/// served as they were last read: no total drops below one served before.
 pub(super) fn collect(cache: &mut Cache, dir: &Path, own_pid: u32) -> Totals {
     let mut totals = Totals::default();
-    let mut names: Vec<(String, std::fs::FileType)> = match std::fs::read_dir(dir) {
-        Ok(entries) => entries
-            .filter_map(Result::ok)
-            .filter_map(|entry| {
-                let kind = entry.file_type().ok()?;
-                Some((entry.file_name().into_string().ok()?, kind))
-            })
-            .filter(|(name, _)| name.ends_with(".db"))
+    cache.begin_scrape();
+    let listing = list(dir);
+    let files: Vec<(PathBuf, Option<std::fs::FileType>)> = match &listing {
+        Ok(names) => names
+            .iter()
+            .map(|(name, listed)| (dir.join(name), Some(*listed)))
             .collect(),
-        Err(_) => {
+        Err(error) => {
             totals.skipped_files.count(Skip::Unreadable);
-            return totals;
+            tracing::warn!(
+                dir = %dir.display(),
+                %error,
+                "cannot list the multiprocess directory: serving the files of earlier scrapes"
+            );
+            let mut known = cache.known_paths();
+            known.sort();
+            known.into_iter().map(|path| (path, None)).collect()
         }
     };
-    names.sort_by(|a, b| a.0.cmp(&b.0));
-    let present: Vec<PathBuf> = names.iter().map(|(name, _)| dir.join(name)).collect();
-    cache.files.retain(|path, _| present.contains(path));
-    for (name, listed) in &names {
+    for (path, listed) in &files {
+        let name = path
+            .file_name()
+            .and_then(|name| name.to_str())
+            .unwrap_or("");
         let Some((kind, pid)) = FileKind::parse(name) else {
             totals.skipped_files.count(Skip::UnknownName);
             continue;
         };
-        let path = dir.join(name);
         if let FileKind::Gauge(mode) = kind {
             if mode.is_live()
                 && !pid
                     .parse()
-                    .is_ok_and(|pid| is_alive(dir, pid, &path, own_pid))
+                    .is_ok_and(|pid| is_alive(dir, pid, path, own_pid))
             {
                 continue;
             }
         }
-        if let Err(reason) = cache.refresh(&path, *listed, kind) {
-            cache.files.remove(&path);
-            totals.skipped_files.count(reason);
-            continue;
+        match cache.refresh(path, *listed, kind) {
+            Refresh::Read => {}
+            Refresh::Kept => {
+                totals.skipped_files.count(Skip::Unreadable);
+            }
+            Refresh::Skipped(reason) => {
+                totals.skipped_files.count(reason);
+                continue;
+            }
+            Refresh::Gone => continue,
         }
         totals.sums.resize(cache.series.len(), 0.0);
         totals.seen.resize(cache.series.len(), false);
-        let Some(cached) = cache.files.get(&path) else {
-            continue;
-        };
-        for &(series, offset) in &cached.entries {
-            let (value, timestamp) = value_at(&cache.buffer, offset);
-            totals.seen[series] = true;
+        for entry in cache.entries(path) {
+            totals.seen[entry.series] = true;
             match kind {
                 FileKind::Gauge(mode) => {
-                    add_gauge(&mut totals, series, pid, mode, value, timestamp);
+                    add_gauge(
+                        &mut totals,
+                        entry.series,
+                        pid,
+                        mode,
+                        entry.value,
+                        entry.timestamp,
+                    );
                 }
                 FileKind::Counter | FileKind::Histogram | FileKind::Summary => {
-                    totals.sums[series] += value
+                    totals.sums[entry.series] += entry.value
                 }
             }
         }
     }
+    if listing.is_ok() {
+        cache.forget_unlisted();
+    }
+    let unreadable = totals.skipped_files.get(Skip::Unreadable);
+    if unreadable > 0 {
+        tracing::warn!(
+            dir = %dir.display(),
+            files = unreadable,
+            "multiprocess files could not be read at this scrape: served as last read"
+        );
+    }
     totals
+}
+
+/// The names of the files in `dir` that may hold metrics, sorted, with their types.
+fn list(dir: &Path) -> std::io::Result<Vec<(String, std::fs::FileType)>> {
+    let mut names: Vec<(String, std::fs::FileType)> = std::fs::read_dir(dir)?
+        .filter_map(Result::ok)
+        .filter_map(|entry| {
+            let kind = entry.file_type().ok()?;
+            Some((entry.file_name().into_string().ok()?, kind))
+        })
+        .filter(|(name, _)| name.ends_with(".db"))
+        .collect();
+    names.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(names)
 }
 
 fn add_gauge(

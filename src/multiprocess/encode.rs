@@ -4,6 +4,7 @@
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use prometheus_client::collector::Collector;
@@ -26,9 +27,22 @@ pub const SKIPPED_FILES: &str = "tower_prometheus_multiprocess_skipped_files";
 pub const WRITE_ERRORS: &str = "tower_prometheus_multiprocess_write_errors";
 
 /// Reads every process's files on each scrape and encodes their aggregate.
+///
+/// Scrapes that arrive while the files are being read share that read: an HA pair
+/// of Prometheus servers scraping at once costs one read of the directory, not two
+/// in a row.
 pub(crate) struct Aggregator {
     store: Arc<ProcessStore>,
-    cache: Mutex<Cache>,
+    state: Mutex<AggregatorState>,
+    /// Reads of the directory begun and finished; both change only under `state`.
+    reads_begun: AtomicU64,
+    reads_finished: AtomicU64,
+}
+
+struct AggregatorState {
+    cache: Cache,
+    /// The totals of the latest read, with its number in `reads_begun`'s order.
+    latest: Option<(u64, Totals)>,
 }
 
 impl fmt::Debug for Aggregator {
@@ -43,7 +57,26 @@ impl Aggregator {
     pub(crate) fn new(store: Arc<ProcessStore>) -> Self {
         Self {
             store,
-            cache: Mutex::new(Cache::default()),
+            state: Mutex::new(AggregatorState {
+                cache: Cache::default(),
+                latest: None,
+            }),
+            reads_begun: AtomicU64::new(0),
+            reads_finished: AtomicU64::new(0),
+        }
+    }
+
+    /// The first read whose totals this scrape may serve: one under way as it
+    /// arrives, or else the next one to begin.
+    fn first_fresh_read(&self) -> u64 {
+        // Finished first: a read counted as begun but not finished was under way
+        // when this scrape arrived, or began after it.
+        let finished = self.reads_finished.load(Ordering::SeqCst);
+        let begun = self.reads_begun.load(Ordering::SeqCst);
+        if begun > finished {
+            begun
+        } else {
+            begun + 1
         }
     }
 }
@@ -155,9 +188,20 @@ impl Sample {
 
 impl Collector for Aggregator {
     fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), fmt::Error> {
-        let mut cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
-        let totals = collect(&mut cache, self.store.dir(), self.store.pid());
-        let cache = &*cache;
+        let fresh = self.first_fresh_read();
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let state = &mut *state;
+        let stale = state.latest.as_ref().is_none_or(|(read, _)| *read < fresh);
+        if stale {
+            let read = self.reads_begun.fetch_add(1, Ordering::SeqCst) + 1;
+            let totals = collect(&mut state.cache, self.store.dir(), self.store.pid());
+            state.latest = Some((read, totals));
+            self.reads_finished.store(read, Ordering::SeqCst);
+        }
+        let cache = &state.cache;
+        let Some((_, totals)) = &state.latest else {
+            return Ok(());
+        };
         let mut gauges_by_family: HashMap<usize, Vec<&GaugeValue>> = HashMap::new();
         for gauge in &totals.gauges {
             gauges_by_family
@@ -169,7 +213,7 @@ impl Collector for Aggregator {
             let gauges = gauges_by_family
                 .get(&family_id)
                 .map_or(&[][..], Vec::as_slice);
-            let samples = samples(cache, family, gauges, &totals);
+            let samples = samples(cache, family, gauges, totals);
             if samples.is_empty() {
                 continue;
             }

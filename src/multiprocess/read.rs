@@ -6,15 +6,20 @@
 //! each file is parsed once: later scrapes parse only entries appended since, and read
 //! values at known offsets of the copy. Keys are interned: one met in many files is
 //! parsed once.
+//!
+//! A file is open only while it is copied: a scrape holds no descriptor of another
+//! process's file after it returns, however many processes have come and gone. Each
+//! file's values at its last good read are kept, so a file that cannot be opened at a
+//! scrape (the process is out of descriptors, say) is served as it was then and counted
+//! `unreadable`: a total never drops below one served before.
 
 use std::collections::HashMap;
-use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use crate::hash::FastHashBuilder;
-use crate::storage::files::format::{entries_end, parse_entries, used_of};
+use crate::storage::files::format::{entries_end, parse_entries, used_of, value_at};
 use crate::storage::files::key;
 use crate::storage::files::open::open_regular;
 use crate::storage::files::reason::Reason;
@@ -89,6 +94,20 @@ impl FamilyType {
     }
 }
 
+/// What became of a file at a scrape.
+pub(super) enum Refresh {
+    /// Read: [`Cache::entries`] holds its values now.
+    Read,
+    /// Unreadable now (the process is out of descriptors, say): [`Cache::entries`]
+    /// holds its values as last read, so no total drops; counted `unreadable`.
+    Kept,
+    /// Skipped, and forgotten: truncated, corrupt, not a regular file, or unreadable
+    /// before it was ever read.
+    Skipped(Skip),
+    /// Removed after it was listed.
+    Gone,
+}
+
 /// A series as its key names it; the same in every file.
 pub(super) type SeriesId = usize;
 
@@ -125,11 +144,21 @@ pub(super) struct HistogramGroup {
 }
 
 pub(super) struct CachedFile {
-    file: File,
     identity: (u64, u64),
     parsed_until: usize,
-    /// Series and value offset of each entry.
-    pub(super) entries: Vec<(SeriesId, usize)>,
+    /// Each entry, with its value as last read.
+    pub(super) entries: Vec<Entry>,
+    /// The last scrape whose listing held the file.
+    listed_at: u64,
+}
+
+/// One entry of a file: its series, where its value sits, and the value and timestamp
+/// the last good read found there.
+pub(super) struct Entry {
+    pub(super) series: SeriesId,
+    offset: usize,
+    pub(super) value: f64,
+    pub(super) timestamp: f64,
 }
 
 /// What earlier scrapes learnt of the files, kept for the next.
@@ -145,7 +174,9 @@ pub(super) struct Cache {
     keys: HashMap<Box<[u8]>, SeriesId, FastHashBuilder>,
     pub(super) files: HashMap<PathBuf, CachedFile>,
     /// The copy of the file being read, reused across files and scrapes.
-    pub(super) buffer: Vec<u8>,
+    buffer: Vec<u8>,
+    /// Scrapes begun, which tells files listed at this one from those gone since.
+    scrapes: u64,
 }
 
 impl Cache {
@@ -257,38 +288,109 @@ impl Cache {
         id
     }
 
-    /// Copies `path` into the buffer and brings its cached entries up to date with
-    /// what its writer appended. `listed` is what the directory listing says it is.
+    /// Starts a scrape's pass over the files: those `listed` in it from here on are
+    /// kept by [`Cache::forget_unlisted`].
+    pub(super) fn begin_scrape(&mut self) {
+        self.scrapes += 1;
+    }
+
+    /// Drops the files the current scrape's listing did not hold: they are gone.
+    pub(super) fn forget_unlisted(&mut self) {
+        let scrape = self.scrapes;
+        self.files.retain(|_, file| file.listed_at == scrape);
+    }
+
+    /// The paths of every file read before, for a scrape that cannot list the
+    /// directory.
+    pub(super) fn known_paths(&self) -> Vec<PathBuf> {
+        self.files.keys().cloned().collect()
+    }
+
+    /// Reads `path` afresh: its entries are brought up to date with what its writer
+    /// appended, and their values with the file. `listed` is what the directory
+    /// listing says the name is, when it was listed.
     pub(super) fn refresh(
         &mut self,
         path: &Path,
-        listed: std::fs::FileType,
+        listed: Option<std::fs::FileType>,
         kind: FileKind,
-    ) -> Result<(), Skip> {
+    ) -> Refresh {
+        let cached = self.files.remove(path);
+        match self.read(path, listed, kind, cached) {
+            Ok(file) => {
+                self.files.insert(path.to_path_buf(), file);
+                Refresh::Read
+            }
+            Err((_, _)) if is_gone(path) => Refresh::Gone,
+            Err((Skip::Unreadable, Some(kept))) => {
+                self.files.insert(path.to_path_buf(), kept);
+                Refresh::Kept
+            }
+            Err((reason, _)) => Refresh::Skipped(reason),
+        }
+    }
+
+    /// The entries of `path` as last read, if it is known.
+    pub(super) fn entries(&self, path: &Path) -> &[Entry] {
+        self.files.get(path).map_or(&[], |file| &file.entries)
+    }
+
+    /// Reads the file at `path` into the buffer and updates `cached` from it; on
+    /// failure gives back why, with what was cached, untouched.
+    fn read(
+        &mut self,
+        path: &Path,
+        listed: Option<std::fs::FileType>,
+        kind: FileKind,
+        cached: Option<CachedFile>,
+    ) -> Result<CachedFile, (Skip, Option<CachedFile>)> {
         // Listing and `lstat` say what the name is without opening it; the open below
         // refuses links and does not block, and checks again what it opened.
-        if !listed.is_file() {
-            return Err(Skip::NotRegular);
+        if listed.is_some_and(|listed| !listed.is_file()) {
+            return Err((Skip::NotRegular, cached));
         }
-        let metadata = std::fs::symlink_metadata(path).map_err(|_| Skip::Unreadable)?;
+        let metadata = match std::fs::symlink_metadata(path) {
+            Ok(metadata) => metadata,
+            Err(_) => return Err((Skip::Unreadable, cached)),
+        };
         if !metadata.is_file() {
-            return Err(Skip::NotRegular);
+            return Err((Skip::NotRegular, cached));
         }
         let identity = file_identity(&metadata);
-        let mut cached = match self.files.remove(path) {
+        let file = match open_regular(path, false) {
+            Ok(file) => file,
+            Err(error) => return Err((Skip::of_open(&error), cached)),
+        };
+        let scrape = self.scrapes;
+        let mut current = match cached {
             // The same file: what was parsed stays valid unless it shrank (checked below).
             Some(cached) if cached.identity == identity => cached,
             _ => CachedFile {
-                file: open_regular(path, false).map_err(|error| Skip::of_open(&error))?,
                 identity,
                 parsed_until: 8,
                 entries: Vec::new(),
+                listed_at: scrape,
             },
         };
+        current.listed_at = scrape;
+        match self.copy(path, &file, metadata.len(), &mut current, kind) {
+            Ok(()) => Ok(current),
+            Err(reason) => Err((reason, Some(current))),
+        }
+    }
+
+    /// Copies the open `file` into the buffer, parses what was appended since
+    /// `cached` was read, and takes every entry's value from the copy.
+    fn copy(
+        &mut self,
+        path: &Path,
+        file: &std::fs::File,
+        listed_len: u64,
+        cached: &mut CachedFile,
+        kind: FileKind,
+    ) -> Result<(), Skip> {
         let mut header = [0; 8];
-        cached
-            .file
-            .read_exact_at(&mut header, 0)
+        file.read_exact_at(&mut header, 0)
             .map_err(|error| Skip::of_read(&error))?;
         let used = entries_end(used_of(header)).ok_or(Skip::Corrupt)?;
         if used < cached.parsed_until {
@@ -300,9 +402,8 @@ impl Cache {
         // grows its file before it moves `used` on, so a claim past the size listed
         // before the header was read is measured again, after it.
         let claimed = u64::try_from(used).unwrap_or(u64::MAX);
-        if claimed > metadata.len() {
-            let size = cached
-                .file
+        if claimed > listed_len {
+            let size = file
                 .metadata()
                 .map_err(|error| Skip::of_read(&error))?
                 .len();
@@ -311,9 +412,7 @@ impl Cache {
             }
         }
         self.buffer.resize(used, 0);
-        cached
-            .file
-            .read_exact_at(&mut self.buffer, 0)
+        file.read_exact_at(&mut self.buffer, 0)
             .map_err(|error| Skip::of_read(&error))?;
         if used > cached.parsed_until {
             // Out of `self` while its keys are interned into `self`.
@@ -323,24 +422,31 @@ impl Cache {
             cached.entries.extend(parsed?);
             cached.parsed_until = used;
         }
-        self.files.insert(path.to_path_buf(), cached);
+        for entry in &mut cached.entries {
+            (entry.value, entry.timestamp) = value_at(&self.buffer, entry.offset);
+        }
         Ok(())
     }
 
-    /// The series and value offset of each entry of `data` from `start` on.
+    /// The entries of `data` from `start` on, their values yet to be read.
     fn intern_entries(
         &mut self,
         path: &Path,
         data: &[u8],
         start: usize,
         kind: FileKind,
-    ) -> Result<Vec<(SeriesId, usize)>, Skip> {
+    ) -> Result<Vec<Entry>, Skip> {
         parse_entries(path, data, start, data.len())
             .map_err(|_| Skip::Corrupt)?
             .into_iter()
             .map(|entry| {
                 let series = self.intern(entry.key, kind).ok_or(Skip::Corrupt)?;
-                Ok((series, entry.value_offset))
+                Ok(Entry {
+                    series,
+                    offset: entry.value_offset,
+                    value: 0.0,
+                    timestamp: 0.0,
+                })
             })
             .collect()
     }
@@ -355,6 +461,11 @@ fn file_identity(metadata: &std::fs::Metadata) -> (u64, u64) {
 #[cfg(not(unix))]
 fn file_identity(_metadata: &std::fs::Metadata) -> (u64, u64) {
     (0, 0)
+}
+
+/// Whether nothing is at `path` any more: the file was removed after it was listed.
+fn is_gone(path: &Path) -> bool {
+    std::fs::symlink_metadata(path).is_err_and(|error| error.kind() == io::ErrorKind::NotFound)
 }
 
 fn parse_bound(text: &str) -> Option<f64> {

@@ -173,6 +173,11 @@ impl Initialized {
         f(&self.read().registry)
     }
 
+    /// Whether an encode reads the multi-process files (and so blocks on I/O).
+    pub(crate) fn reads_files(&self) -> bool {
+        self.store.is_some()
+    }
+
     /// The collectors, to run before each encode.
     pub(crate) fn collectors(&self) -> &Collectors {
         &self.collectors

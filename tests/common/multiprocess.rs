@@ -25,13 +25,23 @@ pub const PYTHON_WORKER: &str = "import sys\n\
 /// and whose value is 1, laid out as Python and this crate lay out theirs: `used`,
 /// then the key's length, the key padded to 8 bytes, the value and a timestamp.
 pub fn file_of_one_entry(key: &str) -> Vec<u8> {
-    let padded = key.len() + (8 - (key.len() + 4) % 8);
+    file_of_entries(&[(key, 1.0)])
+}
+
+/// A metric file of `entries`, each a key (written as it is) and its value, laid out as
+/// [`file_of_one_entry`] lays out one.
+pub fn file_of_entries<K: AsRef<str>>(entries: &[(K, f64)]) -> Vec<u8> {
     let mut file = vec![0u8; 8];
-    file.extend_from_slice(&i32::try_from(key.len()).unwrap().to_le_bytes());
-    file.extend_from_slice(key.as_bytes());
-    file.resize(8 + 4 + padded, b' ');
-    file.extend_from_slice(&1.0f64.to_le_bytes());
-    file.extend_from_slice(&0.0f64.to_le_bytes());
+    for (key, value) in entries {
+        let key = key.as_ref();
+        let padded = key.len() + (8 - (key.len() + 4) % 8);
+        let start = file.len();
+        file.extend_from_slice(&i32::try_from(key.len()).unwrap().to_le_bytes());
+        file.extend_from_slice(key.as_bytes());
+        file.resize(start + 4 + padded, b' ');
+        file.extend_from_slice(&value.to_le_bytes());
+        file.extend_from_slice(&0.0f64.to_le_bytes());
+    }
     let used = i32::try_from(file.len()).unwrap();
     file[..4].copy_from_slice(&used.to_le_bytes());
     file.resize(file.len() + 64, 0);

@@ -38,6 +38,13 @@ impl<R: Reason> Tally<R> {
             .map_or(0, |count| count.fetch_add(1, Ordering::Relaxed))
     }
 
+    /// The count of `reason`.
+    pub(crate) fn get(&self, reason: R) -> u64 {
+        self.iter()
+            .find(|(r, _)| *r == reason)
+            .map_or(0, |(_, count)| count)
+    }
+
     /// Every reason with its count, zeros included.
     pub(crate) fn iter(&self) -> impl Iterator<Item = (R, u64)> + '_ {
         R::ALL
