@@ -19,7 +19,7 @@ use common::multiprocess::{assert_same_samples, file_of_one_entry, python_aggreg
 use common::{serve, Exposition, TempDir};
 use tower_prometheus::endpoint::Format;
 use tower_prometheus::metrics::{Buckets, Counter, Family, Gauge, Histogram};
-use tower_prometheus::multiprocess::{GaugeMode, SKIPPED_FILES};
+use tower_prometheus::multiprocess::{GaugeMode, DISPLACED_FILES, SKIPPED_FILES};
 use tower_prometheus::{MetricsEndpoint, MetricsRegistry};
 
 type Series = [(&'static str, String); 1];
@@ -325,6 +325,8 @@ async fn deleting_a_running_writers_files_leaves_it_running() {
     let metrics = scrape(addr).await;
     assert_eq!(metrics.value("items_total", &[("item", "a")]), None);
     assert_eq!(metrics.sum(SKIPPED_FILES, &[]), 0.0);
+    // The loss is shown: its counter and histogram files and its lock are gone.
+    assert_eq!(metrics.value(DISPLACED_FILES, &[]), Some(3.0));
 }
 
 /// Kills its child process when dropped, so a failing test leaves no worker behind.

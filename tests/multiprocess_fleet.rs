@@ -20,7 +20,7 @@ use common::multiprocess::file_of_entries;
 use common::{Exposition, TempDir};
 use tower_prometheus::endpoint::Format;
 use tower_prometheus::metrics::Counter;
-use tower_prometheus::multiprocess::SKIPPED_FILES;
+use tower_prometheus::multiprocess::{DISPLACED_FILES, FILES, SKIPPED_FILES};
 use tower_prometheus::{MetricsEndpoint, MetricsLayer, MetricsRegistry};
 
 /// Pids above the kernel's largest (2^22), so no live process has one.
@@ -71,6 +71,32 @@ async fn a_scrape_holds_no_descriptor_of_another_process_s_file() {
     let held = descriptors_in(dir.path());
     let others: Vec<_> = held.iter().filter(|name| !name.contains(&own)).collect();
     assert!(others.is_empty(), "descriptors still open: {others:?}");
+}
+
+async fn the_file_count_and_a_removed_directory_are_shown_as_metrics() {
+    let dir = TempDir::new("fleet-removed");
+    exited_workers(dir.path(), 5, 10);
+    let registry = MetricsRegistry::new();
+    registry.multiprocess_dir(dir.path()).unwrap();
+    registry
+        .provider("own_jobs", "This process's jobs.", Counter::default)
+        .unwrap();
+    let addr = common::serve(MetricsEndpoint::new(&registry).unwrap()).await;
+    registry.get::<Counter>("own_jobs").unwrap().inc_by(4);
+    let metrics = common::scrape(addr).await;
+    // The exited workers' counter files, and this process's counter and histogram files.
+    assert_eq!(metrics.value(FILES, &[]), Some(7.0));
+    assert_eq!(metrics.value(DISPLACED_FILES, &[]), Some(0.0));
+    assert_eq!(metrics.sum("own_jobs_total", &[]), 4.0);
+
+    // Removed and made again under the running process, as `rm -rf dir; mkdir dir` does.
+    std::fs::remove_dir_all(dir.path()).unwrap();
+    std::fs::create_dir(dir.path()).unwrap();
+    let metrics = common::scrape(addr).await;
+    assert_eq!(metrics.value(FILES, &[]), Some(0.0));
+    // Its counter and histogram files and its lock file.
+    assert_eq!(metrics.value(DISPLACED_FILES, &[]), Some(3.0));
+    assert_eq!(metrics.value("own_jobs_total", &[]), None);
 }
 
 /// Workers (of this test binary) that scrape under a descriptor limit; each prints
@@ -238,6 +264,7 @@ async fn measure_requests_while_scraped(addr: SocketAddr, scrapes: &AtomicUsize)
 test_main! {
     tokio_2 a_scrape_holds_no_descriptor_of_another_process_s_file,
     sync more_exited_workers_than_descriptors_never_serve_less_or_go_blank,
+    tokio_2 the_file_count_and_a_removed_directory_are_shown_as_metrics,
     tokio_2 requests_wait_for_no_scrape_of_two_thousand_exited_workers,
     sync_ignored fleet_worker,
 }

@@ -20,6 +20,9 @@ pub(super) struct Totals {
     pub(super) gauges: Vec<GaugeValue>,
     gauge_index: HashMap<(SeriesId, Option<String>), usize>,
     pub(super) skipped_files: Tally<Skip>,
+    /// Metric files the directory listed (or, when it could not be listed, that
+    /// earlier scrapes knew).
+    pub(super) files: u64,
 }
 
 impl Totals {
@@ -63,6 +66,7 @@ pub(super) fn collect(cache: &mut Cache, dir: &Path, own_pid: u32) -> Totals {
             known.into_iter().map(|path| (path, None)).collect()
         }
     };
+    totals.files = files.len() as u64;
     for (path, listed) in &files {
         let name = path
             .file_name()

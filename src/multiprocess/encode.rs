@@ -21,6 +21,14 @@ use crate::storage::files::ProcessStore;
 /// (a link, FIFO, socket, device or directory), `unreadable`, `truncated` (shorter
 /// than its header says, or rewritten shorter), `corrupt`, `unknown_name`.
 pub const SKIPPED_FILES: &str = "tower_prometheus_multiprocess_skipped_files";
+/// Name of the gauge of metric files (`*.db`) the last scrape found in the directory:
+/// it grows with every process started and never exited ones' files removed.
+pub const FILES: &str = "tower_prometheus_multiprocess_files";
+/// Name of the gauge of this process's files (its lock file included) that are no
+/// longer at their place in the directory: removed, or replaced (the directory removed
+/// and made again, say). Other processes' scrapes no longer see this process's counts,
+/// and take it for exited; restart it.
+pub const DISPLACED_FILES: &str = "tower_prometheus_multiprocess_displaced_files";
 /// Name of the counter of writes this process could not place in its files, by
 /// `reason`: `no_space`, `file_full`, `io`. Such values are kept in memory and placed
 /// (with what they gathered meanwhile) once there is room.
@@ -234,6 +242,18 @@ impl Collector for Aggregator {
             MetricType::Gauge,
             &totals.skipped_files,
         )?;
+        encode_count(
+            &mut encoder,
+            FILES,
+            "Metric files found in the multiprocess directory at the last scrape.",
+            totals.files,
+        )?;
+        encode_count(
+            &mut encoder,
+            DISPLACED_FILES,
+            "Files of this process no longer at their place in the multiprocess directory (removed or replaced): its counts are missing from other processes' scrapes.",
+            self.store.displaced_files(),
+        )?;
         encode_tally(
             &mut encoder,
             WRITE_ERRORS,
@@ -242,6 +262,17 @@ impl Collector for Aggregator {
             self.store.write_errors(),
         )
     }
+}
+
+/// A gauge family of one series without labels.
+fn encode_count(
+    encoder: &mut DescriptorEncoder<'_>,
+    name: &str,
+    help: &str,
+    count: u64,
+) -> fmt::Result {
+    let mut metric = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
+    metric.encode_gauge(&(i64::try_from(count).unwrap_or(i64::MAX)))
 }
 
 /// A family of one series per reason of `tally`.

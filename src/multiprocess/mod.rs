@@ -59,7 +59,7 @@ use std::sync::Arc;
 pub use crate::storage::files::{FileError, GaugeMode, MultiprocessError};
 use crate::storage::files::{FileKind, ProcessStore};
 pub(crate) use encode::Aggregator;
-pub use encode::{SKIPPED_FILES, WRITE_ERRORS};
+pub use encode::{DISPLACED_FILES, FILES, SKIPPED_FILES, WRITE_ERRORS};
 
 /// The environment variable that turns multi-process mode on.
 pub const ENV_VAR: &str = "PROMETHEUS_MULTIPROC_DIR";

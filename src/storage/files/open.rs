@@ -45,6 +45,15 @@ pub(crate) fn open_or_create(path: &Path, mode: u32) -> io::Result<File> {
     }
 }
 
+/// Whether `path` still names the file `file` has open: neither removed nor replaced.
+pub(crate) fn is_at(file: &File, path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (file.metadata(), std::fs::symlink_metadata(path)) {
+        (Ok(open), Ok(named)) => open.dev() == named.dev() && open.ino() == named.ino(),
+        _ => false,
+    }
+}
+
 fn checked(file: File) -> io::Result<File> {
     if file.metadata()?.is_file() {
         Ok(file)

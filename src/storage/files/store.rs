@@ -13,7 +13,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use super::error::{FileError, MultiprocessError};
 use super::map::{self, Slot, SlotRef};
 use super::naming::{lock_file_name, FileKind, GaugeMode};
-use super::open::{open_or_create, open_regular};
+use super::open::{is_at, open_or_create, open_regular};
 use super::reason::{Reason, Tally};
 use super::writer::WritableFile;
 use crate::storage::shard::add_f64;
@@ -68,6 +68,8 @@ pub(crate) struct ProcessStore {
     state: Mutex<StoreState>,
     /// Writes that found no place in the files.
     write_errors: Tally<WriteError>,
+    /// This process's files found removed or replaced at the last look.
+    displaced: AtomicU64,
 }
 
 /// The files of the process this is (it changes after a fork).
@@ -78,7 +80,7 @@ struct StoreState {
     /// Locked until the process exits; a reader that finds it unlocked knows the
     /// process is gone, however it died and whatever pid came later. `None` in a
     /// forked child that could not take its own.
-    _lock: Option<File>,
+    lock: Option<File>,
 }
 
 impl ProcessStore {
@@ -121,9 +123,10 @@ impl ProcessStore {
                 pid,
                 generation,
                 files: HashMap::new(),
-                _lock: Some(lock),
+                lock: Some(lock),
             }),
             write_errors: Default::default(),
+            displaced: AtomicU64::new(0),
         }))
     }
 
@@ -178,6 +181,35 @@ impl ProcessStore {
         state.pid
     }
 
+    /// How many of this process's files, its lock file included, are no longer at
+    /// their place in the directory: removed, or replaced by another file (the
+    /// directory itself removed and made again, say). Their values go on in the files
+    /// this process has open, where no other process's scrape sees them, and other
+    /// processes take it for exited; a warning says so when it starts.
+    pub(crate) fn displaced_files(&self) -> u64 {
+        let state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let lock_path = self.dir.join(lock_file_name(state.pid));
+        let lock_displaced = state
+            .lock
+            .as_ref()
+            .is_some_and(|lock| !is_at(lock, &lock_path));
+        let displaced = state
+            .files
+            .values()
+            .filter(|file| !file.is_in_place())
+            .count() as u64
+            + u64::from(lock_displaced);
+        let before = self.displaced.swap(displaced, Ordering::Relaxed);
+        if displaced > 0 && before == 0 {
+            tracing::warn!(
+                dir = %self.dir.display(),
+                files = displaced,
+                "this process's multiprocess files were removed or replaced: its counts are no longer in other processes' scrapes; restart the process"
+            );
+        }
+        displaced
+    }
+
     fn count_write_error(&self, reason: WriteError) {
         if self.write_errors.count(reason) == 0 {
             tracing::warn!(
@@ -203,13 +235,13 @@ impl ProcessStore {
         }
         state.files.clear();
         // The parent's lock is the parent's: record locks do not pass to a child.
-        state._lock = None;
+        state.lock = None;
         let (pid, lock) = take_lock(&self.dir, self.file_mode).map_err(|source| FileError::Io {
             path: self.dir.join(lock_file_name(std::process::id())),
             source,
         })?;
         state.pid = pid;
-        state._lock = Some(lock);
+        state.lock = Some(lock);
         state.generation = generation;
         Ok(())
     }

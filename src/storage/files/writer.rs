@@ -19,7 +19,7 @@ use super::format::{
 };
 use super::key;
 use super::map::{allocate, Mapping, Slot};
-use super::open::open_or_create;
+use super::open::{is_at, open_or_create};
 
 /// Growth when doubling finds no room: the least that fits, in pages.
 const PAGE: usize = 4096;
@@ -113,6 +113,11 @@ impl WritableFile {
             state.positions = positions;
         }
         Ok(this)
+    }
+
+    /// Whether the file is still at its path in the directory.
+    pub(crate) fn is_in_place(&self) -> bool {
+        is_at(&self.file, &self.path)
     }
 
     fn header(&self) -> &AtomicI32 {
