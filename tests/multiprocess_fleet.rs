@@ -19,8 +19,8 @@ use axum::Router;
 use common::multiprocess::file_of_entries;
 use common::{Exposition, TempDir};
 use tower_prometheus::endpoint::Format;
-use tower_prometheus::metrics::Counter;
-use tower_prometheus::multiprocess::{DISPLACED_FILES, FILES, SKIPPED_FILES};
+use tower_prometheus::metrics::{Buckets, Counter, Family, Gauge, Histogram};
+use tower_prometheus::multiprocess::{GaugeMode, DISPLACED_FILES, FILES, SKIPPED_FILES};
 use tower_prometheus::{MetricsEndpoint, MetricsLayer, MetricsRegistry};
 
 /// Pids above the kernel's largest (2^22), so no live process has one.
@@ -97,6 +97,79 @@ async fn the_file_count_and_a_removed_directory_are_shown_as_metrics() {
     // Its counter and histogram files and its lock file.
     assert_eq!(metrics.value(DISPLACED_FILES, &[]), Some(3.0));
     assert_eq!(metrics.value("own_jobs_total", &[]), None);
+}
+
+/// Python's worker for [`new_files_take_no_more_disk_than_python_s_for_the_same_series`].
+const PYTHON_TEN_SERIES: &str = "from prometheus_client import Counter, Gauge, Histogram\n\
+    c = Counter('fleet_jobs', 'Jobs.', ['n'])\n\
+    g = Gauge('fleet_peak', 'Peak.', ['n'], multiprocess_mode='max')\n\
+    h = Histogram('fleet_seconds', 'Time.', ['n'])\n\
+    for n in range(10):\n\
+    \x20   c.labels(str(n)).inc()\n\
+    \x20   g.labels(str(n)).set(n)\n\
+    \x20   h.labels(str(n)).observe(0.2)\n";
+
+/// Disk taken by the metric files in `dir`, in bytes of allocated blocks.
+fn disk_used(dir: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|entry| entry.unwrap())
+        .filter(|entry| entry.file_name().to_string_lossy().ends_with(".db"))
+        .map(|entry| entry.metadata().unwrap().blocks() * 512)
+        .sum()
+}
+
+fn new_files_take_no_more_disk_than_python_s_for_the_same_series() -> common::Checked {
+    let python = common::require_python_client("measure the files Python writes")?;
+    let python_dir = TempDir::new("fleet-python-disk");
+    let status = Command::new(python)
+        .env("PROMETHEUS_MULTIPROC_DIR", python_dir.path())
+        .args(["-c", PYTHON_TEN_SERIES])
+        .status()
+        .unwrap();
+    assert!(status.success());
+
+    let dir = TempDir::new("fleet-disk");
+    let registry = MetricsRegistry::new();
+    registry.multiprocess_dir(dir.path()).unwrap();
+    registry
+        .provider(
+            "fleet_jobs",
+            "Jobs.",
+            Family::<[(&str, String); 1], Counter>::default,
+        )
+        .unwrap();
+    registry
+        .provider("fleet_peak", "Peak.", || {
+            Family::<[(&str, String); 1], Gauge>::new_with_constructor(|| {
+                Gauge::with_mode(GaugeMode::Max)
+            })
+        })
+        .unwrap();
+    registry
+        .provider("fleet_seconds", "Time.", || {
+            Family::<[(&str, String); 1], Histogram>::new_with_constructor(|| {
+                Histogram::new(Buckets::http_duration())
+            })
+        })
+        .unwrap();
+    let _endpoint = MetricsEndpoint::new(&registry).unwrap();
+    let jobs: Family<[(&str, String); 1], Counter> = registry.get("fleet_jobs").unwrap();
+    let peak: Family<[(&str, String); 1], Gauge> = registry.get("fleet_peak").unwrap();
+    let seconds: Family<[(&str, String); 1], Histogram> = registry.get("fleet_seconds").unwrap();
+    for n in 0..10 {
+        let labels = [("n", n.to_string())];
+        jobs.get_or_create(&labels).inc();
+        peak.get_or_create(&labels).set(n);
+        seconds.get_or_create(&labels).observe(0.2);
+    }
+    let (ours, theirs) = (disk_used(dir.path()), disk_used(python_dir.path()));
+    eprintln!(
+        "10 series of a counter, a gauge and a histogram: {ours} bytes on disk, Python {theirs}"
+    );
+    assert!(ours <= theirs, "{ours} bytes on disk, Python's {theirs}");
+    Ok(())
 }
 
 /// Workers (of this test binary) that scrape under a descriptor limit; each prints
@@ -265,6 +338,7 @@ test_main! {
     tokio_2 a_scrape_holds_no_descriptor_of_another_process_s_file,
     sync more_exited_workers_than_descriptors_never_serve_less_or_go_blank,
     tokio_2 the_file_count_and_a_removed_directory_are_shown_as_metrics,
+    sync new_files_take_no_more_disk_than_python_s_for_the_same_series,
     tokio_2 requests_wait_for_no_scrape_of_two_thousand_exited_workers,
     sync_ignored fleet_worker,
 }

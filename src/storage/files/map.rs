@@ -44,28 +44,34 @@ pub(crate) fn fork_generation() -> u64 {
     FORK_GENERATION.load(Ordering::Relaxed)
 }
 
-/// Gives the file real blocks for its first `len` bytes (growing it if needed), so
-/// that touching them through a mapping never faults for lack of space.
+/// Gives the file real blocks from byte `from` to byte `to` (growing it if needed), so
+/// that touching them through a mapping never faults for lack of space; the rest of
+/// the file stays sparse, as Python leaves its files.
 #[cfg(any(target_os = "linux", target_os = "android", target_os = "freebsd"))]
-pub(crate) fn allocate(file: &File, len: u64) -> io::Result<()> {
-    let offset_len = libc::off_t::try_from(len)
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "file too large"))?;
+pub(crate) fn reserve(file: &File, from: u64, to: u64) -> io::Result<()> {
+    let too_large = || io::Error::new(io::ErrorKind::InvalidInput, "file too large");
+    let offset = libc::off_t::try_from(from).map_err(|_| too_large())?;
+    let len = libc::off_t::try_from(to.saturating_sub(from)).map_err(|_| too_large())?;
+    if len == 0 {
+        return Ok(());
+    }
     // SAFETY: a plain system call on an open descriptor; it touches no memory of ours.
-    match unsafe { libc::posix_fallocate(file.as_raw_fd(), 0, offset_len) } {
+    match unsafe { libc::posix_fallocate(file.as_raw_fd(), offset, len) } {
         0 => Ok(()),
         // Filesystems without fallocate: only extending the file is possible.
-        libc::EOPNOTSUPP | libc::EINVAL => extend(file, len),
+        libc::EOPNOTSUPP | libc::EINVAL => extend(file, to),
         errno => Err(io::Error::from_raw_os_error(errno)),
     }
 }
 
 /// Systems without `posix_fallocate`: the file is extended (sparse), as Python does.
 #[cfg(not(any(target_os = "linux", target_os = "android", target_os = "freebsd")))]
-pub(crate) fn allocate(file: &File, len: u64) -> io::Result<()> {
-    extend(file, len)
+pub(crate) fn reserve(file: &File, _from: u64, to: u64) -> io::Result<()> {
+    extend(file, to)
 }
 
-fn extend(file: &File, len: u64) -> io::Result<()> {
+/// Makes the file at least `len` bytes long, the new bytes sparse (no blocks yet).
+pub(crate) fn extend(file: &File, len: u64) -> io::Result<()> {
     if file.metadata()?.len() < len {
         file.set_len(len)?;
     }

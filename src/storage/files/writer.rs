@@ -4,8 +4,10 @@
 //! mappings, which see the same pages), so the address of a value never changes:
 //! metric handles keep a pointer to their value and an add is one atomic operation on
 //! the shared page. A process killed at any moment leaves every completed add in the
-//! page cache. The blocks behind a mapping are reserved before it is made, so a full
-//! disk is an error at growth, never a fault at the first write into a page.
+//! page cache. The file is sparse, as Python's are: blocks are reserved page by page
+//! as entries are appended, before an entry is written, so a file takes the disk its
+//! entries need and a full disk is an error at the append, never a fault at the first
+//! write into a page.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -18,10 +20,10 @@ use super::format::{
     MAX_SIZE,
 };
 use super::key;
-use super::map::{allocate, Mapping, Slot};
+use super::map::{extend, reserve, Mapping, Slot};
 use super::open::{is_at, open_or_create};
 
-/// Growth when doubling finds no room: the least that fits, in pages.
+/// The unit in which blocks are reserved.
 const PAGE: usize = 4096;
 
 /// A file this process writes.
@@ -36,6 +38,8 @@ pub(crate) struct WritableFile {
 struct WriterState {
     used: usize,
     capacity: usize,
+    /// Bytes from the start that have blocks: whole pages covering `used`.
+    reserved: usize,
     positions: HashMap<String, usize>,
     /// Mappings made as the file grew, the newest last; handles point into all of them.
     grown: Vec<Mapping>,
@@ -64,8 +68,9 @@ impl WritableFile {
             .ok_or_else(|| FileError::Full {
                 path: path.to_path_buf(),
             })?;
-        // A file another process left (Python's are sparse) gets its blocks too.
-        allocate(&file, capacity as u64).map_err(io_error)?;
+        extend(&file, capacity as u64).map_err(io_error)?;
+        // The header's page, so a disk without room for it fails now.
+        reserve(&file, 0, PAGE as u64).map_err(io_error)?;
         let first = Mapping::new(&file, capacity).map_err(io_error)?;
         let this = Self {
             path: path.to_path_buf(),
@@ -74,6 +79,7 @@ impl WritableFile {
             state: Mutex::new(WriterState {
                 used: HEADER,
                 capacity,
+                reserved: PAGE,
                 positions: HashMap::new(),
                 grown: Vec::new(),
             }),
@@ -109,6 +115,9 @@ impl WritableFile {
         };
         {
             let mut state = this.state.lock().unwrap_or_else(PoisonError::into_inner);
+            // Entries a process of this pid left before (Python's are sparse) get
+            // their blocks too, since values are added to them in place.
+            this.reserve_to(&mut state, used)?;
             state.used = used;
             state.positions = positions;
         }
@@ -155,6 +164,7 @@ impl WritableFile {
         if end > state.capacity {
             self.grow(state, end)?;
         }
+        self.reserve_to(state, end)?;
         let mut entry = Vec::with_capacity(length);
         entry.extend_from_slice(&(key.len() as i32).to_le_bytes());
         entry.extend_from_slice(key.as_bytes());
@@ -174,23 +184,29 @@ impl WritableFile {
         Ok(offset)
     }
 
-    /// Reserves blocks for at least `needed` bytes (double the size if there is room,
-    /// else the pages that fit) and maps the grown file.
+    /// Gives the pages up to byte `end` their blocks, if they have none yet.
+    fn reserve_to(&self, state: &mut WriterState, end: usize) -> Result<(), FileError> {
+        if end <= state.reserved {
+            return Ok(());
+        }
+        let to = end.div_ceil(PAGE).saturating_mul(PAGE).min(state.capacity);
+        reserve(&self.file, state.reserved as u64, to as u64).map_err(|source| FileError::Io {
+            path: self.path.clone(),
+            source,
+        })?;
+        state.reserved = to;
+        Ok(())
+    }
+
+    /// Grows the file (sparse) to hold at least `needed` bytes, doubling it where the
+    /// format allows, and maps the grown file.
     fn grow(&self, state: &mut WriterState, needed: usize) -> Result<(), FileError> {
         let io_error = |source| FileError::Io {
             path: self.path.clone(),
             source,
         };
-        let doubled = state.capacity.saturating_mul(2).clamp(needed, MAX_SIZE);
-        let least = needed.div_ceil(PAGE).saturating_mul(PAGE).min(MAX_SIZE);
-        let capacity = match allocate(&self.file, doubled as u64) {
-            Ok(()) => doubled,
-            Err(_) if least < doubled => {
-                allocate(&self.file, least as u64).map_err(io_error)?;
-                least
-            }
-            Err(error) => return Err(io_error(error)),
-        };
+        let capacity = state.capacity.saturating_mul(2).clamp(needed, MAX_SIZE);
+        extend(&self.file, capacity as u64).map_err(io_error)?;
         let map = Mapping::new(&self.file, capacity).map_err(io_error)?;
         state.grown.push(map);
         state.capacity = capacity;
