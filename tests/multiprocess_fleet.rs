@@ -20,7 +20,7 @@ use common::multiprocess::file_of_entries;
 use common::{Exposition, TempDir};
 use tower_prometheus::endpoint::Format;
 use tower_prometheus::metrics::{Buckets, Counter, Family, Gauge, Histogram};
-use tower_prometheus::multiprocess::{GaugeMode, DISPLACED_FILES, FILES, SKIPPED_FILES};
+use tower_prometheus::multiprocess::{Folding, GaugeMode, DISPLACED_FILES, FILES, SKIPPED_FILES};
 use tower_prometheus::{MetricsEndpoint, MetricsLayer, MetricsRegistry};
 
 /// Pids above the kernel's largest (2^22), so no live process has one.
@@ -45,6 +45,15 @@ fn exited_workers(dir: &Path, workers: usize, series: usize) {
     }
 }
 
+/// A registry in multi-process mode over `dir` that only reads the files of exited
+/// workers, as a directory with folding off keeps them: what a scrape costs.
+fn reading_registry(dir: &Path) -> MetricsRegistry {
+    let registry = MetricsRegistry::new();
+    registry.multiprocess_dir(dir).unwrap();
+    registry.multiprocess_folding(Folding::Off).unwrap();
+    registry
+}
+
 /// The descriptors this process holds open on files in `dir`.
 fn descriptors_in(dir: &Path) -> Vec<String> {
     let dir = dir.canonicalize().unwrap();
@@ -59,8 +68,7 @@ fn descriptors_in(dir: &Path) -> Vec<String> {
 async fn a_scrape_holds_no_descriptor_of_another_process_s_file() {
     let dir = TempDir::new("fleet-descriptors");
     exited_workers(dir.path(), 300, 10);
-    let registry = MetricsRegistry::new();
-    registry.multiprocess_dir(dir.path()).unwrap();
+    let registry = reading_registry(dir.path());
     let addr = common::serve(MetricsEndpoint::new(&registry).unwrap()).await;
     for _ in 0..3 {
         let metrics = common::scrape(addr).await;
@@ -76,8 +84,7 @@ async fn a_scrape_holds_no_descriptor_of_another_process_s_file() {
 async fn the_file_count_and_a_removed_directory_are_shown_as_metrics() {
     let dir = TempDir::new("fleet-removed");
     exited_workers(dir.path(), 5, 10);
-    let registry = MetricsRegistry::new();
-    registry.multiprocess_dir(dir.path()).unwrap();
+    let registry = reading_registry(dir.path());
     registry
         .provider("own_jobs", "This process's jobs.", Counter::default)
         .unwrap();
@@ -131,8 +138,7 @@ fn new_files_take_no_more_disk_than_python_s_for_the_same_series() -> common::Ch
     assert!(status.success());
 
     let dir = TempDir::new("fleet-disk");
-    let registry = MetricsRegistry::new();
-    registry.multiprocess_dir(dir.path()).unwrap();
+    let registry = reading_registry(dir.path());
     registry
         .provider(
             "fleet_jobs",
@@ -189,6 +195,7 @@ fn fleet_worker() {
         .build()
         .unwrap();
     let registry = MetricsRegistry::new();
+    registry.multiprocess_folding(Folding::Off).unwrap();
     registry
         .provider("own_jobs", "This worker's jobs.", Counter::default)
         .unwrap();
@@ -270,8 +277,7 @@ const REQUEST_BUDGET: Duration = Duration::from_millis(50);
 async fn requests_wait_for_no_scrape_of_two_thousand_exited_workers() {
     let dir = TempDir::new("fleet-latency");
     exited_workers(dir.path(), 2000, 100);
-    let registry = MetricsRegistry::new();
-    registry.multiprocess_dir(dir.path()).unwrap();
+    let registry = reading_registry(dir.path());
     let app = Router::new()
         .route("/", get(|| async { "hello" }))
         .layer(MetricsLayer::new(&registry).unwrap());

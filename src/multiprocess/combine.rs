@@ -3,9 +3,13 @@
 //! by their [`GaugeMode`].
 
 use std::collections::HashMap;
+use std::fs::File;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use super::read::{Cache, Refresh, SeriesId, Skip};
+use crate::storage::files::archive::{self, ARCHIVE};
+use crate::storage::files::open::open_regular;
 use crate::storage::files::reason::Tally;
 use crate::storage::files::{is_alive, FileKind, GaugeMode};
 
@@ -20,9 +24,11 @@ pub(super) struct Totals {
     pub(super) gauges: Vec<GaugeValue>,
     gauge_index: HashMap<(SeriesId, Option<String>), usize>,
     pub(super) skipped_files: Tally<Skip>,
-    /// Metric files the directory listed (or, when it could not be listed, that
-    /// earlier scrapes knew).
+    /// Metric files read: the archives, and the files the directory listed (or,
+    /// when it could not be listed, that earlier scrapes knew) that they do not hold.
     pub(super) files: u64,
+    /// Of those, the files of other processes, which a fold may take.
+    pub(super) other_files: u64,
 }
 
 impl Totals {
@@ -40,14 +46,105 @@ pub(super) struct GaugeValue {
     timestamp: f64,
 }
 
+/// How often a scrape reads the directory again when folds keep replacing archives
+/// under it, before it serves the totals it read last time instead.
+const READ_ATTEMPTS: usize = 8;
+
 /// Reads every file of `dir` and combines their values; `own_pid` is this process.
+/// `None` when folds replaced an archive during every attempt: the caller then serves
+/// the totals of the scrape before, which were exact.
+///
+/// What is read is the archives as opened before the directory is listed, plus every
+/// other file they do not list as folded; after reading, each archive's path must still
+/// name the file opened, or a fold replaced it meanwhile (and may have removed files
+/// it now holds) and the directory is read again.
 ///
 /// A directory that cannot be listed (the process is out of descriptors, say) is
 /// counted `unreadable` and its files known from earlier scrapes are read again, or
 /// served as they were last read: no total drops below one served before.
-pub(super) fn collect(cache: &mut Cache, dir: &Path, own_pid: u32) -> Totals {
+pub(super) fn collect(cache: &mut Cache, dir: &Path, own_pid: u32) -> Option<Totals> {
+    for _ in 0..READ_ATTEMPTS {
+        let archives = OpenedArchives::open(dir);
+        let totals = collect_once(cache, dir, own_pid, &archives);
+        if archives.unchanged() {
+            return Some(totals);
+        }
+    }
+    None
+}
+
+/// The archives as opened at the start of a read.
+struct OpenedArchives(Vec<OpenedArchive>);
+
+/// One kind's archive as opened: its identity (device and inode, `None` where there is
+/// none) and the open file, held so that its inode cannot be reused while it is read.
+struct OpenedArchive {
+    kind: FileKind,
+    path: PathBuf,
+    identity: Option<(u64, u64)>,
+    file: Option<File>,
+}
+
+impl OpenedArchives {
+    fn open(dir: &Path) -> Self {
+        let archives = FileKind::all()
+            .map(|kind| {
+                let path = archive::archive_path(dir, kind);
+                let file = open_regular(&path, false).ok();
+                let identity = match &file {
+                    Some(file) => file.metadata().ok().map(|m| (m.dev(), m.ino())),
+                    // Not there, or no descriptor left: the name says what is there.
+                    None => identity_at(&path),
+                };
+                OpenedArchive {
+                    kind,
+                    path,
+                    identity,
+                    file,
+                }
+            })
+            .collect();
+        Self(archives)
+    }
+
+    /// Whether each archive's path still names what it named when opened.
+    fn unchanged(&self) -> bool {
+        self.0
+            .iter()
+            .all(|archive| identity_at(&archive.path) == archive.identity)
+    }
+}
+
+fn identity_at(path: &Path) -> Option<(u64, u64)> {
+    std::fs::symlink_metadata(path)
+        .ok()
+        .map(|metadata| (metadata.dev(), metadata.ino()))
+}
+
+fn collect_once(cache: &mut Cache, dir: &Path, own_pid: u32, archives: &OpenedArchives) -> Totals {
     let mut totals = Totals::default();
     cache.begin_scrape();
+    // The files each archive holds, by name, with the identity they had.
+    let mut folded: HashMap<String, (u64, u64)> = HashMap::new();
+    for OpenedArchive {
+        kind,
+        path,
+        identity,
+        file,
+    } in &archives.0
+    {
+        let refresh = match file {
+            Some(file) => cache.refresh_archive(path, file, *kind),
+            None if identity.is_some() => cache.refresh(path, None, *kind),
+            None => continue,
+        };
+        totals.files += 1;
+        if add_file(&mut totals, cache, path, *kind, ARCHIVE, refresh) {
+            for file in cache.folded(path) {
+                folded.insert(file.name.clone(), file.identity);
+            }
+        }
+    }
     let listing = list(dir);
     let files: Vec<(PathBuf, Option<std::fs::FileType>)> = match &listing {
         Ok(names) => names
@@ -66,56 +163,41 @@ pub(super) fn collect(cache: &mut Cache, dir: &Path, own_pid: u32) -> Totals {
             known.into_iter().map(|path| (path, None)).collect()
         }
     };
-    totals.files = files.len() as u64;
     for (path, listed) in &files {
         let name = path
             .file_name()
             .and_then(|name| name.to_str())
             .unwrap_or("");
-        let Some((kind, pid)) = FileKind::parse(name) else {
+        let Some((kind, owner)) = FileKind::parse(name) else {
             totals.skipped_files.count(Skip::UnknownName);
             continue;
         };
+        if owner == ARCHIVE {
+            // Read above, as opened before the listing.
+            continue;
+        }
+        if folded
+            .get(name)
+            .is_some_and(|identity| identity_at(path) == Some(*identity))
+        {
+            // Its values are in the archive; a fold removes it next.
+            continue;
+        }
+        totals.files += 1;
+        if owner != own_pid.to_string() {
+            totals.other_files += 1;
+        }
         if let FileKind::Gauge(mode) = kind {
             if mode.is_live()
-                && !pid
+                && !owner
                     .parse()
                     .is_ok_and(|pid| is_alive(dir, pid, path, own_pid))
             {
                 continue;
             }
         }
-        match cache.refresh(path, *listed, kind) {
-            Refresh::Read => {}
-            Refresh::Kept => {
-                totals.skipped_files.count(Skip::Unreadable);
-            }
-            Refresh::Skipped(reason) => {
-                totals.skipped_files.count(reason);
-                continue;
-            }
-            Refresh::Gone => continue,
-        }
-        totals.sums.resize(cache.series.len(), 0.0);
-        totals.seen.resize(cache.series.len(), false);
-        for entry in cache.entries(path) {
-            totals.seen[entry.series] = true;
-            match kind {
-                FileKind::Gauge(mode) => {
-                    add_gauge(
-                        &mut totals,
-                        entry.series,
-                        pid,
-                        mode,
-                        entry.value,
-                        entry.timestamp,
-                    );
-                }
-                FileKind::Counter | FileKind::Histogram | FileKind::Summary => {
-                    totals.sums[entry.series] += entry.value
-                }
-            }
-        }
+        let refresh = cache.refresh(path, *listed, kind);
+        add_file(&mut totals, cache, path, kind, owner, refresh);
     }
     if listing.is_ok() {
         cache.forget_unlisted();
@@ -129,6 +211,52 @@ pub(super) fn collect(cache: &mut Cache, dir: &Path, own_pid: u32) -> Totals {
         );
     }
     totals
+}
+
+/// Adds the values of the file at `path`, of `kind` and written by `owner`, as
+/// `refresh` left them in the cache; whether it has values to add.
+fn add_file(
+    totals: &mut Totals,
+    cache: &Cache,
+    path: &Path,
+    kind: FileKind,
+    owner: &str,
+    refresh: Refresh,
+) -> bool {
+    match refresh {
+        Refresh::Read => {}
+        Refresh::Kept => {
+            totals.skipped_files.count(Skip::Unreadable);
+        }
+        Refresh::Skipped(reason) => {
+            totals.skipped_files.count(reason);
+            return false;
+        }
+        Refresh::Gone => return false,
+    }
+    totals.sums.resize(cache.series.len(), 0.0);
+    totals.seen.resize(cache.series.len(), false);
+    // An archive's `all` gauges carry each process's `pid` in their keys.
+    let pid = (owner != ARCHIVE).then_some(owner);
+    for entry in cache.entries(path) {
+        totals.seen[entry.series] = true;
+        match kind {
+            FileKind::Gauge(mode) => {
+                add_gauge(
+                    totals,
+                    entry.series,
+                    pid,
+                    mode,
+                    entry.value,
+                    entry.timestamp,
+                );
+            }
+            FileKind::Counter | FileKind::Histogram | FileKind::Summary => {
+                totals.sums[entry.series] += entry.value
+            }
+        }
+    }
+    true
 }
 
 /// The names of the files in `dir` that may hold metrics, sorted, with their types.
@@ -148,13 +276,13 @@ fn list(dir: &Path) -> std::io::Result<Vec<(String, std::fs::FileType)>> {
 fn add_gauge(
     totals: &mut Totals,
     series: SeriesId,
-    pid: &str,
+    pid: Option<&str>,
     mode: GaugeMode,
     value: f64,
     timestamp: f64,
 ) {
     let per_process = matches!(mode, GaugeMode::All | GaugeMode::LiveAll);
-    let pid = per_process.then(|| pid.to_string());
+    let pid = pid.filter(|_| per_process).map(str::to_string);
     let slot = (series, pid);
     match totals.gauge_index.get(&slot) {
         None => {

@@ -13,6 +13,7 @@ use prometheus_client::metrics::exemplar::Exemplar;
 use prometheus_client::metrics::MetricType;
 
 use super::combine::{collect, GaugeValue, Totals};
+use super::fold::{Folder, Folding};
 use super::read::{Cache, FamilyInfo, FamilyType, Role};
 use crate::storage::files::reason::{Reason, Tally};
 use crate::storage::files::ProcessStore;
@@ -29,6 +30,11 @@ pub const FILES: &str = "tower_prometheus_multiprocess_files";
 /// and made again, say). Other processes' scrapes no longer see this process's counts,
 /// and take it for exited; restart it.
 pub const DISPLACED_FILES: &str = "tower_prometheus_multiprocess_displaced_files";
+/// Name of the counter of folds this process ran, by `outcome`: `folded` (files of
+/// exited processes went into the archive), `nothing` (no exited process had files),
+/// `python` (not folded: a Python process writes the directory), `busy` (another
+/// process was folding), `error`.
+pub const FOLDS: &str = "tower_prometheus_multiprocess_folds";
 /// Name of the counter of writes this process could not place in its files, by
 /// `reason`: `no_space`, `file_full`, `io`. Such values are kept in memory and placed
 /// (with what they gathered meanwhile) once there is room.
@@ -41,6 +47,7 @@ pub const WRITE_ERRORS: &str = "tower_prometheus_multiprocess_write_errors";
 /// in a row.
 pub(crate) struct Aggregator {
     store: Arc<ProcessStore>,
+    folder: Folder,
     state: Mutex<AggregatorState>,
     /// Reads of the directory begun and finished; both change only under `state`.
     reads_begun: AtomicU64,
@@ -62,8 +69,9 @@ impl fmt::Debug for Aggregator {
 }
 
 impl Aggregator {
-    pub(crate) fn new(store: Arc<ProcessStore>) -> Self {
+    pub(crate) fn new(store: Arc<ProcessStore>, folding: Folding) -> Self {
         Self {
+            folder: Folder::new(store.dir(), store.file_mode(), folding),
             store,
             state: Mutex::new(AggregatorState {
                 cache: Cache::default(),
@@ -202,8 +210,19 @@ impl Collector for Aggregator {
         let stale = state.latest.as_ref().is_none_or(|(read, _)| *read < fresh);
         if stale {
             let read = self.reads_begun.fetch_add(1, Ordering::SeqCst) + 1;
-            let totals = collect(&mut state.cache, self.store.dir(), self.store.pid());
-            state.latest = Some((read, totals));
+            let own_pid = self.store.pid();
+            match collect(&mut state.cache, self.store.dir(), own_pid) {
+                Some(totals) => {
+                    self.folder.after_scrape(totals.other_files, own_pid);
+                    state.latest = Some((read, totals));
+                }
+                // Folds kept replacing archives under every read: the last exact
+                // totals are served again.
+                None => tracing::warn!(
+                    dir = %self.store.dir().display(),
+                    "folds replaced the archive during every read of this scrape: serving the last scrape's totals"
+                ),
+            }
             self.reads_finished.store(read, Ordering::SeqCst);
         }
         let cache = &state.cache;
@@ -256,6 +275,13 @@ impl Collector for Aggregator {
         )?;
         encode_tally(
             &mut encoder,
+            FOLDS,
+            "Folds of exited processes' files into the archive this process ran, by outcome.",
+            MetricType::Counter,
+            self.folder.outcomes(),
+        )?;
+        encode_tally(
+            &mut encoder,
             WRITE_ERRORS,
             "Writes this process could not place in its multiprocess files, by reason; the values are kept in memory until there is room.",
             MetricType::Counter,
@@ -285,7 +311,7 @@ fn encode_tally<R: Reason>(
 ) -> fmt::Result {
     let mut metric = encoder.encode_descriptor(name, help, None, metric_type)?;
     for (reason, count) in tally.iter() {
-        let labels = [("reason", reason.as_str())];
+        let labels = [(R::LABEL, reason.as_str())];
         let mut series = metric.encode_family(&labels)?;
         match metric_type {
             MetricType::Counter => series.encode_counter::<NoLabelSet, u64, u64>(

@@ -51,6 +51,7 @@
 
 mod combine;
 mod encode;
+mod fold;
 mod read;
 
 use std::path::{Path, PathBuf};
@@ -59,7 +60,8 @@ use std::sync::Arc;
 pub use crate::storage::files::{FileError, GaugeMode, MultiprocessError};
 use crate::storage::files::{FileKind, ProcessStore};
 pub(crate) use encode::Aggregator;
-pub use encode::{DISPLACED_FILES, FILES, SKIPPED_FILES, WRITE_ERRORS};
+pub use encode::{DISPLACED_FILES, FILES, FOLDS, SKIPPED_FILES, WRITE_ERRORS};
+pub use fold::Folding;
 
 /// The environment variable that turns multi-process mode on.
 pub const ENV_VAR: &str = "PROMETHEUS_MULTIPROC_DIR";

@@ -14,11 +14,13 @@
 //! `unreadable`: a total never drops below one served before.
 
 use std::collections::HashMap;
+use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use crate::hash::FastHashBuilder;
+use crate::storage::files::archive::{self, FoldedFile};
 use crate::storage::files::format::{entries_end, parse_entries, used_of, value_at};
 use crate::storage::files::key;
 use crate::storage::files::open::open_regular;
@@ -94,6 +96,15 @@ impl FamilyType {
     }
 }
 
+/// Where a file is read from.
+#[derive(Clone, Copy)]
+enum Source<'a> {
+    /// Its name, as the listing gave its type (`None`: not listed).
+    Listed(Option<std::fs::FileType>),
+    /// An archive, opened before the directory was listed.
+    Archive(&'a File),
+}
+
 /// What became of a file at a scrape.
 pub(super) enum Refresh {
     /// Read: [`Cache::entries`] holds its values now.
@@ -148,6 +159,8 @@ pub(super) struct CachedFile {
     parsed_until: usize,
     /// Each entry, with its value as last read.
     pub(super) entries: Vec<Entry>,
+    /// For an archive, the files whose values it holds.
+    folded: Vec<FoldedFile>,
     /// The last scrape whose listing held the file.
     listed_at: u64,
 }
@@ -315,8 +328,23 @@ impl Cache {
         listed: Option<std::fs::FileType>,
         kind: FileKind,
     ) -> Refresh {
+        self.refresh_from(path, Source::Listed(listed), kind)
+    }
+
+    /// Reads the archive `file`, opened at `path`, as [`Cache::refresh`] reads a file,
+    /// and the list of files it holds with it ([`Cache::folded`]).
+    pub(super) fn refresh_archive(&mut self, path: &Path, file: &File, kind: FileKind) -> Refresh {
+        self.refresh_from(path, Source::Archive(file), kind)
+    }
+
+    /// The files the archive at `path` holds the values of, as last read.
+    pub(super) fn folded(&self, path: &Path) -> &[FoldedFile] {
+        self.files.get(path).map_or(&[], |file| &file.folded)
+    }
+
+    fn refresh_from(&mut self, path: &Path, source: Source<'_>, kind: FileKind) -> Refresh {
         let cached = self.files.remove(path);
-        match self.read(path, listed, kind, cached) {
+        match self.read(path, source, kind, cached) {
             Ok(file) => {
                 self.files.insert(path.to_path_buf(), file);
                 Refresh::Read
@@ -340,40 +368,64 @@ impl Cache {
     fn read(
         &mut self,
         path: &Path,
-        listed: Option<std::fs::FileType>,
+        source: Source<'_>,
         kind: FileKind,
         cached: Option<CachedFile>,
     ) -> Result<CachedFile, (Skip, Option<CachedFile>)> {
-        // Listing and `lstat` say what the name is without opening it; the open below
-        // refuses links and does not block, and checks again what it opened.
-        if listed.is_some_and(|listed| !listed.is_file()) {
-            return Err((Skip::NotRegular, cached));
-        }
-        let metadata = match std::fs::symlink_metadata(path) {
-            Ok(metadata) => metadata,
-            Err(_) => return Err((Skip::Unreadable, cached)),
+        let opened;
+        let (file, metadata) = match source {
+            Source::Archive(file) => match file.metadata() {
+                Ok(metadata) => (file, metadata),
+                Err(error) => return Err((Skip::of_read(&error), cached)),
+            },
+            Source::Listed(listed) => {
+                // Listing and `lstat` say what the name is without opening it; the
+                // open below refuses links and does not block, and checks again what
+                // it opened.
+                if listed.is_some_and(|listed| !listed.is_file()) {
+                    return Err((Skip::NotRegular, cached));
+                }
+                let metadata = match std::fs::symlink_metadata(path) {
+                    Ok(metadata) => metadata,
+                    Err(_) => return Err((Skip::Unreadable, cached)),
+                };
+                if !metadata.is_file() {
+                    return Err((Skip::NotRegular, cached));
+                }
+                opened = match open_regular(path, false) {
+                    Ok(file) => file,
+                    Err(error) => return Err((Skip::of_open(&error), cached)),
+                };
+                (&opened, metadata)
+            }
         };
-        if !metadata.is_file() {
-            return Err((Skip::NotRegular, cached));
-        }
         let identity = file_identity(&metadata);
-        let file = match open_regular(path, false) {
-            Ok(file) => file,
-            Err(error) => return Err((Skip::of_open(&error), cached)),
-        };
         let scrape = self.scrapes;
+        let archive = matches!(source, Source::Archive(_));
         let mut current = match cached {
             // The same file: what was parsed stays valid unless it shrank (checked below).
-            Some(cached) if cached.identity == identity => cached,
+            // Not an archive: a new one is renamed in for each fold, and may get the
+            // inode of the one it replaced, so each is parsed afresh.
+            Some(cached) if cached.identity == identity && !archive => cached,
             _ => CachedFile {
                 identity,
                 parsed_until: 8,
                 entries: Vec::new(),
+                folded: Vec::new(),
                 listed_at: scrape,
             },
         };
         current.listed_at = scrape;
-        match self.copy(path, &file, metadata.len(), &mut current, kind) {
+        match self.copy(path, file, metadata.len(), &mut current, kind) {
+            Ok(()) if archive => {
+                match folded_after_used(file, current.parsed_until, metadata.len()) {
+                    Some(folded) => {
+                        current.folded = folded;
+                        Ok(current)
+                    }
+                    None => Err((Skip::Corrupt, Some(current))),
+                }
+            }
             Ok(()) => Ok(current),
             Err(reason) => Err((reason, Some(current))),
         }
@@ -384,7 +436,7 @@ impl Cache {
     fn copy(
         &mut self,
         path: &Path,
-        file: &std::fs::File,
+        file: &File,
         listed_len: u64,
         cached: &mut CachedFile,
         kind: FileKind,
@@ -461,6 +513,16 @@ fn file_identity(metadata: &std::fs::Metadata) -> (u64, u64) {
 #[cfg(not(unix))]
 fn file_identity(_metadata: &std::fs::Metadata) -> (u64, u64) {
     (0, 0)
+}
+
+/// The list of folded files past `used` in an archive of `len` bytes; `None` when it
+/// cannot be read or is damaged.
+fn folded_after_used(file: &File, used: usize, len: u64) -> Option<Vec<FoldedFile>> {
+    let rest = usize::try_from(len).ok()?.checked_sub(used)?;
+    let mut after_used = vec![0; rest];
+    file.read_exact_at(&mut after_used, u64::try_from(used).ok()?)
+        .ok()?;
+    archive::decode_folded(&after_used)
 }
 
 /// Whether nothing is at `path` any more: the file was removed after it was listed.

@@ -59,7 +59,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 use prometheus_client::registry::{Registry, Unit};
 
 use crate::build_info::{BuildInfoCollector, ServiceBuild};
-use crate::multiprocess::{self, Aggregator, MultiprocessSetting};
+use crate::multiprocess::{self, Aggregator, Folding, MultiprocessSetting};
 use crate::names::is_metric_name;
 use crate::process::ProcessCollector;
 use crate::storage::files::ProcessStore;
@@ -87,6 +87,7 @@ pub struct MetricsRegistry {
 #[derive(Clone, Debug)]
 struct Settings {
     multiprocess: MultiprocessSetting,
+    folding: Folding,
     process_metrics: bool,
     service: ServiceBuild,
 }
@@ -95,6 +96,7 @@ impl Default for Settings {
     fn default() -> Self {
         Self {
             multiprocess: MultiprocessSetting::default(),
+            folding: Folding::default(),
             process_metrics: true,
             service: ServiceBuild::default(),
         }
@@ -436,6 +438,15 @@ impl MetricsRegistry {
         })
     }
 
+    /// Whether, in multi-process mode, the files of exited processes are folded into
+    /// one archive per kind of file (default [`Folding::Auto`]: where every file is
+    /// this crate's); see [`crate::multiprocess`].
+    pub fn multiprocess_folding(&self, folding: Folding) -> Result<(), RegistryError> {
+        self.configure("multi-process folding", |settings| {
+            settings.folding = folding
+        })
+    }
+
     /// Keeps every value in this process, even when `PROMETHEUS_MULTIPROC_DIR` is set.
     pub fn single_process(&self) -> Result<(), RegistryError> {
         self.configure("multi-process mode", |settings| {
@@ -707,7 +718,10 @@ fn initialize(
         None => None,
     };
     if let Some(store) = &store {
-        registry.register_collector(Box::new(Aggregator::new(Arc::clone(store))));
+        registry.register_collector(Box::new(Aggregator::new(
+            Arc::clone(store),
+            settings.folding,
+        )));
     }
     let collector_errors = CollectorErrors::default();
     let mut registered = Registered {

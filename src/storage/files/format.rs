@@ -26,6 +26,18 @@ pub(crate) fn entry_len(key_len: usize) -> usize {
     4 + padded_len(key_len) + 16
 }
 
+/// Appends the entry of `key` with `value` and `timestamp` to `out`, as Python lays
+/// one out: the key's length, the key padded with spaces, the value and the timestamp.
+pub(crate) fn encode_entry(key: &str, value: f64, timestamp: f64, out: &mut Vec<u8>) {
+    let start = out.len();
+    // Keys longer than i32::MAX bytes cannot be laid out; no writer makes one.
+    out.extend_from_slice(&i32::try_from(key.len()).unwrap_or(i32::MAX).to_le_bytes());
+    out.extend_from_slice(key.as_bytes());
+    out.resize(start + 4 + padded_len(key.len()), b' ');
+    out.extend_from_slice(&value.to_le_bytes());
+    out.extend_from_slice(&timestamp.to_le_bytes());
+}
+
 /// One entry as read: its key (UTF-8, checked by whoever parses it) and where its
 /// value sits.
 pub(crate) struct RawEntry<'a> {

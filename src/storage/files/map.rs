@@ -101,6 +101,39 @@ pub(crate) fn try_lock(file: &File) -> io::Result<bool> {
     }
 }
 
+/// Takes a write lock on the whole file that belongs to this open file (an "open file
+/// description" lock): unlike [`try_lock`]'s, closing another descriptor of the file in
+/// this process does not release it, and it conflicts with every other lock on the file,
+/// [`try_lock`]'s included. `false` when another holds one. Linux only.
+#[cfg(target_os = "linux")]
+pub(crate) fn try_hold(file: &File) -> io::Result<bool> {
+    let lock = whole_file_lock(libc::F_WRLCK);
+    // SAFETY: F_OFD_SETLK reads the `flock` struct passed by pointer, which outlives the
+    // call; its `l_pid` is 0, as open file description locks require.
+    if unsafe { libc::fcntl(file.as_raw_fd(), libc::F_OFD_SETLK, &lock) } == 0 {
+        return Ok(true);
+    }
+    let error = io::Error::last_os_error();
+    match error.raw_os_error() {
+        Some(libc::EAGAIN | libc::EACCES) => Ok(false),
+        _ => Err(error),
+    }
+}
+
+/// Takes `flock`'s exclusive lock on the file without waiting: `false` when another
+/// open file holds it (in this process or another).
+pub(crate) fn try_lock_exclusive(file: &File) -> io::Result<bool> {
+    // SAFETY: a plain system call on an open descriptor; it touches no memory of ours.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+        return Ok(true);
+    }
+    let error = io::Error::last_os_error();
+    match error.raw_os_error() {
+        Some(libc::EWOULDBLOCK) => Ok(false),
+        _ => Err(error),
+    }
+}
+
 /// Whether another process holds a lock on the file. Only asks: taking no lock
 /// itself, it can never make that process's own `try_lock` fail.
 pub(crate) fn is_locked(file: &File) -> io::Result<bool> {

@@ -5,6 +5,7 @@
 //! Readers do not map other processes' files (a mapping faults when its file is
 //! truncated): they copy the file with `pread` and check what they copied.
 
+pub(crate) mod archive;
 mod error;
 pub(crate) mod format;
 pub(crate) mod key;
@@ -18,4 +19,4 @@ mod writer;
 pub use error::{FileError, MultiprocessError};
 pub(crate) use naming::FileKind;
 pub use naming::GaugeMode;
-pub(crate) use store::{is_alive, MappedValue, ProcessStore};
+pub(crate) use store::{hold_if_exited, is_alive, MappedValue, ProcessStore};

@@ -84,13 +84,25 @@ pub(crate) enum FileKind {
 }
 
 impl FileKind {
+    /// Every kind of file, gauges in every mode.
+    pub(crate) fn all() -> impl Iterator<Item = FileKind> {
+        [FileKind::Counter, FileKind::Histogram, FileKind::Summary]
+            .into_iter()
+            .chain(GaugeMode::ALL.into_iter().map(FileKind::Gauge))
+    }
+
     /// The name of the file of this kind that process `pid` writes.
     pub(crate) fn file_name(self, pid: u32) -> String {
+        self.file_name_of(pid)
+    }
+
+    /// The name of the file of this kind whose owner (a pid, or the archive) is `owner`.
+    pub(crate) fn file_name_of(self, owner: impl std::fmt::Display) -> String {
         match self {
-            FileKind::Counter => format!("counter_{pid}.db"),
-            FileKind::Histogram => format!("histogram_{pid}.db"),
-            FileKind::Summary => format!("summary_{pid}.db"),
-            FileKind::Gauge(mode) => format!("gauge_{}_{pid}.db", mode.as_str()),
+            FileKind::Counter => format!("counter_{owner}.db"),
+            FileKind::Histogram => format!("histogram_{owner}.db"),
+            FileKind::Summary => format!("summary_{owner}.db"),
+            FileKind::Gauge(mode) => format!("gauge_{}_{owner}.db", mode.as_str()),
         }
     }
 
@@ -114,6 +126,14 @@ impl FileKind {
 /// reads `*.db` files, so it does not see these.
 pub(crate) fn lock_file_name(pid: u32) -> String {
     format!("tower_prometheus_{pid}.lock")
+}
+
+/// The pid whose lock file `name` is, if it is one.
+pub(crate) fn lock_file_owner(name: &str) -> Option<u32> {
+    name.strip_prefix("tower_prometheus_")?
+        .strip_suffix(".lock")?
+        .parse()
+        .ok()
 }
 
 #[cfg(test)]

@@ -5,6 +5,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 /// A failure with a fixed set of reasons, exposed as the values of a `reason` label.
 pub(crate) trait Reason: Copy + Eq + 'static {
+    /// The name of the label.
+    const LABEL: &'static str = "reason";
+
     /// Every reason, in the order they are exposed.
     const ALL: &'static [Self];
 

@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use super::archive;
 use super::error::{FileError, MultiprocessError};
 use super::map::{self, Slot, SlotRef};
 use super::naming::{lock_file_name, FileKind, GaugeMode};
@@ -55,6 +56,9 @@ impl WriteError {
 
 /// Stores open in this process, by canonical directory.
 static OPEN_STORES: Mutex<BTreeMap<PathBuf, Weak<ProcessStore>>> = Mutex::new(BTreeMap::new());
+
+/// How long a starting process waits for its pid's lock, which a fold may hold.
+const LOCK_WAIT: Duration = Duration::from_secs(2);
 
 /// How long a value that found no place waits before it tries again.
 const RETRY_AFTER: Duration = Duration::from_secs(1);
@@ -132,6 +136,11 @@ impl ProcessStore {
 
     pub(crate) fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// The mode new files of the directory get.
+    pub(crate) fn file_mode(&self) -> u32 {
+        self.file_mode
     }
 
     /// The cell for `key` in the file of `kind`. When the file cannot take it, the
@@ -262,16 +271,31 @@ impl ProcessStore {
 /// descriptor of the file: nothing else in this crate opens its own lock file.
 /// Live-mode gauge files of this pid were written by a process that is gone (this
 /// pid is ours now): they go.
+///
+/// A fold holds the lock of an exited pid while it folds that pid's files, and then
+/// removes the lock file: this waits a moment for a fold, and takes the lock again
+/// if the file it locked was removed meanwhile.
 fn take_lock(dir: &Path, mode: u32) -> io::Result<(u32, File)> {
     let pid = std::process::id();
     let lock_path = dir.join(lock_file_name(pid));
-    let lock = open_or_create(&lock_path, mode)?;
-    if !map::try_lock(&lock)? {
-        return Err(io::Error::new(
-            io::ErrorKind::WouldBlock,
-            format!("another live process holds {}", lock_path.display()),
-        ));
-    }
+    let deadline = Instant::now() + LOCK_WAIT;
+    let lock = loop {
+        let lock = open_or_create(&lock_path, mode)?;
+        if map::try_lock(&lock)? {
+            if is_at(&lock, &lock_path) {
+                break lock;
+            }
+            continue;
+        }
+        if Instant::now() >= deadline {
+            return Err(io::Error::new(
+                io::ErrorKind::WouldBlock,
+                format!("another live process holds {}", lock_path.display()),
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    archive::release_pid(dir, pid, mode)?;
     for mode in GaugeMode::ALL.into_iter().filter(|m| m.is_live()) {
         let stale = dir.join(FileKind::Gauge(mode).file_name(pid));
         match std::fs::remove_file(&stale) {
@@ -419,6 +443,27 @@ pub(crate) fn is_alive(dir: &Path, pid: u32, path: &Path, own_pid: u32) -> bool 
             Err(_) => started_before(pid, path),
         },
         Err(_) => started_before(pid, path),
+    }
+}
+
+/// The lock file of `pid` in `dir`, held, if no process holds it: that process of
+/// this crate has exited, and no process of its pid can take the lock (and so start
+/// writing its files) while it is held. `None` also where such locks do not exist
+/// (systems other than Linux).
+pub(crate) fn hold_if_exited(dir: &Path, pid: u32) -> io::Result<Option<File>> {
+    #[cfg(target_os = "linux")]
+    {
+        let lock = match open_regular(&dir.join(lock_file_name(pid)), true) {
+            Ok(lock) => lock,
+            Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(error) => return Err(error),
+        };
+        Ok(map::try_hold(&lock)?.then_some(lock))
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = (dir, pid);
+        Ok(None)
     }
 }
 

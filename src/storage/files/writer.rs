@@ -16,8 +16,8 @@ use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use super::format::{
-    entries_end, entry_len, padded_len, parse_entries, read_used, FileError, HEADER, INITIAL_SIZE,
-    MAX_SIZE,
+    encode_entry, entries_end, entry_len, parse_entries, read_used, FileError, HEADER,
+    INITIAL_SIZE, MAX_SIZE,
 };
 use super::key;
 use super::map::{extend, reserve, Mapping, Slot};
@@ -166,10 +166,7 @@ impl WritableFile {
         }
         self.reserve_to(state, end)?;
         let mut entry = Vec::with_capacity(length);
-        entry.extend_from_slice(&(key.len() as i32).to_le_bytes());
-        entry.extend_from_slice(key.as_bytes());
-        entry.resize(4 + padded_len(key.len()), b' ');
-        entry.resize(length, 0);
+        encode_entry(key, 0.0, 0.0, &mut entry);
         // The newest mapping covers `end` (grown above) and has blocks behind it.
         if !state.newest(&self.first).write_unused(start, &entry) {
             return Err(FileError::Full {
