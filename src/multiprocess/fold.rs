@@ -280,6 +280,11 @@ fn fold(
             removable.extend(inputs.iter().map(|file| file.name.clone()));
             continue;
         }
+        if kind == FileKind::Gauge(GaugeMode::All) && folding == Folding::Always {
+            // Python's collector labels every `all` gauge with its file's pid, so an
+            // archive's would carry two: where Python reads, they stay per process.
+            continue;
+        }
         let folded = fold_kind(dir, file_mode, kind, &inputs)?;
         if let Some((entries, names)) = folded {
             rewritten.push((kind, entries));

@@ -32,6 +32,13 @@
 //!   anything else, or a truncated or corrupt file, counting it in [`SKIPPED_FILES`].
 //! - After `fork()`, a child writes its own files from its first write on.
 //!
+//! - After a scrape, the files of exited processes are folded into one archive per
+//!   kind of file (`counter_archive.db`, ...), in the same format: a directory holds
+//!   files for its live processes and disk for its series, not for every process ever
+//!   started. Scrapes serve the same totals before and after, a fold killed at any
+//!   step leaves exact totals, and by default ([`Folding::Auto`]) no fold runs where a
+//!   Python process writes; see [`Folding`] and the README's protocol.
+//!
 //! Each process holds a record lock on `tower_prometheus_<pid>.lock` while it runs,
 //! which is how a scrape tells live processes from exited ones (pid reuse included)
 //! without anything like Python's `mark_process_dead`. Python workers, which hold no
