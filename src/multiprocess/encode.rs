@@ -190,9 +190,22 @@ fn samples<'a>(
 impl Sample {
     fn encode(&self, mut encoder: MetricEncoder<'_>) -> fmt::Result {
         match self {
-            Sample::Counter(value) => encoder
-                .encode_counter::<NoLabelSet, f64, f64>(value, None::<&Exemplar<NoLabelSet, f64>>),
-            Sample::Gauge(value) => encoder.encode_gauge(value),
+            // Whole values are written as whole numbers, as a process's own metrics
+            // write them, so the two modes serve the same text.
+            Sample::Counter(value) => match whole(*value).and_then(|v| u64::try_from(v).ok()) {
+                Some(whole) => encoder.encode_counter::<NoLabelSet, u64, u64>(
+                    &whole,
+                    None::<&Exemplar<NoLabelSet, u64>>,
+                ),
+                None => encoder.encode_counter::<NoLabelSet, f64, f64>(
+                    value,
+                    None::<&Exemplar<NoLabelSet, f64>>,
+                ),
+            },
+            Sample::Gauge(value) => match whole(*value) {
+                Some(whole) => encoder.encode_gauge(&whole),
+                None => encoder.encode_gauge(value),
+            },
             Sample::Histogram { sum, buckets } => {
                 // No overflow: the buckets were bounded when they were summed.
                 let count = buckets.iter().map(|(_, bucket)| bucket).sum();
@@ -244,9 +257,12 @@ impl Collector for Aggregator {
             if samples.is_empty() {
                 continue;
             }
+            // prometheus-client ends the help of a process's own metrics with a full
+            // stop (one, whether or not the text had one): so does the aggregate.
+            let help = family.help.strip_suffix('.').unwrap_or(&family.help);
             let mut metric = encoder.encode_descriptor(
                 &family.name,
-                &family.help,
+                &format!("{help}."),
                 None,
                 family.family_type.metric_type(),
             )?;
@@ -299,6 +315,13 @@ fn encode_count(
 ) -> fmt::Result {
     let mut metric = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
     metric.encode_gauge(&(i64::try_from(count).unwrap_or(i64::MAX)))
+}
+
+/// `value` as a whole number, when it is one an `i64` holds.
+fn whole(value: f64) -> Option<i64> {
+    // The bounds are powers of two, so exact as `f64`: every value between converts.
+    let in_range = (-(2f64.powi(63))..2f64.powi(63)).contains(&value);
+    (value.fract() == 0.0 && in_range).then_some(value as i64)
 }
 
 /// A family of one series per reason of `tally`.
