@@ -81,6 +81,7 @@ pub mod push;
 mod record;
 pub mod registry;
 mod storage;
+mod warning;
 
 /// The prometheus-client crate this one builds on, for its metric types and
 /// `registry::Unit` without a dependency of your own to keep in step.

@@ -17,6 +17,8 @@ use axum::extract::MatchedPath;
 use http::Request;
 use tokio::time::Instant;
 
+use crate::warning::unheard;
+
 /// How long the layer waits for a request without a route before it warns: the
 /// lookback of a Prometheus query (5 minutes), longer than any scrape interval that
 /// keeps a target's series continuous.
@@ -51,16 +53,18 @@ impl ReachCheck {
         let now = Instant::now();
         let first = *self.first_routed.get_or_init(|| now);
         if now.duration_since(first) >= GRACE && !self.settled.swap(true, Ordering::Relaxed) {
+            let message = "the metrics layer has seen only requests that matched an axum \
+                 route, and no scrape of its endpoint: a layer added with \
+                 `Router::route_layer` runs for matched routes only, so axum answers the \
+                 endpoint path with 404. Add it with `Router::layer`, or serve \
+                 `MetricsLayer::endpoint()` on a route of its own";
             tracing::warn!(
                 target: "tower_prometheus::endpoint",
                 path,
                 waited_secs = GRACE.as_secs(),
-                "the metrics layer has seen only requests that matched an axum route, and \
-                 no scrape of its endpoint: a layer added with `Router::route_layer` runs \
-                 for matched routes only, so axum answers the endpoint path with 404. Add \
-                 it with `Router::layer`, or serve `MetricsLayer::endpoint()` on a route \
-                 of its own"
+                "{message}"
             );
+            unheard(message);
         }
     }
 

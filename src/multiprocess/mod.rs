@@ -66,6 +66,7 @@ use std::sync::Arc;
 
 pub use crate::storage::files::{FileError, GaugeMode, MultiprocessError};
 use crate::storage::files::{FileKind, ProcessStore};
+use crate::warning::unheard;
 pub(crate) use encode::Aggregator;
 pub use encode::{DISPLACED_FILES, FILES, FOLDS, SKIPPED_FILES, WRITE_ERRORS};
 pub use fold::Folding;
@@ -106,24 +107,30 @@ fn dir_from_env() -> Option<PathBuf> {
     match (std::env::var_os(ENV_VAR), lowercase) {
         (Some(dir), lowercase) => {
             if lowercase.is_some_and(|other| other != dir) {
-                tracing::warn!(
+                let message = format!(
                     "{LOWERCASE_ENV_VAR} is ignored because {ENV_VAR} is set, as in Python's client"
                 );
+                tracing::warn!("{message}");
+                unheard(&message);
             }
             (!dir.is_empty()).then(|| PathBuf::from(dir))
         }
         (None, Some(dir)) => {
-            tracing::warn!(
-                dir = %Path::new(&dir).display(),
+            let message = format!(
                 "{LOWERCASE_ENV_VAR} is deprecated (as in Python's client); set {ENV_VAR} instead"
             );
+            tracing::warn!(dir = %Path::new(&dir).display(), "{message}");
+            unheard(&message);
             Some(PathBuf::from(dir))
         }
         (None, None) => {
             if std::env::var_os(OLD_ENV_VAR).is_some() {
-                tracing::warn!(
-                    "{OLD_ENV_VAR} is set but ignored; set {ENV_VAR} to turn on multi-process mode"
+                let message = format!(
+                    "{OLD_ENV_VAR} is set but ignored, so every value stays in this process; \
+                     set {ENV_VAR} to turn on multi-process mode"
                 );
+                tracing::warn!("{message}");
+                unheard(&message);
             }
             None
         }

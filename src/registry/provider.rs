@@ -10,6 +10,7 @@ use prometheus_client::registry::{Metric, Registry, Unit};
 use super::{RegistryError, LOG_TARGET};
 use crate::storage::files::ProcessStore;
 use crate::storage::Binding;
+use crate::warning::unheard;
 
 /// A declared provider, not yet run.
 pub(crate) struct Provider {
@@ -101,12 +102,10 @@ impl Provider {
             }
         })?;
         if store.is_some() && !in_files {
-            tracing::warn!(
-                target: LOG_TARGET,
-                metric = name,
-                "metric is not one of this crate's metric types, so in multi-process mode each \
-                 process serves only its own values of it"
-            );
+            let message = "metric is not one of this crate's metric types, so in multi-process \
+                 mode each process serves only its own values of it";
+            tracing::warn!(target: LOG_TARGET, metric = name, "{message}");
+            unheard(&format!("{name}: {message}"));
         }
         let base = base_name(name, metric.metric_type(), self.unit.as_ref());
         if base.is_empty() {
