@@ -342,7 +342,7 @@ fn fold_kind(
         let metadata = file.metadata()?;
         // A file that cannot be read as the format stays where it is, for scrapes to
         // skip and count.
-        let Ok((entries, _)) = archive::read_entries(&path, &file) else {
+        let Ok((entries, _)) = archive::read_entries(&path, &file, false) else {
             continue;
         };
         merged.add(&input.owner, entries);
@@ -363,7 +363,8 @@ fn fold_kind(
 struct Merged {
     kind: FileKind,
     entries: Vec<ArchivedEntry>,
-    index: HashMap<String, usize>,
+    /// Each key's place in `entries`, and whether its sample is a creation time.
+    index: HashMap<String, (usize, bool)>,
 }
 
 impl Merged {
@@ -371,7 +372,7 @@ impl Merged {
         let index = entries
             .iter()
             .enumerate()
-            .map(|(at, (key, _, _))| (key.clone(), at))
+            .map(|(at, (key, _, _))| (key.clone(), (at, is_created(key))))
             .collect();
         Self {
             kind,
@@ -393,13 +394,13 @@ impl Merged {
             };
             match self.index.get(&key) {
                 None => {
-                    self.index.insert(key.clone(), self.entries.len());
+                    let created = is_created(&key);
+                    self.index
+                        .insert(key.clone(), (self.entries.len(), created));
                     self.entries.push((key, value, timestamp));
                 }
-                Some(&at) => {
-                    let created = is_created(&key);
-                    let entry = &mut self.entries[at];
-                    combine(self.kind, created, entry, value, timestamp);
+                Some(&(at, created)) => {
+                    combine(self.kind, created, &mut self.entries[at], value, timestamp);
                 }
             }
         }

@@ -116,18 +116,24 @@ pub(crate) fn decode_folded(after_used: &[u8]) -> Option<Vec<FoldedFile>> {
     Some(folded)
 }
 
-/// Reads a whole file of the format from an open `file`: its entries with their
-/// values, and what lies past `used`.
-pub(crate) fn read_entries(path: &Path, file: &File) -> io::Result<(Vec<ArchivedEntry>, Vec<u8>)> {
+/// Reads a file of the format from an open `file`: its entries with their values, and,
+/// when `with_rest`, what lies past `used` (an archive's list of folded files).
+pub(crate) fn read_entries(
+    path: &Path,
+    file: &File,
+    with_rest: bool,
+) -> io::Result<(Vec<ArchivedEntry>, Vec<u8>)> {
     let corrupt = |what: &str| io::Error::new(io::ErrorKind::InvalidData, what.to_string());
     let len = usize::try_from(file.metadata()?.len()).map_err(|_| corrupt("too large"))?;
-    let mut data = vec![0; len];
-    file.read_exact_at(&mut data, 0)?;
-    let header: [u8; 8] = data
-        .get(..HEADER)
-        .and_then(|header| header.try_into().ok())
-        .ok_or_else(|| corrupt("shorter than its header"))?;
+    let mut header = [0; HEADER];
+    file.read_exact_at(&mut header, 0)?;
     let used = entries_end(used_of(header)).ok_or_else(|| corrupt("`used` in the header"))?;
+    if used > len {
+        return Err(corrupt("`used` past the end of the file"));
+    }
+    // Only what holds entries: a file is mostly room for more, sparse.
+    let mut data = vec![0; if with_rest { len } else { used }];
+    file.read_exact_at(&mut data, 0)?;
     let entries = parse_entries(path, &data, HEADER, used)
         .map_err(|error| corrupt(&error.to_string()))?
         .into_iter()
@@ -137,8 +143,8 @@ pub(crate) fn read_entries(path: &Path, file: &File) -> io::Result<(Vec<Archived
             Ok((key.to_string(), value, timestamp))
         })
         .collect::<io::Result<Vec<_>>>()?;
-    let after_used = data.get(used..).unwrap_or_default().to_vec();
-    Ok((entries, after_used))
+    let rest = data.get(used..).unwrap_or_default().to_vec();
+    Ok((entries, rest))
 }
 
 /// Reads the archive of `kind` in `dir`, if there is one.
@@ -149,7 +155,7 @@ pub(crate) fn read(dir: &Path, kind: FileKind) -> io::Result<Option<Archive>> {
         Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(error) => return Err(error),
     };
-    let (entries, after_used) = read_entries(&path, &file)?;
+    let (entries, after_used) = read_entries(&path, &file, true)?;
     let folded = decode_folded(&after_used).ok_or_else(|| {
         io::Error::new(io::ErrorKind::InvalidData, "damaged list of folded files")
     })?;
