@@ -13,6 +13,7 @@ mod exemplar;
 mod family;
 mod gauge;
 mod histogram;
+mod label_names;
 mod labels;
 mod native;
 mod series;
@@ -24,8 +25,9 @@ pub(crate) use exemplar::{ExemplarRef, RequestExemplar, TraceContext};
 pub use family::{Family, DEFAULT_MAX_SERIES, OVERFLOW_LABEL};
 pub use gauge::Gauge;
 pub use histogram::{Buckets, Histogram, InvalidBuckets};
+pub use label_names::LabelError;
+pub(crate) use labels::ConstantLabels;
 pub use labels::Labels;
-pub(crate) use labels::{pairs_of, ConstantLabels};
 pub use native::{InvalidNativeBuckets, NativeBuckets, MAX_SCHEMA, MIN_SCHEMA};
 pub use series::SeriesMetric;
 
