@@ -581,6 +581,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::metrics::labels::owned as pairs;
     use crate::metrics::Counter;
 
     type Labels = [(&'static str, String); 1];
@@ -622,13 +623,6 @@ mod tests {
         // An existing series keeps counting into itself after the cap is reached.
         family.get_or_create(&labels("0")).inc();
         assert_eq!(family.get(&labels("0")).map(|c| c.get()), Some(2));
-    }
-
-    fn pairs(pairs: &[(&str, &str)]) -> LabelPairs {
-        pairs
-            .iter()
-            .map(|(name, value)| (name.to_string(), value.to_string()))
-            .collect()
     }
 
     #[test]

@@ -144,16 +144,18 @@ impl<L: EncodeLabelSet> EncodeLabelSet for WithConstant<'_, L> {
     }
 }
 
+/// Owned copies of `(name, value)` pairs, for tests.
+#[cfg(test)]
+pub(crate) fn owned(pairs: &[(&str, &str)]) -> LabelPairs {
+    pairs
+        .iter()
+        .map(|(name, value)| (name.to_string(), value.to_string()))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn owned(pairs: &[(&str, &str)]) -> LabelPairs {
-        pairs
-            .iter()
-            .map(|(name, value)| (name.to_string(), value.to_string()))
-            .collect()
-    }
 
     #[test]
     fn encoded_pairs_keep_every_character() {
