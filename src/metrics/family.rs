@@ -44,7 +44,10 @@ pub const OVERFLOW_LABEL: (&str, &str) = ("otel_metric_overflow", "true");
 /// ```
 ///
 /// A series is its set of labels, not their order: the same pairs given in another
-/// order are the same series, in the scrape and in the multi-process files. A family
+/// order are the same series, in the scrape and in the multi-process files. A label
+/// set not seen before is put in a canonical order to tell (when a series is made,
+/// and past the cap on each call with a label set of no series: under a microsecond
+/// then); the orders seen are kept, so finding a series again is one probe. A family
 /// can also declare its label names once, as Python's `labelnames` does
 /// ([`label_names`](Self::label_names)): every call is then checked against them, and
 /// a family of [`LabelPairs`] takes values by position ([`labels`](Self::labels)) or

@@ -52,6 +52,10 @@ pub type LabelPairs = Vec<(String, String)>;
 /// // Fixed label names need no allocation of their own:
 /// let by_tenant: CounterFamily<[(&'static str, String); 1]> = CounterFamily::default();
 /// by_tenant.get_or_create(&[("tenant", "acme".to_string())]).inc();
+///
+/// // Label names declared once, as Python's `labelnames`, and values by position:
+/// let orders = <CounterFamily>::default().label_names(["method", "status"]);
+/// orders.labels(&["GET", "200"])?.inc();
 /// # Ok(())
 /// # }
 /// ```
