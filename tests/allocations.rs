@@ -4,7 +4,8 @@
 //! request body and its response share). On the client side, recording an outgoing
 //! request or gRPC call allocates nothing once its series exist. Labels read from
 //! requests, responses or gRPC metadata allocate nothing more. Through the `metrics`
-//! facade, a record allocates nothing once its series (and its native chunk) exist. A
+//! facade, a record allocates nothing once its series (and its native chunk) exist, and
+//! so does a family of your own given the values of its declared label names. A
 //! counting global allocator needs a test binary of its own.
 
 mod common;
@@ -742,4 +743,43 @@ fn recording_a_native_facade_histogram_allocates_nothing_once_its_chunk_exists()
     let histogram = checkout.get(&book).expect("series");
     assert_eq!(histogram.count(), 2001);
     assert!(histogram.native_allocated_bytes() > 0, "{histogram:?}");
+}
+
+/// A family of your own with declared label names: once a series exists, giving its
+/// values by position or by name (in any order), and its label pairs in the other
+/// order once that order has been seen, allocates nothing.
+#[test]
+fn declared_labels_by_position_or_by_name_allocate_nothing_once_the_series_exists() {
+    use tower_prometheus::metrics::CounterFamily;
+
+    let registry = MetricsRegistry::new();
+    registry
+        .provider("orders", "Orders.", || {
+            <CounterFamily>::default().label_names(["method", "status"])
+        })
+        .unwrap();
+    let _layer = MetricsLayer::new(&registry).unwrap();
+    let orders = registry.get::<CounterFamily>("orders").unwrap();
+    let reversed = vec![
+        ("status".to_string(), "200".to_string()),
+        ("method".to_string(), "GET".to_string()),
+    ];
+    let record = || {
+        orders.labels(&["GET", "200"]).unwrap().inc();
+        orders
+            .labels_by_name(&[("status", "200"), ("method", "GET")])
+            .unwrap()
+            .inc();
+        orders.get_or_create(&reversed).inc();
+    };
+    record();
+    let ((), allocations) = counted(record);
+    assert_eq!(allocations, 0);
+    assert_eq!(
+        (
+            orders.len(),
+            orders.labels(&["GET", "200"]).map(|c| c.get())
+        ),
+        (1, Ok(6))
+    );
 }

@@ -54,13 +54,18 @@ impl HttpClientFamilies {
                     Histogram::new(Buckets::http_duration())
                 })
                 .max_series(max_series)
+                .fixed_order()
             },
         )?;
         registry.provider_if_absent(
             CLIENT_REQUESTS_TOTAL,
             "Number of HTTP client requests, counted when the response ends.",
             None,
-            move || ClientRequestCount::default().max_series(max_series),
+            move || {
+                ClientRequestCount::default()
+                    .max_series(max_series)
+                    .fixed_order()
+            },
         )?;
         registry.provider_if_absent(
             CLIENT_ACTIVE_REQUESTS,
@@ -69,6 +74,7 @@ impl HttpClientFamilies {
             move || {
                 ClientActiveRequests::new_with_constructor(|| Gauge::with_mode(GaugeMode::LiveSum))
                     .max_series(max_series)
+                    .fixed_order()
             },
         )
     }

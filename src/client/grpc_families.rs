@@ -62,14 +62,18 @@ impl GrpcClientFamilies {
         ];
         for (name, help) in counts {
             registry.provider_if_absent(name, help, None, move || {
-                GrpcCount::default().max_series(max_series)
+                GrpcCount::default().max_series(max_series).fixed_order()
             })?;
         }
         registry.provider_if_absent(
             GRPC_CLIENT_HANDLED,
             "Total number of RPCs completed by the client, regardless of success or failure.",
             None,
-            move || GrpcHandledCount::default().max_series(series_cap(GRPC_HANDLED, max_methods)),
+            move || {
+                GrpcHandledCount::default()
+                    .max_series(series_cap(GRPC_HANDLED, max_methods))
+                    .fixed_order()
+            },
         )?;
         registry.provider_if_absent(
             GRPC_CLIENT_HANDLING,
@@ -77,7 +81,7 @@ impl GrpcClientFamilies {
             Some(Unit::Seconds),
             move || {
                 GrpcHandling::new_with_constructor(|| Histogram::new(Buckets::prometheus_default()))
-                    .max_series(max_series)
+                    .max_series(max_series).fixed_order()
             },
         )
     }

@@ -6,7 +6,6 @@ use std::sync::Arc;
 use prometheus_client::encoding::{EncodeLabel, EncodeLabelSet, LabelSetEncoder};
 
 use super::error_type::ErrorType;
-use crate::metrics::{LabelPairs, Labels};
 use crate::record::HttpMethod;
 use crate::record::{DEFAULT_FALLBACK_ROUTE, MAX_ROUTE_LEN};
 
@@ -52,28 +51,11 @@ impl ServerLabels {
             None => Ok(()),
         }
     }
-
-    fn pairs(&self) -> LabelPairs {
-        let mut pairs = vec![
-            ("http_request_method".into(), self.method.as_str().into()),
-            ("server_address".into(), self.address.to_string()),
-        ];
-        if let Some(port) = self.port {
-            pairs.push(("server_port".into(), port.to_string()));
-        }
-        pairs
-    }
 }
 
 impl EncodeLabelSet for ServerLabels {
     fn encode(&self, encoder: &mut LabelSetEncoder<'_>) -> Result<(), std::fmt::Error> {
         self.encode_into(encoder)
-    }
-}
-
-impl Labels for ServerLabels {
-    fn label_pairs(&self) -> LabelPairs {
-        self.pairs()
     }
 }
 
@@ -141,19 +123,6 @@ impl EncodeLabelSet for HttpClientLabels {
             ("error_type", error.as_str()).encode(encoder.encode_label())?;
         }
         Ok(())
-    }
-}
-
-impl Labels for HttpClientLabels {
-    fn label_pairs(&self) -> LabelPairs {
-        let mut pairs = self.server.pairs();
-        if let Some(status) = self.outcome.status {
-            pairs.push(("http_response_status_code".into(), status.to_string()));
-        }
-        if let Some(error) = self.outcome.error {
-            pairs.push(("error_type".into(), error.as_str().into()));
-        }
-        pairs
     }
 }
 

@@ -92,7 +92,11 @@ impl FacadeMetric for Counter {
 
     fn provider(inner: &Inner, _: &str) -> FamilyProvider<Self> {
         let max_series = inner.max_series;
-        Box::new(move |binding| Family::bound(binding, Counter::default).max_series(max_series))
+        Box::new(move |binding| {
+            Family::bound(binding, Counter::default)
+                .max_series(max_series)
+                .fixed_order()
+        })
     }
 }
 
@@ -100,7 +104,9 @@ impl FacadeMetric for Gauge {
     fn provider(inner: &Inner, _: &str) -> FamilyProvider<Self> {
         let (max_series, mode) = (inner.max_series, inner.gauge_mode);
         Box::new(move |binding| {
-            Family::bound(binding, move || Gauge::with_mode(mode)).max_series(max_series)
+            Family::bound(binding, move || Gauge::with_mode(mode))
+                .max_series(max_series)
+                .fixed_order()
         })
     }
 }
@@ -119,7 +125,9 @@ impl FacadeMetric for Histogram {
                 Some(_) => HistogramLayout::default(),
                 None => layout,
             };
-            Family::bound(binding, move || layout.histogram(&classic)).max_series(max_series)
+            Family::bound(binding, move || layout.histogram(&classic))
+                .max_series(max_series)
+                .fixed_order()
         })
     }
 }

@@ -141,6 +141,7 @@ impl GrpcFamilies {
             registry.provider_if_absent(&names.of(name), help, None, move || {
                 GrpcCount::default()
                     .max_series(max_series)
+                    .fixed_order()
                     .constant_labels(constant)
             })?;
         }
@@ -152,6 +153,7 @@ impl GrpcFamilies {
             move || {
                 GrpcHandledCount::default()
                     .max_series(series_cap(GRPC_HANDLED, max_methods))
+                    .fixed_order()
                     .constant_labels(constant)
             },
         )?;
@@ -164,7 +166,7 @@ impl GrpcFamilies {
                 move || {
                     let classic = Buckets::prometheus_default();
                     GrpcHandling::new_with_constructor(move || layout.histogram(&classic))
-                        .max_series(max_series)
+                        .max_series(max_series).fixed_order()
                         .constant_labels(constant)
                 },
             )?;

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use prometheus_client::encoding::{EncodeLabel, EncodeLabelSet, LabelSetEncoder};
 
 use super::code::GrpcCode;
-use crate::metrics::{pairs_of, LabelPairs, Labels, OVERFLOW_LABEL};
+use crate::metrics::OVERFLOW_LABEL;
 use crate::record::{read_label_methods, ExtraPairs, DEFAULT_FALLBACK_ROUTE};
 
 /// Labels the gRPC families give their series.
@@ -125,17 +125,6 @@ impl EncodeLabelSet for GrpcLabels {
     }
 }
 
-impl Labels for GrpcLabels {
-    fn label_pairs(&self) -> LabelPairs {
-        let mut pairs = pairs_of(self.pairs());
-        self.extra.append_to(&mut pairs);
-        if self.overflow {
-            pairs.extend(pairs_of([OVERFLOW_LABEL]));
-        }
-        pairs
-    }
-}
-
 /// Labels of `grpc_server_handled_total`: a method's labels and the status code.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct GrpcHandledLabels {
@@ -164,13 +153,5 @@ impl EncodeLabelSet for GrpcHandledLabels {
     fn encode(&self, encoder: &mut LabelSetEncoder<'_>) -> Result<(), std::fmt::Error> {
         self.method.encode(encoder)?;
         ("grpc_code", self.code.as_str()).encode(encoder.encode_label())
-    }
-}
-
-impl Labels for GrpcHandledLabels {
-    fn label_pairs(&self) -> LabelPairs {
-        let mut pairs = self.method.label_pairs();
-        pairs.push(("grpc_code".to_string(), self.code.as_str().to_string()));
-        pairs
     }
 }

@@ -187,6 +187,7 @@ impl HttpFamilies {
             move || {
                 RequestDuration::new_with_constructor(move || layout.histogram(&buckets()))
                     .max_series(max_series)
+                    .fixed_order()
                     .constant_labels(constant)
             }
         };
@@ -237,6 +238,7 @@ impl HttpFamilies {
             move || {
                 RequestCount::default()
                     .max_series(max_series)
+                    .fixed_order()
                     .constant_labels(requests_constant)
             },
         )?;
@@ -249,6 +251,7 @@ impl HttpFamilies {
             move || {
                 ActiveRequests::new_with_constructor(|| Gauge::with_mode(GaugeMode::LiveSum))
                     .max_series(max_series)
+                    .fixed_order()
                     .constant_labels(active_constant)
             },
         )

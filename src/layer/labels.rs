@@ -5,7 +5,6 @@ use std::sync::Arc;
 
 use prometheus_client::encoding::{EncodeLabel, EncodeLabelSet, LabelSetEncoder};
 
-use crate::metrics::{pairs_of, LabelPairs, Labels};
 use crate::record::{read_label_methods, ExtraPairs, HttpMethod};
 
 /// Labels the HTTP families give their series.
@@ -62,18 +61,6 @@ impl EncodeLabelSet for HttpLabels {
     }
 }
 
-impl Labels for HttpLabels {
-    fn label_pairs(&self) -> LabelPairs {
-        let mut pairs = vec![
-            ("http_request_method".into(), self.method.as_str().into()),
-            ("http_response_status_code".into(), self.status.to_string()),
-            ("http_route".into(), self.route.to_string()),
-        ];
-        self.extra.append_to(&mut pairs);
-        pairs
-    }
-}
-
 /// Labels of `http_server_active_requests`: the status is not known while a request
 /// is in flight.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -119,13 +106,5 @@ impl EncodeLabelSet for ActiveRequestLabels {
     fn encode(&self, encoder: &mut LabelSetEncoder<'_>) -> Result<(), std::fmt::Error> {
         self.pairs().encode(encoder)?;
         self.extra.encode(encoder)
-    }
-}
-
-impl Labels for ActiveRequestLabels {
-    fn label_pairs(&self) -> LabelPairs {
-        let mut pairs = pairs_of(self.pairs());
-        self.extra.append_to(&mut pairs);
-        pairs
     }
 }

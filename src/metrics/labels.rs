@@ -1,64 +1,110 @@
-//! What a family's label sets must be.
+//! What a family's label sets must be, and the label pairs a label set encodes.
 
+use std::fmt;
 use std::hash::Hash;
 use std::sync::Arc;
 
-use prometheus_client::encoding::{EncodeLabel, EncodeLabelSet, LabelSetEncoder};
+use prometheus_client::encoding::{
+    EncodeLabel, EncodeLabelSet, EncodeMetric, LabelSetEncoder, MetricEncoder,
+};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::Registry;
 
 use super::LabelPairs;
 
-/// What a family's label sets must be: hashable, encodable as labels, and able to
-/// list their label pairs, which name a series' entry in the multi-process files.
+/// What a family's label sets must be: hashable and encodable as labels.
 ///
-/// Arrays and vectors of `(name, value)` pairs of strings have it; a label set of
-/// your own lists the pairs its [`EncodeLabelSet`] writes, in any order:
+/// Every type with these traits has it, so a struct deriving prometheus-client's
+/// [`EncodeLabelSet`] is a label set as it is (the derive needs
+/// `prometheus-client = "0.26"` among your own dependencies):
 ///
 /// ```
-/// use prometheus_client::encoding::{EncodeLabelSet, LabelSetEncoder};
-/// use tower_prometheus::metrics::{Counter, Family, LabelPairs, Labels};
+/// use prometheus_client::encoding::EncodeLabelSet;
+/// use tower_prometheus::metrics::{Counter, Family};
 ///
-/// #[derive(Clone, PartialEq, Eq, Hash)]
-/// struct Tenant(String);
-///
-/// impl EncodeLabelSet for Tenant {
-///     fn encode(&self, encoder: &mut LabelSetEncoder<'_>) -> Result<(), std::fmt::Error> {
-///         [("tenant", self.0.as_str())].encode(encoder)
-///     }
+/// #[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
+/// struct Upload {
+///     tenant: String,
+///     kind: String,
 /// }
 ///
-/// impl Labels for Tenant {
-///     fn label_pairs(&self) -> LabelPairs {
-///         vec![("tenant".to_string(), self.0.clone())]
-///     }
-/// }
-///
-/// let by_tenant: Family<Tenant, Counter> = Family::default();
-/// by_tenant.get_or_create(&Tenant("acme".into())).inc();
+/// let uploads: Family<Upload, Counter> = Family::default();
+/// let acme = Upload { tenant: "acme".into(), kind: "image".into() };
+/// uploads.get_or_create(&acme).inc();
+/// assert_eq!(uploads.get(&acme).map(|c| c.get()), Some(1));
 /// ```
-pub trait Labels: EncodeLabelSet + Clone + Eq + Hash + Send + Sync + 'static {
-    /// The label pairs, as the label set encodes them (unescaped).
-    fn label_pairs(&self) -> LabelPairs;
+///
+/// Arrays and vectors of `(name, value)` pairs of strings have it too; a family finds
+/// the same pairs given in another order as the same series.
+pub trait Labels: EncodeLabelSet + Clone + Eq + Hash + Send + Sync + 'static {}
+
+impl<T: EncodeLabelSet + Clone + Eq + Hash + Send + Sync + 'static> Labels for T {}
+
+/// The `(name, value)` pairs `labels` encodes, in the order it encodes them
+/// (unescaped). They are read back from prometheus-client's text encoding, the one way
+/// it offers to run an [`EncodeLabelSet`]: a few microseconds, paid when a series is
+/// made, not when it is found.
+pub(crate) fn encoded_pairs<L: Labels>(labels: &L) -> Result<LabelPairs, fmt::Error> {
+    let mut registry = Registry::default();
+    registry.register(PROBE_NAME, "", Probe(labels.clone()));
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode_registry(&mut text, &registry)?;
+    let sample = text
+        .lines()
+        .find(|line| line.starts_with(PROBE_NAME))
+        .ok_or(fmt::Error)?;
+    parse_label_list(&sample[PROBE_NAME.len()..]).ok_or(fmt::Error)
 }
 
-impl<K, V, const N: usize> Labels for [(K, V); N]
-where
-    K: AsRef<str>,
-    V: AsRef<str>,
-    [(K, V); N]: EncodeLabelSet + Clone + Eq + Hash + Send + Sync + 'static,
-{
-    fn label_pairs(&self) -> LabelPairs {
-        pairs_of(self.iter().map(|(name, value)| (name, value)))
+const PROBE_NAME: &str = "probe";
+
+/// A gauge whose only purpose is to make the text encoder write its label set.
+struct Probe<L>(L);
+
+impl<L> fmt::Debug for Probe<L> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Probe")
     }
 }
 
-impl<K, V> Labels for Vec<(K, V)>
-where
-    K: AsRef<str>,
-    V: AsRef<str>,
-    Vec<(K, V)>: EncodeLabelSet + Clone + Eq + Hash + Send + Sync + 'static,
-{
-    fn label_pairs(&self) -> LabelPairs {
-        pairs_of(self.iter().map(|(name, value)| (name, value)))
+impl<L: EncodeLabelSet + Send + Sync> EncodeMetric for Probe<L> {
+    fn encode(&self, mut encoder: MetricEncoder<'_>) -> Result<(), fmt::Error> {
+        encoder.encode_family(&self.0)?.encode_gauge(&0i64)
+    }
+
+    fn metric_type(&self) -> MetricType {
+        MetricType::Gauge
+    }
+}
+
+/// The pairs of `{name="value",...} 0` (or ` 0`, no labels), as the text encoder
+/// writes them: values escape `\`, `"` and a newline.
+fn parse_label_list(sample: &str) -> Option<LabelPairs> {
+    let mut pairs = LabelPairs::new();
+    let Some(mut rest) = sample.strip_prefix('{') else {
+        return Some(pairs);
+    };
+    loop {
+        let (name, after) = rest.split_once("=\"")?;
+        let mut value = String::new();
+        let mut chars = after.char_indices();
+        let end = loop {
+            match chars.next()? {
+                (index, '"') => break index,
+                (_, '\\') => match chars.next()?.1 {
+                    'n' => value.push('\n'),
+                    escaped => value.push(escaped),
+                },
+                (_, c) => value.push(c),
+            }
+        };
+        pairs.push((name.to_string(), value));
+        rest = &after[end + 1..];
+        match rest.as_bytes().first()? {
+            b',' => rest = &rest[1..],
+            b'}' => return Some(pairs),
+            _ => return None,
+        }
     }
 }
 
@@ -98,13 +144,12 @@ impl<L: EncodeLabelSet> EncodeLabelSet for WithConstant<'_, L> {
     }
 }
 
-/// Owned copies of `(name, value)` pairs.
-pub(crate) fn pairs_of<K: AsRef<str>, V: AsRef<str>>(
-    pairs: impl IntoIterator<Item = (K, V)>,
-) -> LabelPairs {
+/// Owned copies of `(name, value)` pairs, for tests.
+#[cfg(test)]
+pub(crate) fn owned(pairs: &[(&str, &str)]) -> LabelPairs {
     pairs
-        .into_iter()
-        .map(|(name, value)| (name.as_ref().to_string(), value.as_ref().to_string()))
+        .iter()
+        .map(|(name, value)| (name.to_string(), value.to_string()))
         .collect()
 }
 
@@ -113,20 +158,38 @@ mod tests {
     use super::*;
 
     #[test]
-    fn label_pairs_keep_every_character() {
+    fn encoded_pairs_keep_every_character() {
         let labels = [
-            ("route", "/a\"b\\c\nd\u{e9}\u{1f600}".to_string()),
+            ("route", "/a\"b\\c\nd\u{e9}\u{1f600},}=\"x".to_string()),
             ("method", "GET".to_string()),
         ];
         assert_eq!(
-            labels.label_pairs(),
-            vec![
-                (
-                    "route".to_string(),
-                    "/a\"b\\c\nd\u{e9}\u{1f600}".to_string()
-                ),
-                ("method".to_string(), "GET".to_string())
-            ]
+            encoded_pairs(&labels),
+            Ok(owned(&[
+                ("route", "/a\"b\\c\nd\u{e9}\u{1f600},}=\"x"),
+                ("method", "GET")
+            ]))
         );
+    }
+
+    #[test]
+    fn encoded_pairs_of_no_labels_are_empty() {
+        let labels: [(&str, &str); 0] = [];
+        assert_eq!(encoded_pairs(&labels), Ok(LabelPairs::new()));
+        assert_eq!(encoded_pairs(&owned(&[("a", "")])), Ok(owned(&[("a", "")])));
+    }
+
+    #[derive(Clone, PartialEq, Eq, Hash)]
+    struct Failing;
+
+    impl EncodeLabelSet for Failing {
+        fn encode(&self, _: &mut LabelSetEncoder<'_>) -> Result<(), fmt::Error> {
+            Err(fmt::Error)
+        }
+    }
+
+    #[test]
+    fn a_label_set_that_fails_to_encode_has_no_pairs() {
+        assert_eq!(encoded_pairs(&Failing), Err(fmt::Error));
     }
 }

@@ -13,6 +13,7 @@ mod exemplar;
 mod family;
 mod gauge;
 mod histogram;
+mod label_names;
 mod labels;
 mod native;
 mod series;
@@ -24,8 +25,9 @@ pub(crate) use exemplar::{ExemplarRef, RequestExemplar, TraceContext};
 pub use family::{Family, DEFAULT_MAX_SERIES, OVERFLOW_LABEL};
 pub use gauge::Gauge;
 pub use histogram::{Buckets, Histogram, InvalidBuckets};
+pub use label_names::LabelError;
+pub(crate) use labels::ConstantLabels;
 pub use labels::Labels;
-pub(crate) use labels::{pairs_of, ConstantLabels};
 pub use native::{InvalidNativeBuckets, NativeBuckets, MAX_SCHEMA, MIN_SCHEMA};
 pub use series::SeriesMetric;
 
@@ -50,6 +52,10 @@ pub type LabelPairs = Vec<(String, String)>;
 /// // Fixed label names need no allocation of their own:
 /// let by_tenant: CounterFamily<[(&'static str, String); 1]> = CounterFamily::default();
 /// by_tenant.get_or_create(&[("tenant", "acme".to_string())]).inc();
+///
+/// // Label names declared once, as Python's `labelnames`, and values by position:
+/// let orders = <CounterFamily>::default().label_names(["method", "status"]);
+/// orders.labels(&["GET", "200"])?.inc();
 /// # Ok(())
 /// # }
 /// ```

@@ -36,13 +36,6 @@ pub(crate) struct Table<K, V> {
     writer: Mutex<usize>,
 }
 
-impl<K, V> Table<K, V> {
-    /// Number of entries.
-    pub(crate) fn len(&self) -> usize {
-        *self.writer.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-}
-
 impl<K: Clone, V: Clone> Table<K, V> {
     pub(crate) fn new() -> Self {
         let levels: [OnceLock<Level<K, V>>; MAX_LEVELS] = std::array::from_fn(|_| OnceLock::new());

@@ -16,7 +16,7 @@ use http::request;
 use prometheus_client::encoding::{EncodeLabel, LabelSetEncoder};
 
 use super::{DEFAULT_FALLBACK_ROUTE, MAX_ROUTE_LEN};
-use crate::metrics::{LabelPairs, Table};
+use crate::metrics::Table;
 use crate::names::is_label_name;
 
 /// Labels a layer reads at most from each source: HTTP requests, HTTP responses,
@@ -366,14 +366,6 @@ impl ExtraPairs {
             (&**name, &**value).encode(encoder.encode_label())?;
         }
         Ok(())
-    }
-
-    /// Appends the labels to `pairs`.
-    pub(crate) fn append_to(&self, pairs: &mut LabelPairs) {
-        pairs.extend(
-            self.iter()
-                .map(|(name, value)| (name.to_string(), value.to_string())),
-        );
     }
 }
 

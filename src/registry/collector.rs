@@ -15,7 +15,7 @@ use prometheus_client::encoding::{EncodeLabelSet, LabelSetEncoder};
 
 use super::provider::panic_message;
 use super::{MetricsRegistry, LOG_TARGET};
-use crate::metrics::{pairs_of, Counter, Family, LabelPairs, Labels};
+use crate::metrics::{Counter, Family};
 
 /// The error a collector may return; any error type converts into it with `?`.
 pub type CollectorError = Box<dyn std::error::Error + Send + Sync>;
@@ -79,12 +79,6 @@ impl CollectorErrorLabels {
 impl EncodeLabelSet for CollectorErrorLabels {
     fn encode(&self, encoder: &mut LabelSetEncoder<'_>) -> Result<(), std::fmt::Error> {
         self.pairs().encode(encoder)
-    }
-}
-
-impl Labels for CollectorErrorLabels {
-    fn label_pairs(&self) -> LabelPairs {
-        pairs_of(self.pairs())
     }
 }
 

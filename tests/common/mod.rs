@@ -25,6 +25,7 @@ pub mod events;
 pub mod fixtures;
 pub mod harness;
 pub mod multiprocess;
+pub mod prometheus;
 
 // Only the files with tests that can be skipped name `Checked`.
 #[allow(unused_imports)]

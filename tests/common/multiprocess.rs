@@ -48,6 +48,25 @@ pub fn file_of_entries<K: AsRef<str>>(entries: &[(K, f64)]) -> Vec<u8> {
     file
 }
 
+/// The entries of a metric file, `(key, value)` in file order: the layout
+/// [`file_of_one_entry`] writes, read back.
+pub fn file_entries(path: &std::path::Path) -> Vec<(String, f64)> {
+    let file = std::fs::read(path).expect("metric file read");
+    let word = |at: usize| i32::from_le_bytes(file[at..at + 4].try_into().unwrap());
+    let used = usize::try_from(word(0)).expect("used is positive");
+    let mut entries = Vec::new();
+    let mut at = 8;
+    while at < used {
+        let length = usize::try_from(word(at)).expect("key length is positive");
+        let key = String::from_utf8(file[at + 4..at + 4 + length].to_vec()).expect("UTF-8 key");
+        at += 4 + length + (8 - (length + 4) % 8);
+        let value = f64::from_le_bytes(file[at..at + 8].try_into().unwrap());
+        entries.push((key, value));
+        at += 16;
+    }
+    entries
+}
+
 /// Runs [`PYTHON_WORKER`] with `n` to the end, writing its files in `dir`.
 pub fn run_python_worker(python: &std::path::Path, dir: &std::path::Path, n: &str) {
     let status = Command::new(python)
