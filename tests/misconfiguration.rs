@@ -48,6 +48,15 @@ fn stderr_of(case: &str, env: &[(&str, &str)]) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
+/// The crate's warnings in `stderr` whose text starts with `start`.
+fn warnings<'a>(stderr: &'a str, start: &str) -> Vec<&'a str> {
+    let prefix = format!("tower-prometheus: warning: {start}");
+    stderr
+        .lines()
+        .filter(|line| line.starts_with(&prefix))
+        .collect()
+}
+
 #[test]
 fn the_old_name_of_the_directory_variable_is_written_to_stderr_once() {
     let dir = TempDir::new("misconfigured-env");
@@ -55,10 +64,7 @@ fn the_old_name_of_the_directory_variable_is_written_to_stderr_once() {
         "old_name",
         &[("PROMETHEUS_MULTIPROCESS_DIR", dir.path().to_str().unwrap())],
     );
-    let warnings: Vec<&str> = stderr
-        .lines()
-        .filter(|line| line.starts_with("tower-prometheus: warning: "))
-        .collect();
+    let warnings = warnings(&stderr, "");
     assert_eq!(warnings.len(), 1, "{stderr}");
     assert!(
         warnings[0].contains("PROMETHEUS_MULTIPROCESS_DIR is set but ignored")
@@ -76,10 +82,7 @@ fn a_plain_metric_in_multi_process_mode_is_written_to_stderr_by_name() {
         "plain_metric",
         &[("PROMETHEUS_MULTIPROC_DIR", dir.path().to_str().unwrap())],
     );
-    let warnings: Vec<&str> = stderr
-        .lines()
-        .filter(|line| line.starts_with("tower-prometheus: warning: plain_jobs: "))
-        .collect();
+    let warnings = warnings(&stderr, "plain_jobs: ");
     assert_eq!(warnings.len(), 1, "{stderr}");
     assert!(
         warnings[0].contains("serves only its own values"),

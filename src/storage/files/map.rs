@@ -89,16 +89,7 @@ fn whole_file_lock(lock_type: libc::c_int) -> libc::flock {
 /// Takes a write lock on the whole file for as long as this process lives; `false`
 /// when another process holds one.
 pub(crate) fn try_lock(file: &File) -> io::Result<bool> {
-    let lock = whole_file_lock(libc::F_WRLCK);
-    // SAFETY: F_SETLK reads the `flock` struct passed by pointer, which outlives the call.
-    if unsafe { libc::fcntl(file.as_raw_fd(), libc::F_SETLK, &lock) } == 0 {
-        return Ok(true);
-    }
-    let error = io::Error::last_os_error();
-    match error.raw_os_error() {
-        Some(libc::EAGAIN | libc::EACCES) => Ok(false),
-        _ => Err(error),
-    }
+    set_whole_file_lock(file, libc::F_SETLK)
 }
 
 /// Takes a write lock on the whole file that belongs to this open file (an "open file
@@ -107,10 +98,16 @@ pub(crate) fn try_lock(file: &File) -> io::Result<bool> {
 /// [`try_lock`]'s included. `false` when another holds one. Linux only.
 #[cfg(target_os = "linux")]
 pub(crate) fn try_hold(file: &File) -> io::Result<bool> {
+    set_whole_file_lock(file, libc::F_OFD_SETLK)
+}
+
+/// Takes a write lock on the whole file with `command` (`F_SETLK` or `F_OFD_SETLK`),
+/// without waiting; `false` when another holds one.
+fn set_whole_file_lock(file: &File, command: libc::c_int) -> io::Result<bool> {
     let lock = whole_file_lock(libc::F_WRLCK);
-    // SAFETY: F_OFD_SETLK reads the `flock` struct passed by pointer, which outlives the
-    // call; its `l_pid` is 0, as open file description locks require.
-    if unsafe { libc::fcntl(file.as_raw_fd(), libc::F_OFD_SETLK, &lock) } == 0 {
+    // SAFETY: both commands read the `flock` struct passed by pointer, which outlives
+    // the call; its `l_pid` is 0, as open file description locks require.
+    if unsafe { libc::fcntl(file.as_raw_fd(), command, &lock) } == 0 {
         return Ok(true);
     }
     let error = io::Error::last_os_error();
