@@ -19,7 +19,7 @@ use common::multiprocess::{assert_same_samples, file_of_one_entry, python_aggreg
 use common::{serve, Exposition, TempDir};
 use tower_prometheus::endpoint::Format;
 use tower_prometheus::metrics::{Buckets, Counter, Family, Gauge, Histogram};
-use tower_prometheus::multiprocess::{GaugeMode, DISPLACED_FILES, SKIPPED_FILES};
+use tower_prometheus::multiprocess::{Folding, GaugeMode, DISPLACED_FILES, SKIPPED_FILES};
 use tower_prometheus::{MetricsEndpoint, MetricsRegistry};
 
 type Series = [(&'static str, String); 1];
@@ -43,6 +43,7 @@ fn skipped(metrics: &Exposition, reason: &str) -> f64 {
 async fn counting_endpoint(dir: &Path) -> (MetricsRegistry, Family<Series, Counter>, SocketAddr) {
     let registry = MetricsRegistry::new();
     registry.multiprocess_dir(dir).unwrap();
+    registry.multiprocess_folding(Folding::Off).unwrap();
     registry
         .provider("items", "Items.", || {
             Family::<Series, Counter>::default().max_series(20_000)
@@ -788,9 +789,12 @@ async fn files_with_names_a_parser_refuses_are_skipped_and_the_scrape_stays_vali
 }
 
 /// The aggregate of `dir` as this crate scrapes it, from this (non-writing) process.
+/// What a scrape of `dir` serves, from a registry that leaves the files as they are
+/// (these tests look at the files; folding them has tests of its own).
 async fn aggregate(dir: &Path) -> Exposition {
     let registry = MetricsRegistry::new();
     registry.multiprocess_dir(dir).unwrap();
+    registry.multiprocess_folding(Folding::Off).unwrap();
     let addr = serve(MetricsEndpoint::new(&registry).unwrap()).await;
     scrape(addr).await
 }
@@ -892,21 +896,6 @@ async fn python_summaries_are_summed_as_pythons_collector_sums_them() -> common:
     Ok(())
 }
 
-/// Spawns `command` as pid `pid` (by setting the kernel's last pid first), trying a
-/// few times since other processes fork too; `None` if another process took it.
-fn spawn_as_pid(command: &mut Command, pid: u32) -> Option<Child> {
-    for _ in 0..20 {
-        std::fs::write("/proc/sys/kernel/ns_last_pid", (pid - 1).to_string()).unwrap();
-        let mut child = command.spawn().expect("spawns");
-        if child.id() == pid {
-            return Some(child);
-        }
-        let _ = child.kill();
-        let _ = child.wait();
-    }
-    None
-}
-
 async fn a_reused_pid_does_not_bring_back_a_dead_python_workers_live_gauge() -> common::Checked {
     let python =
         common::require_python_client("write a live gauge from a Python worker that exits")?;
@@ -941,7 +930,7 @@ async fn a_reused_pid_does_not_bring_back_a_dead_python_workers_live_gauge() -> 
     // An unrelated process with that pid started after the file was written.
     let mut sleeper = Command::new("sleep");
     sleeper.arg("30");
-    let Some(mut sleeper) = spawn_as_pid(&mut sleeper, pid) else {
+    let Some(mut sleeper) = common::spawn_as_pid(&mut sleeper, pid) else {
         panic!("pid {pid} was taken by another process 20 times");
     };
     let metrics = aggregate(dir.path()).await;
@@ -950,7 +939,7 @@ async fn a_reused_pid_does_not_bring_back_a_dead_python_workers_live_gauge() -> 
     assert_eq!(metrics.value("py_busy", &[]), None, "{}", metrics.text);
 
     // A worker of this crate with that pid: the dead worker's live gauges go.
-    let Some(child) = spawn_as_pid(&mut worker("restart", dir.path()), pid) else {
+    let Some(child) = common::spawn_as_pid(&mut worker("restart", dir.path()), pid) else {
         panic!("pid {pid} was taken by another process 20 times");
     };
     let mut child = Worker(child);
@@ -987,7 +976,7 @@ async fn three_hundred_restarts_with_one_pid_never_fail_while_another_process_sc
     let mut pid = start_anywhere();
     let (mut restarts, mut pids, mut failures) = (0, 1, Vec::new());
     while restarts < 300 {
-        let Some(child) = spawn_as_pid(&mut worker("restart", dir.path()), pid) else {
+        let Some(child) = common::spawn_as_pid(&mut worker("restart", dir.path()), pid) else {
             // A process of the machine took the pid (a thread holds one too): go on
             // with another.
             pid = start_anywhere();

@@ -210,7 +210,7 @@ const PROTOBUF: &str =
     "application/vnd.google.protobuf; proto=io.prometheus.client.MetricFamily; encoding=delimited";
 
 /// The bodies of the fold families in the three formats, and the `all` gauge parsed.
-async fn served(addr: SocketAddr) -> (Vec<Vec<u8>>, Vec<common::Sample>) {
+async fn served(addr: SocketAddr) -> Served {
     let query: String = FAMILIES
         .iter()
         .map(|name| format!("name[]={name}"))
@@ -236,6 +236,22 @@ async fn served(addr: SocketAddr) -> (Vec<Vec<u8>>, Vec<common::Sample>) {
     (bodies, samples)
 }
 
+/// What [`served`] gives.
+type Served = (Vec<Vec<u8>>, Vec<common::Sample>);
+
+/// Asserts that a scrape served the same before and after `what`.
+fn assert_same(before: &Served, after: &Served, what: &str) {
+    for (format, (before, after)) in before.0.iter().zip(&after.0).enumerate() {
+        assert!(
+            before == after,
+            "format {format} changed in {what}:\n{}\n--- after ---\n{}",
+            String::from_utf8_lossy(before),
+            String::from_utf8_lossy(after)
+        );
+    }
+    assert_eq!(before.1, after.1, "the `all` gauge changed in {what}");
+}
+
 /// A reader of `dir` that never folds, served.
 async fn reader(dir: &Path) -> SocketAddr {
     let registry = recording_registry(Some(dir), Folding::Off);
@@ -258,15 +274,7 @@ async fn a_fold_serves_the_same_totals_in_every_format_and_leaves_no_exited_work
     assert!(status.success());
     assert_eq!(outcome.as_deref(), Some("folded"));
     let after = served(addr).await;
-    for (format, (before, after)) in before.0.iter().zip(&after.0).enumerate() {
-        assert!(
-            before == after,
-            "format {format} changed in the fold:\n{}\n--- after ---\n{}",
-            String::from_utf8_lossy(before),
-            String::from_utf8_lossy(after)
-        );
-    }
-    assert_eq!(before.1, after.1);
+    assert_same(&before, &after, "the fold");
     // Only the reader's own files are left, besides the archive and the fold worker's,
     // which exited after the fold and is folded by the next one.
     let left = files_of_workers(dir.path(), &[std::process::id()]);
@@ -276,7 +284,7 @@ async fn a_fold_serves_the_same_totals_in_every_format_and_leaves_no_exited_work
     let (outcome, status) = run_fold(dir.path(), &[]);
     assert!(status.success());
     assert_eq!(outcome.as_deref(), Some("folded"));
-    assert!(served(addr).await == after);
+    assert_same(&after, &served(addr).await, "the second fold");
 }
 
 async fn a_fold_killed_at_any_step_leaves_exact_totals_and_the_next_fold_finishes_it() {
@@ -291,18 +299,76 @@ async fn a_fold_killed_at_any_step_leaves_exact_totals_and_the_next_fold_finishe
 
         let (outcome, status) = run_fold(dir.path(), &[("TOWER_PROMETHEUS_FOLD_CRASH_AT", step)]);
         assert!(!status.success() && outcome.is_none(), "{step}: {status:?}");
-        assert!(
-            served(addr).await == before,
-            "after a fold killed at {step}"
+        assert_same(
+            &before,
+            &served(addr).await,
+            &format!("a fold killed at {step}"),
         );
 
         let (outcome, status) = run_fold(dir.path(), &[]);
         assert!(status.success(), "{step}");
         assert_eq!(outcome.as_deref(), Some("folded"), "{step}");
-        assert!(served(addr).await == before, "after the fold after {step}");
+        assert_same(
+            &before,
+            &served(addr).await,
+            &format!("the fold after {step}"),
+        );
         let left = files_of_workers(dir.path(), &[std::process::id()]);
         assert!(left.len() <= 4, "{step}: left {left:?}");
     }
+}
+
+async fn a_worker_that_gets_the_pid_of_one_a_killed_fold_archived_counts_from_afresh(
+) -> common::Checked {
+    common::require_root("give a new worker the pid of a folded one")?;
+    let dir = TempDir::new("fold-killed-reused");
+    record_exited_workers(dir.path(), 0, 3);
+    let addr = reader(dir.path()).await;
+    let pids: Vec<u32> = files_of_workers(dir.path(), &[std::process::id()])
+        .iter()
+        .filter_map(|name| {
+            name.strip_prefix("counter_")?
+                .strip_suffix(".db")?
+                .parse()
+                .ok()
+        })
+        .collect();
+    assert_eq!(pids.len(), 3, "{pids:?}");
+    // Killed once its archive lists the workers' files, which are still there.
+    let (_, status) = run_fold(
+        dir.path(),
+        &[("TOWER_PROMETHEUS_FOLD_CRASH_AT", "archived")],
+    );
+    assert!(!status.success());
+    let before = common::scrape(addr).await.sum("fold_jobs_total", &[]);
+    assert_eq!(before, (1 + 2 + 3) as f64 * 5.0);
+
+    // A new worker with the first one's pid: it takes its old files off the list
+    // before it writes, so what it counts is served, and nothing twice.
+    let mut new_worker = worker(
+        "record",
+        dir.path(),
+        &[("TOWER_PROMETHEUS_FOLD_INDEX", "10")],
+    );
+    let Some(mut child) = common::spawn_as_pid(&mut new_worker, pids[0]) else {
+        panic!("pid {} was taken by another process 20 times", pids[0]);
+    };
+    assert!(child.wait().unwrap().success());
+    let metrics = common::scrape(addr).await;
+    let after = metrics.sum("fold_jobs_total", &[]);
+    assert_eq!(after, before + 11.0 * 5.0);
+    // Its `all` gauge is one series under that pid, with its own value, as it would be
+    // had it reused the old worker's file.
+    let pid = pids[0].to_string();
+    let each = metrics.matching(PER_PROCESS, &[("pid", &pid)]);
+    assert_eq!(each.len(), 1, "{}", metrics.text);
+    assert_eq!(each[0].value, 10.0);
+    assert_eq!(run_fold(dir.path(), &[]).0.as_deref(), Some("folded"));
+    assert_eq!(
+        common::scrape(addr).await.sum("fold_jobs_total", &[]),
+        after
+    );
+    Ok(())
 }
 
 /// Leaves the files of `workers` exited workers from pid `first` on, each 10 series of
@@ -423,5 +489,6 @@ test_main! {
     tokio_2 a_fold_serves_the_same_totals_in_every_format_and_leaves_no_exited_worker_s_file,
     tokio_2 a_fold_killed_at_any_step_leaves_exact_totals_and_the_next_fold_finishes_it,
     tokio_2 scrapes_racing_two_folds_serve_the_exact_total_every_time,
+    tokio_2 a_worker_that_gets_the_pid_of_one_a_killed_fold_archived_counts_from_afresh,
     tokio_2 python_workers_keep_auto_from_folding_and_always_folds_what_python_reads_alike,
 }

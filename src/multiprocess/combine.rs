@@ -22,7 +22,7 @@ pub(super) struct Totals {
     pub(super) seen: Vec<bool>,
     /// Gauge values, combined by their mode.
     pub(super) gauges: Vec<GaugeValue>,
-    gauge_index: HashMap<(SeriesId, Option<String>), usize>,
+    gauge_index: HashMap<SeriesId, usize>,
     pub(super) skipped_files: Tally<Skip>,
     /// Metric files read: the archives, and the files the directory listed (or,
     /// when it could not be listed, that earlier scrapes knew) that they do not hold.
@@ -38,10 +38,9 @@ impl Totals {
     }
 }
 
-/// A gauge's combined value; one per process (with its pid) in the per-process modes.
+/// A gauge's combined value; in the per-process modes its series carries the `pid`.
 pub(super) struct GaugeValue {
     pub(super) series: SeriesId,
-    pub(super) pid: Option<String>,
     pub(super) value: f64,
     timestamp: f64,
 }
@@ -217,7 +216,7 @@ fn collect_once(cache: &mut Cache, dir: &Path, own_pid: u32, archives: &OpenedAr
 /// `refresh` left them in the cache; whether it has values to add.
 fn add_file(
     totals: &mut Totals,
-    cache: &Cache,
+    cache: &mut Cache,
     path: &Path,
     kind: FileKind,
     owner: &str,
@@ -234,22 +233,29 @@ fn add_file(
         }
         Refresh::Gone => return false,
     }
+    if let (FileKind::Gauge(mode @ (GaugeMode::All | GaugeMode::LiveAll)), false) =
+        (kind, owner == ARCHIVE)
+    {
+        // Served with the process's `pid`: the series with that label, which is also
+        // where the archive keeps the value once the process's files are folded.
+        let entries: Vec<(SeriesId, f64, f64)> = cache
+            .entries(path)
+            .iter()
+            .map(|entry| (entry.series, entry.value, entry.timestamp))
+            .collect();
+        for (series, value, timestamp) in entries {
+            let series = cache.with_pid(series, owner);
+            add_gauge(totals, series, mode, value, timestamp);
+        }
+        return true;
+    }
     totals.sums.resize(cache.series.len(), 0.0);
     totals.seen.resize(cache.series.len(), false);
-    // An archive's `all` gauges carry each process's `pid` in their keys.
-    let pid = (owner != ARCHIVE).then_some(owner);
     for entry in cache.entries(path) {
         totals.seen[entry.series] = true;
         match kind {
             FileKind::Gauge(mode) => {
-                add_gauge(
-                    totals,
-                    entry.series,
-                    pid,
-                    mode,
-                    entry.value,
-                    entry.timestamp,
-                );
+                add_gauge(totals, entry.series, mode, entry.value, entry.timestamp);
             }
             FileKind::Counter | FileKind::Histogram | FileKind::Summary => {
                 totals.sums[entry.series] += entry.value
@@ -273,23 +279,12 @@ fn list(dir: &Path) -> std::io::Result<Vec<(String, std::fs::FileType)>> {
     Ok(names)
 }
 
-fn add_gauge(
-    totals: &mut Totals,
-    series: SeriesId,
-    pid: Option<&str>,
-    mode: GaugeMode,
-    value: f64,
-    timestamp: f64,
-) {
-    let per_process = matches!(mode, GaugeMode::All | GaugeMode::LiveAll);
-    let pid = pid.filter(|_| per_process).map(str::to_string);
-    let slot = (series, pid);
-    match totals.gauge_index.get(&slot) {
+fn add_gauge(totals: &mut Totals, series: SeriesId, mode: GaugeMode, value: f64, timestamp: f64) {
+    match totals.gauge_index.get(&series) {
         None => {
-            totals.gauge_index.insert(slot.clone(), totals.gauges.len());
+            totals.gauge_index.insert(series, totals.gauges.len());
             totals.gauges.push(GaugeValue {
                 series,
-                pid: slot.1,
                 value,
                 timestamp,
             });
@@ -306,6 +301,8 @@ fn add_gauge(
                         current.timestamp = timestamp;
                     }
                 }
+                // The value read last: a process's own file after the archive, so a
+                // process that reuses the pid of a folded one is served.
                 GaugeMode::All | GaugeMode::LiveAll => current.value = value,
             }
         }

@@ -146,13 +146,7 @@ fn samples<'a>(
             .collect(),
         FamilyType::Gauge => gauges
             .iter()
-            .filter_map(|gauge| {
-                let mut labels = value_of(&gauge.series)?;
-                if let Some(pid) = &gauge.pid {
-                    labels.to_mut().push(("pid".to_string(), pid.clone()));
-                }
-                Some((labels, Sample::Gauge(gauge.value)))
-            })
+            .filter_map(|gauge| Some((value_of(&gauge.series)?, Sample::Gauge(gauge.value))))
             .collect(),
         FamilyType::Histogram => family
             .groups

@@ -185,6 +185,8 @@ pub(super) struct Cache {
     pub(super) groups: Vec<HistogramGroup>,
     /// Key text to series, so the same key in many files is parsed once.
     keys: HashMap<Box<[u8]>, SeriesId, FastHashBuilder>,
+    /// A gauge series and a pid to the series with that `pid` label ([`Cache::with_pid`]).
+    per_process: HashMap<(SeriesId, Box<str>), SeriesId>,
     pub(super) files: HashMap<PathBuf, CachedFile>,
     /// The copy of the file being read, reused across files and scrapes.
     buffer: Vec<u8>,
@@ -199,27 +201,54 @@ impl Cache {
             return Some(*id);
         }
         let parsed = key::decode(std::str::from_utf8(key_bytes).ok()?).ok()?;
-        let family_type = FamilyType::of(kind);
-        let identity = key::encode("", &parsed.sample, &parsed.labels, "");
-        let id = match self.series_ids.get(&(family_type, identity.clone())) {
-            Some(id) => *id,
-            None => {
-                // A summary's samples are families of their own (see `FamilyType`).
-                let name = match family_type {
-                    FamilyType::Summary => &parsed.sample,
-                    _ => &parsed.metric,
-                };
-                let family = self.family(family_type, name, &parsed.help);
-                let id = self.series.len();
-                let role = self.role(family, family_type, &parsed, id);
-                self.series.push(SeriesInfo { family, role });
-                self.families[family].series.push(id);
-                self.series_ids.insert((family_type, identity), id);
-                id
-            }
-        };
+        let id = self.series_of(&parsed, FamilyType::of(kind));
         self.keys.insert(key_bytes.into(), id);
         Some(id)
+    }
+
+    /// The series `parsed` names, made if it is new.
+    fn series_of(&mut self, parsed: &key::Key, family_type: FamilyType) -> SeriesId {
+        let identity = key::encode("", &parsed.sample, &parsed.labels, "");
+        if let Some(id) = self.series_ids.get(&(family_type, identity.clone())) {
+            return *id;
+        }
+        // A summary's samples are families of their own (see `FamilyType`).
+        let name = match family_type {
+            FamilyType::Summary => &parsed.sample,
+            _ => &parsed.metric,
+        };
+        let family = self.family(family_type, name, &parsed.help);
+        let id = self.series.len();
+        let role = self.role(family, family_type, parsed, id);
+        self.series.push(SeriesInfo { family, role });
+        self.families[family].series.push(id);
+        self.series_ids.insert((family_type, identity), id);
+        id
+    }
+
+    /// The series of gauge `series` with the label `pid="pid"` added, as a gauge of a
+    /// per-process mode is served: one series whether its value comes from the file of
+    /// process `pid` or, once folded, from the archive, whose keys carry the `pid`.
+    pub(super) fn with_pid(&mut self, series: SeriesId, pid: &str) -> SeriesId {
+        if let Some(id) = self.per_process.get(&(series, pid.into())) {
+            return *id;
+        }
+        let family = &self.families[self.series[series].family];
+        let Role::Value(labels) = &self.series[series].role else {
+            return series;
+        };
+        let mut labels = labels.clone();
+        labels.retain(|(name, _)| name != "pid");
+        labels.push(("pid".to_string(), pid.to_string()));
+        let parsed = key::Key {
+            metric: family.name.clone(),
+            sample: family.name.clone(),
+            labels,
+            help: family.help.clone(),
+        };
+        let id = self.series_of(&parsed, family.family_type);
+        self.per_process.insert((series, pid.into()), id);
+        id
     }
 
     fn family(&mut self, family_type: FamilyType, name: &str, help: &str) -> usize {

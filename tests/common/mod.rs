@@ -519,3 +519,18 @@ pub fn python_parser_output(
     );
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
+
+/// Spawns `command` as pid `pid` (by setting the kernel's last pid first), trying a
+/// few times since other processes fork too; `None` if another process took it.
+pub fn spawn_as_pid(command: &mut std::process::Command, pid: u32) -> Option<std::process::Child> {
+    for _ in 0..20 {
+        std::fs::write("/proc/sys/kernel/ns_last_pid", (pid - 1).to_string()).unwrap();
+        let mut child = command.spawn().expect("spawns");
+        if child.id() == pid {
+            return Some(child);
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    None
+}
