@@ -1,6 +1,7 @@
 //! A flood of distinct paths, methods and statuses cannot grow the series or the
-//! memory past the cap. Live heap bytes are counted by a global allocator, which needs
-//! a test binary of its own.
+//! memory past the cap, nor can a flood of metric names through the `metrics` facade.
+//! Live heap bytes are counted by a global allocator, which needs a test binary of its
+//! own, and its tests run one at a time.
 
 mod common;
 
@@ -46,6 +47,9 @@ unsafe impl GlobalAlloc for LiveBytes {
 #[global_allocator]
 static GLOBAL: LiveBytes = LiveBytes;
 
+/// The tests of this file one at a time: each measures the live bytes of the process.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 const CAP: usize = 500;
 const FLOOD: usize = 1_000_000;
 
@@ -66,6 +70,7 @@ fn hostile_request(i: usize) -> Request<()> {
 
 #[test]
 fn a_million_distinct_label_values_stay_within_the_cap_and_bounded_memory() {
+    let _alone = ONE_AT_A_TIME.lock();
     let registry = MetricsRegistry::new();
     let layer = MetricsLayer::builder(&registry)
         .max_series(CAP)
@@ -100,5 +105,64 @@ fn a_million_distinct_label_values_stay_within_the_cap_and_bounded_memory() {
     assert!(
         growth < 64 * 1024,
         "live heap grew by {growth} bytes during the flood"
+    );
+}
+
+/// Distinct metric names the facade keeps in the test below.
+#[cfg(feature = "metrics")]
+const NAME_CAP: usize = 100;
+
+#[cfg(feature = "metrics")]
+#[test]
+fn a_flood_of_distinct_facade_names_stays_within_the_cap_and_bounded_memory() {
+    let _alone = ONE_AT_A_TIME.lock();
+    use tower_prometheus::endpoint::Format;
+    use tower_prometheus::facade::{FacadeRecorder, FACADE_ERRORS};
+    use tower_prometheus::MetricsEndpoint;
+
+    let registry = MetricsRegistry::new();
+    let recorder = FacadeRecorder::builder(&registry)
+        .max_metric_names(NAME_CAP)
+        .build()
+        .expect("recorder builds");
+    let endpoint = MetricsEndpoint::new(&registry).expect("endpoint builds");
+    // Code that makes names from data: a counter and a description per user.
+    let flood = |users: std::ops::Range<usize>| {
+        metrics::with_local_recorder(&recorder, || {
+            for user in users {
+                metrics::describe_counter!(format!("user_{user}_hits"), "Hits of one user.");
+                metrics::counter!(format!("user_{user}_hits")).increment(1);
+            }
+        });
+    };
+    flood(0..10 * NAME_CAP);
+    let after_fill = LIVE.load(Ordering::Relaxed);
+    flood(10 * NAME_CAP..20_000);
+    let growth = LIVE.load(Ordering::Relaxed) - after_fill;
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime");
+    let body = runtime
+        .block_on(endpoint.render(Format::PrometheusText))
+        .expect("scrape renders");
+    let metrics = common::Exposition::parse(&String::from_utf8(body).expect("text"));
+    let kept = metrics
+        .samples
+        .iter()
+        .filter(|s| s.name.starts_with("user_"))
+        .count();
+    assert_eq!(kept, NAME_CAP);
+    // Each name past the cap: its description and its record, counted.
+    assert_eq!(
+        metrics.value(
+            &format!("{FACADE_ERRORS}_total"),
+            &[("reason", "too_many_names")]
+        ),
+        Some((2 * (20_000 - NAME_CAP)) as f64)
+    );
+    assert!(
+        growth < 64 * 1024,
+        "live heap grew by {growth} bytes while 19,000 new names were recorded"
     );
 }

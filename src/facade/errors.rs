@@ -27,6 +27,9 @@ pub(crate) enum Reason {
     LateDescription,
     /// A histogram observation of NaN, which would make its sum NaN for good: left out.
     NotANumber,
+    /// A new metric name past the cap on names (`max_metric_names`): recorded nowhere,
+    /// and a description of it not kept, so a flood of names cannot grow memory.
+    TooManyNames,
 }
 
 impl Reason {
@@ -37,6 +40,7 @@ impl Reason {
             Reason::DescriptionConflict => "description_conflict",
             Reason::LateDescription => "late_description",
             Reason::NotANumber => "not_a_number",
+            Reason::TooManyNames => "too_many_names",
         }
     }
 
@@ -55,6 +59,9 @@ impl Reason {
                 "a metric is described after its first record: its help text and unit are not shown"
             }
             Reason::NotANumber => "a histogram observation is NaN: left out",
+            Reason::TooManyNames => {
+                "a new metric name past the facade's cap on names: its records go nowhere"
+            }
         }
     }
 }

@@ -38,6 +38,7 @@ struct Inner {
     registry: MetricsRegistry,
     buckets: BucketRules,
     max_series: usize,
+    max_names: usize,
     gauge_mode: GaugeMode,
     /// Each kind's series by the `metrics` key that names them; `None` for a key whose
     /// records go nowhere (its name is taken).
@@ -54,7 +55,51 @@ struct Names {
     /// A `Family<LabelPairs, M>` of the kind `M` the name was first recorded as.
     families: HashMap<String, Box<dyn Any + Send + Sync>>,
     descriptions: HashMap<String, Description>,
+    /// Names with a family, a description or both.
+    distinct: usize,
+    /// Whether a name past the cap was met (and logged) yet.
+    capped: bool,
 }
+
+impl Names {
+    fn is_known(&self, name: &str) -> bool {
+        self.families.contains_key(name) || self.descriptions.contains_key(name)
+    }
+
+    /// Whether `name` is known or, new, fits under `max`; a new one that does not is
+    /// counted, and logged the first time.
+    fn admits(&mut self, name: &str, max: usize, errors: &Errors) -> bool {
+        if self.distinct < max || self.is_known(name) {
+            return true;
+        }
+        errors.count(Reason::TooManyNames, name, !self.capped);
+        self.capped = true;
+        false
+    }
+
+    fn add_family(&mut self, name: &str, family: Box<dyn Any + Send + Sync>) {
+        self.distinct += usize::from(!self.is_known(name));
+        self.families.insert(name.to_string(), family);
+    }
+
+    fn add_description(&mut self, name: &str, description: Description) {
+        self.distinct += usize::from(!self.is_known(name));
+        self.descriptions.insert(name.to_string(), description);
+    }
+}
+
+/// Why a name has no family of the kind recorded.
+enum NoFamily {
+    /// Another kind or another metric has the name: its keys are remembered as
+    /// recording nowhere.
+    Taken,
+    /// Past the cap on names: nothing of it is kept.
+    Capped,
+}
+
+/// Names the facade keeps at most, unless the builder says otherwise: far more than a
+/// service names, and a flood of names past it costs nothing more.
+const DEFAULT_MAX_METRIC_NAMES: usize = 10_000;
 
 #[derive(Clone, PartialEq)]
 struct Description {
@@ -140,6 +185,7 @@ impl FacadeRecorder {
             buckets: BucketRules::new(Buckets::http_duration()),
             invalid: None,
             max_series: DEFAULT_MAX_SERIES,
+            max_names: DEFAULT_MAX_METRIC_NAMES,
             gauge_mode: GaugeMode::LiveSum,
         }
     }
@@ -187,6 +233,7 @@ pub struct FacadeRecorderBuilder {
     /// The first rule whose bounds were rejected, reported by `build`.
     invalid: Option<(Matcher, crate::metrics::InvalidBuckets)>,
     max_series: usize,
+    max_names: usize,
     gauge_mode: GaugeMode,
 }
 
@@ -265,6 +312,16 @@ impl FacadeRecorderBuilder {
         self
     }
 
+    /// Caps the distinct metric names the facade keeps (default 10,000), recorded or
+    /// described: past it, a new name's
+    /// records go nowhere and its description is dropped, each counted in
+    /// [`FACADE_ERRORS`](super::FACADE_ERRORS) with `reason="too_many_names"`, so code
+    /// that makes names from data cannot grow memory without bound.
+    pub fn max_metric_names(mut self, max_names: usize) -> Self {
+        self.max_names = max_names;
+        self
+    }
+
     /// How the values of facade gauges combine over processes in multi-process mode
     /// (by default [`GaugeMode::LiveSum`]: the label sets stay those recorded, and
     /// exited processes drop out).
@@ -289,6 +346,7 @@ impl FacadeRecorderBuilder {
                 registry: self.registry,
                 buckets: self.buckets,
                 max_series: self.max_series,
+                max_names: self.max_names,
                 gauge_mode: self.gauge_mode,
                 counters: Table::new(),
                 gauges: Table::new(),
@@ -325,33 +383,44 @@ impl Inner {
         handle: impl FnOnce(M, &str) -> H,
     ) -> Option<Arc<H>> {
         let name = M::registry_name(names::metric_name(key.name()));
-        let series = self.family::<M>(&name).map(|family| {
-            let labels = key.labels().map(|l| (l.key(), l.value()));
-            let labels = names::label_set(labels, M::RESERVED_LABELS);
-            let found = family.lookup(&labels);
-            (Arc::new(handle(found.metric, &name)), found.overflowed)
-        });
-        if let Some((handle, true)) = series {
-            // Keys past the cap are not kept: they would grow the table without bound.
-            return Some(handle);
+        let series = match self.family::<M>(&name) {
+            Ok(family) => {
+                let labels = key.labels().map(|l| (l.key(), l.value()));
+                let labels = names::label_set(labels, M::RESERVED_LABELS);
+                let found = family.lookup(&labels);
+                (
+                    Some(Arc::new(handle(found.metric, &name))),
+                    found.overflowed,
+                )
+            }
+            Err(NoFamily::Taken) => (None, false),
+            Err(NoFamily::Capped) => (None, true),
+        };
+        if let (handle, true) = series {
+            // Keys past a cap are not kept: they would grow the table without bound.
+            return handle;
         }
-        let series = series.map(|(handle, _)| handle);
+        let series = series.0;
         table
             .find_or_insert(hash, |known| known == key, |_| Some((key.clone(), series)))
             .cloned()
             .flatten()
     }
 
-    /// The family `name` of kind `M`, made and registered on its first use; `None`
-    /// (counted) when the name belongs to another kind or another metric.
-    fn family<M: FacadeMetric>(&self, name: &str) -> Option<Family<LabelPairs, M>> {
+    /// The family `name` of kind `M`, made and registered on its first use; none
+    /// (counted) when the name belongs to another kind or another metric, or is new
+    /// past the cap on names.
+    fn family<M: FacadeMetric>(&self, name: &str) -> Result<Family<LabelPairs, M>, NoFamily> {
         let mut names = lock(&self.names);
         if let Some(family) = names.families.get(name) {
             let found = family.downcast_ref::<Family<LabelPairs, M>>().cloned();
             if found.is_none() {
                 self.errors.count(Reason::KindConflict, name, true);
             }
-            return found;
+            return found.ok_or(NoFamily::Taken);
+        }
+        if !names.admits(name, self.max_names, &self.errors) {
+            return Err(NoFamily::Capped);
         }
         let description = names.descriptions.get(name).cloned();
         let (help, unit) = match description {
@@ -364,15 +433,13 @@ impl Inner {
             .and_then(|()| self.registry.get::<Family<LabelPairs, M>>(name));
         match registered {
             Ok(family) => {
-                names
-                    .families
-                    .insert(name.to_string(), Box::new(family.clone()));
-                Some(family)
+                names.add_family(name, Box::new(family.clone()));
+                Ok(family)
             }
             Err(error) => {
                 tracing::debug!(target: LOG_TARGET, %error, "facade family not registered");
                 self.errors.count(Reason::NameTaken, name, true);
-                None
+                Err(NoFamily::Taken)
             }
         }
     }
@@ -383,12 +450,15 @@ impl Inner {
             help: help.to_string(),
         };
         let mut names = lock(&self.names);
+        if !names.admits(&name, self.max_names, &self.errors) {
+            return;
+        }
         let reason = match names.descriptions.get(&name) {
             Some(existing) if *existing == description => return,
             Some(_) => Reason::DescriptionConflict,
             None => {
                 let late = names.families.contains_key(&name);
-                names.descriptions.insert(name.clone(), description);
+                names.add_description(&name, description);
                 if !late {
                     return;
                 }
