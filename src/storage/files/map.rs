@@ -198,6 +198,16 @@ impl Mapping {
     }
 
     /// The value at `offset` (an entry's value, 8-byte aligned, its timestamp after it).
+    /// The bytes `offset..offset + len`, if mapped. Only for bytes nothing writes any
+    /// more: an entry's length and key, which the writer wrote once, under its lock,
+    /// before `used` covered them.
+    pub(crate) fn settled(&self, offset: usize, len: usize) -> Option<&[u8]> {
+        let end = offset.checked_add(len).filter(|end| *end <= self.0.len())?;
+        // SAFETY: `offset..end` is mapped (checked above) and lives as long as `self`;
+        // the caller names bytes no one writes any more, so no write races the read.
+        Some(unsafe { std::slice::from_raw_parts(self.0.as_ptr().add(offset), end - offset) })
+    }
+
     pub(crate) fn value_at(&self, offset: usize) -> Option<NonNull<AtomicU64>> {
         (offset.is_multiple_of(8) && offset.saturating_add(16) <= self.0.len())
             .then(|| NonNull::new(self.0.as_mut_ptr().wrapping_add(offset).cast::<AtomicU64>()))

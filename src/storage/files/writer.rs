@@ -11,17 +11,19 @@
 
 use std::collections::HashMap;
 use std::fs::File;
+use std::hash::BuildHasher;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use super::format::{
-    encode_entry, entries_end, entry_len, parse_entries, read_used, FileError, HEADER,
+    encode_entry, entries_end, entry_len, padded_len, parse_entries, read_used, FileError, HEADER,
     INITIAL_SIZE, MAX_SIZE,
 };
 use super::key;
 use super::map::{extend, reserve, Mapping, Slot};
 use super::open::{is_at, open_or_create};
+use crate::hash::FastHashBuilder;
 
 /// The unit in which blocks are reserved.
 const PAGE: usize = 4096;
@@ -40,7 +42,11 @@ struct WriterState {
     capacity: usize,
     /// Bytes from the start that have blocks: whole pages covering `used`.
     reserved: usize,
-    positions: HashMap<String, usize>,
+    /// Where each key's value is: by the key's hash, the start of its entry (whose key
+    /// is read back from the file to confirm it), and by the key itself for the rare
+    /// key whose hash another key has. A copy of every key would double the memory a
+    /// process with many series takes.
+    positions: Positions,
     /// Mappings made as the file grew, the newest last; handles point into all of them.
     grown: Vec<Mapping>,
 }
@@ -80,7 +86,7 @@ impl WritableFile {
                 used: HEADER,
                 capacity,
                 reserved: PAGE,
-                positions: HashMap::new(),
+                positions: Positions::default(),
                 grown: Vec::new(),
             }),
         };
@@ -97,7 +103,7 @@ impl WritableFile {
         }
         let positions = {
             let data = this.first.bytes();
-            let mut positions = HashMap::new();
+            let mut positions = Positions::default();
             for entry in parse_entries(path, data, HEADER, used)? {
                 let corrupt = |reason| FileError::Corrupt {
                     path: path.to_path_buf(),
@@ -109,7 +115,8 @@ impl WritableFile {
                 // A key scrapes cannot read would hide the whole file, and every later
                 // count of this process with it: refused here, as a broken layout is.
                 key::decode(key).map_err(|_| corrupt("key is not a series' JSON key"))?;
-                positions.insert(key.to_string(), entry.value_offset);
+                let start = entry_start(entry.value_offset, key.len());
+                positions.insert(key, start, |at, len| data.get(at..at + len));
             }
             positions
         };
@@ -136,8 +143,12 @@ impl WritableFile {
     /// The place of `key`'s value, appending an entry for it if it is new.
     pub(crate) fn slot(self: &Arc<Self>, key: &str) -> Result<Slot, FileError> {
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        let offset = match state.positions.get(key) {
-            Some(offset) => *offset,
+        let found = {
+            let mapping = state.newest(&self.first);
+            state.positions.get(key, |at, len| mapping.settled(at, len))
+        };
+        let offset = match found {
+            Some(offset) => offset,
             None => self.append(&mut state, key)?,
         };
         let value =
@@ -176,9 +187,12 @@ impl WritableFile {
         // Publishing `used` last makes the entry visible only once it is complete.
         self.header().store(end as i32, Ordering::Release);
         state.used = end;
-        let offset = end - 16;
-        state.positions.insert(key.to_string(), offset);
-        Ok(offset)
+        // The newest mapping, borrowed apart from the positions it lets be checked.
+        let mapping = state.grown.last().unwrap_or(&self.first);
+        state
+            .positions
+            .insert(key, start, |at, len| mapping.settled(at, len));
+        Ok(end - 16)
     }
 
     /// Gives the pages up to byte `end` their blocks, if they have none yet.
@@ -208,5 +222,106 @@ impl WritableFile {
         state.grown.push(map);
         state.capacity = capacity;
         Ok(())
+    }
+}
+
+/// Where the entry whose value is at `value_offset` starts, its key `key_len` bytes.
+fn entry_start(value_offset: usize, key_len: usize) -> usize {
+    value_offset - 4 - padded_len(key_len)
+}
+
+/// Where each key's value is in a file, by the key's hash; see [`WriterState`].
+#[derive(Default)]
+struct Positions {
+    /// A key's hash to the start of its entry.
+    by_hash: HashMap<u64, usize>,
+    /// Keys whose hash another key has, to the start of their entries.
+    collided: HashMap<String, usize>,
+    hasher: FastHashBuilder,
+}
+
+impl Positions {
+    /// The value offset of `key`'s entry; `bytes_at(offset, len)` reads the file.
+    fn get<'a>(
+        &self,
+        key: &str,
+        bytes_at: impl Fn(usize, usize) -> Option<&'a [u8]>,
+    ) -> Option<usize> {
+        let start = match self.by_hash.get(&self.hasher.hash_one(key)) {
+            Some(&start) if holds(&bytes_at, start, key) => start,
+            _ => *self.collided.get(key)?,
+        };
+        Some(start + 4 + padded_len(key.len()))
+    }
+
+    /// Records that `key`'s entry starts at `start`.
+    fn insert<'a>(
+        &mut self,
+        key: &str,
+        start: usize,
+        bytes_at: impl Fn(usize, usize) -> Option<&'a [u8]>,
+    ) {
+        let hash = self.hasher.hash_one(key);
+        match self.by_hash.get(&hash) {
+            Some(&other) if !holds(&bytes_at, other, key) => {
+                self.collided.insert(key.to_string(), start);
+            }
+            _ => {
+                self.by_hash.insert(hash, start);
+            }
+        }
+    }
+}
+
+/// Whether the entry at `start` is `key`'s: its length and its key bytes.
+fn holds<'a>(
+    bytes_at: &impl Fn(usize, usize) -> Option<&'a [u8]>,
+    start: usize,
+    key: &str,
+) -> bool {
+    let Ok(len) = i32::try_from(key.len()) else {
+        return false;
+    };
+    bytes_at(start, 4 + key.len())
+        .is_some_and(|bytes| bytes[..4] == len.to_le_bytes() && &bytes[4..] == key.as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A file of two entries, `a` at 8 and `bb` at 32, as bytes.
+    fn file() -> Vec<u8> {
+        let mut bytes = vec![0; HEADER];
+        encode_entry("a", 0.0, 0.0, &mut bytes);
+        encode_entry("bb", 0.0, 0.0, &mut bytes);
+        bytes
+    }
+
+    #[test]
+    fn a_key_is_found_by_its_hash_and_confirmed_in_the_file() {
+        let bytes = file();
+        let at = |at: usize, len: usize| bytes.get(at..at + len);
+        let mut positions = Positions::default();
+        positions.insert("a", 8, at);
+        positions.insert("bb", 32, at);
+        assert_eq!(positions.get("a", at), Some(8 + 4 + padded_len(1)));
+        assert_eq!(positions.get("bb", at), Some(32 + 4 + padded_len(2)));
+        assert_eq!(positions.get("c", at), None);
+    }
+
+    #[test]
+    fn a_key_whose_hash_another_key_has_is_kept_by_itself() {
+        let bytes = file();
+        let at = |at: usize, len: usize| bytes.get(at..at + len);
+        let mut positions = Positions::default();
+        positions.insert("a", 8, at);
+        // As if `bb` hashed as `a` does.
+        let taken = positions.hasher.hash_one("bb");
+        positions.by_hash.insert(taken, 8);
+        positions.insert("bb", 32, at);
+        assert_eq!(positions.collided.len(), 1);
+        assert_eq!(positions.get("bb", at), Some(32 + 4 + padded_len(2)));
+        assert_eq!(positions.get("a", at), Some(8 + 4 + padded_len(1)));
     }
 }
