@@ -28,7 +28,6 @@
 //! fold (or a new process of their pid) removes them.
 
 use std::collections::{HashMap, HashSet};
-use std::fs::File;
 use std::io;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -41,7 +40,7 @@ use crate::storage::files::key;
 use crate::storage::files::naming::{lock_file_name, lock_file_owner};
 use crate::storage::files::open::open_regular;
 use crate::storage::files::reason::{Reason, Tally};
-use crate::storage::files::{hold_if_exited, is_alive, FileKind, GaugeMode};
+use crate::storage::files::{hold_if_exited, is_alive, FileKind, GaugeMode, HeldLock};
 
 /// Whether the files of exited processes are folded into the archive.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -215,7 +214,7 @@ fn fold(
     // before and after a fold.
     named.sort_by(|a, b| a.name.cmp(&b.name));
     // Which processes are gone, each held so that no process of its pid starts meanwhile.
-    let mut exited: HashMap<String, Option<File>> = HashMap::new();
+    let mut exited: HashMap<String, Option<HeldLock>> = HashMap::new();
     for file in &named {
         if file.owner == ARCHIVE || exited.contains_key(&file.owner) {
             continue;

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use super::format::{encode_entry, entries_end, parse_entries, used_of, value_at, HEADER};
-use super::map::try_lock_exclusive;
+use super::map::{try_lock_exclusive, HeldLock};
 use super::naming::FileKind;
 use super::open::{create_new, open_or_create, open_regular};
 
@@ -178,9 +178,9 @@ pub(crate) fn replace(dir: &Path, kind: FileKind, bytes: &[u8], mode: u32) -> io
 
 /// The lock that lets one fold run at a time in `dir`, once taken; `None` while
 /// another holds it.
-pub(crate) fn try_fold_lock(dir: &Path, mode: u32) -> io::Result<Option<File>> {
-    let lock = open_or_create(&dir.join(FOLD_LOCK), mode)?;
-    Ok(try_lock_exclusive(&lock)?.then_some(lock))
+pub(crate) fn try_fold_lock(dir: &Path, mode: u32) -> io::Result<Option<HeldLock>> {
+    let lock = HeldLock::new(open_or_create(&dir.join(FOLD_LOCK), mode)?);
+    Ok(try_lock_exclusive(lock.file())?.then_some(lock))
 }
 
 /// Called by a process that has just taken the lock of `pid`: a fold that was killed

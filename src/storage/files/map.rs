@@ -23,8 +23,60 @@ static FORK_GENERATION: AtomicU64 = AtomicU64::new(0);
 static FORK_HANDLER: Once = Once::new();
 
 extern "C" fn after_fork_in_child() {
-    // Async-signal-safe: one atomic add.
+    // Async-signal-safe: one atomic add, and `close` of the descriptors in `HELD`.
     FORK_GENERATION.fetch_add(1, Ordering::Relaxed);
+    for slot in &HELD {
+        let fd = slot.swap(-1, Ordering::Relaxed);
+        if fd >= 0 {
+            // SAFETY: `fd` is this child's copy of a descriptor the parent registered
+            // in `HELD` and had not let go of when it forked; nothing in the child
+            // owns it (the thread that did was not copied), so closing it here is the
+            // only use it gets.
+            unsafe { libc::close(fd) };
+        }
+    }
+}
+
+/// Slots for the descriptors of [`HeldLock`]s: more than a fold holds at once.
+const HELD_SLOTS: usize = 96;
+/// Descriptors of open [`HeldLock`]s, `-1` in free slots.
+static HELD: [AtomicI32; HELD_SLOTS] = [const { AtomicI32::new(-1) }; HELD_SLOTS];
+
+/// An open file whose lock (`flock`, or an open file description lock) belongs to this
+/// process alone. Such a lock lasts while any descriptor of the open file does, and a
+/// forked child gets copies of every descriptor: a child forked while a fold holds
+/// locks would hold them for as long as it lives. So a child closes its copies at once
+/// (see `after_fork_in_child`), and the lock goes when this process lets go.
+#[derive(Debug)]
+pub(crate) struct HeldLock {
+    file: File,
+    slot: Option<usize>,
+}
+
+impl HeldLock {
+    pub(crate) fn new(file: File) -> Self {
+        watch_forks();
+        let fd = file.as_raw_fd();
+        let slot = HELD.iter().position(|slot| {
+            slot.compare_exchange(-1, fd, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        });
+        Self { file, slot }
+    }
+
+    pub(crate) fn file(&self) -> &File {
+        &self.file
+    }
+}
+
+impl Drop for HeldLock {
+    fn drop(&mut self) {
+        // The slot is freed before the file closes, so a child never closes a number
+        // this process has meanwhile given to another file.
+        if let Some(slot) = self.slot {
+            HELD[slot].store(-1, Ordering::Relaxed);
+        }
+    }
 }
 
 /// Makes [`fork_generation`] change in every child forked from now on.
@@ -275,5 +327,70 @@ impl SlotRef {
         self.value.store(slot.value.as_ptr(), Ordering::Release);
         held.push(slot);
         self.generation.store(generation, Ordering::Release);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_child_forked_while_a_lock_is_held_does_not_keep_it() {
+        let path =
+            std::env::temp_dir().join(format!("tower-prometheus-held-{}", std::process::id()));
+        let open = || {
+            std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(&path)
+                .unwrap()
+        };
+        let held = HeldLock::new(open());
+        assert!(try_lock_exclusive(held.file()).unwrap());
+        // `wake` tells the child to exit; `ready` tells this process the child runs.
+        let (mut wake, mut ready) = ([0; 2], [0; 2]);
+        // SAFETY: each array has room for the two descriptors `pipe(2)` writes.
+        assert_eq!(unsafe { libc::pipe(wake.as_mut_ptr()) }, 0);
+        // SAFETY: as above.
+        assert_eq!(unsafe { libc::pipe(ready.as_mut_ptr()) }, 0);
+        // SAFETY: the child only calls `write`, `read` and `_exit`, async-signal-safe.
+        let child = unsafe { libc::fork() };
+        if child == 0 {
+            let mut byte = 0u8;
+            // SAFETY: one byte from and into valid buffers; the child lives until the
+            // parent wakes it, holding whatever descriptors it kept.
+            unsafe {
+                libc::write(ready[1], [1u8].as_ptr().cast(), 1);
+                libc::read(wake[0], (&raw mut byte).cast(), 1);
+                libc::_exit(0);
+            }
+        }
+        assert!(child > 0);
+        let mut byte = 0u8;
+        // SAFETY: one byte into a valid buffer: the child is past `fork`.
+        assert_eq!(
+            unsafe { libc::read(ready[0], (&raw mut byte).cast(), 1) },
+            1
+        );
+        // The child lives on; this process lets go of the lock.
+        drop(held);
+        let again = open();
+        let free = try_lock_exclusive(&again).unwrap();
+        // SAFETY: wakes the child (one byte from a valid buffer), reaps it, and closes
+        // the pipes' descriptors, which nothing else uses.
+        unsafe {
+            libc::write(wake[1], [1u8].as_ptr().cast(), 1);
+            libc::waitpid(child, std::ptr::null_mut(), 0);
+            for fd in [wake[0], wake[1], ready[0], ready[1]] {
+                libc::close(fd);
+            }
+        }
+        let _ = std::fs::remove_file(&path);
+        assert!(
+            free,
+            "the child kept the lock after this process let go of it"
+        );
     }
 }

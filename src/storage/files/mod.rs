@@ -17,6 +17,7 @@ mod store;
 mod writer;
 
 pub use error::{FileError, MultiprocessError};
+pub(crate) use map::HeldLock;
 pub(crate) use naming::FileKind;
 pub use naming::GaugeMode;
 pub(crate) use store::{hold_if_exited, is_alive, MappedValue, ProcessStore};

@@ -450,15 +450,15 @@ pub(crate) fn is_alive(dir: &Path, pid: u32, path: &Path, own_pid: u32) -> bool 
 /// this crate has exited, and no process of its pid can take the lock (and so start
 /// writing its files) while it is held. `None` also where such locks do not exist
 /// (systems other than Linux).
-pub(crate) fn hold_if_exited(dir: &Path, pid: u32) -> io::Result<Option<File>> {
+pub(crate) fn hold_if_exited(dir: &Path, pid: u32) -> io::Result<Option<map::HeldLock>> {
     #[cfg(target_os = "linux")]
     {
         let lock = match open_regular(&dir.join(lock_file_name(pid)), true) {
-            Ok(lock) => lock,
+            Ok(lock) => map::HeldLock::new(lock),
             Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(error) => return Err(error),
         };
-        Ok(map::try_hold(&lock)?.then_some(lock))
+        Ok(map::try_hold(lock.file())?.then_some(lock))
     }
     #[cfg(not(target_os = "linux"))]
     {
