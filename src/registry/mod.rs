@@ -30,7 +30,8 @@
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let registry = MetricsRegistry::new();
 //! registry.provider("orders_placed", "Orders placed.", Counter::default)?;
-//! registry.provider("queue_depth", "Jobs waiting.", Gauge::default)?;
+//! // Set by a collector: `collected_provider` keeps it out of the multi-process files.
+//! registry.collected_provider("queue_depth", "Jobs waiting.", Gauge::default)?;
 //! registry.collector("queue", |registry| {
 //!     registry.get::<Gauge>("queue_depth")?.set(3);
 //!     Ok(())
@@ -65,7 +66,7 @@ use crate::names::is_metric_name;
 use crate::process::ProcessCollector;
 use crate::storage::files::ProcessStore;
 pub(crate) use collector::Collectors;
-use collector::{Collector, CollectorErrors, COLLECTOR_ERRORS};
+use collector::{running_collector, Collector, CollectorErrors, COLLECTOR_ERRORS};
 pub use collector::{CollectorError, CollectorResult};
 pub use error::RegistryError;
 use include::Declared;
@@ -487,13 +488,18 @@ impl MetricsRegistry {
             State::Failed(error) => return Err(RegistryError::InitFailed(Box::new(error.clone()))),
         };
         match initialized.read().metrics.get(name) {
-            Some(stored) => stored
-                .downcast::<M>()
-                .ok_or_else(|| RegistryError::WrongType {
-                    name: name.into(),
-                    requested: public_type_name(std::any::type_name::<M>()),
-                    actual: public_type_name(stored.type_name()),
-                }),
+            Some(stored) => {
+                if let Some(collector) = running_collector() {
+                    stored.check_collected(name, &collector);
+                }
+                stored
+                    .downcast::<M>()
+                    .ok_or_else(|| RegistryError::WrongType {
+                        name: name.into(),
+                        requested: public_type_name(std::any::type_name::<M>()),
+                        actual: public_type_name(stored.type_name()),
+                    })
+            }
             None if initialized.collector_names.iter().any(|c| c == name) => {
                 Err(RegistryError::WrongType {
                     name: name.into(),

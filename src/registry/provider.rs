@@ -2,6 +2,7 @@
 
 use std::any::Any;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use prometheus_client::metrics::MetricType;
@@ -118,6 +119,7 @@ impl Provider {
             unit: self.unit,
             metric,
             in_files,
+            warned: AtomicBool::new(false),
         })
     }
 }
@@ -174,9 +176,28 @@ pub(crate) struct BuiltMetric {
     /// Whether the values live in the multi-process files, which the aggregator
     /// encodes, rather than in this process alone.
     in_files: bool,
+    /// Whether a collector's use of it was warned about already.
+    warned: AtomicBool,
 }
 
 impl BuiltMetric {
+    /// Warns, once, when `collector` asks for this metric while it is a gauge of the
+    /// multi-process files: set on every scrape of one process, it leaves a series per
+    /// process in the files (kept after the process exits).
+    pub(crate) fn check_collected(&self, name: &str, collector: &str) {
+        let files_gauge = self.in_files && self.metric.metric_type() == MetricType::Gauge;
+        if files_gauge && !self.warned.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                target: LOG_TARGET,
+                metric = name,
+                collector,
+                "a collector sets a gauge of the multi-process files, which keeps one series \
+                 per process, also after it exits: declare it with `collected_provider` to \
+                 keep it in the process whose scrape runs the collector"
+            );
+        }
+    }
+
     /// The family name as it appears in the exposition.
     pub(crate) fn exposition_name(&self) -> String {
         let mut exposed = self.base.clone();
