@@ -21,8 +21,9 @@ async fn main() -> Result<(), Box<dyn Error>> {
     let registry = MetricsRegistry::new();
     // A business counter: declared now, built when the layer is built.
     registry.provider("user_pages_served", "User pages served.", Counter::default)?;
-    // A gauge that mirrors outside state, refreshed by a collector on every scrape.
-    registry.provider("jobs_queued", "Jobs waiting in the queue.", Gauge::default)?;
+    // A gauge that mirrors outside state, refreshed by a collector on every scrape;
+    // `collected_provider` keeps it out of the multi-process files.
+    registry.collected_provider("jobs_queued", "Jobs waiting in the queue.", Gauge::default)?;
     let queue = Arc::new(AtomicI64::new(0));
     let queue_for_collector = Arc::clone(&queue);
     registry.collector("job_queue", move |registry| {

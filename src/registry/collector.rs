@@ -2,6 +2,7 @@
 //! mirror outside state up to date.
 
 use std::any::Any;
+use std::cell::RefCell;
 use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::Pin;
@@ -16,6 +17,30 @@ use prometheus_client::encoding::{EncodeLabelSet, LabelSetEncoder};
 use super::provider::panic_message;
 use super::{MetricsRegistry, LOG_TARGET};
 use crate::metrics::{Counter, Family};
+
+thread_local! {
+    /// The collector running on this thread, so that `get` can warn when it asks for
+    /// a gauge of the multi-process files.
+    static RUNNING: RefCell<Option<Arc<str>>> = const { RefCell::new(None) };
+}
+
+/// Runs `run` as the collector `name` on this thread.
+fn as_collector<R>(name: &Arc<str>, run: impl FnOnce() -> R) -> R {
+    /// Puts back the outer value when `run` returns or panics.
+    struct Restore(Option<Arc<str>>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            RUNNING.with(|running| *running.borrow_mut() = self.0.take());
+        }
+    }
+    let _restore = Restore(RUNNING.with(|running| running.replace(Some(Arc::clone(name)))));
+    run()
+}
+
+/// The collector running on this thread, if any.
+pub(crate) fn running_collector() -> Option<Arc<str>> {
+    RUNNING.with(|running| running.borrow().clone())
+}
 
 /// The error a collector may return; any error type converts into it with `?`.
 pub type CollectorError = Box<dyn std::error::Error + Send + Sync>;
@@ -136,14 +161,28 @@ impl Collectors {
         for entry in &self.sync {
             let outcome = match timeout {
                 Some(timeout) => entry.run_blocking(registry, timeout).await,
-                None => finished(catch_unwind(AssertUnwindSafe(|| (entry.collect)(registry)))),
+                None => finished(catch_unwind(AssertUnwindSafe(|| {
+                    as_collector(&entry.name, || (entry.collect)(registry))
+                }))),
             };
             self.record(&entry.name, outcome, &mut failures);
         }
         for (name, collect) in &self.asynchronous {
-            let future = catch_unwind(AssertUnwindSafe(|| collect(registry.clone())));
+            let future = catch_unwind(AssertUnwindSafe(|| {
+                as_collector(name, || collect(registry.clone()))
+            }));
             let outcome = match future {
-                Ok(future) => with_timeout(CatchUnwind { inner: future }, timeout).await,
+                Ok(future) => {
+                    let name = Arc::clone(name);
+                    with_timeout(
+                        CatchUnwind {
+                            inner: future,
+                            name,
+                        },
+                        timeout,
+                    )
+                    .await
+                }
                 Err(panic) => finished(Err(panic)),
             };
             self.record(name, outcome, &mut failures);
@@ -189,8 +228,11 @@ impl SyncEntry {
         let collect = Arc::clone(&self.collect);
         let registry = registry.clone();
         let running = Arc::clone(&self.running);
+        let name = Arc::clone(&self.name);
         let handle = tokio::task::spawn_blocking(move || {
-            let result = catch_unwind(AssertUnwindSafe(|| collect(&registry)));
+            let result = catch_unwind(AssertUnwindSafe(|| {
+                as_collector(&name, || collect(&registry))
+            }));
             running.store(false, Ordering::Release);
             result
         });
@@ -293,6 +335,7 @@ pin_project! {
     struct CatchUnwind<F> {
         #[pin]
         inner: F,
+        name: Arc<str>,
     }
 }
 
@@ -300,8 +343,9 @@ impl<F: Future<Output = CollectorResult>> Future for CatchUnwind<F> {
     type Output = Outcome;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let inner = self.project().inner;
-        match catch_unwind(AssertUnwindSafe(|| inner.poll(cx))) {
+        let this = self.project();
+        let (inner, name) = (this.inner, this.name);
+        match catch_unwind(AssertUnwindSafe(|| as_collector(name, || inner.poll(cx)))) {
             Ok(Poll::Ready(result)) => Poll::Ready(finished(Ok(result))),
             Ok(Poll::Pending) => Poll::Pending,
             Err(panic) => Poll::Ready(finished(Err(panic))),

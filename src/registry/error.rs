@@ -12,7 +12,10 @@ pub enum RegistryError {
     /// `get` before the registry was initialised (providers run when a
     /// [`MetricsLayer`](crate::MetricsLayer) or [`MetricsEndpoint`](crate::MetricsEndpoint)
     /// is built).
-    #[error("metric `{name}` is not initialized yet: providers run when the metrics layer or endpoint is built")]
+    #[error(
+        "metric `{name}` is not initialized yet: providers run when a metrics layer or endpoint \
+         is built on this registry or on one that includes it"
+    )]
     NotInitialized {
         /// The name asked for.
         name: String,
@@ -40,6 +43,27 @@ pub enum RegistryError {
         /// The name declared twice.
         name: String,
     },
+    /// Two registries being merged declare names that could put the same name on the
+    /// wire, such as `jobs` (a counter exposes `jobs_total`) and `jobs_total`, or `x`
+    /// and `x_count` (a histogram `x` exposes `x_count`).
+    #[error(
+        "`{name}` of {registry} and `{other}` of {other_registry} could both expose `{exposed}` \
+         (a counter adds `_total` and `_created`, a histogram `_bucket`, `_count` and `_sum`, \
+         an info `_info`): rename one of them"
+    )]
+    NameCollision {
+        /// The name declared first, in the including registry (or one it includes).
+        name: String,
+        /// The registry declaring `name`: its [name](crate::MetricsRegistry::named),
+        /// or `the including registry`.
+        registry: String,
+        /// The name declared in the included registry (or one it includes).
+        other: String,
+        /// The registry declaring `other`: its name, or `the included registry`.
+        other_registry: String,
+        /// The name both could expose.
+        exposed: String,
+    },
     /// The name does not match `[a-zA-Z_:][a-zA-Z0-9_:]*`.
     #[error("invalid metric name `{name}`: a name is a letter, `_` or `:` followed by letters, digits, `_` or `:`")]
     InvalidName {
@@ -60,8 +84,9 @@ pub enum RegistryError {
         /// The panic's message.
         message: String,
     },
-    /// `include_registry` of a registry into itself, into one it already includes,
-    /// of one already included elsewhere, or of one already initialised.
+    /// `include_registry` of a registry into itself or into one it includes, of one
+    /// already included there, into a registry already initialised, or the build of a
+    /// registry including one whose metrics keep their values elsewhere.
     #[error("cannot include the registry declaring {names}: {reason}")]
     CannotInclude {
         /// Names declared by the registry being included.

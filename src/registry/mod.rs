@@ -30,7 +30,8 @@
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let registry = MetricsRegistry::new();
 //! registry.provider("orders_placed", "Orders placed.", Counter::default)?;
-//! registry.provider("queue_depth", "Jobs waiting.", Gauge::default)?;
+//! // Set by a collector: `collected_provider` keeps it out of the multi-process files.
+//! registry.collected_provider("queue_depth", "Jobs waiting.", Gauge::default)?;
 //! registry.collector("queue", |registry| {
 //!     registry.get::<Gauge>("queue_depth")?.set(3);
 //!     Ok(())
@@ -48,6 +49,7 @@
 
 mod collector;
 mod error;
+mod include;
 mod provider;
 
 use std::collections::{HashMap, HashSet};
@@ -64,11 +66,12 @@ use crate::names::is_metric_name;
 use crate::process::ProcessCollector;
 use crate::storage::files::ProcessStore;
 pub(crate) use collector::Collectors;
-use collector::{Collector, CollectorErrors, COLLECTOR_ERRORS};
+use collector::{running_collector, Collector, CollectorErrors, COLLECTOR_ERRORS};
 pub use collector::{CollectorError, CollectorResult};
 pub use error::RegistryError;
+use include::Declared;
+use provider::BuiltMetric;
 pub(crate) use provider::Provider;
-use provider::StoredMetric;
 
 /// The `tracing` target of the registry's events (see the README's logging section).
 pub(crate) const LOG_TARGET: &str = "tower_prometheus::registry";
@@ -81,6 +84,8 @@ pub(crate) const LOG_TARGET: &str = "tower_prometheus::registry";
 pub struct MetricsRegistry {
     shared: Arc<Mutex<State>>,
     settings: Arc<Mutex<Settings>>,
+    /// What errors call this registry (see [`named`](Self::named)).
+    name: Option<Arc<str>>,
 }
 
 /// Choices made before initialisation, that take effect at it.
@@ -104,10 +109,8 @@ impl Default for Settings {
 }
 
 enum State {
-    Declaring(Vec<Declaration>),
+    Declaring(Vec<Entry>),
     Initialized(Arc<Initialized>),
-    /// Merged into another registry, which now holds the declarations.
-    Included(MetricsRegistry),
     Failed(RegistryError),
 }
 
@@ -115,6 +118,13 @@ impl Default for State {
     fn default() -> Self {
         State::Declaring(Vec::new())
     }
+}
+
+/// One entry of a registry being declared, in declaration order.
+enum Entry {
+    Declared(Declaration),
+    /// A registry included at this point by [`MetricsRegistry::include_registry`].
+    Included(MetricsRegistry),
 }
 
 struct Declaration {
@@ -134,12 +144,23 @@ pub(crate) struct Initialized {
     store: Option<Arc<ProcessStore>>,
     collector_names: Vec<String>,
     collectors: Collectors,
+    /// What every registry that includes this one takes, in declaration order: the
+    /// declared metrics (the same handles, so their values are shared) and collectors,
+    /// with those of the registries this one includes.
+    shared: Vec<(String, Shared)>,
+}
+
+/// A declared metric or collector of an initialised registry.
+#[derive(Clone)]
+enum Shared {
+    Metric(Arc<BuiltMetric>),
+    Collector(Collector),
 }
 
 /// The metrics of an initialised registry; providers of a layer built later add theirs.
 struct Registered {
     registry: Registry,
-    metrics: HashMap<String, StoredMetric>,
+    metrics: HashMap<String, Arc<BuiltMetric>>,
     /// Family names as exposed, which must not clash.
     exposed: HashSet<String>,
 }
@@ -151,9 +172,15 @@ impl Registered {
         name: String,
         provider: Provider,
         store: Option<&Arc<ProcessStore>>,
-    ) -> Result<(), RegistryError> {
-        let built = provider.build(&name, store)?;
-        let exposition_name = built.exposition_name();
+    ) -> Result<Arc<BuiltMetric>, RegistryError> {
+        let built = Arc::new(provider.build(&name, store)?);
+        self.insert(name, Arc::clone(&built))?;
+        Ok(built)
+    }
+
+    /// Registers `metric`, built here or by an included registry, under `name`.
+    fn insert(&mut self, name: String, metric: Arc<BuiltMetric>) -> Result<(), RegistryError> {
+        let exposition_name = metric.exposition_name();
         if self.exposed.contains(&exposition_name) {
             return Err(RegistryError::Duplicate {
                 name: exposition_name,
@@ -162,9 +189,9 @@ impl Registered {
         if self.metrics.contains_key(&name) {
             return Err(RegistryError::Duplicate { name });
         }
-        let stored = built.register(&mut self.registry);
+        metric.register(&mut self.registry);
         self.exposed.insert(exposition_name);
-        self.metrics.insert(name, stored);
+        self.metrics.insert(name, metric);
         Ok(())
     }
 }
@@ -205,7 +232,30 @@ impl Initialized {
         if registered.metrics.contains_key(name) {
             return Ok(());
         }
-        registered.add(name.to_string(), provider, self.store.as_ref())
+        registered
+            .add(name.to_string(), provider, self.store.as_ref())
+            .map(drop)
+    }
+
+    /// Checks that a registry including this one, whose values go to `store`, can share
+    /// this one's metrics: their values stay where they were first put.
+    fn check_store(&self, store: Option<&Arc<ProcessStore>>) -> Result<(), RegistryError> {
+        let same = match (&self.store, store) {
+            (None, None) => true,
+            (Some(ours), Some(theirs)) => Arc::ptr_eq(ours, theirs),
+            _ => false,
+        };
+        if same {
+            return Ok(());
+        }
+        let names: Vec<_> = self.shared.iter().map(|(name, _)| name.as_str()).collect();
+        Err(RegistryError::CannotInclude {
+            names: list_names(names),
+            reason: "its metrics were made for a registry that keeps values elsewhere (in this \
+                     process only, or in another multi-process directory), and values cannot \
+                     move: build every registry that includes it with the same multi-process \
+                     setting, or run the other setting's tests in a process of their own",
+        })
     }
 }
 
@@ -213,6 +263,16 @@ impl MetricsRegistry {
     /// An empty registry.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// An empty registry that errors call `name`, such as the module declaring it
+    /// (`MetricsRegistry::named(module_path!())`), so that a name two included
+    /// registries both claim is reported with the registry of each.
+    pub fn named(name: impl Into<String>) -> Self {
+        Self {
+            name: Some(name.into().into()),
+            ..Self::default()
+        }
     }
 
     /// Declares a metric under `name`, built by `provide` when the registry is
@@ -314,62 +374,99 @@ impl MetricsRegistry {
         })
     }
 
-    /// Moves the declarations of `other` into this registry, after this one's. A name
-    /// both declare is an error that names it, and then nothing is moved. Afterwards
-    /// `other` forwards to this registry: its [`get`](Self::get) works once this one is
-    /// initialised, and what is declared on it lands here.
+    /// Includes `other`, a registry declared elsewhere (a module's), at this point of
+    /// this registry's declarations. When this registry is initialised, it initialises
+    /// `other` (once: later includers share it) and takes its metrics and collectors:
+    /// the same handles, so every registry that includes `other` records into and
+    /// serves the same values, and [`get`](Self::get) on `other` returns them.
+    ///
+    /// `other` may be included into any number of registries, already initialised or
+    /// not, which is how a `static` module registry serves every application a test
+    /// suite builds (see the README's *Module registries*). Its metrics keep their
+    /// values where the first registry that initialised it put them, so every registry
+    /// that includes it must use the same multi-process setting. What is declared on
+    /// `other` before it is initialised counts; its own settings do not (the including
+    /// registry's apply).
+    ///
+    /// Refused, with nothing changed: a name both declare ([`RegistryError::Duplicate`]),
+    /// two names that could expose the same name on the wire, such as `jobs` and
+    /// `jobs_total` ([`RegistryError::NameCollision`]), including a registry into
+    /// itself or into one it includes, including it twice, and including into a
+    /// registry already initialised.
     pub fn include_registry(&self, other: &MetricsRegistry) -> Result<(), RegistryError> {
-        let target = self.root();
-        let source = other.root();
-        if Arc::ptr_eq(&target.shared, &source.shared) {
-            return Err(RegistryError::CannotInclude {
-                names: source.describe_names(),
-                reason: "it is this registry or is already included in it",
-            });
-        }
-        // Lock in address order so two opposite includes cannot deadlock.
-        let (mut target_state, mut source_state) =
-            if Arc::as_ptr(&target.shared) < Arc::as_ptr(&source.shared) {
-                let t = lock(&target.shared);
-                (t, lock(&source.shared))
-            } else {
-                let s = lock(&source.shared);
-                (lock(&target.shared), s)
-            };
-        let State::Declaring(incoming) = &mut *source_state else {
-            return Err(RegistryError::CannotInclude {
-                names: other.describe_names(),
-                reason: "it is already initialized",
-            });
+        // Includes change the graph of registries one at a time, so the check for a
+        // cycle sees a graph that no other include is changing.
+        static INCLUDING: Mutex<()> = Mutex::new(());
+        let _including = INCLUDING.lock().unwrap_or_else(PoisonError::into_inner);
+        let refuse = |reason| RegistryError::CannotInclude {
+            names: other.describe_names(),
+            reason,
         };
-        let existing = match &mut *target_state {
-            State::Declaring(existing) => existing,
+        if other.includes(self) {
+            return Err(refuse("it is this registry or includes it"));
+        }
+        if self.includes(other) {
+            return Err(refuse("it is already included in this registry"));
+        }
+        let incoming = other.declared();
+        let mut state = lock(&self.shared);
+        let entries = match &mut *state {
+            State::Declaring(entries) => entries,
             State::Initialized(_) => {
-                return Err(RegistryError::CannotInclude {
-                    names: names_of(incoming),
-                    reason: "the including registry is already initialized",
-                })
+                return Err(refuse("the including registry is already initialized"))
             }
             State::Failed(error) => return Err(RegistryError::InitFailed(Box::new(error.clone()))),
-            // Included elsewhere between finding it and locking it.
-            State::Included(_) => {
-                return Err(RegistryError::CannotInclude {
-                    names: names_of(incoming),
-                    reason: "the including registry was itself just included elsewhere; try again",
-                })
-            }
         };
-        if let Some(clash) = incoming
-            .iter()
-            .find(|d| existing.iter().any(|e| e.name == d.name))
-        {
-            return Err(RegistryError::Duplicate {
-                name: clash.name.clone(),
-            });
-        }
-        existing.append(incoming);
-        *source_state = State::Included(target.clone());
+        let existing = self.declared_in(entries);
+        include::check(&existing, &incoming)?;
+        entries.push(Entry::Included(other.clone()));
         Ok(())
+    }
+
+    /// Whether `other` is this registry or one it includes, directly or not. An
+    /// initialised registry's includes are initialised too, so only registries still
+    /// being declared can lead back to one being declared.
+    fn includes(&self, other: &MetricsRegistry) -> bool {
+        if Arc::ptr_eq(&self.shared, &other.shared) {
+            return true;
+        }
+        let included: Vec<MetricsRegistry> = match &*lock(&self.shared) {
+            State::Declaring(entries) => entries
+                .iter()
+                .filter_map(|entry| match entry {
+                    Entry::Included(registry) => Some(registry.clone()),
+                    Entry::Declared(_) => None,
+                })
+                .collect(),
+            State::Initialized(_) | State::Failed(_) => Vec::new(),
+        };
+        included.iter().any(|registry| registry.includes(other))
+    }
+
+    /// The names this registry and those it includes declare, each with its registry.
+    fn declared(&self) -> Vec<Declared> {
+        match &*lock(&self.shared) {
+            State::Declaring(entries) => self.declared_in(entries),
+            State::Initialized(initialized) => initialized
+                .shared
+                .iter()
+                .map(|(name, _)| Declared::new(name, self))
+                .collect(),
+            State::Failed(_) => Vec::new(),
+        }
+    }
+
+    fn declared_in(&self, entries: &[Entry]) -> Vec<Declared> {
+        let mut declared = Vec::new();
+        for entry in entries {
+            match entry {
+                Entry::Declared(declaration) => {
+                    declared.push(Declared::new(&declaration.name, self))
+                }
+                Entry::Included(registry) => declared.extend(registry.declared()),
+            }
+        }
+        declared
     }
 
     /// The metric `name` as type `M`: the same handle the layer records into.
@@ -382,31 +479,34 @@ impl MetricsRegistry {
     /// assert!(matches!(registry.get::<Counter>("nope"), Err(RegistryError::Unknown { .. })));
     /// ```
     pub fn get<M: Clone + 'static>(&self, name: &str) -> Result<M, RegistryError> {
-        self.with_root(|_, state| Self::get_from(state, name))
+        Self::get_from(&lock(&self.shared), name)
     }
 
     fn get_from<M: Clone + 'static>(state: &State, name: &str) -> Result<M, RegistryError> {
         let initialized = match state {
             State::Initialized(initialized) => initialized,
-            State::Declaring(declarations) => {
-                return Err(if declarations.iter().any(|d| d.name == name) {
+            State::Declaring(entries) => {
+                return Err(if Self::names_in(entries, None).iter().any(|n| n == name) {
                     RegistryError::NotInitialized { name: name.into() }
                 } else {
                     RegistryError::Unknown { name: name.into() }
                 })
             }
             State::Failed(error) => return Err(RegistryError::InitFailed(Box::new(error.clone()))),
-            // `with_root` never passes an included registry's state.
-            State::Included(_) => return Err(RegistryError::Unknown { name: name.into() }),
         };
         match initialized.read().metrics.get(name) {
-            Some(stored) => stored
-                .downcast::<M>()
-                .ok_or_else(|| RegistryError::WrongType {
-                    name: name.into(),
-                    requested: public_type_name(std::any::type_name::<M>()),
-                    actual: public_type_name(stored.type_name()),
-                }),
+            Some(stored) => {
+                if let Some(collector) = running_collector() {
+                    stored.check_collected(name, &collector);
+                }
+                stored
+                    .downcast::<M>()
+                    .ok_or_else(|| RegistryError::WrongType {
+                        name: name.into(),
+                        requested: public_type_name(std::any::type_name::<M>()),
+                        actual: public_type_name(stored.type_name()),
+                    })
+            }
             None if initialized.collector_names.iter().any(|c| c == name) => {
                 Err(RegistryError::WrongType {
                     name: name.into(),
@@ -501,17 +601,16 @@ impl MetricsRegistry {
         setting: &'static str,
         change: impl FnOnce(&mut Settings),
     ) -> Result<(), RegistryError> {
-        let root = self.root();
-        if root.is_initialized() {
+        if self.is_initialized() {
             return Err(RegistryError::SettingAfterInit { setting });
         }
-        change(&mut root.settings.lock().unwrap_or_else(PoisonError::into_inner));
+        change(&mut self.settings.lock().unwrap_or_else(PoisonError::into_inner));
         Ok(())
     }
 
     /// Whether the providers have run.
     pub fn is_initialized(&self) -> bool {
-        matches!(&*lock(&self.root().shared), State::Initialized(_))
+        matches!(&*lock(&self.shared), State::Initialized(_))
     }
 
     /// Declares a provider unless `name` is already declared; used for the layer's
@@ -540,36 +639,40 @@ impl MetricsRegistry {
         name: &str,
         provider: Provider,
     ) -> Result<(), RegistryError> {
-        self.with_root(|_, state| match state {
+        let mut state = lock(&self.shared);
+        match &mut *state {
             State::Initialized(initialized) => initialized.add_if_absent(name, provider),
-            _ => Self::declare_in(state, name.to_string(), |existing| {
+            state => Self::declare_in(state, name.to_string(), |existing| {
                 existing.unwrap_or(DeclarationKind::Provider(provider))
             }),
-        })
+        }
     }
 
     /// Runs the providers, once: later calls return the same result.
     pub(crate) fn init(&self) -> Result<Arc<Initialized>, RegistryError> {
-        self.with_root(Self::init_root)
+        self.initialize_once(Storage::Own)
     }
 
-    fn init_root(
-        root: &MetricsRegistry,
-        state: &mut State,
-    ) -> Result<Arc<Initialized>, RegistryError> {
-        let declarations = match &mut *state {
-            State::Initialized(initialized) => return Ok(Arc::clone(initialized)),
+    /// Runs the providers of this registry and of those it includes, once, with the
+    /// values going where `storage` says; later calls return the same result.
+    fn initialize_once(&self, storage: Storage<'_>) -> Result<Arc<Initialized>, RegistryError> {
+        let mut state = lock(&self.shared);
+        let entries = match &mut *state {
+            State::Initialized(initialized) => {
+                if let Storage::Including(store) = storage {
+                    initialized.check_store(store)?;
+                }
+                return Ok(Arc::clone(initialized));
+            }
             State::Failed(error) => return Err(RegistryError::InitFailed(Box::new(error.clone()))),
-            State::Declaring(declarations) => std::mem::take(declarations),
-            // `with_root` never passes an included registry's state.
-            State::Included(_) => Vec::new(),
+            State::Declaring(entries) => std::mem::take(entries),
         };
-        let settings = root
+        let settings = self
             .settings
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clone();
-        match initialize(declarations, settings) {
+        match initialize(entries, settings, storage) {
             Ok(initialized) => {
                 let initialized = Arc::new(initialized);
                 *state = State::Initialized(Arc::clone(&initialized));
@@ -582,35 +685,6 @@ impl MetricsRegistry {
         }
     }
 
-    /// Runs `f` on the registry that holds the declarations, with its state locked.
-    /// An include between finding that registry and locking it moves the
-    /// declarations on, so then it looks again.
-    fn with_root<R>(&self, f: impl FnOnce(&MetricsRegistry, &mut State) -> R) -> R {
-        loop {
-            let root = self.root();
-            let mut state = lock(&root.shared);
-            if !matches!(*state, State::Included(_)) {
-                return f(&root, &mut state);
-            }
-        }
-    }
-
-    /// The registry that holds the declarations: this one, or the one it was
-    /// included into.
-    fn root(&self) -> MetricsRegistry {
-        let mut current = self.clone();
-        loop {
-            let parent = match &*lock(&current.shared) {
-                State::Included(parent) => Some(parent.clone()),
-                _ => None,
-            };
-            match parent {
-                Some(parent) => current = parent,
-                None => return current,
-            }
-        }
-    }
-
     fn declare(
         &self,
         name: String,
@@ -619,7 +693,7 @@ impl MetricsRegistry {
         if !is_metric_name(&name) {
             return Err(RegistryError::InvalidName { name });
         }
-        self.with_root(|_, state| Self::declare_in(state, name, make))
+        Self::declare_in(&mut lock(&self.shared), name, make)
     }
 
     fn declare_in(
@@ -627,53 +701,77 @@ impl MetricsRegistry {
         name: String,
         make: impl FnOnce(Option<DeclarationKind>) -> DeclarationKind,
     ) -> Result<(), RegistryError> {
-        let declarations = match state {
-            State::Declaring(declarations) => declarations,
+        let entries = match state {
+            State::Declaring(entries) => entries,
             State::Initialized(_) => return Err(RegistryError::AlreadyInitialized { name }),
             State::Failed(error) => return Err(RegistryError::InitFailed(Box::new(error.clone()))),
-            // `with_root` never passes an included registry's state.
-            State::Included(_) => return Err(RegistryError::AlreadyInitialized { name }),
         };
-        match declarations.iter().position(|d| d.name == name) {
-            Some(index) => {
-                let previous = declarations.remove(index).kind;
-                let kind = make(Some(previous));
-                declarations.insert(index, Declaration { name, kind });
+        let position = entries
+            .iter()
+            .position(|entry| matches!(entry, Entry::Declared(d) if d.name == name));
+        match position.map(|index| (index, entries.remove(index))) {
+            Some((index, Entry::Declared(previous))) => {
+                let kind = make(Some(previous.kind));
+                entries.insert(index, Entry::Declared(Declaration { name, kind }));
             }
-            None => declarations.push(Declaration {
+            _ => entries.push(Entry::Declared(Declaration {
                 kind: make(None),
                 name,
-            }),
+            })),
         }
         Ok(())
     }
 
     fn names(&self, providers: bool) -> Vec<String> {
-        self.with_root(|_, state| Self::names_in(state, providers))
-    }
-
-    fn names_in(state: &State, providers: bool) -> Vec<String> {
-        match state {
-            State::Declaring(declarations) => declarations
-                .iter()
-                .filter(|d| matches!(d.kind, DeclarationKind::Provider(_)) == providers)
-                .map(|d| d.name.clone())
-                .collect(),
+        match &*lock(&self.shared) {
+            State::Declaring(entries) => Self::names_in(entries, Some(providers)),
             State::Initialized(initialized) if providers => {
                 let mut names: Vec<_> = initialized.read().metrics.keys().cloned().collect();
                 names.sort();
                 names
             }
             State::Initialized(initialized) => initialized.collector_names.clone(),
-            State::Failed(_) | State::Included(_) => Vec::new(),
+            State::Failed(_) => Vec::new(),
         }
     }
 
-    fn describe_names(&self) -> String {
-        match &*lock(&self.shared) {
-            State::Declaring(declarations) => names_of(declarations),
-            _ => "(no pending declarations)".into(),
+    /// The names declared in `entries` and in the registries they include, in order:
+    /// those of providers, of collectors, or (`None`) of both.
+    fn names_in(entries: &[Entry], providers: Option<bool>) -> Vec<String> {
+        let mut names = Vec::new();
+        for entry in entries {
+            match entry {
+                Entry::Declared(d) => {
+                    let is_provider = matches!(d.kind, DeclarationKind::Provider(_));
+                    if providers.is_none_or(|providers| providers == is_provider) {
+                        names.push(d.name.clone());
+                    }
+                }
+                Entry::Included(registry) => names.extend(match providers {
+                    Some(providers) => registry.names(providers),
+                    None => registry.declared().into_iter().map(|d| d.name).collect(),
+                }),
+            }
         }
+        names
+    }
+
+    fn describe_names(&self) -> String {
+        list_names(
+            self.declared()
+                .iter()
+                .map(|declared| declared.name.as_str()),
+        )
+    }
+}
+
+/// Names for an error message: each quoted, or `nothing`.
+fn list_names<'a>(names: impl IntoIterator<Item = &'a str>) -> String {
+    let names: Vec<_> = names.into_iter().map(|name| format!("`{name}`")).collect();
+    if names.is_empty() {
+        "nothing".into()
+    } else {
+        names.join(", ")
     }
 }
 
@@ -692,30 +790,30 @@ fn lock(shared: &Mutex<State>) -> MutexGuard<'_, State> {
     shared.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-fn names_of(declarations: &[Declaration]) -> String {
-    let names: Vec<_> = declarations
-        .iter()
-        .map(|d| format!("`{}`", d.name))
-        .collect();
-    if names.is_empty() {
-        "nothing".into()
-    } else {
-        names.join(", ")
-    }
+/// Where an initialisation puts the values of the metrics its providers build.
+enum Storage<'a> {
+    /// As the registry's own settings say.
+    Own,
+    /// Where the registry that includes it puts its own (`None`: in this process).
+    Including(Option<&'a Arc<ProcessStore>>),
 }
 
 fn initialize(
-    declarations: Vec<Declaration>,
+    entries: Vec<Entry>,
     settings: Settings,
+    storage: Storage<'_>,
 ) -> Result<Initialized, RegistryError> {
     let mut registry = Registry::default();
     if settings.process_metrics && cfg!(target_os = "linux") {
         registry.register_collector(Box::new(ProcessCollector));
     }
     registry.register_collector(Box::new(BuildInfoCollector::new(settings.service)));
-    let store = match settings.multiprocess.dir() {
-        Some(dir) => Some(multiprocess::start(&dir)?),
-        None => None,
+    let store = match storage {
+        Storage::Including(store) => store.cloned(),
+        Storage::Own => match settings.multiprocess.dir() {
+            Some(dir) => Some(multiprocess::start(&dir)?),
+            None => None,
+        },
     };
     if let Some(store) = &store {
         registry.register_collector(Box::new(Aggregator::new(
@@ -724,44 +822,69 @@ fn initialize(
         )));
     }
     let collector_errors = CollectorErrors::default();
-    let mut registered = Registered {
-        registry,
-        metrics: HashMap::new(),
-        exposed: HashSet::new(),
+    let mut initialized = Initialized {
+        registered: RwLock::new(Registered {
+            registry,
+            metrics: HashMap::new(),
+            exposed: HashSet::new(),
+        }),
+        store,
+        collector_names: Vec::new(),
+        collectors: Collectors::new(collector_errors.clone()),
+        shared: Vec::new(),
     };
-    let mut collector_names = Vec::new();
-    let mut collectors = Collectors::new(collector_errors.clone());
+    let registered = initialized
+        .registered
+        .get_mut()
+        .unwrap_or_else(PoisonError::into_inner);
 
-    // Collectors run in the scraped process, so their failures are counted there.
+    // Collectors run in the scraped process, so their failures are counted there; each
+    // registry counts those of the collectors it runs, so this is not shared.
     let internal = Provider::new(
         "Collector runs that failed, by collector and reason (error, panic or timeout).".into(),
         None,
         move || collector_errors,
     )
     .in_process();
-    let all = std::iter::once(Declaration {
-        name: COLLECTOR_ERRORS.into(),
-        kind: DeclarationKind::Provider(internal),
-    })
-    .chain(declarations);
+    registered.add(
+        COLLECTOR_ERRORS.into(),
+        internal,
+        initialized.store.as_ref(),
+    )?;
 
-    for Declaration { name, kind } in all {
-        match kind {
-            DeclarationKind::Provider(provider) => {
-                registered.add(name, provider, store.as_ref())?
+    for entry in entries {
+        let items = match entry {
+            Entry::Declared(Declaration { name, kind }) => {
+                let item = match kind {
+                    DeclarationKind::Provider(provider) => Shared::Metric(registered.add(
+                        name.clone(),
+                        provider,
+                        initialized.store.as_ref(),
+                    )?),
+                    DeclarationKind::Collector(collector) => Shared::Collector(collector),
+                };
+                vec![(name, item)]
             }
-            DeclarationKind::Collector(collector) => {
-                collectors.push(&name, collector);
-                collector_names.push(name);
+            Entry::Included(included) => {
+                let storage = Storage::Including(initialized.store.as_ref());
+                let included = included.initialize_once(storage)?;
+                for (name, item) in &included.shared {
+                    if let Shared::Metric(metric) = item {
+                        registered.insert(name.clone(), Arc::clone(metric))?;
+                    }
+                }
+                included.shared.clone()
             }
+        };
+        for (name, item) in items {
+            if let Shared::Collector(collector) = &item {
+                initialized.collectors.push(&name, collector.clone());
+                initialized.collector_names.push(name.clone());
+            }
+            initialized.shared.push((name, item));
         }
     }
-    Ok(Initialized {
-        registered: RwLock::new(registered),
-        store,
-        collector_names,
-        collectors,
-    })
+    Ok(initialized)
 }
 
 /// `type_name` with every path as users write it: this crate's private modules left

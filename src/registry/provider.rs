@@ -2,6 +2,7 @@
 
 use std::any::Any;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use prometheus_client::metrics::MetricType;
@@ -117,6 +118,7 @@ impl Provider {
             unit: self.unit,
             metric,
             in_files,
+            warned: AtomicBool::new(false),
         })
     }
 }
@@ -162,7 +164,8 @@ fn base_name(name: &str, metric_type: MetricType, unit: Option<&Unit>) -> String
     base.to_string()
 }
 
-/// A metric a provider built, before it is registered.
+/// A metric a provider built: registered in its registry and in every registry that
+/// includes that one, which all share its values.
 pub(crate) struct BuiltMetric {
     /// The name prometheus-client registers; it appends the suffixes.
     base: String,
@@ -172,9 +175,28 @@ pub(crate) struct BuiltMetric {
     /// Whether the values live in the multi-process files, which the aggregator
     /// encodes, rather than in this process alone.
     in_files: bool,
+    /// Whether a collector's use of it was warned about already.
+    warned: AtomicBool,
 }
 
 impl BuiltMetric {
+    /// Warns, once, when `collector` asks for this metric while it is a gauge of the
+    /// multi-process files: set on every scrape of one process, it leaves a series per
+    /// process in the files (kept after the process exits).
+    pub(crate) fn check_collected(&self, name: &str, collector: &str) {
+        let files_gauge = self.in_files && self.metric.metric_type() == MetricType::Gauge;
+        if files_gauge && !self.warned.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                target: LOG_TARGET,
+                metric = name,
+                collector,
+                "a collector sets a gauge of the multi-process files, which keeps one series \
+                 per process, also after it exits: declare it with `collected_provider` to \
+                 keep it in the process whose scrape runs the collector"
+            );
+        }
+    }
+
     /// The family name as it appears in the exposition.
     pub(crate) fn exposition_name(&self) -> String {
         let mut exposed = self.base.clone();
@@ -188,22 +210,27 @@ impl BuiltMetric {
         exposed
     }
 
-    /// Registers the metric (unless the files hold it) and keeps a handle for `get`.
-    pub(crate) fn register(self, registry: &mut Registry) -> StoredMetric {
-        let stored = StoredMetric {
-            handle: self.metric.handle(),
-            type_name: self.metric.type_name(),
-        };
+    /// Registers a handle of the metric in `registry`, unless the files hold it.
+    pub(crate) fn register(&self, registry: &mut Registry) {
         if !self.in_files {
             // prometheus-client ends every help text with a full stop of its own.
-            let help = self
-                .help
-                .strip_suffix('.')
-                .unwrap_or(&self.help)
-                .to_string();
-            self.metric.register(registry, self.base, help, self.unit);
+            let help = self.help.strip_suffix('.').unwrap_or(&self.help);
+            self.metric.register(
+                registry,
+                self.base.clone(),
+                help.to_string(),
+                self.unit.clone(),
+            );
         }
-        stored
+    }
+
+    /// A handle of the metric, for `get`.
+    pub(crate) fn downcast<M: Clone + 'static>(&self) -> Option<M> {
+        self.metric.as_any().downcast_ref::<M>().cloned()
+    }
+
+    pub(crate) fn type_name(&self) -> &'static str {
+        self.metric.type_name()
     }
 }
 
@@ -215,34 +242,13 @@ fn type_suffix(metric_type: MetricType) -> Option<&'static str> {
     }
 }
 
-/// A registered metric's handle, for `get`.
-pub(crate) struct StoredMetric {
-    handle: Box<dyn Any + Send + Sync>,
-    type_name: &'static str,
-}
-
-impl StoredMetric {
-    pub(crate) fn downcast<M: Clone + 'static>(&self) -> Option<M> {
-        self.handle.downcast_ref::<M>().cloned()
-    }
-
-    pub(crate) fn type_name(&self) -> &'static str {
-        self.type_name
-    }
-}
-
 /// A metric of a type known only inside its provider.
-trait Registrable: Send {
+trait Registrable: Send + Sync {
     fn metric_type(&self) -> MetricType;
-    fn handle(&self) -> Box<dyn Any + Send + Sync>;
+    fn as_any(&self) -> &dyn Any;
     fn type_name(&self) -> &'static str;
-    fn register(
-        self: Box<Self>,
-        registry: &mut Registry,
-        name: String,
-        help: String,
-        unit: Option<Unit>,
-    );
+    /// Registers a handle (a clone) of the metric.
+    fn register(&self, registry: &mut Registry, name: String, help: String, unit: Option<Unit>);
 }
 
 impl<M: Metric + Clone> Registrable for M {
@@ -250,24 +256,19 @@ impl<M: Metric + Clone> Registrable for M {
         prometheus_client::encoding::EncodeMetric::metric_type(self)
     }
 
-    fn handle(&self) -> Box<dyn Any + Send + Sync> {
-        Box::new(self.clone())
+    fn as_any(&self) -> &dyn Any {
+        self
     }
 
     fn type_name(&self) -> &'static str {
         std::any::type_name::<M>()
     }
 
-    fn register(
-        self: Box<Self>,
-        registry: &mut Registry,
-        name: String,
-        help: String,
-        unit: Option<Unit>,
-    ) {
+    fn register(&self, registry: &mut Registry, name: String, help: String, unit: Option<Unit>) {
+        let handle = self.clone();
         match unit {
-            Some(unit) => registry.register_with_unit(name, help, unit, *self),
-            None => registry.register(name, help, *self),
+            Some(unit) => registry.register_with_unit(name, help, unit, handle),
+            None => registry.register(name, help, handle),
         }
     }
 }
