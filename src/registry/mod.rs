@@ -541,6 +541,18 @@ impl MetricsRegistry {
     /// Whether, in multi-process mode, the files of exited processes are folded into
     /// one archive per kind of file (default [`Folding::Auto`]: where every file is
     /// this crate's); see [`crate::multiprocess`].
+    ///
+    /// ```
+    /// use tower_prometheus::multiprocess::Folding;
+    /// use tower_prometheus::MetricsRegistry;
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let registry = MetricsRegistry::new();
+    /// // A Python process scrapes this directory too, which no fold can see.
+    /// registry.multiprocess_folding(Folding::Off)?;
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn multiprocess_folding(&self, folding: Folding) -> Result<(), RegistryError> {
         self.configure("multi-process folding", |settings| {
             settings.folding = folding
