@@ -718,6 +718,7 @@ fn mutated_files_of_other_processes_never_panic_or_stall_a_scrape() {
     let formats = [
         Format::PrometheusText,
         Format::OpenMetricsText,
+        #[cfg(feature = "protobuf")]
         Format::PrometheusProtobuf,
     ];
     for round in 0..6_000 {

@@ -2,7 +2,7 @@
 //!
 //! A scrape runs the registry's collectors, then encodes the registry in the format the
 //! `Accept` header asks for (q-values as RFC 9110 defines them; a malformed one counts
-//! as 0): OpenMetrics 1.0.0 text, delimited protobuf (feature `protobuf`, on by default;
+//! as 0): OpenMetrics 1.0.0 text, delimited protobuf (feature `protobuf`, off by default;
 //! what a Prometheus server with native histograms asks for), or else the Prometheus
 //! text format 0.0.4, each with its `Content-Type` and `Content-Length`. The body is
 //! gzip-compressed when `Accept-Encoding` allows it, and every scrape response says

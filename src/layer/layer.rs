@@ -681,7 +681,9 @@ impl<M> MetricsLayerBuilder<M> {
     /// opt-in `http_server_time_to_headers_seconds` and `grpc_server_handling_seconds`)
     /// into native buckets of `config`, which a Prometheus scraping protobuf with
     /// `--enable-feature=native-histograms` reads as native histograms: any quantile
-    /// within the schema's relative error, no bucket layout to choose.
+    /// within the schema's relative error, no bucket layout to choose. Only protobuf
+    /// scrapes carry native buckets, so build the crate with feature `protobuf` (not a
+    /// default) for Prometheus to see them.
     ///
     /// Their classic buckets are then left out (a text or OpenMetrics scrape shows
     /// each histogram's count, sum and `+Inf` bucket), unless
