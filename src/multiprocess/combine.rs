@@ -4,12 +4,11 @@
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use super::read::{Cache, Refresh, SeriesId, Skip};
 use crate::storage::files::archive::{self, ARCHIVE};
-use crate::storage::files::open::open_regular;
+use crate::storage::files::open::{identity, identity_at, open_regular};
 use crate::storage::files::reason::Tally;
 use crate::storage::files::{is_alive, FileKind, GaugeMode};
 
@@ -91,7 +90,7 @@ impl OpenedArchives {
                 let path = archive::archive_path(dir, kind);
                 let file = open_regular(&path, false).ok();
                 let identity = match &file {
-                    Some(file) => file.metadata().ok().map(|m| (m.dev(), m.ino())),
+                    Some(file) => file.metadata().ok().map(|metadata| identity(&metadata)),
                     // Not there, or no descriptor left: the name says what is there.
                     None => identity_at(&path),
                 };
@@ -112,12 +111,6 @@ impl OpenedArchives {
             .iter()
             .all(|archive| identity_at(&archive.path) == archive.identity)
     }
-}
-
-fn identity_at(path: &Path) -> Option<(u64, u64)> {
-    std::fs::symlink_metadata(path)
-        .ok()
-        .map(|metadata| (metadata.dev(), metadata.ino()))
 }
 
 fn collect_once(cache: &mut Cache, dir: &Path, own_pid: u32, archives: &OpenedArchives) -> Totals {
@@ -162,6 +155,7 @@ fn collect_once(cache: &mut Cache, dir: &Path, own_pid: u32, archives: &OpenedAr
             known.into_iter().map(|path| (path, None)).collect()
         }
     };
+    let own_owner = own_pid.to_string();
     for (path, listed) in &files {
         let name = path
             .file_name()
@@ -183,7 +177,7 @@ fn collect_once(cache: &mut Cache, dir: &Path, own_pid: u32, archives: &OpenedAr
             continue;
         }
         totals.files += 1;
-        if owner != own_pid.to_string() {
+        if owner != own_owner {
             totals.other_files += 1;
         }
         if let FileKind::Gauge(mode) = kind {

@@ -1,7 +1,6 @@
 //! Encoding the aggregate through prometheus-client: each family of the files with
 //! the values of one scrape, then the aggregator's own error metrics.
 
-use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -97,8 +96,8 @@ impl Aggregator {
     }
 }
 
-/// A series' label pairs, borrowed from the cache or extended (with a `pid`).
-type SeriesLabels<'a> = Cow<'a, Vec<(String, String)>>;
+/// A series' label pairs, as the cache holds them.
+type SeriesLabels<'a> = &'a [(String, String)];
 
 /// One series of a family as it is encoded.
 enum Sample {
@@ -127,7 +126,7 @@ fn samples<'a>(
     totals: &Totals,
 ) -> Vec<(SeriesLabels<'a>, Sample)> {
     let value_of = |id: &usize| match &cache.series[*id].role {
-        Role::Value(labels) => Some(Cow::Borrowed(labels)),
+        Role::Value(labels) => Some(labels.as_slice()),
         _ => None,
     };
     match family.family_type {
@@ -172,10 +171,7 @@ fn samples<'a>(
                     .sum
                     .filter(|id| totals.seen(*id))
                     .map_or(0.0, |id| totals.sums[id]);
-                (
-                    Cow::Borrowed(&group.labels),
-                    Sample::Histogram { sum, buckets },
-                )
+                (group.labels.as_slice(), Sample::Histogram { sum, buckets })
             })
             .collect(),
     }
@@ -261,7 +257,7 @@ impl Collector for Aggregator {
                 family.family_type.metric_type(),
             )?;
             for (labels, sample) in &samples {
-                sample.encode(metric.encode_family(&**labels)?)?;
+                sample.encode(metric.encode_family(labels)?)?;
             }
         }
         encode_tally(

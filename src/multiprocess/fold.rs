@@ -29,16 +29,15 @@
 
 use std::collections::{HashMap, HashSet};
 use std::io;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use crate::storage::files::archive::{self, ArchivedEntry, FoldedFile, ARCHIVE};
+use crate::storage::files::archive::{self, Archive, ArchivedEntry, FoldedFile, ARCHIVE};
 use crate::storage::files::key;
 use crate::storage::files::naming::{lock_file_name, lock_file_owner};
-use crate::storage::files::open::open_regular;
+use crate::storage::files::open::{identity, open_regular};
 use crate::storage::files::reason::{Reason, Tally};
 use crate::storage::files::{hold_if_exited, is_alive, FileKind, GaugeMode, HeldLock};
 
@@ -252,20 +251,21 @@ fn fold(
         }
     }
 
-    // Files a killed fold archived and left behind go first: their values are in
-    // the archive, which lists them until it is written again below.
+    // Each archive as it is, read once. Files a killed fold archived and left behind
+    // go first: their values are in the archive, which lists them until it is written
+    // again below.
+    let mut archives = HashMap::new();
     let mut removable = Vec::new();
     for kind in FileKind::all() {
-        let stale = archive::read(dir, kind)?
-            .map(|old| old.folded)
-            .unwrap_or_default();
-        for file in stale.iter().filter(|file| file.is_present(dir)) {
+        let old = archive::read(dir, kind)?.unwrap_or_default();
+        for file in old.folded.iter().filter(|file| file.is_present(dir)) {
             let owner = FileKind::parse(&file.name).map(|(_, owner)| owner.to_string());
             if owner.is_some_and(|owner| exited.contains_key(&owner)) {
                 archive::remove_if_present(&dir.join(&file.name))?;
                 removable.push(file.name.clone());
             }
         }
+        archives.insert(kind, old);
     }
     named.retain(|file| !removable.contains(&file.name));
     let mut rewritten = Vec::new();
@@ -284,10 +284,12 @@ fn fold(
             // archive's would carry two: where Python reads, they stay per process.
             continue;
         }
-        let folded = fold_kind(dir, file_mode, kind, &inputs)?;
-        if let Some((entries, names)) = folded {
-            rewritten.push((kind, entries));
-            removable.extend(names);
+        let old = archives.remove(&kind).unwrap_or_default();
+        if let Some((entries, names)) = fold_kind(dir, file_mode, kind, old, &inputs)? {
+            if !names.is_empty() {
+                rewritten.push((kind, entries));
+                removable.extend(names);
+            }
         }
     }
     crash_point("archived");
@@ -318,16 +320,17 @@ fn fold(
     }
 }
 
-/// Writes the archive of `kind` with the values of `inputs` folded in and renames it
-/// into place; returns the archive's entries, to be written again without its list
-/// once the files it lists are removed, and the names of those files.
+/// Writes the archive of `kind`, `old` with the values of `inputs` folded in, and
+/// renames it into place; returns its entries, to be written again without its list
+/// once the files it lists are removed, and the names of those files (none: the
+/// archive written lists nothing, as after an earlier, killed fold's files are gone).
 fn fold_kind(
     dir: &Path,
     file_mode: u32,
     kind: FileKind,
+    old: Archive,
     inputs: &[&Named],
 ) -> io::Result<Option<(Vec<ArchivedEntry>, Vec<String>)>> {
-    let old = archive::read(dir, kind)?.unwrap_or_default();
     if inputs.is_empty() && old.folded.is_empty() {
         return Ok(None);
     }
@@ -347,7 +350,7 @@ fn fold_kind(
         merged.add(&input.owner, entries);
         folded.push(FoldedFile {
             name: input.name.clone(),
-            identity: (metadata.dev(), metadata.ino()),
+            identity: identity(&metadata),
         });
     }
     let entries = merged.entries();

@@ -23,7 +23,7 @@ use crate::hash::FastHashBuilder;
 use crate::storage::files::archive::{self, FoldedFile};
 use crate::storage::files::format::{entries_end, parse_entries, used_of, value_at};
 use crate::storage::files::key;
-use crate::storage::files::open::open_regular;
+use crate::storage::files::open::{identity, open_regular};
 use crate::storage::files::reason::Reason;
 use crate::storage::files::FileKind;
 
@@ -428,7 +428,7 @@ impl Cache {
                 (&opened, metadata)
             }
         };
-        let identity = file_identity(&metadata);
+        let identity = identity(&metadata);
         let scrape = self.scrapes;
         let archive = matches!(source, Source::Archive(_));
         let mut current = match cached {
@@ -531,17 +531,6 @@ impl Cache {
             })
             .collect()
     }
-}
-
-#[cfg(unix)]
-fn file_identity(metadata: &std::fs::Metadata) -> (u64, u64) {
-    use std::os::unix::fs::MetadataExt;
-    (metadata.ino(), metadata.dev())
-}
-
-#[cfg(not(unix))]
-fn file_identity(_metadata: &std::fs::Metadata) -> (u64, u64) {
-    (0, 0)
 }
 
 /// The list of folded files past `used` in an archive of `len` bytes; `None` when it

@@ -12,14 +12,14 @@
 
 use std::fs::File;
 use std::io::{self, Write};
-use std::os::unix::fs::{FileExt, MetadataExt};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use super::format::{encode_entry, entries_end, parse_entries, used_of, value_at, HEADER};
 use super::map::{try_lock_exclusive, HeldLock};
 use super::naming::FileKind;
-use super::open::{create_new, open_or_create, open_regular};
+use super::open::{create_new, identity_at, open_or_create, open_regular};
 
 /// The owner part of an archive's file name.
 pub(crate) const ARCHIVE: &str = "archive";
@@ -43,8 +43,7 @@ pub(crate) struct FoldedFile {
 impl FoldedFile {
     /// Whether `name` in `dir` is still this file.
     pub(crate) fn is_present(&self, dir: &Path) -> bool {
-        std::fs::symlink_metadata(dir.join(&self.name))
-            .is_ok_and(|metadata| (metadata.dev(), metadata.ino()) == self.identity)
+        identity_at(&dir.join(&self.name)) == Some(self.identity)
     }
 }
 

@@ -45,13 +45,24 @@ pub(crate) fn open_or_create(path: &Path, mode: u32) -> io::Result<File> {
     }
 }
 
+/// Which file `metadata` describes: its device and inode, the same through every
+/// name and descriptor of the file.
+pub(crate) fn identity(metadata: &std::fs::Metadata) -> (u64, u64) {
+    use std::os::unix::fs::MetadataExt;
+    (metadata.dev(), metadata.ino())
+}
+
+/// The identity of what `path` names (a link itself, not its target), if anything.
+pub(crate) fn identity_at(path: &Path) -> Option<(u64, u64)> {
+    std::fs::symlink_metadata(path)
+        .ok()
+        .map(|metadata| identity(&metadata))
+}
+
 /// Whether `path` still names the file `file` has open: neither removed nor replaced.
 pub(crate) fn is_at(file: &File, path: &Path) -> bool {
-    use std::os::unix::fs::MetadataExt;
-    match (file.metadata(), std::fs::symlink_metadata(path)) {
-        (Ok(open), Ok(named)) => open.dev() == named.dev() && open.ino() == named.ino(),
-        _ => false,
-    }
+    file.metadata()
+        .is_ok_and(|open| identity_at(path) == Some(identity(&open)))
 }
 
 fn checked(file: File) -> io::Result<File> {
