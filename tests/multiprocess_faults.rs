@@ -932,7 +932,7 @@ async fn a_reused_pid_does_not_bring_back_a_dead_python_workers_live_gauge() -> 
     let mut sleeper = Command::new("sleep");
     sleeper.arg("30");
     let Some(mut sleeper) = common::spawn_as_pid(&mut sleeper, pid) else {
-        panic!("pid {pid} was taken by another process 20 times");
+        panic!("pid {pid} could not be had within 20 s");
     };
     let metrics = aggregate(dir.path()).await;
     let _ = sleeper.kill();
@@ -941,7 +941,7 @@ async fn a_reused_pid_does_not_bring_back_a_dead_python_workers_live_gauge() -> 
 
     // A worker of this crate with that pid: the dead worker's live gauges go.
     let Some(child) = common::spawn_as_pid(&mut worker("restart", dir.path()), pid) else {
-        panic!("pid {pid} was taken by another process 20 times");
+        panic!("pid {pid} could not be had within 20 s");
     };
     let mut child = Worker(child);
     assert_eq!(line_of(&mut child.0, "started "), pid.to_string());

@@ -351,7 +351,7 @@ async fn a_worker_that_gets_the_pid_of_one_a_killed_fold_archived_counts_from_af
         &[("TOWER_PROMETHEUS_FOLD_INDEX", "10")],
     );
     let Some(mut child) = common::spawn_as_pid(&mut new_worker, pids[0]) else {
-        panic!("pid {} was taken by another process 20 times", pids[0]);
+        panic!("pid {} could not be had within 20 s", pids[0]);
     };
     assert!(child.wait().unwrap().success());
     let metrics = common::scrape(addr).await;

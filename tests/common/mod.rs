@@ -520,10 +520,24 @@ pub fn python_parser_output(
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
-/// Spawns `command` as pid `pid` (by setting the kernel's last pid first), trying a
-/// few times since other processes fork too; `None` if another process took it.
+/// Spawns `command` as pid `pid` (by setting the kernel's last pid first), trying
+/// again while other processes fork too; `None` if it could not be had within 20 s.
+/// A pid held meanwhile (a thread of this process has it as its thread id, such as a
+/// runtime's idle blocking thread, which exits within 10 s) is waited for. The tests
+/// of one binary that do this take turns, or each would hand the pid it set to the
+/// other's child.
 pub fn spawn_as_pid(command: &mut std::process::Command, pid: u32) -> Option<std::process::Child> {
-    for _ in 0..20 {
+    static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _turn = ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            // Held by a process or a thread: poll until it lets go.
+            std::thread::sleep(Duration::from_millis(50));
+            continue;
+        }
         std::fs::write("/proc/sys/kernel/ns_last_pid", (pid - 1).to_string()).unwrap();
         let mut child = command.spawn().expect("spawns");
         if child.id() == pid {
